@@ -1,0 +1,49 @@
+// A participant's control connection to shmbusd: one socket per Bus, requests answered in order.
+// The daemon identifies the participant from the socket (SO_PEERCRED) and reclaims all it held when the
+// socket closes, which the kernel does when the process dies.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "bus/control_protocol.h"
+#include "shmbus/status.h"
+
+namespace shmbus::detail {
+
+class Connection {
+ public:
+  // Connects and says hello. kDaemonUnavailable names the socket path when nobody listens.
+  static Result<std::shared_ptr<Connection>> open(const std::string& socket_path, const std::string& name,
+                                                  std::chrono::milliseconds timeout);
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  // Sends `request` (a complete record) and waits for the Reply. A descriptor passed with the reply goes to
+  // `*fd` (the caller closes it). The reply's code is turned into the returned Status.
+  Status call(void* request, std::size_t size, Reply* reply, int* fd = nullptr);
+
+  // Asks for the daemon's statistics document (TOML text).
+  Result<std::string> stats();
+
+  const std::string& instance() const { return instance_; }
+  uint64_t participant_id() const { return participant_id_; }
+  void set_instance(std::string instance) { instance_ = std::move(instance); }
+
+ private:
+  Connection(int fd, std::chrono::milliseconds timeout) : fd_(fd), timeout_(timeout) {}
+  Status send_locked(void* request, std::size_t size);
+
+  std::mutex mutex_;  // one request in flight at a time
+  int fd_;
+  std::chrono::milliseconds timeout_;
+  uint32_t next_request_id_ = 1;
+  uint64_t participant_id_ = 0;
+  std::string instance_;
+};
+
+}  // namespace shmbus::detail

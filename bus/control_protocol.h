@@ -1,0 +1,129 @@
+// The control protocol between clients and shmbusd: fixed-size, packed request and reply records over a
+// SOCK_SEQPACKET Unix socket (one record per packet). Replies to open requests carry the topic segment's
+// descriptor (SCM_RIGHTS), so clients never open shared memory by name and the daemon alone decides access.
+// Versioned: a record of another version is refused with kProtocolError. Decoders check every length,
+// string termination and enum value; nothing from the wire is trusted.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "shmbus/options.h"
+#include "shmbus/status.h"
+
+namespace shmbus::detail {
+
+inline constexpr uint32_t kProtocolMagic = 0x5442'5342;  // "BSBT"
+inline constexpr uint16_t kProtocolVersion = 1;
+inline constexpr std::size_t kMaxRecordBytes = 16384;
+
+enum class RecordType : uint16_t {
+  kHello = 1,           // HelloRequest -> Reply
+  kOpenPublisher = 2,   // OpenRequest -> Reply (+ segment fd)
+  kOpenSubscriber = 3,  // OpenRequest -> Reply (+ segment fd)
+  kClose = 4,           // CloseRequest -> Reply
+  kStats = 5,           // StatsRequest -> StatsChunk... (last one has last = 1)
+  kReply = 100,
+  kStatsChunk = 101,
+};
+
+#pragma pack(push, 1)
+struct RecordHeader {
+  uint32_t magic;
+  uint16_t version;
+  uint16_t type;
+  uint32_t length;  // whole record, header included
+  uint32_t request_id;
+};
+
+// Topic settings on the wire: a field counts only if its bit is set in `present`.
+struct WireSettings {
+  uint32_t present;
+  uint32_t max_message_size;
+  uint32_t depth;
+  uint32_t policy;
+  uint32_t history;
+  uint32_t max_publishers;
+  uint32_t max_subscribers;
+};
+
+struct HelloRequest {
+  RecordHeader header;
+  char name[64];
+};
+
+struct OpenRequest {
+  RecordHeader header;
+  char topic[256];
+  WireSettings settings;
+  uint32_t history;   // subscribers: messages to deliver from before joining
+  uint32_t reserved;
+};
+
+inline constexpr uint32_t kRolePublisher = 1;
+inline constexpr uint32_t kRoleSubscriber = 2;
+
+struct CloseRequest {
+  RecordHeader header;
+  uint32_t topic_id;
+  uint32_t role;
+  uint32_t slot;
+  uint32_t generation;
+};
+
+struct StatsRequest {
+  RecordHeader header;
+};
+
+struct Reply {
+  RecordHeader header;
+  int32_t code;  // Errc
+  uint32_t topic_id;
+  uint32_t slot;
+  uint32_t generation;
+  uint64_t participant_id;
+  WireSettings settings;  // the topic's effective settings (all present)
+  char message[512];
+};
+
+struct StatsChunk {
+  RecordHeader header;
+  uint32_t last;
+  uint32_t size;
+  char data[8192];
+};
+#pragma pack(pop)
+
+static_assert(sizeof(RecordHeader) == 16);
+static_assert(sizeof(OpenRequest) == 16 + 256 + 28 + 8);
+static_assert(sizeof(Reply) <= kMaxRecordBytes && sizeof(StatsChunk) <= kMaxRecordBytes);
+
+inline constexpr uint32_t kHasMaxMessageSize = 1u << 0;
+inline constexpr uint32_t kHasDepth = 1u << 1;
+inline constexpr uint32_t kHasPolicy = 1u << 2;
+inline constexpr uint32_t kHasHistory = 1u << 3;
+inline constexpr uint32_t kHasMaxPublishers = 1u << 4;
+inline constexpr uint32_t kHasMaxSubscribers = 1u << 5;
+
+WireSettings to_wire(const TopicSettings& settings);
+TopicSettings from_wire(const WireSettings& wire);
+
+// Fills a record header for `type` and size `length`.
+RecordHeader make_header(RecordType type, uint32_t length, uint32_t request_id);
+
+// Copies `text` into a fixed field, truncated and always NUL-terminated.
+void copy_string(std::string_view text, char* field, std::size_t field_size);
+// The NUL-terminated string in a fixed field, or nullopt if it has no NUL (a malformed record).
+std::optional<std::string> read_string(const char* field, std::size_t field_size);
+
+// Checks a received record's header: magic, version, that `length` matches the bytes received and the size
+// the type requires. Returns Ok or kProtocolError naming the problem.
+Status check_record(const void* data, std::size_t received, RecordType* type);
+
+// The record size each type must have, 0 for unknown types.
+std::size_t record_size(RecordType type);
+
+}  // namespace shmbus::detail

@@ -1,0 +1,99 @@
+#include <cstring>
+
+#include "bus/publisher_core.h"
+#include "shmbus/bus.h"
+
+namespace shmbus {
+namespace {
+uint64_t now_ns() {
+  return static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+}
+}  // namespace
+
+namespace detail {
+PublisherCore::~PublisherCore() {
+  CloseRequest request{};
+  request.header = make_header(RecordType::kClose, sizeof request, 0);
+  request.topic_id = topic.topic_id;
+  request.role = kRolePublisher;
+  request.slot = slot;
+  request.generation = generation;
+  Reply reply{};
+  (void)connection->call(&request, sizeof request, &reply);
+}
+}  // namespace detail
+
+Loan::Loan(Loan&& other) noexcept
+    : owner_(std::exchange(other.owner_, nullptr)),
+      data_(std::exchange(other.data_, nullptr)),
+      capacity_(other.capacity_),
+      size_(other.size_) {}
+
+Loan& Loan::operator=(Loan&& other) noexcept {
+  if (this != &other) {
+    if (owner_) owner_->loan_outstanding = false;
+    owner_ = std::exchange(other.owner_, nullptr);
+    data_ = std::exchange(other.data_, nullptr);
+    capacity_ = other.capacity_;
+    size_ = other.size_;
+  }
+  return *this;
+}
+
+// An unpublished slot stays marked busy for the position it was lent for; the next loan reuses it.
+Loan::~Loan() {
+  if (owner_) owner_->loan_outstanding = false;
+}
+
+Publisher::Publisher() = default;
+Publisher::Publisher(std::unique_ptr<detail::PublisherCore> core) : core_(std::move(core)) {}
+Publisher::Publisher(Publisher&&) noexcept = default;
+Publisher& Publisher::operator=(Publisher&&) noexcept = default;
+Publisher::~Publisher() = default;
+
+Result<Loan> Publisher::loan() {
+  if (core_->loan_outstanding) {
+    return Status{Errc::kInvalidArgument, "publisher on " + core_->topic.topic + " already has a loan outstanding"};
+  }
+  std::byte* data = core_->writer.claim(core_->options.full_timeout);
+  if (data == nullptr) {
+    return Status{Errc::kTimeout, "topic " + core_->topic.topic + " is full: its slowest subscriber did not keep up"};
+  }
+  Loan loan;
+  loan.owner_ = core_.get();
+  loan.data_ = data;
+  loan.capacity_ = core_->topic.geometry.max_message_size;
+  loan.size_ = loan.capacity_;
+  core_->loan_outstanding = true;
+  return loan;
+}
+
+void Publisher::publish(Loan&& loan) {
+  if (loan.owner_ != core_.get() || loan.data_ == nullptr) return;  // not ours, or empty: nothing to publish
+  const auto size = static_cast<uint32_t>(std::min(loan.size_, loan.capacity_));
+  core_->writer.commit(size, now_ns());
+  loan.owner_ = nullptr;
+  loan.data_ = nullptr;
+  core_->loan_outstanding = false;
+}
+
+Status Publisher::publish(std::span<const std::byte> bytes) {
+  if (bytes.size() > core_->topic.geometry.max_message_size) {
+    return {Errc::kMessageTooLarge, "message of " + std::to_string(bytes.size()) + " bytes exceeds topic " +
+                                        core_->topic.topic + "'s max_message_size of " +
+                                        std::to_string(core_->topic.geometry.max_message_size)};
+  }
+  auto loan = this->loan();
+  if (!loan) return loan.status();
+  if (!bytes.empty()) std::memcpy(loan->data(), bytes.data(), bytes.size());
+  loan->set_size(bytes.size());
+  publish(std::move(loan).value());
+  return Status::Ok();
+}
+
+const std::string& Publisher::topic() const { return core_->topic.topic; }
+uint64_t Publisher::id() const { return core_->id; }
+std::size_t Publisher::max_message_size() const { return core_->topic.geometry.max_message_size; }
+uint64_t Publisher::published() const { return core_->writer.head(); }
+
+}  // namespace shmbus

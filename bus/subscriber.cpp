@@ -1,0 +1,216 @@
+#include <thread>
+
+#include "bus/subscriber_core.h"
+#include "shm/futex.h"
+#include "shmbus/bus.h"
+
+namespace shmbus {
+namespace detail {
+
+namespace {
+constexpr uint64_t kLatencySampleEvery = 16;  // publish->take latency is sampled, not measured every time
+
+uint64_t now_ns() {
+  return static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+}
+}  // namespace
+
+SubscriberCore::~SubscriberCore() {
+  CloseRequest request{};
+  request.header = make_header(RecordType::kClose, sizeof request, 0);
+  request.topic_id = topic.topic_id;
+  request.role = kRoleSubscriber;
+  request.slot = slot;
+  Reply reply{};
+  (void)connection->call(&request, sizeof request, &reply);
+}
+
+void SubscriberCore::refresh(uint32_t epoch) {
+  seen_publishers_epoch = epoch;
+  const auto& g = topic.geometry;
+  active.clear();
+  for (uint32_t p = 0; p < g.max_publishers; ++p) {
+    shm::PublisherSlot* ps = shm::publisher_slot(topic.base(), g, p);
+    // acquire: pairs with the daemon's release store of state after it initialised the ring.
+    const uint32_t state = ps->state.load(std::memory_order_acquire);
+    const uint32_t generation = ps->generation.load(std::memory_order_relaxed);
+    RingFollower& f = rings[p];
+    if (state != shm::kSlotActive && state != shm::kSlotDead) {
+      f.present = false;
+      continue;
+    }
+    if (!f.present || f.reader.generation() != generation) {
+      if (f.present && f.reader.held() > 0) held -= static_cast<uint32_t>(f.reader.held());
+      // The daemon placed our start position in our cursor when we joined or when the ring was handed out.
+      // acquire: pairs with the daemon's release of the cursor before its epoch bump.
+      const uint64_t v = shm::cursor(topic.base(), g, p, slot)->value.load(std::memory_order_acquire);
+      const bool same_generation = v != shm::kCursorInactive && (v >> shm::kGenerationShift) == (generation & 0xffff);
+      const uint64_t start = same_generation ? (v & shm::kPositionMask) : 0;
+      f.reader = shm::RingReader(topic.base(), g, p, slot, generation, start, options.max_held_samples);
+      f.present = true;
+      f.publisher_id = ps->participant_id;
+    }
+    f.publisher_gone = state == shm::kSlotDead;
+    active.push_back(&f);
+  }
+  next = 0;
+}
+
+RingFollower* SubscriberCore::find_ready(shm::SlotHeader** slot) {
+  check_epoch();
+  const std::size_t n = active.size();
+  for (std::size_t i = 0; i < n; ++i) {
+    RingFollower* f = active[(next + i) % n];
+    for (;;) {
+      uint64_t lost = 0;
+      const auto peek = f->reader.peek(slot, &lost);
+      if (lost) {
+        dropped += lost;
+        // relaxed: a statistic read by the daemon.
+        stats->dropped.store(dropped, std::memory_order_relaxed);
+      }
+      if (peek == shm::RingReader::Peek::kReady) {
+        next = (next + i + 1) % n;
+        return f;
+      }
+      if (peek == shm::RingReader::Peek::kCorrupt) {
+        f->reader.skip();
+        ++dropped;
+        stats->dropped.store(dropped, std::memory_order_relaxed);
+        continue;
+      }
+      f->reader.publish_cursor(/*force=*/true);  // caught up: let a waiting lossless writer move on
+      break;
+    }
+  }
+  return nullptr;
+}
+
+void SubscriberCore::release(uint32_t ring, uint32_t generation, uint64_t position) {
+  if (ring >= rings.size()) return;
+  RingFollower& f = rings[ring];
+  if (!f.present || f.reader.generation() != generation) return;  // ring handed to a new publisher since
+  f.reader.release(position);
+  --held;
+  stats->held.store(held, std::memory_order_relaxed);
+  f.reader.publish_cursor(/*force=*/false);
+}
+
+}  // namespace detail
+
+Sample::Sample(Sample&& other) noexcept { *this = std::move(other); }
+
+Sample& Sample::operator=(Sample&& other) noexcept {
+  if (this != &other) {
+    release();
+    owner_ = std::exchange(other.owner_, nullptr);
+    data_ = std::exchange(other.data_, nullptr);
+    size_ = other.size_;
+    sequence_ = other.sequence_;
+    publish_ns_ = other.publish_ns_;
+    publisher_id_ = other.publisher_id_;
+    ring_ = other.ring_;
+    generation_ = other.generation_;
+  }
+  return *this;
+}
+
+Sample::~Sample() { release(); }
+
+void Sample::release() {
+  if (owner_ == nullptr) return;
+  owner_->release(ring_, generation_, sequence_ - 1);
+  owner_ = nullptr;
+  data_ = nullptr;
+}
+
+bool Sample::still_valid() const {
+  if (owner_ == nullptr) return false;
+  const auto& f = owner_->rings[ring_];
+  return f.present && f.reader.generation() == generation_ && f.reader.still_valid(sequence_ - 1);
+}
+
+Subscriber::Subscriber() = default;
+Subscriber::Subscriber(std::unique_ptr<detail::SubscriberCore> core) : core_(std::move(core)) {}
+Subscriber::Subscriber(Subscriber&&) noexcept = default;
+Subscriber& Subscriber::operator=(Subscriber&&) noexcept = default;
+Subscriber::~Subscriber() = default;
+
+Sample Subscriber::try_take() {
+  detail::SubscriberCore& c = *core_;
+  if (c.held >= c.options.max_held_samples) return {};
+  shm::SlotHeader* slot = nullptr;
+  detail::RingFollower* f = c.find_ready(&slot);
+  if (f == nullptr) return {};
+  Sample s;
+  s.owner_ = &c;
+  s.data_ = shm::slot_payload(slot);
+  s.size_ = slot->size;
+  s.publish_ns_ = slot->publish_ns;
+  s.publisher_id_ = f->publisher_id;
+  s.ring_ = f->reader.ring();
+  s.generation_ = f->reader.generation();
+  s.sequence_ = f->reader.hold() + 1;
+  ++c.held;
+  ++c.taken;
+  // relaxed: statistics for `stats`, single writer (this subscriber).
+  c.stats->taken.store(c.taken, std::memory_order_relaxed);
+  c.stats->bytes.store(c.stats->bytes.load(std::memory_order_relaxed) + s.size_, std::memory_order_relaxed);
+  c.stats->held.store(c.held, std::memory_order_relaxed);
+  if (c.taken % detail::kLatencySampleEvery == 1) {
+    const uint64_t now = detail::now_ns();
+    const uint64_t latency = now > s.publish_ns_ ? now - s.publish_ns_ : 0;
+    auto& bucket = c.stats->latency_ns[shm::latency_bucket(latency)];
+    bucket.store(bucket.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  }
+  f->reader.publish_cursor(/*force=*/false);
+  return s;
+}
+
+bool Subscriber::has_data() {
+  shm::SlotHeader* slot = nullptr;
+  return core_->find_ready(&slot) != nullptr;
+}
+
+Sample Subscriber::take(std::chrono::nanoseconds timeout) {
+  if (Sample s = try_take()) return s;
+  const auto start = std::chrono::steady_clock::now();
+  const auto deadline = start + timeout;
+  const auto spin_until = start + std::min<std::chrono::nanoseconds>(timeout, core_->options.spin);
+  while (std::chrono::steady_clock::now() < spin_until) {
+    if (Sample s = try_take()) return s;
+  }
+  shm::TopicHeader* h = core_->topic.header();
+  for (;;) {
+    if (closed()) return {};
+    // acquire: the value we sleep on; a writer that publishes after this load changes it if it sees us.
+    const uint32_t word = h->wake_word.load(std::memory_order_acquire);
+    // seq_cst: Dekker with the writer's seq_cst commit then seq_cst load of sleepers: either it sees us
+    // sleeping, or our re-check below sees its message.
+    h->sleepers.fetch_add(1, std::memory_order_seq_cst);
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    Sample s = try_take();
+    if (!s) {
+      const auto left = deadline - std::chrono::steady_clock::now();
+      if (left > std::chrono::nanoseconds::zero()) {
+        // Cap the sleep so that a publisher ring handed out meanwhile is noticed (its epoch bump wakes nobody).
+        shm::futex_wait(&h->wake_word, word, std::min<std::chrono::nanoseconds>(left, std::chrono::milliseconds(200)));
+      }
+    }
+    h->sleepers.fetch_sub(1, std::memory_order_relaxed);
+    if (s) return s;
+    if (std::chrono::steady_clock::now() >= deadline) return try_take();
+    if (Sample again = try_take()) return again;
+  }
+}
+
+const std::string& Subscriber::topic() const { return core_->topic.topic; }
+std::size_t Subscriber::max_message_size() const { return core_->topic.geometry.max_message_size; }
+uint64_t Subscriber::taken() const { return core_->taken; }
+uint64_t Subscriber::dropped() const { return core_->dropped; }
+bool Subscriber::closed() const {
+  // relaxed: a flag set once by the daemon at shutdown; nothing else is read through it.
+  return core_->topic.header()->closed.load(std::memory_order_relaxed) != 0;
+}
+
+}  // namespace shmbus

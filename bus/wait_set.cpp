@@ -1,0 +1,47 @@
+#include "shmbus/wait_set.h"
+
+#include <algorithm>
+
+#include "bus/subscriber_core.h"
+#include "shm/futex.h"
+
+namespace shmbus {
+
+void WaitSet::add(Subscriber& subscriber) {
+  if (std::find(subscribers_.begin(), subscribers_.end(), &subscriber) == subscribers_.end()) {
+    subscribers_.push_back(&subscriber);
+  }
+}
+
+void WaitSet::remove(Subscriber& subscriber) { std::erase(subscribers_, &subscriber); }
+
+std::vector<Subscriber*> WaitSet::wait(std::chrono::nanoseconds timeout) {
+  std::vector<Subscriber*> ready;
+  auto collect = [&] {
+    for (Subscriber* s : subscribers_) {
+      if (s->has_data()) ready.push_back(s);
+    }
+    return !ready.empty();
+  };
+  if (collect() || subscribers_.empty()) return ready;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::vector<shm::FutexWaitTarget> targets(subscribers_.size());
+  for (;;) {
+    for (std::size_t i = 0; i < subscribers_.size(); ++i) {
+      shm::TopicHeader* h = subscribers_[i]->core_->topic.header();
+      // acquire / seq_cst: the same sleep protocol as Subscriber::take, once per topic.
+      targets[i] = {&h->wake_word, h->wake_word.load(std::memory_order_acquire)};
+      h->sleepers.fetch_add(1, std::memory_order_seq_cst);
+    }
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    const bool found = collect();
+    const auto left = deadline - std::chrono::steady_clock::now();
+    if (!found && left > std::chrono::nanoseconds::zero()) {
+      shm::futex_wait_any(targets, std::min<std::chrono::nanoseconds>(left, std::chrono::milliseconds(200)));
+    }
+    for (Subscriber* s : subscribers_) s->core_->topic.header()->sleepers.fetch_sub(1, std::memory_order_relaxed);
+    if (found || collect() || std::chrono::steady_clock::now() >= deadline) return ready;
+  }
+}
+
+}  // namespace shmbus

@@ -1,0 +1,258 @@
+#include "daemon/control_server.h"
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <spdlog/spdlog.h>
+#include <sstream>
+#include <toml++/toml.h>
+
+#include "bus/control_protocol.h"
+#include "bus/record_socket.h"
+#include "bus/runtime_paths.h"
+#include "shm/segment.h"
+#include "shmbus/topic_name.h"
+
+namespace shmbus::daemon {
+
+using namespace shmbus::detail;
+
+Result<std::unique_ptr<ControlServer>> ControlServer::start(const std::string& instance,
+                                                            const std::string& runtime_dir,
+                                                            const DaemonConfig& config) {
+  if (Status s = validate_instance_name(instance); !s.ok()) return s;
+  if (mkdir(runtime_dir.c_str(), 0755) != 0 && errno != EEXIST) {
+    return Status{Errc::kInternal, "cannot create runtime directory " + runtime_dir + ": " + std::strerror(errno)};
+  }
+  auto lock = InstanceLock::acquire(lock_path(runtime_dir, instance));
+  if (!lock) return lock.status();
+  // We hold the lock, so whatever carries this instance's names belongs to a predecessor that died.
+  const auto stale = shm::Segment::list(segment_prefix(instance));
+  for (const auto& name : stale) shm::Segment::remove(name);
+  if (!stale.empty()) spdlog::warn("removed {} shared-memory segment(s) left by a crashed daemon", stale.size());
+  const std::string path = socket_path(runtime_dir, instance);
+  unlink(path.c_str());
+
+  std::unique_ptr<ControlServer> server(new ControlServer(std::move(lock).value(), instance, path, config));
+  sockaddr_un addr{};
+  if (path.size() >= sizeof addr.sun_path) return Status{Errc::kInvalidArgument, "socket path too long: " + path};
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  server->listen_fd_ = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (server->listen_fd_ < 0 || bind(server->listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      chmod(path.c_str(), 0666) != 0 || listen(server->listen_fd_, 128) != 0) {
+    return Status{Errc::kInternal, "cannot listen on " + path + ": " + std::strerror(errno)};
+  }
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigprocmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  server->signal_fd_ = signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK);
+  spdlog::info("shmbusd serving instance '{}' on {}", instance, path);
+  return server;
+}
+
+ControlServer::~ControlServer() {
+  for (auto& [fd, p] : participants_) close(fd);
+  registry_.shutdown();
+  if (listen_fd_ >= 0) {
+    close(listen_fd_);
+    unlink(socket_path_.c_str());
+  }
+  if (signal_fd_ >= 0) close(signal_fd_);
+}
+
+int ControlServer::run() {
+  std::vector<pollfd> fds;
+  for (;;) {
+    fds.clear();
+    fds.push_back({signal_fd_, POLLIN, 0});
+    fds.push_back({listen_fd_, POLLIN, 0});
+    for (const auto& [fd, p] : participants_) fds.push_back({fd, POLLIN, 0});
+    const int n = poll(fds.data(), fds.size(), 100);
+    if (n < 0 && errno != EINTR) {
+      spdlog::error("poll: {}", std::strerror(errno));
+      return 1;
+    }
+    if (fds[0].revents & POLLIN) {
+      signalfd_siginfo info{};
+      if (read(signal_fd_, &info, sizeof info) > 0) {
+        spdlog::info("signal {} received: shutting down", info.ssi_signo);
+        return 0;
+      }
+    }
+    if (fds[1].revents & POLLIN) accept_participants();
+    for (std::size_t i = 2; i < fds.size(); ++i) {
+      if (fds[i].revents == 0) continue;
+      if ((fds[i].revents & POLLIN) ? !serve(fds[i].fd) : true) disconnect(fds[i].fd);
+    }
+    registry_.tick();
+  }
+}
+
+void ControlServer::accept_participants() {
+  for (;;) {
+    const int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) return;
+    ucred cred{};
+    socklen_t len = sizeof cred;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+      close(fd);
+      continue;
+    }
+    if (participants_.size() >= config_.max_participants) {
+      spdlog::warn("refusing pid {} uid {}: max_participants ({}) reached", cred.pid, cred.uid,
+                   config_.max_participants);
+      close(fd);
+      continue;
+    }
+    // A participant that stops reading must not stall the daemon: replies time out after a second.
+    timeval tv{1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    Participant p;
+    p.peer.id = next_peer_id_++;
+    p.peer.pid = cred.pid;
+    p.peer.uid = cred.uid;
+    p.peer.gid = cred.gid;
+    participants_[fd] = std::move(p);
+  }
+}
+
+bool ControlServer::serve(int fd) {
+  Participant& participant = participants_.at(fd);
+  alignas(8) unsigned char buffer[kMaxRecordBytes];
+  int stray_fd = -1;
+  const ssize_t n = receive_record(fd, buffer, sizeof buffer, std::chrono::milliseconds(0), &stray_fd);
+  if (stray_fd >= 0) close(stray_fd);
+  if (n <= 0) return false;
+  Reply reply{};
+  auto answer = [&](const Status& s, int pass_fd = -1) {
+    reply.header = make_header(RecordType::kReply, sizeof reply, reply.header.request_id);
+    reply.code = static_cast<int32_t>(s.code());
+    copy_string(s.message(), reply.message, sizeof reply.message);
+    const bool sent = send_record(fd, &reply, sizeof reply, pass_fd);
+    if (pass_fd >= 0) close(pass_fd);
+    return sent;
+  };
+  RecordType type{};
+  Status valid = check_record(buffer, static_cast<std::size_t>(n), &type);
+  if (!valid.ok()) {
+    spdlog::warn("malformed record from pid {} uid {}: {}; disconnecting", participant.peer.pid, participant.peer.uid,
+                 valid.message());
+    answer(valid);
+    return false;
+  }
+  RecordHeader header;
+  std::memcpy(&header, buffer, sizeof header);
+  reply.header.request_id = header.request_id;
+  switch (type) {
+    case RecordType::kHello: {
+      HelloRequest r;
+      std::memcpy(&r, buffer, sizeof r);
+      participant.peer.name = read_string(r.name, sizeof r.name).value_or("?");
+      reply.participant_id = participant.peer.id;
+      spdlog::info("participant {} connected: pid {} uid {} ({})", participant.peer.id, participant.peer.pid,
+                   participant.peer.uid, participant.peer.name);
+      return answer(Status::Ok());
+    }
+    case RecordType::kOpenPublisher:
+    case RecordType::kOpenSubscriber: {
+      OpenRequest r;
+      std::memcpy(&r, buffer, sizeof r);
+      const auto topic = read_string(r.topic, sizeof r.topic);
+      if (!topic) return answer({Errc::kProtocolError, "topic field is not terminated"});
+      if (Status s = validate_topic_name(*topic); !s.ok()) return answer(s);
+      const TopicSettings requested = from_wire(r.settings);
+      auto attached = type == RecordType::kOpenPublisher
+                          ? registry_.attach_publisher(*topic, requested, participant.peer)
+                          : registry_.attach_subscriber(*topic, requested, r.history, participant.peer);
+      if (!attached) {
+        spdlog::info("refused {} on {} for pid {}: {}", type == RecordType::kOpenPublisher ? "publisher" : "subscriber",
+                     *topic, participant.peer.pid, attached.status().message());
+        return answer(attached.status());
+      }
+      const Attached& a = attached.value();
+      participant.endpoints.push_back(a.endpoint);
+      reply.topic_id = a.endpoint.topic_id;
+      reply.slot = a.endpoint.slot;
+      reply.generation = a.endpoint.generation;
+      reply.participant_id = a.endpoint.id;
+      reply.settings = to_wire(a.settings);
+      return answer(Status::Ok(), a.fd);
+    }
+    case RecordType::kClose: {
+      CloseRequest r;
+      std::memcpy(&r, buffer, sizeof r);
+      auto& eps = participant.endpoints;
+      for (auto it = eps.begin(); it != eps.end(); ++it) {
+        if (it->topic_id == r.topic_id && it->role == r.role && it->slot == r.slot) {
+          registry_.detach(*it, participant.peer.id);
+          eps.erase(it);
+          break;
+        }
+      }
+      return answer(Status::Ok());
+    }
+    case RecordType::kStats:
+      send_stats(fd);
+      return true;
+    default:
+      return answer({Errc::kProtocolError, "unexpected record type"});
+  }
+}
+
+void ControlServer::disconnect(int fd) {
+  auto it = participants_.find(fd);
+  if (it == participants_.end()) return;
+  const Participant& p = it->second;
+  if (!p.endpoints.empty()) {
+    spdlog::info("participant {} (pid {}) gone: reclaiming {} endpoint(s)", p.peer.id, p.peer.pid, p.endpoints.size());
+  }
+  for (const Endpoint& e : p.endpoints) registry_.detach(e, p.peer.id);
+  close(fd);
+  participants_.erase(it);
+}
+
+void ControlServer::send_stats(int fd) {
+  toml::table doc;
+  doc.insert("daemon", toml::table{{"instance", instance_},
+                                   {"pid", static_cast<int64_t>(getpid())},
+                                   {"uptime_s", std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count()},
+                                   {"topics", static_cast<int64_t>(registry_.topic_count())},
+                                   {"participants", static_cast<int64_t>(participants_.size())}});
+  registry_.report(&doc);
+  toml::array people;
+  for (const auto& [pfd, p] : participants_) {
+    people.push_back(toml::table{{"id", static_cast<int64_t>(p.peer.id)},
+                                 {"pid", static_cast<int64_t>(p.peer.pid)},
+                                 {"uid", static_cast<int64_t>(p.peer.uid)},
+                                 {"gid", static_cast<int64_t>(p.peer.gid)},
+                                 {"name", p.peer.name},
+                                 {"endpoints", static_cast<int64_t>(p.endpoints.size())}});
+  }
+  doc.insert("participant", std::move(people));
+  std::ostringstream out;
+  out << doc;
+  const std::string text = out.str();
+  std::size_t offset = 0;
+  do {
+    StatsChunk chunk{};
+    chunk.header = make_header(RecordType::kStatsChunk, sizeof chunk, 0);
+    chunk.size = static_cast<uint32_t>(std::min(sizeof chunk.data, text.size() - offset));
+    std::memcpy(chunk.data, text.data() + offset, chunk.size);
+    offset += chunk.size;
+    chunk.last = offset >= text.size();
+    if (!send_record(fd, &chunk, sizeof chunk)) return;
+  } while (offset < text.size());
+}
+
+}  // namespace shmbus::daemon

@@ -1,0 +1,150 @@
+#include "daemon/daemon_config.h"
+
+#include <algorithm>
+#include <fstream>
+#include <sstream>
+#include <toml++/toml.h>
+
+#include "shmbus/topic_pattern.h"
+
+namespace shmbus::daemon {
+
+const char* const kExampleConfig = R"(# shmbusd.toml: every key is optional.
+log_level = "info"          # trace, debug, info, warn, error, off
+max_topics = 1024
+max_participants = 1024
+dead_ring_grace_s = 5.0     # how long a dead publisher's messages wait for slow subscribers
+
+[defaults]                  # settings of topics that no [[topic]] rule matches
+max_message_size = 4096     # bytes
+depth = 64                  # slots per publisher ring, power of two
+policy = "lossy"            # "lossy" (never blocks) or "lossless" (publisher waits for the slowest)
+history = 0                 # messages kept for late joiners, <= depth - 2
+max_publishers = 8
+max_subscribers = 32
+
+[[topic]]                   # rules, first match wins; the keys set here are fixed for matching topics
+pattern = "camera/**"
+max_message_size = 4194304
+depth = 8
+policy = "lossless"
+)";
+
+namespace {
+
+std::string where(std::string_view source, const toml::source_region& r) {
+  return std::string(source) + ":" + std::to_string(r.begin.line);
+}
+
+Status read_u32(const toml::table& t, std::string_view key, std::string_view source, std::optional<uint32_t>* out) {
+  const toml::node* n = t.get(key);
+  if (!n) return Status::Ok();
+  const auto v = n->value<int64_t>();
+  if (!v || *v < 0 || *v > 0xffffffffLL) {
+    return {Errc::kInvalidArgument, where(source, n->source()) + ": '" + std::string(key) +
+                                        "' must be an integer in 0..4294967295"};
+  }
+  *out = static_cast<uint32_t>(*v);
+  return Status::Ok();
+}
+
+Status read_settings(const toml::table& t, std::string_view source, TopicSettings* s,
+                     std::initializer_list<std::string_view> extra_keys) {
+  for (const auto& [key, node] : t) {
+    static constexpr std::string_view kKnown[] = {"max_message_size", "depth", "policy", "history",
+                                                  "max_publishers", "max_subscribers"};
+    bool known = std::find(std::begin(kKnown), std::end(kKnown), key.str()) != std::end(kKnown) ||
+                 std::find(extra_keys.begin(), extra_keys.end(), key.str()) != extra_keys.end();
+    if (!known) return {Errc::kInvalidArgument, where(source, node.source()) + ": unknown key '" + std::string(key.str()) + "'"};
+  }
+  for (auto [key, field] : {std::pair{"max_message_size", &s->max_message_size}, std::pair{"depth", &s->depth},
+                            std::pair{"history", &s->history}, std::pair{"max_publishers", &s->max_publishers},
+                            std::pair{"max_subscribers", &s->max_subscribers}}) {
+    if (Status st = read_u32(t, key, source, field); !st.ok()) return st;
+  }
+  if (const toml::node* n = t.get("policy")) {
+    const auto v = n->value<std::string>();
+    if (v == "lossy") {
+      s->policy = Policy::kLossy;
+    } else if (v == "lossless") {
+      s->policy = Policy::kLossless;
+    } else {
+      return {Errc::kInvalidArgument, where(source, n->source()) + ": 'policy' must be \"lossy\" or \"lossless\""};
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<DaemonConfig> parse_daemon_config(std::string_view text, std::string_view source) {
+  toml::table root;
+  try {
+    root = toml::parse(text, source);
+  } catch (const toml::parse_error& e) {
+    return Status{Errc::kInvalidArgument, where(source, e.source()) + ": " + std::string(e.description())};
+  }
+  DaemonConfig config;
+  for (const auto& [key, node] : root) {
+    static constexpr std::string_view kKnown[] = {"log_level", "max_topics", "max_participants", "dead_ring_grace_s",
+                                                  "defaults", "topic"};
+    if (std::find(std::begin(kKnown), std::end(kKnown), key.str()) == std::end(kKnown)) {
+      return Status{Errc::kInvalidArgument, where(source, node.source()) + ": unknown key '" + std::string(key.str()) + "'"};
+    }
+  }
+  if (const toml::node* n = root.get("log_level")) {
+    const auto v = n->value<std::string>();
+    static constexpr std::string_view kLevels[] = {"trace", "debug", "info", "warn", "error", "critical", "off"};
+    if (!v || std::find(std::begin(kLevels), std::end(kLevels), *v) == std::end(kLevels)) {
+      return Status{Errc::kInvalidArgument, where(source, n->source()) + ": 'log_level' must be one of trace, "
+                                                                          "debug, info, warn, error, critical, off"};
+    }
+    config.log_level = *v;
+  }
+  std::optional<uint32_t> u;
+  if (Status s = read_u32(root, "max_topics", source, &u); !s.ok()) return s;
+  if (u) config.max_topics = *u;
+  u.reset();
+  if (Status s = read_u32(root, "max_participants", source, &u); !s.ok()) return s;
+  if (u) config.max_participants = *u;
+  if (const toml::node* n = root.get("dead_ring_grace_s")) {
+    const auto v = n->value<double>();
+    if (!v || *v < 0 || *v > 3600) {
+      return Status{Errc::kInvalidArgument, where(source, n->source()) + ": 'dead_ring_grace_s' must be 0..3600"};
+    }
+    config.dead_ring_grace_s = *v;
+  }
+  if (const toml::node* n = root.get("defaults")) {
+    const toml::table* t = n->as_table();
+    if (!t) return Status{Errc::kInvalidArgument, where(source, n->source()) + ": 'defaults' must be a table"};
+    if (Status s = read_settings(*t, source, &config.defaults, {}); !s.ok()) return s;
+  }
+  if (const toml::node* n = root.get("topic")) {
+    const toml::array* rules = n->as_array();
+    if (!rules) return Status{Errc::kInvalidArgument, where(source, n->source()) + ": 'topic' must be [[topic]] tables"};
+    for (const toml::node& r : *rules) {
+      const toml::table* t = r.as_table();
+      if (!t) return Status{Errc::kInvalidArgument, where(source, r.source()) + ": each [[topic]] must be a table"};
+      TopicRule rule;
+      const auto pattern = (*t)["pattern"].value<std::string>();
+      if (!pattern) return Status{Errc::kInvalidArgument, where(source, t->source()) + ": [[topic]] needs a 'pattern'"};
+      if (Status s = validate_topic_pattern(*pattern); !s.ok()) {
+        return Status{Errc::kInvalidArgument, where(source, t->source()) + ": " + s.message()};
+      }
+      rule.pattern = *pattern;
+      if (Status s = read_settings(*t, source, &rule.settings, {"pattern"}); !s.ok()) return s;
+      config.topics.push_back(std::move(rule));
+    }
+  }
+  return config;
+}
+
+Result<DaemonConfig> load_daemon_config(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return Status{Errc::kInvalidArgument, "cannot read config file " + path};
+  std::stringstream text;
+  text << in.rdbuf();
+  return parse_daemon_config(text.str(), path);
+}
+
+}  // namespace shmbus::daemon

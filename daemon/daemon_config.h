@@ -1,0 +1,39 @@
+// shmbusd's configuration: optional TOML file, embedded defaults otherwise. See `shmbusd --help` and the README.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "shmbus/options.h"
+#include "shmbus/status.h"
+
+namespace shmbus::daemon {
+
+struct TopicRule {
+  std::string pattern;     // topic pattern (`*` one level, `**` any number)
+  TopicSettings settings;  // the fields set here are fixed for matching topics
+};
+
+struct DaemonConfig {
+  std::string log_level = "info";  // trace, debug, info, warn, error, off
+  uint32_t max_topics = 1024;
+  uint32_t max_participants = 1024;
+  // Seconds a dead publisher's ring waits for subscribers to drain it before it is reclaimed anyway.
+  double dead_ring_grace_s = 5.0;
+  TopicSettings defaults{.max_message_size = 4096,
+                         .depth = 64,
+                         .policy = Policy::kLossy,
+                         .history = 0,
+                         .max_publishers = 8,
+                         .max_subscribers = 32};
+  std::vector<TopicRule> topics;  // first match wins
+};
+
+// Parses a configuration document; errors name the line and the key.
+Result<DaemonConfig> parse_daemon_config(std::string_view toml_text, std::string_view source_name);
+Result<DaemonConfig> load_daemon_config(const std::string& path);
+
+// The documented example configuration (printed by --help).
+extern const char* const kExampleConfig;
+
+}  // namespace shmbus::daemon

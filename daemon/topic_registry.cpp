@@ -1,0 +1,493 @@
+#include "daemon/topic_registry.h"
+
+#include <algorithm>
+#include <cstring>
+#include <spdlog/spdlog.h>
+#include <toml++/toml.h>
+#include <unistd.h>
+
+#include "bus/control_protocol.h"
+#include "bus/runtime_paths.h"
+#include "shm/futex.h"
+#include "shmbus/topic_pattern.h"
+
+namespace shmbus::daemon {
+
+using detail::kRolePublisher;
+using detail::kRoleSubscriber;
+using Clock = std::chrono::steady_clock;
+
+struct TopicRegistry::Topic {
+  uint32_t id = 0;
+  std::string name;
+  TopicSettings settings;  // all fields set
+  TopicSettings fixed;     // the fields a config rule fixed (requests must agree with them)
+  shm::Segment segment;
+  shm::TopicGeometry geometry;
+  std::vector<uint64_t> publisher_owner;   // peer id per ring, 0 = none
+  std::vector<uint64_t> publisher_id;      // endpoint id per ring
+  std::vector<Clock::time_point> dead_since;
+  std::vector<uint64_t> subscriber_owner;  // peer id per subscriber slot, 0 = none
+  std::vector<uint64_t> subscriber_id;
+  uint64_t retired_messages = 0;  // messages of rings already reclaimed
+  uint64_t retired_bytes = 0;
+  uint64_t retired_drops = 0;     // drops of subscribers already gone
+  uint64_t last_messages = 0;     // for the rate
+  Clock::time_point last_tick = Clock::now();
+  double rate_hz = 0;
+
+  std::byte* base() const { return segment.data(); }
+  shm::TopicHeader* header() const { return shm::topic_header(segment.data()); }
+  shm::PublisherSlot* ring(uint32_t p) const { return shm::publisher_slot(base(), geometry, p); }
+  shm::Cursor* cursor(uint32_t p, uint32_t s) const { return shm::cursor(base(), geometry, p, s); }
+  shm::SubscriberSlot* subscriber(uint32_t s) const { return shm::subscriber_slot(base(), geometry, s); }
+  bool used() const {
+    auto busy = [](uint64_t owner) { return owner != 0; };
+    bool dead = false;
+    for (uint32_t p = 0; p < geometry.max_publishers; ++p) {
+      dead |= ring(p)->state.load(std::memory_order_relaxed) == shm::kSlotDead;
+    }
+    return dead || std::any_of(publisher_owner.begin(), publisher_owner.end(), busy) ||
+           std::any_of(subscriber_owner.begin(), subscriber_owner.end(), busy);
+  }
+  uint64_t messages() const {
+    uint64_t total = retired_messages;
+    for (uint32_t p = 0; p < geometry.max_publishers; ++p) {
+      if (ring(p)->state.load(std::memory_order_relaxed) != shm::kSlotFree) {
+        total += ring(p)->head.load(std::memory_order_relaxed);
+      }
+    }
+    return total;
+  }
+  // The slowest active reader position of ring p (its head when no reader is active).
+  uint64_t slowest(uint32_t p) const {
+    const uint64_t head = ring(p)->head.load(std::memory_order_acquire);
+    const uint32_t generation = ring(p)->generation.load(std::memory_order_relaxed) & 0xffff;
+    uint64_t slowest = head;
+    for (uint32_t s = 0; s < geometry.max_subscribers; ++s) {
+      const uint64_t v = cursor(p, s)->value.load(std::memory_order_acquire);
+      if (v == shm::kCursorInactive) continue;
+      slowest = std::min(slowest, (v >> shm::kGenerationShift) == generation ? (v & shm::kPositionMask) : 0);
+    }
+    return slowest;
+  }
+  void wake_writers() {
+    for (uint32_t p = 0; p < geometry.max_publishers; ++p) {
+      ring(p)->writer_waiting.store(0, std::memory_order_relaxed);
+      shm::futex_wake(&ring(p)->writer_waiting);
+    }
+  }
+};
+
+namespace {
+
+std::string describe(const TopicSettings& s) {
+  std::string out;
+  auto add = [&](const char* key, const auto& v) {
+    if (!v) return;
+    if (!out.empty()) out += ", ";
+    out += key;
+    out += '=';
+    if constexpr (std::is_same_v<std::decay_t<decltype(*v)>, Policy>) {
+      out += *v == Policy::kLossless ? "lossless" : "lossy";
+    } else {
+      out += std::to_string(*v);
+    }
+  };
+  add("max_message_size", s.max_message_size);
+  add("depth", s.depth);
+  add("policy", s.policy);
+  add("history", s.history);
+  add("max_publishers", s.max_publishers);
+  add("max_subscribers", s.max_subscribers);
+  return out;
+}
+
+// A requested field conflicts with an established one if it is set and differs (max_message_size: if larger).
+bool compatible(const TopicSettings& requested, const TopicSettings& topic) {
+  auto same = [](const auto& r, const auto& t) { return !r || !t || *r == *t; };
+  return (!requested.max_message_size || !topic.max_message_size ||
+          *requested.max_message_size <= *topic.max_message_size) &&
+         same(requested.depth, topic.depth) && same(requested.policy, topic.policy) &&
+         same(requested.history, topic.history) && same(requested.max_publishers, topic.max_publishers) &&
+         same(requested.max_subscribers, topic.max_subscribers);
+}
+
+TopicSettings overlay(TopicSettings base, const TopicSettings& top) {
+  if (top.max_message_size) base.max_message_size = top.max_message_size;
+  if (top.depth) base.depth = top.depth;
+  if (top.policy) base.policy = top.policy;
+  if (top.history) base.history = top.history;
+  if (top.max_publishers) base.max_publishers = top.max_publishers;
+  if (top.max_subscribers) base.max_subscribers = top.max_subscribers;
+  return base;
+}
+
+}  // namespace
+
+TopicRegistry::TopicRegistry(std::string instance, const DaemonConfig& config)
+    : instance_(std::move(instance)), config_(config) {}
+
+TopicRegistry::~TopicRegistry() { shutdown(); }
+
+Result<TopicRegistry::Topic*> TopicRegistry::find_or_create(const std::string& name, const TopicSettings& requested) {
+  if (auto it = by_name_.find(name); it != by_name_.end()) {
+    Topic* t = topics_.at(it->second).get();
+    if (!compatible(requested, t->settings)) {
+      return Status{Errc::kIncompatibleSettings, "topic " + name + " exists with " + describe(t->settings) +
+                                                     "; requested " + describe(requested)};
+    }
+    return t;
+  }
+  if (topics_.size() >= config_.max_topics) {
+    return Status{Errc::kExhausted, "the daemon serves its maximum of " + std::to_string(config_.max_topics) +
+                                        " topics (max_topics)"};
+  }
+  TopicSettings fixed;
+  for (const TopicRule& rule : config_.topics) {
+    if (topic_matches(rule.pattern, name)) {
+      fixed = rule.settings;
+      break;
+    }
+  }
+  if (!compatible(requested, fixed)) {
+    return Status{Errc::kIncompatibleSettings, "topic " + name + " is configured with " + describe(fixed) +
+                                                   "; requested " + describe(requested)};
+  }
+  const TopicSettings s = overlay(overlay(config_.defaults, requested), fixed);
+  if (*s.history + 2 > *s.depth) {
+    return Status{Errc::kInvalidArgument, "topic " + name + ": history " + std::to_string(*s.history) +
+                                              " must be at most depth - 2 = " + std::to_string(*s.depth - 2)};
+  }
+  std::string error;
+  auto g = shm::compute_topic_geometry(*s.max_message_size, *s.depth, *s.max_publishers, *s.max_subscribers, &error);
+  if (!g) return Status{Errc::kInvalidArgument, "topic " + name + ": " + error};
+
+  auto t = std::make_unique<Topic>();
+  t->id = next_topic_id_++;
+  t->name = name;
+  t->settings = s;
+  t->fixed = fixed;
+  t->geometry = *g;
+  const std::string segment_name = detail::segment_prefix(instance_) + "t" + std::to_string(t->id);
+  try {
+    // Owner-only: clients receive the descriptor from us, so nobody needs to open it by name.
+    t->segment = shm::Segment::create(segment_name, g->segment_size, 0600);
+  } catch (const std::exception& e) {
+    return Status{Errc::kExhausted, std::string("topic ") + name + ": " + e.what()};
+  }
+  shm::TopicHeader* h = t->header();
+  h->magic = shm::kTopicMagic;
+  h->version = shm::kLayoutVersion;
+  h->topic_id = t->id;
+  h->segment_size = g->segment_size;
+  h->max_message_size = g->max_message_size;
+  h->depth = g->depth;
+  h->slot_stride = g->slot_stride;
+  h->policy = *s.policy == Policy::kLossless ? shm::kPolicyLossless : shm::kPolicyLossy;
+  h->history = *s.history;
+  h->max_publishers = g->max_publishers;
+  h->max_subscribers = g->max_subscribers;
+  h->daemon_pid = static_cast<uint32_t>(getpid());
+  h->created_unix_ns = static_cast<uint64_t>(std::chrono::system_clock::now().time_since_epoch().count());
+  detail::copy_string(name, h->name, sizeof h->name);
+  h->publishers_offset = g->publishers_offset;
+  h->cursors_offset = g->cursors_offset;
+  h->subscribers_offset = g->subscribers_offset;
+  h->rings_offset = g->rings_offset;
+  h->ring_bytes = g->ring_bytes;
+  for (uint32_t p = 0; p < g->max_publishers; ++p) {
+    for (uint32_t sub = 0; sub < g->max_subscribers; ++sub) {
+      t->cursor(p, sub)->value.store(shm::kCursorInactive, std::memory_order_relaxed);
+    }
+  }
+  t->publisher_owner.assign(g->max_publishers, 0);
+  t->publisher_id.assign(g->max_publishers, 0);
+  t->dead_since.assign(g->max_publishers, Clock::time_point{});
+  t->subscriber_owner.assign(g->max_subscribers, 0);
+  t->subscriber_id.assign(g->max_subscribers, 0);
+  spdlog::info("topic {} created: {} ({} KiB of shared memory)", name, describe(s), g->segment_size >> 10);
+  Topic* raw = t.get();
+  by_name_[name] = raw->id;
+  topics_[raw->id] = std::move(t);
+  return raw;
+}
+
+Result<Attached> TopicRegistry::attach_publisher(const std::string& name, const TopicSettings& requested,
+                                                 const Peer& peer) {
+  auto found = find_or_create(name, requested);
+  if (!found) return found.status();
+  Topic& t = *found.value();
+  const auto& g = t.geometry;
+  uint32_t p = g.max_publishers;
+  for (uint32_t i = 0; i < g.max_publishers && p == g.max_publishers; ++i) {
+    if (t.ring(i)->state.load(std::memory_order_relaxed) == shm::kSlotFree) p = i;
+  }
+  if (p == g.max_publishers) {
+    remove_if_unused(t.id);
+    return Status{Errc::kExhausted, "topic " + name + " has all " + std::to_string(g.max_publishers) +
+                                        " publisher slots in use (max_publishers)"};
+  }
+  shm::PublisherSlot* ring = t.ring(p);
+  const uint32_t generation = (ring->generation.load(std::memory_order_relaxed) + 1) & 0xffff;
+  // The ring is free: no writer, and every reader dropped it when it became free. Reset it for the new writer.
+  ring->head.store(0, std::memory_order_relaxed);
+  ring->bytes.store(0, std::memory_order_relaxed);
+  ring->gate_timeouts.store(0, std::memory_order_relaxed);
+  ring->loaned.store(0, std::memory_order_relaxed);
+  ring->writer_waiting.store(0, std::memory_order_relaxed);
+  std::byte* data = shm::ring_base(t.base(), g, p);
+  for (uint64_t pos = 0; pos < g.depth; ++pos) {
+    shm::ring_slot(data, g, pos)->sequence.store(0, std::memory_order_relaxed);
+  }
+  for (uint32_t s = 0; s < g.max_subscribers; ++s) {
+    t.cursor(p, s)->value.store(t.subscriber_owner[s] ? shm::make_cursor(generation, 0) : shm::kCursorInactive,
+                                std::memory_order_relaxed);
+  }
+  const uint64_t id = next_endpoint_id_++;
+  ring->pid = static_cast<uint32_t>(peer.pid);
+  ring->uid = peer.uid;
+  ring->participant_id = id;
+  ring->generation.store(generation, std::memory_order_relaxed);
+  // release: everything above is visible to whoever sees the ring active (writer via its reply, readers via
+  // the epoch bump that follows).
+  ring->state.store(shm::kSlotActive, std::memory_order_release);
+  t.header()->publishers_epoch.fetch_add(1, std::memory_order_release);
+  t.publisher_owner[p] = peer.id;
+  t.publisher_id[p] = id;
+  spdlog::info("publisher {} on {} (ring {}) for pid {} uid {} ({})", id, name, p, peer.pid, peer.uid, peer.name);
+  Attached a{{t.id, kRolePublisher, p, generation, id}, t.settings, t.segment.duplicate_fd()};
+  return a;
+}
+
+Result<Attached> TopicRegistry::attach_subscriber(const std::string& name, const TopicSettings& requested,
+                                                  uint32_t history, const Peer& peer) {
+  auto found = find_or_create(name, requested);
+  if (!found) return found.status();
+  Topic& t = *found.value();
+  const auto& g = t.geometry;
+  uint32_t s = g.max_subscribers;
+  for (uint32_t i = 0; i < g.max_subscribers && s == g.max_subscribers; ++i) {
+    if (t.subscriber_owner[i] == 0) s = i;
+  }
+  if (s == g.max_subscribers) {
+    remove_if_unused(t.id);
+    return Status{Errc::kExhausted, "topic " + name + " has all " + std::to_string(g.max_subscribers) +
+                                        " subscriber slots in use (max_subscribers)"};
+  }
+  history = std::min(history, *t.settings.history);
+  shm::SubscriberSlot* slot = t.subscriber(s);
+  slot->taken.store(0, std::memory_order_relaxed);
+  slot->dropped.store(0, std::memory_order_relaxed);
+  slot->bytes.store(0, std::memory_order_relaxed);
+  slot->held.store(0, std::memory_order_relaxed);
+  for (auto& b : slot->latency_ns) b.store(0, std::memory_order_relaxed);
+  const bool lossless = *t.settings.policy == Policy::kLossless;
+  // Lossless: first pin every ring at position 0 for this reader, so no writer can run more than a ring ahead
+  // of the start position chosen below while it has not yet seen this reader (two-phase join).
+  if (lossless) {
+    for (uint32_t p = 0; p < g.max_publishers; ++p) {
+      if (t.ring(p)->state.load(std::memory_order_relaxed) == shm::kSlotFree) continue;
+      const uint32_t generation = t.ring(p)->generation.load(std::memory_order_relaxed);
+      t.cursor(p, s)->value.store(shm::make_cursor(generation, 0), std::memory_order_seq_cst);
+    }
+    // release: writers that see the new epoch rescan and see the pins above.
+    t.header()->subscribers_epoch.fetch_add(1, std::memory_order_seq_cst);
+  }
+  for (uint32_t p = 0; p < g.max_publishers; ++p) {
+    shm::PublisherSlot* ring = t.ring(p);
+    if (ring->state.load(std::memory_order_relaxed) == shm::kSlotFree) {
+      t.cursor(p, s)->value.store(shm::kCursorInactive, std::memory_order_relaxed);
+      continue;
+    }
+    // acquire: pairs with the writer's release store of head. The writer may commit at most one more
+    // message (the one in flight before it saw our pin), so keep two slots of margin.
+    const uint64_t head = ring->head.load(std::memory_order_acquire);
+    const uint64_t back = std::min<uint64_t>({history, head, g.depth - 2});
+    const uint32_t generation = ring->generation.load(std::memory_order_relaxed);
+    t.cursor(p, s)->value.store(shm::make_cursor(generation, head - back), std::memory_order_seq_cst);
+  }
+  const uint64_t id = next_endpoint_id_++;
+  slot->pid = static_cast<uint32_t>(peer.pid);
+  slot->uid = peer.uid;
+  slot->participant_id = id;
+  slot->state.store(shm::kSlotActive, std::memory_order_release);
+  // release: pairs with the writers' acquire load; they rescan cursors and now see ours.
+  t.header()->subscribers_epoch.fetch_add(1, std::memory_order_seq_cst);
+  if (lossless) t.wake_writers();  // writers the pin made wait
+  t.subscriber_owner[s] = peer.id;
+  t.subscriber_id[s] = id;
+  spdlog::info("subscriber {} on {} (slot {}) for pid {} uid {} ({})", id, name, s, peer.pid, peer.uid, peer.name);
+  Attached a{{t.id, kRoleSubscriber, s, 0, id}, t.settings, t.segment.duplicate_fd()};
+  return a;
+}
+
+void TopicRegistry::detach(const Endpoint& e, uint64_t peer_id) {
+  auto it = topics_.find(e.topic_id);
+  if (it == topics_.end()) return;
+  Topic& t = *it->second;
+  if (e.role == kRolePublisher && e.slot < t.geometry.max_publishers && t.publisher_owner[e.slot] == peer_id) {
+    t.publisher_owner[e.slot] = 0;
+    // release: subscribers that see the epoch bump see the ring dead; they drain it, then drop it.
+    t.ring(e.slot)->state.store(shm::kSlotDead, std::memory_order_release);
+    t.dead_since[e.slot] = Clock::now();
+    t.header()->publishers_epoch.fetch_add(1, std::memory_order_release);
+    spdlog::info("publisher {} left {} (ring {}, {} messages)", t.publisher_id[e.slot], t.name, e.slot,
+                 t.ring(e.slot)->head.load(std::memory_order_relaxed));
+  } else if (e.role == kRoleSubscriber && e.slot < t.geometry.max_subscribers && t.subscriber_owner[e.slot] == peer_id) {
+    t.subscriber_owner[e.slot] = 0;
+    shm::SubscriberSlot* slot = t.subscriber(e.slot);
+    t.retired_drops += slot->dropped.load(std::memory_order_relaxed);
+    slot->state.store(shm::kSlotFree, std::memory_order_release);
+    for (uint32_t p = 0; p < t.geometry.max_publishers; ++p) {
+      t.cursor(p, e.slot)->value.store(shm::kCursorInactive, std::memory_order_seq_cst);
+    }
+    // Writers rescan (the leaver no longer gates them) and any writer blocked on it wakes up.
+    t.header()->subscribers_epoch.fetch_add(1, std::memory_order_seq_cst);
+    t.wake_writers();
+    spdlog::info("subscriber {} left {} (slot {})", t.subscriber_id[e.slot], t.name, e.slot);
+  } else {
+    return;
+  }
+  tick();
+}
+
+void TopicRegistry::free_ring(Topic& t, uint32_t p) {
+  shm::PublisherSlot* ring = t.ring(p);
+  t.retired_messages += ring->head.load(std::memory_order_relaxed);
+  t.retired_bytes += ring->bytes.load(std::memory_order_relaxed);
+  ring->head.store(0, std::memory_order_relaxed);
+  for (uint32_t s = 0; s < t.geometry.max_subscribers; ++s) {
+    t.cursor(p, s)->value.store(shm::kCursorInactive, std::memory_order_relaxed);
+  }
+  ring->state.store(shm::kSlotFree, std::memory_order_release);
+  t.header()->publishers_epoch.fetch_add(1, std::memory_order_release);
+}
+
+void TopicRegistry::remove_if_unused(uint32_t topic_id) {
+  auto it = topics_.find(topic_id);
+  if (it == topics_.end() || it->second->used()) return;
+  spdlog::info("topic {} removed (no endpoints left)", it->second->name);
+  it->second->header()->closed.store(1, std::memory_order_release);
+  shm::Segment::remove(it->second->segment.name());
+  by_name_.erase(it->second->name);
+  topics_.erase(it);
+}
+
+void TopicRegistry::tick() {
+  const auto now = Clock::now();
+  const auto grace = std::chrono::duration<double>(config_.dead_ring_grace_s);
+  std::vector<uint32_t> ids;
+  for (auto& [id, topic] : topics_) {
+    Topic& t = *topic;
+    for (uint32_t p = 0; p < t.geometry.max_publishers; ++p) {
+      if (t.ring(p)->state.load(std::memory_order_relaxed) != shm::kSlotDead) continue;
+      const bool drained = t.slowest(p) >= t.ring(p)->head.load(std::memory_order_acquire);
+      if (drained || now - t.dead_since[p] > grace) free_ring(t, p);
+    }
+    const double dt = std::chrono::duration<double>(now - t.last_tick).count();
+    if (dt >= 1.0) {
+      const uint64_t m = t.messages();
+      t.rate_hz = static_cast<double>(m - std::min(m, t.last_messages)) / dt;
+      t.last_messages = m;
+      t.last_tick = now;
+    }
+    ids.push_back(id);
+  }
+  for (uint32_t id : ids) remove_if_unused(id);
+}
+
+void TopicRegistry::shutdown() {
+  for (auto& [id, t] : topics_) {
+    // release: readers that see closed stop waiting; then wake every sleeper.
+    t->header()->closed.store(1, std::memory_order_release);
+    t->header()->wake_word.fetch_add(1, std::memory_order_release);
+    shm::futex_wake(&t->header()->wake_word);
+    t->wake_writers();
+    shm::Segment::remove(t->segment.name());
+  }
+  topics_.clear();
+  by_name_.clear();
+}
+
+void TopicRegistry::report(toml::table* doc) const {
+  toml::array topics;
+  for (const auto& [id, topic] : topics_) {
+    const Topic& t = *topic;
+    const auto& g = t.geometry;
+    toml::table entry;
+    entry.insert("name", t.name);
+    entry.insert("id", static_cast<int64_t>(t.id));
+    entry.insert("policy", *t.settings.policy == Policy::kLossless ? "lossless" : "lossy");
+    entry.insert("max_message_size", static_cast<int64_t>(g.max_message_size));
+    entry.insert("depth", static_cast<int64_t>(g.depth));
+    entry.insert("history", static_cast<int64_t>(*t.settings.history));
+    entry.insert("segment_bytes", static_cast<int64_t>(g.segment_size));
+    uint64_t bytes = t.retired_bytes, drops = t.retired_drops, in_use = 0, loaned = 0;
+    int publishers = 0, subscribers = 0;
+    toml::array pubs, subs;
+    for (uint32_t p = 0; p < g.max_publishers; ++p) {
+      const shm::PublisherSlot* r = t.ring(p);
+      const uint32_t state = r->state.load(std::memory_order_relaxed);
+      if (state == shm::kSlotFree) continue;
+      const uint64_t head = r->head.load(std::memory_order_relaxed);
+      bytes += r->bytes.load(std::memory_order_relaxed);
+      const uint64_t used = head - std::min(head, t.slowest(p));
+      in_use += state == shm::kSlotActive ? std::min<uint64_t>(used, g.depth) : 0;
+      const bool loan = state == shm::kSlotActive && r->loaned.load(std::memory_order_relaxed) != 0;
+      loaned += loan;
+      publishers += state == shm::kSlotActive;
+      pubs.push_back(toml::table{{"id", static_cast<int64_t>(r->participant_id)},
+                                 {"ring", static_cast<int64_t>(p)},
+                                 {"pid", static_cast<int64_t>(r->pid)},
+                                 {"uid", static_cast<int64_t>(r->uid)},
+                                 {"state", state == shm::kSlotActive ? "active" : "dead"},
+                                 {"published", static_cast<int64_t>(head)},
+                                 {"queued", static_cast<int64_t>(used)},
+                                 {"full_timeouts", static_cast<int64_t>(r->gate_timeouts.load(std::memory_order_relaxed))}});
+    }
+    std::vector<uint64_t> histogram(shm::kLatencyBuckets, 0);
+    for (uint32_t s = 0; s < g.max_subscribers; ++s) {
+      if (t.subscriber_owner[s] == 0) continue;
+      const shm::SubscriberSlot* slot = t.subscriber(s);
+      ++subscribers;
+      const uint64_t dropped = slot->dropped.load(std::memory_order_relaxed);
+      drops += dropped;
+      for (int b = 0; b < shm::kLatencyBuckets; ++b) histogram[b] += slot->latency_ns[b].load(std::memory_order_relaxed);
+      subs.push_back(toml::table{{"id", static_cast<int64_t>(slot->participant_id)},
+                                 {"pid", static_cast<int64_t>(slot->pid)},
+                                 {"uid", static_cast<int64_t>(slot->uid)},
+                                 {"taken", static_cast<int64_t>(slot->taken.load(std::memory_order_relaxed))},
+                                 {"dropped", static_cast<int64_t>(dropped)},
+                                 {"held", static_cast<int64_t>(slot->held.load(std::memory_order_relaxed))}});
+    }
+    auto percentile = [&](double q) -> int64_t {
+      uint64_t total = 0;
+      for (uint64_t c : histogram) total += c;
+      if (total == 0) return 0;
+      const auto rank = static_cast<uint64_t>(q * static_cast<double>(total - 1));
+      uint64_t seen = 0;
+      for (int b = 0; b < shm::kLatencyBuckets; ++b) {
+        seen += histogram[b];
+        if (seen > rank) return static_cast<int64_t>(shm::latency_bucket_upper_ns(b));
+      }
+      return 0;
+    };
+    entry.insert("publishers", publishers);
+    entry.insert("subscribers", subscribers);
+    entry.insert("messages", static_cast<int64_t>(t.messages()));
+    entry.insert("bytes", static_cast<int64_t>(bytes));
+    entry.insert("drops", static_cast<int64_t>(drops));
+    entry.insert("rate_hz", t.rate_hz);
+    entry.insert("slots_in_use", static_cast<int64_t>(in_use));
+    entry.insert("loaned", static_cast<int64_t>(loaned));
+    entry.insert("latency_p50_ns", percentile(0.50));
+    entry.insert("latency_p99_ns", percentile(0.99));
+    entry.insert("publisher", std::move(pubs));
+    entry.insert("subscriber", std::move(subs));
+    topics.push_back(std::move(entry));
+  }
+  doc->insert("topic", std::move(topics));
+}
+
+}  // namespace shmbus::daemon

@@ -1,0 +1,84 @@
+// The daemon's topics: creates each topic's segment from its settings, hands publisher rings and subscriber
+// slots to participants, and takes them back when participants leave or die. The daemon is never on the data
+// path: it writes shared memory only when an endpoint attaches or detaches.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "daemon/daemon_config.h"
+#include "shm/segment.h"
+#include "shm/topic_segment_layout.h"
+#include "shmbus/status.h"
+
+namespace toml {
+inline namespace v3 {
+class table;
+}
+}  // namespace toml
+
+namespace shmbus::daemon {
+
+struct Peer {
+  uint64_t id = 0;
+  pid_t pid = 0;
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::string name;
+};
+
+struct Endpoint {
+  uint32_t topic_id = 0;
+  uint32_t role = 0;  // kRolePublisher or kRoleSubscriber
+  uint32_t slot = 0;
+  uint32_t generation = 0;
+  uint64_t id = 0;
+};
+
+struct Attached {
+  Endpoint endpoint;
+  TopicSettings settings;  // effective, all fields set
+  int fd = -1;             // a duplicate of the segment descriptor for the client; the caller closes it
+};
+
+class TopicRegistry {
+ public:
+  TopicRegistry(std::string instance, const DaemonConfig& config);
+  ~TopicRegistry();  // shutdown()
+
+  Result<Attached> attach_publisher(const std::string& topic, const TopicSettings& requested, const Peer& peer);
+  Result<Attached> attach_subscriber(const std::string& topic, const TopicSettings& requested, uint32_t history,
+                                     const Peer& peer);
+  // Detaches an endpoint (close request or the peer's death). Unknown or foreign endpoints are ignored.
+  void detach(const Endpoint& endpoint, uint64_t peer_id);
+
+  // Periodic work: reclaim drained dead rings, drop unused topics, update rates.
+  void tick();
+  // Marks every topic closed, wakes every sleeper, removes every segment.
+  void shutdown();
+
+  // Adds [[topics]] to `doc` (statistics per topic and endpoint).
+  void report(toml::table* doc) const;
+  std::size_t topic_count() const { return topics_.size(); }
+
+ private:
+  struct Topic;
+  Result<Topic*> find_or_create(const std::string& name, const TopicSettings& requested);
+  void free_ring(Topic& t, uint32_t ring);
+  void remove_if_unused(uint32_t topic_id);
+
+  std::string instance_;
+  DaemonConfig config_;
+  uint32_t next_topic_id_ = 1;
+  uint64_t next_endpoint_id_ = 1;
+  std::map<uint32_t, std::unique_ptr<Topic>> topics_;
+  std::map<std::string, uint32_t> by_name_;
+};
+
+}  // namespace shmbus::daemon

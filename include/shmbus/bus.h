@@ -1,0 +1,260 @@
+// The shmbus client library: connect to the instance's daemon, publish and subscribe to topics through
+// shared memory.
+//
+//   auto bus = shmbus::Bus::connect().value();
+//   auto pub = bus.publisher<Pose>("robot/pose").value();
+//   auto loan = pub.loan().value(); loan->x = 1.0; pub.publish(std::move(loan));   // written in place
+//   auto sub = bus.subscriber<Pose>("robot/pose").value();
+//   if (auto m = sub.take(100ms)) use(m->x, m.sequence(), m.publish_time());       // read in place
+//
+// Control-plane calls (connect, publisher, subscriber) talk to the daemon and return Result/Status. Hot-path
+// calls (loan, publish, take) make no system call while data flows, never allocate and never throw.
+// Thread safety: a Bus may be shared by threads; each Publisher, Subscriber, Loan and Sample is used by one
+// thread at a time.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <new>
+#include <span>
+#include <string>
+#include <string_view>
+#include <type_traits>
+
+#include "shmbus/options.h"
+#include "shmbus/status.h"
+
+namespace shmbus {
+
+namespace detail {
+class Connection;
+struct PublisherCore;
+struct SubscriberCore;
+}  // namespace detail
+
+class Publisher;
+class Subscriber;
+
+// A slot of the publisher's ring lent for writing in place. Publish it with Publisher::publish; dropping it
+// publishes nothing.
+class Loan {
+ public:
+  Loan() = default;
+  Loan(Loan&& other) noexcept;
+  Loan& operator=(Loan&& other) noexcept;
+  ~Loan();
+
+  explicit operator bool() const { return data_ != nullptr; }
+  // The whole writable area: the topic's max_message_size bytes.
+  std::span<std::byte> buffer() const { return {data_, capacity_}; }
+  std::byte* data() const { return data_; }
+  // Bytes to publish (default: the whole buffer). REQUIRES: size <= buffer().size().
+  void set_size(std::size_t size) { size_ = size; }
+  std::size_t size() const { return size_; }
+
+ private:
+  friend class Publisher;
+  detail::PublisherCore* owner_ = nullptr;
+  std::byte* data_ = nullptr;
+  std::size_t capacity_ = 0;
+  std::size_t size_ = 0;
+};
+
+class Publisher {
+ public:
+  Publisher();
+  Publisher(Publisher&&) noexcept;
+  Publisher& operator=(Publisher&&) noexcept;
+  ~Publisher();  // detaches from the topic; subscribers still receive what was published
+
+  // Lends the next slot. On a lossless topic whose slowest subscriber is a full ring behind it waits up to
+  // PublisherOptions::full_timeout, then fails with kTimeout. One loan at a time per publisher.
+  Result<Loan> loan();
+  // Publishes a loan of this publisher, in place (zero-copy). The loan becomes empty.
+  void publish(Loan&& loan);
+  // Copies `bytes` into a slot and publishes it: kMessageTooLarge, kTimeout (lossless, full) or Ok.
+  Status publish(std::span<const std::byte> bytes);
+
+  const std::string& topic() const;
+  uint64_t id() const;  // this publisher's id as subscribers see it in SampleInfo::publisher_id
+  std::size_t max_message_size() const;
+  uint64_t published() const;  // messages published by this publisher
+
+ private:
+  friend class Bus;
+  explicit Publisher(std::unique_ptr<detail::PublisherCore> core);
+  std::unique_ptr<detail::PublisherCore> core_;
+};
+
+// A received message, read in place in shared memory. The slot stays reserved while the sample lives (lossless
+// topics), so release samples promptly; a subscriber holds at most SubscriberOptions::max_held_samples.
+// REQUIRES: released before its Subscriber is destroyed.
+class Sample {
+ public:
+  Sample() = default;
+  Sample(Sample&& other) noexcept;
+  Sample& operator=(Sample&& other) noexcept;
+  ~Sample();
+
+  explicit operator bool() const { return data_ != nullptr; }
+  std::span<const std::byte> bytes() const { return {data_, size_}; }
+  const std::byte* data() const { return data_; }
+  std::size_t size() const { return size_; }
+  // 1, 2, 3... per publisher: gaps mean messages this subscriber missed (lossy topics).
+  uint64_t sequence() const { return sequence_; }
+  std::chrono::steady_clock::time_point publish_time() const {
+    return std::chrono::steady_clock::time_point(std::chrono::nanoseconds(publish_ns_));
+  }
+  uint64_t publisher_id() const { return publisher_id_; }
+  // Lossy topics only: false once the publisher lapped the ring and overwrote this sample. Check it after
+  // reading to know that what was read is intact (always true on lossless topics).
+  bool still_valid() const;
+
+ private:
+  friend class Subscriber;
+  void release();
+  detail::SubscriberCore* owner_ = nullptr;
+  const std::byte* data_ = nullptr;
+  std::size_t size_ = 0;
+  uint64_t sequence_ = 0;
+  uint64_t publish_ns_ = 0;
+  uint64_t publisher_id_ = 0;
+  uint32_t ring_ = 0;
+  uint32_t generation_ = 0;
+};
+
+class Subscriber {
+ public:
+  Subscriber();
+  Subscriber(Subscriber&&) noexcept;
+  Subscriber& operator=(Subscriber&&) noexcept;
+  ~Subscriber();
+
+  // The next message of any publisher (publishers served in turn), or an empty Sample when there is none.
+  Sample try_take();
+  // Waits up to `timeout` for a message: spins SubscriberOptions::spin, then sleeps on a futex.
+  Sample take(std::chrono::nanoseconds timeout);
+  // True if try_take() would return a message now.
+  bool has_data();
+
+  const std::string& topic() const;
+  std::size_t max_message_size() const;
+  uint64_t taken() const;    // messages taken
+  uint64_t dropped() const;  // messages lost to overwrites (lossy topics) or corrupt slots
+  bool closed() const;       // the daemon shut the topic down; no more messages will come
+
+ private:
+  friend class Bus;
+  friend class WaitSet;
+  explicit Subscriber(std::unique_ptr<detail::SubscriberCore> core);
+  std::unique_ptr<detail::SubscriberCore> core_;
+};
+
+template <typename T>
+concept Message = std::is_trivially_copyable_v<T> && alignof(T) <= 32;
+
+template <Message T>
+class TypedLoan {
+ public:
+  TypedLoan() = default;
+  explicit TypedLoan(Loan loan) : loan_(std::move(loan)) {
+    // Default-initialisation starts the object's lifetime without writing (no zeroing of large frames).
+    if (loan_) value_ = ::new (loan_.data()) T;
+    loan_.set_size(sizeof(T));
+  }
+  explicit operator bool() const { return static_cast<bool>(loan_); }
+  T* operator->() const { return value_; }
+  T& operator*() const { return *value_; }
+  Loan& untyped() { return loan_; }
+
+ private:
+  Loan loan_;
+  T* value_ = nullptr;
+};
+
+template <Message T>
+class TypedPublisher {
+ public:
+  TypedPublisher() = default;
+  explicit TypedPublisher(Publisher publisher) : publisher_(std::move(publisher)) {}
+  Result<TypedLoan<T>> loan() {
+    auto loan = publisher_.loan();
+    if (!loan) return loan.status();
+    return TypedLoan<T>(std::move(loan).value());
+  }
+  void publish(TypedLoan<T>&& loan) { publisher_.publish(std::move(loan.untyped())); }
+  Status publish(const T& value) { return publisher_.publish(std::as_bytes(std::span<const T, 1>(&value, 1))); }
+  Publisher& untyped() { return publisher_; }
+
+ private:
+  Publisher publisher_;
+};
+
+template <Message T>
+class TypedSample {
+ public:
+  TypedSample() = default;
+  explicit TypedSample(Sample sample) : sample_(std::move(sample)) {}
+  // Empty also when the message's size is not sizeof(T) (a publisher of another type): see untyped().
+  explicit operator bool() const { return sample_ && sample_.size() == sizeof(T); }
+  const T* operator->() const { return reinterpret_cast<const T*>(sample_.data()); }
+  const T& operator*() const { return *operator->(); }
+  uint64_t sequence() const { return sample_.sequence(); }
+  std::chrono::steady_clock::time_point publish_time() const { return sample_.publish_time(); }
+  uint64_t publisher_id() const { return sample_.publisher_id(); }
+  const Sample& untyped() const { return sample_; }
+
+ private:
+  Sample sample_;
+};
+
+template <Message T>
+class TypedSubscriber {
+ public:
+  TypedSubscriber() = default;
+  explicit TypedSubscriber(Subscriber subscriber) : subscriber_(std::move(subscriber)) {}
+  TypedSample<T> try_take() { return TypedSample<T>(subscriber_.try_take()); }
+  TypedSample<T> take(std::chrono::nanoseconds timeout) { return TypedSample<T>(subscriber_.take(timeout)); }
+  Subscriber& untyped() { return subscriber_; }
+
+ private:
+  Subscriber subscriber_;
+};
+
+class Bus {
+ public:
+  // Connects to the daemon of options.instance: kDaemonUnavailable (with the socket path) if none runs.
+  static Result<Bus> connect(BusOptions options = {});
+
+  Result<Publisher> publisher(std::string_view topic, PublisherOptions options = {});
+  Result<Subscriber> subscriber(std::string_view topic, SubscriberOptions options = {});
+
+  template <Message T>
+  Result<TypedPublisher<T>> publisher(std::string_view topic, PublisherOptions options = {}) {
+    if (!options.topic.max_message_size) options.topic.max_message_size = sizeof(T);
+    auto p = publisher(topic, std::move(options));
+    if (!p) return p.status();
+    return TypedPublisher<T>(std::move(p).value());
+  }
+  template <Message T>
+  Result<TypedSubscriber<T>> subscriber(std::string_view topic, SubscriberOptions options = {}) {
+    auto s = subscriber(topic, std::move(options));
+    if (!s) return s.status();
+    return TypedSubscriber<T>(std::move(s).value());
+  }
+
+  // The daemon's statistics as a TOML document ([daemon], [[topic]] with [[topic.publisher]] and
+  // [[topic.subscriber]], [[participant]]): what `shmbus stats` shows.
+  Result<std::string> daemon_statistics();
+
+  const std::string& instance() const;
+  uint64_t participant_id() const;
+
+ private:
+  explicit Bus(std::shared_ptr<detail::Connection> connection) : connection_(std::move(connection)) {}
+  std::shared_ptr<detail::Connection> connection_;
+};
+
+}  // namespace shmbus

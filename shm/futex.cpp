@@ -1,0 +1,76 @@
+#include "shm/futex.h"
+
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <ctime>
+#include <vector>
+
+namespace shmbus::shm {
+namespace {
+
+timespec to_timespec(std::chrono::nanoseconds d) {
+  timespec ts{};
+  ts.tv_sec = static_cast<time_t>(d.count() / 1'000'000'000);
+  ts.tv_nsec = static_cast<long>(d.count() % 1'000'000'000);
+  return ts;
+}
+
+uint32_t* raw(std::atomic<uint32_t>* word) { return reinterpret_cast<uint32_t*>(word); }
+
+#ifndef SYS_futex_waitv
+constexpr long SYS_futex_waitv = 449;
+#endif
+#ifndef FUTEX_32
+constexpr unsigned FUTEX_32 = 2;
+struct futex_waitv {
+  uint64_t val;
+  uint64_t uaddr;
+  uint32_t flags;
+  uint32_t __reserved;
+};
+#endif
+
+}  // namespace
+
+bool futex_wait(std::atomic<uint32_t>* word, uint32_t expected, std::chrono::nanoseconds timeout) {
+  if (timeout.count() <= 0) return false;
+  const timespec ts = to_timespec(timeout);
+  const long rc = syscall(SYS_futex, raw(word), FUTEX_WAIT, expected, &ts, nullptr, 0);
+  return !(rc == -1 && errno == ETIMEDOUT);
+}
+
+void futex_wake(std::atomic<uint32_t>* word, int count) {
+  syscall(SYS_futex, raw(word), FUTEX_WAKE, count, nullptr, nullptr, 0);
+}
+
+bool futex_wait_any(std::span<const FutexWaitTarget> targets, std::chrono::nanoseconds timeout) {
+  if (timeout.count() <= 0 || targets.empty()) return false;
+  static std::atomic<bool> waitv_missing{false};  // relaxed: a cache of a kernel fact, any value is safe
+  if (!waitv_missing.load(std::memory_order_relaxed)) {
+    std::vector<struct futex_waitv> waiters(targets.size());
+    for (size_t i = 0; i < targets.size(); ++i) {
+      waiters[i] = {};
+      waiters[i].val = targets[i].expected;
+      waiters[i].uaddr = reinterpret_cast<uintptr_t>(raw(targets[i].word));
+      waiters[i].flags = FUTEX_32;
+    }
+    // futex_waitv takes an absolute CLOCK_MONOTONIC deadline.
+    timespec now{};
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    const auto deadline = std::chrono::seconds(now.tv_sec) + std::chrono::nanoseconds(now.tv_nsec) + timeout;
+    const timespec abs = to_timespec(deadline);
+    const long rc = syscall(SYS_futex_waitv, waiters.data(), waiters.size(), 0, &abs, CLOCK_MONOTONIC);
+    if (rc >= 0) return true;
+    if (errno == ETIMEDOUT) return false;
+    if (errno != ENOSYS) return true;  // EAGAIN (value changed) or EINTR: let the caller re-check
+    waitv_missing.store(true, std::memory_order_relaxed);
+  }
+  return futex_wait(targets[0].word, targets[0].expected,
+                    std::min<std::chrono::nanoseconds>(timeout, std::chrono::milliseconds(1)));
+}
+
+}  // namespace shmbus::shm

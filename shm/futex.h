@@ -1,0 +1,34 @@
+// Futex wait/wake on 32-bit words that live in shared memory.
+//
+// The words are shared between processes, so FUTEX_PRIVATE_FLAG must never be used here. Callers keep a
+// "sleepers" or "waiting" flag beside each word so that the waking side skips the syscall when nobody sleeps.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <span>
+
+namespace shmbus::shm {
+
+static_assert(sizeof(std::atomic<uint32_t>) == sizeof(uint32_t), "futex words must be plain 32-bit words");
+static_assert(std::atomic<uint32_t>::is_always_lock_free, "futex words must be lock-free");
+
+// Sleeps while *word == expected, at most `timeout` (negative or zero: do not sleep).
+// Returns false on timeout, true on wake-up, value mismatch or signal (callers re-check their condition).
+bool futex_wait(std::atomic<uint32_t>* word, uint32_t expected, std::chrono::nanoseconds timeout);
+
+// Wakes up to `count` sleepers on `word`.
+void futex_wake(std::atomic<uint32_t>* word, int count = INT32_MAX);
+
+// One word of a multi-word wait.
+struct FutexWaitTarget {
+  std::atomic<uint32_t>* word;
+  uint32_t expected;
+};
+
+// Sleeps until any of `targets` changes or is woken (futex_waitv, Linux >= 5.16), at most `timeout`.
+// On kernels without futex_waitv it sleeps on the first word with a 1 ms cap, so callers loop and re-check.
+bool futex_wait_any(std::span<const FutexWaitTarget> targets, std::chrono::nanoseconds timeout);
+
+}  // namespace shmbus::shm

@@ -1,0 +1,90 @@
+#include "shm/ring_reader.h"
+
+#include <algorithm>
+
+#include "shm/futex.h"
+
+namespace shmbus::shm {
+
+RingReader::RingReader(std::byte* base, const TopicGeometry& g, uint32_t ring, uint32_t subscriber,
+                       uint32_t generation, uint64_t start, uint32_t max_held)
+    : base_(base),
+      geometry_(g),
+      slot_(publisher_slot(base, g, ring)),
+      ring_(ring_base(base, g, ring)),
+      cursor_(cursor(base, g, ring, subscriber)),
+      ring_index_(ring),
+      generation_(generation),
+      read_position_(start),
+      published_(start),
+      max_held_(max_held) {
+  held_.reserve(max_held);
+  // seq_cst: this cursor gates the writer from now on (see publish_cursor).
+  cursor_->value.store(make_cursor(generation_, start), std::memory_order_seq_cst);
+}
+
+RingReader::Peek RingReader::peek(SlotHeader** out, uint64_t* dropped) {
+  for (;;) {
+    SlotHeader* slot = ring_slot(ring_, geometry_, read_position_);
+    const uint64_t expected = read_position_ + 1;
+    // acquire: pairs with the writer's commit store; the payload and header fields are visible after it.
+    const uint64_t seq = slot->sequence.load(std::memory_order_acquire);
+    if (seq == expected) {
+      if (slot->size > geometry_.max_message_size) return Peek::kCorrupt;
+      *out = slot;
+      return Peek::kReady;
+    }
+    if ((seq & ~kSlotBusyBit) <= expected) return Peek::kEmpty;  // not yet written, or being written for us
+    // Lapped: the slot already holds a later position. The oldest intact slot is head - depth + 1 (the writer
+    // may be rewriting head - depth right now). acquire: pairs with the writer's release store of head.
+    const uint64_t head = slot_->head.load(std::memory_order_acquire);
+    const uint64_t oldest = head >= geometry_.depth ? head - geometry_.depth + 1 : 0;
+    if (oldest <= read_position_) {
+      // A sequence from the future that head does not confirm: the writer is corrupting its ring. Skip it.
+      return Peek::kCorrupt;
+    }
+    *dropped += oldest - read_position_;
+    read_position_ = oldest;
+  }
+}
+
+uint64_t RingReader::hold() {
+  held_.push_back(read_position_);
+  return read_position_++;
+}
+
+void RingReader::release(uint64_t position) {
+  const auto it = std::find(held_.begin(), held_.end(), position);
+  if (it == held_.end()) return;
+  *it = held_.back();
+  held_.pop_back();
+}
+
+uint64_t RingReader::oldest_in_use() const {
+  uint64_t oldest = read_position_;
+  for (uint64_t p : held_) oldest = std::min(oldest, p);
+  return oldest;
+}
+
+void RingReader::publish_cursor(bool force) {
+  const uint64_t oldest = oldest_in_use();
+  if (oldest == published_) return;
+  if (!force && oldest - published_ < std::max<uint32_t>(1, geometry_.depth / 4)) return;
+  published_ = oldest;
+  // seq_cst store then seq_cst load of writer_waiting: Dekker with the writer, which sets writer_waiting before
+  // rescanning cursors; one of us sees the other. Also a release: our reads of the slots happen before reuse.
+  cursor_->value.store(make_cursor(generation_, oldest), std::memory_order_seq_cst);
+  if (slot_->writer_waiting.load(std::memory_order_seq_cst) != 0) {
+    slot_->writer_waiting.store(0, std::memory_order_relaxed);
+    futex_wake(&slot_->writer_waiting);
+  }
+}
+
+bool RingReader::still_valid(uint64_t position) const {
+  const SlotHeader* slot = ring_slot(ring_, geometry_, position);
+  // acquire: orders this check after the caller's reads of the payload (seqlock validation).
+  std::atomic_thread_fence(std::memory_order_acquire);
+  return slot->sequence.load(std::memory_order_relaxed) == position + 1;
+}
+
+}  // namespace shmbus::shm

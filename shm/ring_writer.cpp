@@ -1,0 +1,107 @@
+#include "shm/ring_writer.h"
+
+#include <algorithm>
+
+#include "shm/futex.h"
+
+namespace shmbus::shm {
+namespace {
+constexpr int kSpinsBeforeSleep = 2000;
+}
+
+RingWriter::RingWriter(std::byte* base, const TopicGeometry& g, uint32_t index, uint32_t generation,
+                       bool lossless)
+    : base_(base),
+      geometry_(g),
+      header_(topic_header(base)),
+      slot_(publisher_slot(base, g, index)),
+      ring_(ring_base(base, g, index)),
+      index_(index),
+      generation_(generation),
+      lossless_(lossless) {
+  // acquire: pairs with the daemon's release when it (re)initialised this ring for us.
+  head_ = slot_->head.load(std::memory_order_acquire);
+  seen_subscribers_epoch_ = header_->subscribers_epoch.load(std::memory_order_acquire);
+  cached_slowest_ = slowest_cursor();
+}
+
+uint64_t RingWriter::slowest_cursor() {
+  uint64_t slowest = head_;
+  for (uint32_t s = 0; s < geometry_.max_subscribers; ++s) {
+    // seq_cst: pairs with a reader's seq_cst cursor store followed by its load of writer_waiting (Dekker), so
+    // either we see its progress or it sees that we wait. Also acquire: its reads of slots happen before reuse.
+    const uint64_t v = cursor(base_, geometry_, index_, s)->value.load(std::memory_order_seq_cst);
+    if (v == kCursorInactive) continue;
+    // A cursor of another generation belongs to a reader that has not yet noticed this ring was handed to us:
+    // gate as if it were at position 0 until it catches up.
+    const uint64_t pos = (v >> kGenerationShift) == (generation_ & 0xffff) ? (v & kPositionMask) : 0;
+    slowest = std::min(slowest, pos);
+  }
+  return slowest;
+}
+
+bool RingWriter::gate_open() {
+  // acquire: pairs with the daemon's release bump after it set a joining reader's cursor.
+  const uint32_t epoch = header_->subscribers_epoch.load(std::memory_order_acquire);
+  if (epoch != seen_subscribers_epoch_) {
+    seen_subscribers_epoch_ = epoch;
+    cached_slowest_ = slowest_cursor();
+  }
+  if (head_ - cached_slowest_ < geometry_.depth) return true;
+  cached_slowest_ = slowest_cursor();
+  return head_ - cached_slowest_ < geometry_.depth;
+}
+
+std::byte* RingWriter::claim(std::chrono::nanoseconds timeout) {
+  if (lossless_ && !gate_open()) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    bool open = false;
+    for (int spin = 0; spin < kSpinsBeforeSleep && !open; ++spin) open = gate_open();
+    while (!open) {
+      const auto left = deadline - std::chrono::steady_clock::now();
+      if (left <= std::chrono::nanoseconds::zero()) {
+        // relaxed: a statistic.
+        slot_->gate_timeouts.fetch_add(1, std::memory_order_relaxed);
+        return nullptr;
+      }
+      // seq_cst: Dekker with the readers' cursor store + load of writer_waiting (see slowest_cursor).
+      slot_->writer_waiting.store(1, std::memory_order_seq_cst);
+      open = gate_open();
+      if (!open) futex_wait(&slot_->writer_waiting, 1, std::min<std::chrono::nanoseconds>(left, std::chrono::milliseconds(100)));
+      slot_->writer_waiting.store(0, std::memory_order_relaxed);
+      if (!open) open = gate_open();
+    }
+  }
+  SlotHeader* slot = ring_slot(ring_, geometry_, head_);
+  // Mark the slot busy before touching its payload so a lapped reader (seqlock check) sees the overwrite.
+  // relaxed + release fence: the busy mark is ordered before the payload stores that follow.
+  slot->sequence.store((head_ + 1) | kSlotBusyBit, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_release);
+  // relaxed: a statistic for `stats` (loans outstanding at a crash).
+  slot_->loaned.store(1, std::memory_order_relaxed);
+  return slot_payload(slot);
+}
+
+void RingWriter::commit(uint32_t size, uint64_t publish_ns) {
+  SlotHeader* slot = ring_slot(ring_, geometry_, head_);
+  slot->publish_ns = publish_ns;
+  slot->size = size;
+  ++head_;
+  // seq_cst (a release store): pairs with the reader's acquire load of the sequence, making payload and header
+  // visible; and it orders before our load of `sleepers` below (Dekker with a reader going to sleep).
+  slot->sequence.store(head_, std::memory_order_seq_cst);
+  // release: joiners and lapped readers read head with acquire to find the newest committed position.
+  slot_->head.store(head_, std::memory_order_release);
+  slot_->bytes.store(slot_->bytes.load(std::memory_order_relaxed) + size, std::memory_order_relaxed);
+  slot_->loaned.store(0, std::memory_order_relaxed);
+  // seq_cst: see above; a reader increments sleepers (seq_cst) before its last check for data.
+  if (header_->sleepers.load(std::memory_order_seq_cst) != 0) wake_readers();
+}
+
+void RingWriter::wake_readers() {
+  // release: a woken reader re-checks the rings anyway; the increment only changes the futex word.
+  header_->wake_word.fetch_add(1, std::memory_order_release);
+  futex_wake(&header_->wake_word);
+}
+
+}  // namespace shmbus::shm

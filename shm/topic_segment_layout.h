@@ -1,0 +1,216 @@
+// Layout of one topic's shared-memory segment: the format shared by the daemon (which creates and repairs it)
+// and every publisher and subscriber (which use it). docs/shared-memory-layout.md explains it with a picture.
+//
+//   TopicHeader | PublisherSlot[max_publishers] | Cursor[max_publishers][max_subscribers]
+//               | SubscriberSlot[max_subscribers] | Ring[max_publishers] (each: depth x slot_stride bytes)
+//
+// Each publisher owns one single-writer broadcast ring (no writer-writer contention, and a writer that dies
+// mid-message leaves nothing to repair but its own ring). Subscribers read rings in place and keep a cursor per
+// ring; the writer of a lossless topic may reuse a slot only once every active cursor has passed it.
+//
+// Offsets and sizes are recomputed from the settings by every process (compute_topic_geometry) and compared
+// with the header before use, so a corrupted header is refused instead of followed.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace shmbus::shm {
+
+// A fixed constant, not hardware_destructive_interference_size: every binary must agree on the layout.
+inline constexpr std::size_t kCacheLine = 64;
+inline constexpr uint64_t kTopicMagic = 0x3150'4f54'5355'4253;  // "SBUSTOP1" little-endian
+inline constexpr uint32_t kLayoutVersion = 1;
+inline constexpr std::size_t kMaxTopicNameBytes = 255;
+
+// Limits that keep every size computation far from overflow.
+inline constexpr uint32_t kMaxMessageSizeLimit = 256u << 20;  // 256 MiB
+inline constexpr uint32_t kMaxDepthLimit = 1u << 20;
+inline constexpr uint32_t kMaxPublishersLimit = 64;
+inline constexpr uint32_t kMaxSubscribersLimit = 256;
+inline constexpr uint64_t kMaxSegmentBytes = 16ull << 30;
+
+inline constexpr uint32_t kPolicyLossless = 0;
+inline constexpr uint32_t kPolicyLossy = 1;
+
+// A cursor value: (ring generation << 48) | position. kCursorInactive never gates the writer.
+inline constexpr uint64_t kCursorInactive = ~0ull;
+inline constexpr int kGenerationShift = 48;
+inline constexpr uint64_t kPositionMask = (1ull << kGenerationShift) - 1;
+inline constexpr uint64_t make_cursor(uint32_t generation, uint64_t position) {
+  return (static_cast<uint64_t>(generation & 0xffff) << kGenerationShift) | (position & kPositionMask);
+}
+
+// Slot sequence word: position + 1 once committed; the top bit marks a slot being (over)written.
+inline constexpr uint64_t kSlotBusyBit = 1ull << 63;
+
+// Publish-to-take latency histogram: 4 buckets per power of two of nanoseconds.
+inline constexpr int kLatencyBuckets = 192;
+
+struct alignas(kCacheLine) TopicHeader {
+  // Immutable after creation (written by the daemon before any client maps the segment).
+  uint64_t magic;
+  uint32_t version;
+  uint32_t topic_id;
+  uint64_t segment_size;
+  uint32_t max_message_size;
+  uint32_t depth;  // power of two
+  uint32_t slot_stride;
+  uint32_t policy;
+  uint32_t history;
+  uint32_t max_publishers;
+  uint32_t max_subscribers;
+  uint32_t daemon_pid;
+  uint64_t created_unix_ns;
+  char name[kMaxTopicNameBytes + 1];  // NUL-terminated
+  uint64_t publishers_offset;
+  uint64_t cursors_offset;
+  uint64_t subscribers_offset;
+  uint64_t rings_offset;
+  uint64_t ring_bytes;
+  uint8_t pad0_[24];
+
+  // Written by the daemon when a publisher slot changes state; read by subscribers on every take (stays
+  // cached-clean between changes).
+  alignas(kCacheLine) std::atomic<uint32_t> publishers_epoch;
+  std::atomic<uint32_t> closed;  // 1 once the daemon shut the topic down
+  uint8_t pad1_[56];
+
+  // Read by every writer on every publish: it changes only when a reader sleeps or a subscriber joins/leaves.
+  alignas(kCacheLine) std::atomic<uint32_t> wake_word;  // futex word blocking readers sleep on
+  std::atomic<uint32_t> sleepers;                       // readers inside (or about to enter) futex_wait
+  std::atomic<uint32_t> subscribers_epoch;              // bumped by the daemon on join/leave: writers rescan
+  uint8_t pad2_[52];
+};
+static_assert(offsetof(TopicHeader, magic) == 0);
+static_assert(offsetof(TopicHeader, segment_size) == 16);
+static_assert(offsetof(TopicHeader, name) == 64);
+static_assert(offsetof(TopicHeader, publishers_offset) == 320);
+static_assert(offsetof(TopicHeader, ring_bytes) == 352);
+static_assert(offsetof(TopicHeader, publishers_epoch) == 384);
+static_assert(offsetof(TopicHeader, wake_word) == 448);
+static_assert(offsetof(TopicHeader, subscribers_epoch) == 456);
+static_assert(sizeof(TopicHeader) == 512);
+
+inline constexpr uint32_t kSlotFree = 0;
+inline constexpr uint32_t kSlotActive = 1;
+inline constexpr uint32_t kSlotDead = 2;  // publisher gone: subscribers drain what it committed, then skip
+
+struct alignas(kCacheLine) PublisherSlot {
+  // Daemon-owned: changes only when a publisher attaches or goes away.
+  std::atomic<uint32_t> state;
+  std::atomic<uint32_t> generation;  // bumped each time the slot is handed to a new publisher
+  uint32_t pid;
+  uint32_t uid;
+  uint64_t participant_id;
+  uint8_t pad0_[40];
+
+  // Writer-owned, written on every publish; readers look at it only after an overrun or when joining.
+  alignas(kCacheLine) std::atomic<uint64_t> head;  // positions committed so far (= next position)
+  std::atomic<uint64_t> bytes;                     // payload bytes committed
+  std::atomic<uint64_t> gate_timeouts;             // lossless loans that timed out on a full ring
+  std::atomic<uint32_t> loaned;                    // 1 while a loan is outstanding
+  uint8_t pad1_[36];
+
+  // Futex word a lossless writer sleeps on while the slowest reader blocks it; readers wake it.
+  alignas(kCacheLine) std::atomic<uint32_t> writer_waiting;
+  uint8_t pad2_[60];
+};
+static_assert(offsetof(PublisherSlot, head) == 64);
+static_assert(offsetof(PublisherSlot, writer_waiting) == 128);
+static_assert(sizeof(PublisherSlot) == 192);
+
+// One reader's position in one ring, alone on its line: only that reader writes it (lazily), the writer reads
+// it only when the ring looks full.
+struct alignas(kCacheLine) Cursor {
+  std::atomic<uint64_t> value;  // make_cursor(generation, position of the oldest slot still in use) or inactive
+  uint8_t pad_[56];
+};
+static_assert(sizeof(Cursor) == kCacheLine);
+
+struct alignas(kCacheLine) SubscriberSlot {
+  // Daemon-owned.
+  std::atomic<uint32_t> state;  // kSlotFree or kSlotActive
+  uint32_t pid;
+  uint32_t uid;
+  uint32_t blocking;  // reserved
+  uint64_t participant_id;
+  uint8_t pad0_[40];
+
+  // Reader-owned statistics (relaxed: counters read by the daemon for `stats`, no ordering needed).
+  alignas(kCacheLine) std::atomic<uint64_t> taken;
+  std::atomic<uint64_t> dropped;  // messages overwritten before this reader took them (lossy topics)
+  std::atomic<uint64_t> bytes;
+  std::atomic<uint32_t> held;     // samples currently held
+  uint8_t pad1_[36];
+  std::atomic<uint64_t> latency_ns[kLatencyBuckets];  // publish -> take, sampled
+};
+static_assert(offsetof(SubscriberSlot, taken) == 64);
+static_assert(offsetof(SubscriberSlot, latency_ns) == 128);
+
+// Header of every ring slot; the payload follows it directly so a small message and its sequence share lines.
+struct SlotHeader {
+  std::atomic<uint64_t> sequence;  // position + 1 once committed; kSlotBusyBit while being written
+  uint64_t publish_ns;             // CLOCK_MONOTONIC
+  uint32_t size;                   // payload bytes; readers check it against max_message_size
+  uint32_t flags;
+  uint64_t reserved;
+};
+static_assert(sizeof(SlotHeader) == 32);
+inline constexpr std::size_t kPayloadAlignment = 32;
+
+static_assert(std::atomic<uint64_t>::is_always_lock_free && std::atomic<uint32_t>::is_always_lock_free,
+              "shared-memory atomics must be lock-free to work across processes");
+
+// Sizes and offsets derived from a topic's settings; the only source of truth for indexing.
+struct TopicGeometry {
+  uint32_t max_message_size = 0;
+  uint32_t depth = 0;
+  uint32_t slot_stride = 0;
+  uint32_t max_publishers = 0;
+  uint32_t max_subscribers = 0;
+  uint64_t publishers_offset = 0;
+  uint64_t cursors_offset = 0;
+  uint64_t subscribers_offset = 0;
+  uint64_t rings_offset = 0;
+  uint64_t ring_bytes = 0;
+  uint64_t segment_size = 0;
+};
+
+// Returns nullopt (with `error` set) if the settings exceed the limits above. `depth` must be a power of two.
+std::optional<TopicGeometry> compute_topic_geometry(uint32_t max_message_size, uint32_t depth,
+                                                    uint32_t max_publishers, uint32_t max_subscribers,
+                                                    std::string* error);
+
+// Checks that a mapped segment of `mapped_size` bytes carries a header consistent with itself and with the
+// geometry its settings imply. On success returns that geometry (copied out of shared memory).
+std::optional<TopicGeometry> validate_topic_header(const TopicHeader& header, std::size_t mapped_size,
+                                                   std::string* error);
+
+// Typed accessors. REQUIRES: `base` maps a segment validated against `g`, and indices below the maxima.
+inline TopicHeader* topic_header(std::byte* base) { return reinterpret_cast<TopicHeader*>(base); }
+inline PublisherSlot* publisher_slot(std::byte* base, const TopicGeometry& g, uint32_t p) {
+  return reinterpret_cast<PublisherSlot*>(base + g.publishers_offset) + p;
+}
+inline Cursor* cursor(std::byte* base, const TopicGeometry& g, uint32_t p, uint32_t s) {
+  return reinterpret_cast<Cursor*>(base + g.cursors_offset) + (static_cast<uint64_t>(p) * g.max_subscribers + s);
+}
+inline SubscriberSlot* subscriber_slot(std::byte* base, const TopicGeometry& g, uint32_t s) {
+  return reinterpret_cast<SubscriberSlot*>(base + g.subscribers_offset) + s;
+}
+inline std::byte* ring_base(std::byte* base, const TopicGeometry& g, uint32_t p) {
+  return base + g.rings_offset + static_cast<uint64_t>(p) * g.ring_bytes;
+}
+inline SlotHeader* ring_slot(std::byte* ring, const TopicGeometry& g, uint64_t position) {
+  return reinterpret_cast<SlotHeader*>(ring + (position & (g.depth - 1)) * static_cast<uint64_t>(g.slot_stride));
+}
+inline std::byte* slot_payload(SlotHeader* slot) { return reinterpret_cast<std::byte*>(slot + 1); }
+
+// Bucket index of a latency in the histogram, and the upper bound of a bucket in nanoseconds.
+int latency_bucket(uint64_t ns);
+uint64_t latency_bucket_upper_ns(int bucket);
+
+}  // namespace shmbus::shm
