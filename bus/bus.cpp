@@ -73,26 +73,10 @@ Result<Publisher> Bus::publisher(std::string_view topic, PublisherOptions option
 Result<Subscriber> Bus::subscriber(std::string_view topic, SubscriberOptions options) {
   if (Status s = validate_topic_name(topic); !s.ok()) return s;
   if (options.max_held_samples == 0) return Status{Errc::kInvalidArgument, "max_held_samples must be >= 1"};
-  auto request = make_open(detail::RecordType::kOpenSubscriber, topic, options.topic, options.history);
-  detail::Reply reply{};
-  int fd = -1;
-  if (Status s = connection_->call(&request, sizeof request, &reply, &fd); !s.ok()) return s;
-  auto attachment = detail::TopicAttachment::map(fd, reply, std::string(topic));
-  if (!attachment) return attachment.status();
   auto core = std::make_unique<detail::SubscriberCore>();
   core->connection = connection_;
-  core->topic = std::move(attachment).value();
   core->options = options;
-  core->slot = reply.slot;
-  core->id = reply.participant_id;
-  if (core->slot >= core->topic.geometry.max_subscribers) {
-    return Status{Errc::kProtocolError, "the daemon assigned an out-of-range subscriber slot"};
-  }
-  core->stats = shm::subscriber_slot(core->topic.base(), core->topic.geometry, core->slot);
-  core->rings.resize(core->topic.geometry.max_publishers);
-  core->active.reserve(core->topic.geometry.max_publishers);
-  core->check_epoch();
-  detail::log().debug("subscriber {} on {} (slot {})", core->id, core->topic.topic, core->slot);
+  if (Status s = core->attach(std::string(topic)); !s.ok()) return s;
   return Subscriber(std::move(core));
 }
 

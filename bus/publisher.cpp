@@ -96,4 +96,14 @@ uint64_t Publisher::id() const { return core_->id; }
 std::size_t Publisher::max_message_size() const { return core_->topic.geometry.max_message_size; }
 uint64_t Publisher::published() const { return core_->writer.head(); }
 
+std::size_t Publisher::subscribers() const {
+  const auto& t = core_->topic;
+  std::size_t n = 0;
+  for (uint32_t s = 0; s < t.geometry.max_subscribers; ++s) {
+    // relaxed: a count for display and start-up handshakes, no data is read through it.
+    n += shm::subscriber_slot(t.base(), t.geometry, s)->state.load(std::memory_order_relaxed) == shm::kSlotActive;
+  }
+  return n;
+}
+
 }  // namespace shmbus

@@ -1,5 +1,6 @@
 #include <thread>
 
+#include "bus/log.h"
 #include "bus/subscriber_core.h"
 #include "shm/futex.h"
 #include "shmbus/bus.h"
@@ -15,7 +16,44 @@ uint64_t now_ns() {
 }
 }  // namespace
 
-SubscriberCore::~SubscriberCore() {
+SubscriberCore::~SubscriberCore() { detach(); }
+
+void SubscriberCore::log_reattach_failure(const Status& s) {
+  log().error("cannot re-open a reshaped topic: {}", s.to_string());
+}
+
+Status SubscriberCore::attach(const std::string& topic_name) {
+  OpenRequest request{};
+  request.header = make_header(RecordType::kOpenSubscriber, sizeof request, 0);
+  copy_string(topic_name, request.topic, sizeof request.topic);
+  request.settings = to_wire(options.topic);
+  request.history = options.history;
+  Reply reply{};
+  int fd = -1;
+  if (Status s = connection->call(&request, sizeof request, &reply, &fd); !s.ok()) return s;
+  auto attachment = TopicAttachment::map(fd, reply, topic_name);
+  if (!attachment) return attachment.status();
+  if (reply.slot >= attachment->geometry.max_subscribers) {
+    return {Errc::kProtocolError, "the daemon assigned an out-of-range subscriber slot"};
+  }
+  topic = std::move(attachment).value();
+  slot = reply.slot;
+  id = reply.participant_id;
+  attached = true;
+  stats = shm::subscriber_slot(topic.base(), topic.geometry, slot);
+  rings.assign(topic.geometry.max_publishers, RingFollower{});
+  active.clear();
+  active.reserve(topic.geometry.max_publishers);
+  seen_publishers_epoch = ~0u;
+  check_epoch();
+  log().debug("subscriber {} on {} (slot {})", id, topic.topic, slot);
+  return Status::Ok();
+}
+
+void SubscriberCore::detach() {
+  if (!attached) return;
+  attached = false;
+  active.clear();
   CloseRequest request{};
   request.header = make_header(RecordType::kClose, sizeof request, 0);
   request.topic_id = topic.topic_id;
@@ -183,6 +221,7 @@ Sample Subscriber::take(std::chrono::nanoseconds timeout) {
   shm::TopicHeader* h = core_->topic.header();
   for (;;) {
     if (closed()) return {};
+    h = core_->topic.header();  // a reshaped topic was re-opened in another segment
     // acquire: the value we sleep on; a writer that publishes after this load changes it if it sees us.
     const uint32_t word = h->wake_word.load(std::memory_order_acquire);
     // seq_cst: Dekker with the writer's seq_cst commit then seq_cst load of sleepers: either it sees us
@@ -210,7 +249,7 @@ uint64_t Subscriber::taken() const { return core_->taken; }
 uint64_t Subscriber::dropped() const { return core_->dropped; }
 bool Subscriber::closed() const {
   // relaxed: a flag set once by the daemon at shutdown; nothing else is read through it.
-  return core_->topic.header()->closed.load(std::memory_order_relaxed) != 0;
+  return core_->topic.header()->closed.load(std::memory_order_relaxed) == shm::kTopicClosed;
 }
 
 }  // namespace shmbus

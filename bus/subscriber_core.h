@@ -25,6 +25,7 @@ struct SubscriberCore {
   SubscriberOptions options;
   uint32_t slot = 0;
   uint64_t id = 0;
+  bool attached = false;
   shm::SubscriberSlot* stats = nullptr;
   std::vector<RingFollower> rings;     // indexed by ring (publisher slot)
   std::vector<RingFollower*> active;   // the present ones, polled in turn
@@ -36,15 +37,28 @@ struct SubscriberCore {
 
   ~SubscriberCore();
 
+  // Opens (or re-opens) this subscriber's endpoint on `topic_name` with the daemon and maps the topic.
+  Status attach(const std::string& topic_name);
+  // Gives the endpoint back to the daemon.
+  void detach();
+
   // Re-reads the publisher table after the daemon changed it (publishers_epoch moved).
   void refresh(uint32_t epoch);
   // The follower with a ready slot, or nullptr.
   RingFollower* find_ready(shm::SlotHeader** slot);
+  static void log_reattach_failure(const Status& s);
   void release(uint32_t ring, uint32_t generation, uint64_t position);
   bool check_epoch() {
     // acquire: pairs with the daemon's release bump after it changed a publisher slot.
     const uint32_t epoch = topic.header()->publishers_epoch.load(std::memory_order_acquire);
     if (epoch == seen_publishers_epoch) return false;
+    // relaxed: the epoch's acquire above already ordered it.
+    if (topic.header()->closed.load(std::memory_order_relaxed) == shm::kTopicReshaped && held == 0) {
+      const std::string name = topic.topic;
+      detach();
+      if (Status s = attach(name); !s.ok()) log_reattach_failure(s);
+      return true;
+    }
     refresh(epoch);
     return true;
   }

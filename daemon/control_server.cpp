@@ -218,6 +218,7 @@ void ControlServer::disconnect(int fd) {
     spdlog::info("participant {} (pid {}) gone: reclaiming {} endpoint(s)", p.peer.id, p.peer.pid, p.endpoints.size());
   }
   for (const Endpoint& e : p.endpoints) registry_.detach(e, p.peer.id);
+  registry_.forget_peer(p.peer.id);
   close(fd);
   participants_.erase(it);
 }

@@ -1,6 +1,7 @@
 #include "daemon/topic_registry.h"
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
 #include <spdlog/spdlog.h>
 #include <toml++/toml.h>
@@ -16,6 +17,7 @@ namespace shmbus::daemon {
 using detail::kRolePublisher;
 using detail::kRoleSubscriber;
 using Clock = std::chrono::steady_clock;
+constexpr uint64_t kDefaultRingBytes = 4u << 20;
 
 struct TopicRegistry::Topic {
   uint32_t id = 0;
@@ -29,6 +31,9 @@ struct TopicRegistry::Topic {
   std::vector<Clock::time_point> dead_since;
   std::vector<uint64_t> subscriber_owner;  // peer id per subscriber slot, 0 = none
   std::vector<uint64_t> subscriber_id;
+  bool had_publisher = false;  // settings are fixed once a publisher attached
+  bool reshaped = false;        // replaced by a new segment; lives on until its subscribers re-open
+  std::multimap<uint64_t, uint32_t> moved_in;  // peer -> subscriber slot reserved for it by a reshape
   uint64_t retired_messages = 0;  // messages of rings already reclaimed
   uint64_t retired_bytes = 0;
   uint64_t retired_drops = 0;     // drops of subscribers already gone
@@ -47,7 +52,7 @@ struct TopicRegistry::Topic {
     for (uint32_t p = 0; p < geometry.max_publishers; ++p) {
       dead |= ring(p)->state.load(std::memory_order_relaxed) == shm::kSlotDead;
     }
-    return dead || std::any_of(publisher_owner.begin(), publisher_owner.end(), busy) ||
+    return dead || !moved_in.empty() || std::any_of(publisher_owner.begin(), publisher_owner.end(), busy) ||
            std::any_of(subscriber_owner.begin(), subscriber_owner.end(), busy);
   }
   uint64_t messages() const {
@@ -130,9 +135,36 @@ TopicRegistry::TopicRegistry(std::string instance, const DaemonConfig& config)
 
 TopicRegistry::~TopicRegistry() { shutdown(); }
 
-Result<TopicRegistry::Topic*> TopicRegistry::find_or_create(const std::string& name, const TopicSettings& requested) {
+Result<TopicRegistry::Topic*> TopicRegistry::find_or_create(const std::string& name, const TopicSettings& requested,
+                                                            bool for_publisher) {
   if (auto it = by_name_.find(name); it != by_name_.end()) {
     Topic* t = topics_.at(it->second).get();
+    if (!compatible(requested, t->settings) && for_publisher && !t->had_publisher &&
+        compatible(requested, t->fixed)) {
+      // Subscribers created this topic with default settings; the first publisher may reshape it. The old
+      // segment is announced as reshaped; its subscribers (which can hold no message yet) re-open the topic.
+      spdlog::info("topic {} reshaped by its first publisher: {} -> {}", name, describe(t->settings),
+                   describe(requested));
+      t->reshaped = true;
+      by_name_.erase(it);
+      t->header()->closed.store(shm::kTopicReshaped, std::memory_order_release);
+      t->header()->publishers_epoch.fetch_add(1, std::memory_order_release);
+      t->header()->wake_word.fetch_add(1, std::memory_order_release);
+      shm::futex_wake(&t->header()->wake_word);
+      shm::Segment::remove(t->segment.name());
+      auto reshaped = find_or_create(name, requested, for_publisher);
+      if (!reshaped) return reshaped;
+      // Reserve each subscriber's place in the new segment now, so that it misses nothing the publisher sends
+      // before it re-opens the topic.
+      for (uint32_t s = 0; s < t->geometry.max_subscribers; ++s) {
+        if (t->subscriber_owner[s] == 0) continue;
+        const shm::SubscriberSlot* old_slot = t->subscriber(s);
+        auto added = add_subscriber(*reshaped.value(), t->subscriber_owner[s], static_cast<pid_t>(old_slot->pid),
+                                    old_slot->uid, 0);
+        if (added) reshaped.value()->moved_in.emplace(t->subscriber_owner[s], added.value());
+      }
+      return reshaped;
+    }
     if (!compatible(requested, t->settings)) {
       return Status{Errc::kIncompatibleSettings, "topic " + name + " exists with " + describe(t->settings) +
                                                      "; requested " + describe(requested)};
@@ -154,7 +186,15 @@ Result<TopicRegistry::Topic*> TopicRegistry::find_or_create(const std::string& n
     return Status{Errc::kIncompatibleSettings, "topic " + name + " is configured with " + describe(fixed) +
                                                    "; requested " + describe(requested)};
   }
-  const TopicSettings s = overlay(overlay(config_.defaults, requested), fixed);
+  TopicSettings s = overlay(overlay(config_.defaults, requested), fixed);
+  if (!requested.depth && !fixed.depth) {
+    // Large messages with the default depth would reserve a lot of memory: when nobody chose the depth, keep
+    // each ring near kDefaultRingBytes (at least 4 slots).
+    const uint64_t slot = *s.max_message_size + sizeof(shm::SlotHeader);
+    const uint64_t fitting = std::bit_floor(std::max<uint64_t>(kDefaultRingBytes / slot, 4));
+    s.depth = static_cast<uint32_t>(std::min<uint64_t>(*s.depth, fitting));
+    if (*s.history + 2 > *s.depth) s.depth = std::bit_ceil(*s.history + 2);
+  }
   if (*s.history + 2 > *s.depth) {
     return Status{Errc::kInvalidArgument, "topic " + name + ": history " + std::to_string(*s.history) +
                                               " must be at most depth - 2 = " + std::to_string(*s.depth - 2)};
@@ -176,31 +216,9 @@ Result<TopicRegistry::Topic*> TopicRegistry::find_or_create(const std::string& n
   } catch (const std::exception& e) {
     return Status{Errc::kExhausted, std::string("topic ") + name + ": " + e.what()};
   }
-  shm::TopicHeader* h = t->header();
-  h->magic = shm::kTopicMagic;
-  h->version = shm::kLayoutVersion;
-  h->topic_id = t->id;
-  h->segment_size = g->segment_size;
-  h->max_message_size = g->max_message_size;
-  h->depth = g->depth;
-  h->slot_stride = g->slot_stride;
-  h->policy = *s.policy == Policy::kLossless ? shm::kPolicyLossless : shm::kPolicyLossy;
-  h->history = *s.history;
-  h->max_publishers = g->max_publishers;
-  h->max_subscribers = g->max_subscribers;
-  h->daemon_pid = static_cast<uint32_t>(getpid());
-  h->created_unix_ns = static_cast<uint64_t>(std::chrono::system_clock::now().time_since_epoch().count());
-  detail::copy_string(name, h->name, sizeof h->name);
-  h->publishers_offset = g->publishers_offset;
-  h->cursors_offset = g->cursors_offset;
-  h->subscribers_offset = g->subscribers_offset;
-  h->rings_offset = g->rings_offset;
-  h->ring_bytes = g->ring_bytes;
-  for (uint32_t p = 0; p < g->max_publishers; ++p) {
-    for (uint32_t sub = 0; sub < g->max_subscribers; ++sub) {
-      t->cursor(p, sub)->value.store(shm::kCursorInactive, std::memory_order_relaxed);
-    }
-  }
+  shm::initialize_topic_segment(t->base(), *g, t->id,
+                                *s.policy == Policy::kLossless ? shm::kPolicyLossless : shm::kPolicyLossy,
+                                *s.history, name, static_cast<uint32_t>(getpid()));
   t->publisher_owner.assign(g->max_publishers, 0);
   t->publisher_id.assign(g->max_publishers, 0);
   t->dead_since.assign(g->max_publishers, Clock::time_point{});
@@ -215,7 +233,7 @@ Result<TopicRegistry::Topic*> TopicRegistry::find_or_create(const std::string& n
 
 Result<Attached> TopicRegistry::attach_publisher(const std::string& name, const TopicSettings& requested,
                                                  const Peer& peer) {
-  auto found = find_or_create(name, requested);
+  auto found = find_or_create(name, requested, /*for_publisher=*/true);
   if (!found) return found.status();
   Topic& t = *found.value();
   const auto& g = t.geometry;
@@ -255,6 +273,7 @@ Result<Attached> TopicRegistry::attach_publisher(const std::string& name, const 
   t.header()->publishers_epoch.fetch_add(1, std::memory_order_release);
   t.publisher_owner[p] = peer.id;
   t.publisher_id[p] = id;
+  t.had_publisher = true;
   spdlog::info("publisher {} on {} (ring {}) for pid {} uid {} ({})", id, name, p, peer.pid, peer.uid, peer.name);
   Attached a{{t.id, kRolePublisher, p, generation, id}, t.settings, t.segment.duplicate_fd()};
   return a;
@@ -262,17 +281,37 @@ Result<Attached> TopicRegistry::attach_publisher(const std::string& name, const 
 
 Result<Attached> TopicRegistry::attach_subscriber(const std::string& name, const TopicSettings& requested,
                                                   uint32_t history, const Peer& peer) {
-  auto found = find_or_create(name, requested);
+  auto found = find_or_create(name, requested, /*for_publisher=*/false);
   if (!found) return found.status();
   Topic& t = *found.value();
+  uint32_t s = 0;
+  if (auto moved = t.moved_in.find(peer.id); moved != t.moved_in.end()) {
+    // This subscriber re-opens a reshaped topic: its slot here was reserved when the topic was reshaped, so it
+    // missed nothing the new publisher sent meanwhile.
+    s = moved->second;
+    t.moved_in.erase(moved);
+  } else {
+    auto added = add_subscriber(t, peer.id, peer.pid, peer.uid, history);
+    if (!added) {
+      remove_if_unused(t.id);
+      return added.status();
+    }
+    s = added.value();
+  }
+  spdlog::info("subscriber {} on {} (slot {}) for pid {} uid {} ({})", t.subscriber_id[s], name, s, peer.pid,
+               peer.uid, peer.name);
+  Attached a{{t.id, kRoleSubscriber, s, 0, t.subscriber_id[s]}, t.settings, t.segment.duplicate_fd()};
+  return a;
+}
+
+Result<uint32_t> TopicRegistry::add_subscriber(Topic& t, uint64_t owner, pid_t pid, uid_t uid, uint32_t history) {
   const auto& g = t.geometry;
   uint32_t s = g.max_subscribers;
   for (uint32_t i = 0; i < g.max_subscribers && s == g.max_subscribers; ++i) {
     if (t.subscriber_owner[i] == 0) s = i;
   }
   if (s == g.max_subscribers) {
-    remove_if_unused(t.id);
-    return Status{Errc::kExhausted, "topic " + name + " has all " + std::to_string(g.max_subscribers) +
+    return Status{Errc::kExhausted, "topic " + t.name + " has all " + std::to_string(g.max_subscribers) +
                                         " subscriber slots in use (max_subscribers)"};
   }
   history = std::min(history, *t.settings.history);
@@ -291,7 +330,7 @@ Result<Attached> TopicRegistry::attach_subscriber(const std::string& name, const
       const uint32_t generation = t.ring(p)->generation.load(std::memory_order_relaxed);
       t.cursor(p, s)->value.store(shm::make_cursor(generation, 0), std::memory_order_seq_cst);
     }
-    // release: writers that see the new epoch rescan and see the pins above.
+    // seq_cst (a release): writers that see the new epoch rescan and see the pins above.
     t.header()->subscribers_epoch.fetch_add(1, std::memory_order_seq_cst);
   }
   for (uint32_t p = 0; p < g.max_publishers; ++p) {
@@ -308,18 +347,31 @@ Result<Attached> TopicRegistry::attach_subscriber(const std::string& name, const
     t.cursor(p, s)->value.store(shm::make_cursor(generation, head - back), std::memory_order_seq_cst);
   }
   const uint64_t id = next_endpoint_id_++;
-  slot->pid = static_cast<uint32_t>(peer.pid);
-  slot->uid = peer.uid;
+  slot->pid = static_cast<uint32_t>(pid);
+  slot->uid = uid;
   slot->participant_id = id;
   slot->state.store(shm::kSlotActive, std::memory_order_release);
-  // release: pairs with the writers' acquire load; they rescan cursors and now see ours.
+  // seq_cst (a release): pairs with the writers' acquire load; they rescan cursors and now see ours.
   t.header()->subscribers_epoch.fetch_add(1, std::memory_order_seq_cst);
   if (lossless) t.wake_writers();  // writers the pin made wait
-  t.subscriber_owner[s] = peer.id;
+  t.subscriber_owner[s] = owner;
   t.subscriber_id[s] = id;
-  spdlog::info("subscriber {} on {} (slot {}) for pid {} uid {} ({})", id, name, s, peer.pid, peer.uid, peer.name);
-  Attached a{{t.id, kRoleSubscriber, s, 0, id}, t.settings, t.segment.duplicate_fd()};
-  return a;
+  return s;
+}
+
+void TopicRegistry::forget_peer(uint64_t peer_id) {
+  for (auto& [id, topic] : topics_) {
+    Topic& t = *topic;
+    for (auto it = t.moved_in.begin(); it != t.moved_in.end();) {
+      if (it->first != peer_id) {
+        ++it;
+        continue;
+      }
+      const uint32_t slot = it->second;
+      it = t.moved_in.erase(it);
+      detach({t.id, kRoleSubscriber, slot, 0, 0}, peer_id);
+    }
+  }
 }
 
 void TopicRegistry::detach(const Endpoint& e, uint64_t peer_id) {
@@ -367,10 +419,13 @@ void TopicRegistry::free_ring(Topic& t, uint32_t p) {
 void TopicRegistry::remove_if_unused(uint32_t topic_id) {
   auto it = topics_.find(topic_id);
   if (it == topics_.end() || it->second->used()) return;
-  spdlog::info("topic {} removed (no endpoints left)", it->second->name);
-  it->second->header()->closed.store(1, std::memory_order_release);
-  shm::Segment::remove(it->second->segment.name());
-  by_name_.erase(it->second->name);
+  Topic& t = *it->second;
+  if (!t.reshaped) {
+    spdlog::info("topic {} removed (no endpoints left)", t.name);
+    t.header()->closed.store(shm::kTopicClosed, std::memory_order_release);
+    shm::Segment::remove(t.segment.name());
+    by_name_.erase(t.name);
+  }
   topics_.erase(it);
 }
 
@@ -400,7 +455,7 @@ void TopicRegistry::tick() {
 void TopicRegistry::shutdown() {
   for (auto& [id, t] : topics_) {
     // release: readers that see closed stop waiting; then wake every sleeper.
-    t->header()->closed.store(1, std::memory_order_release);
+    if (!t->reshaped) t->header()->closed.store(shm::kTopicClosed, std::memory_order_release);
     t->header()->wake_word.fetch_add(1, std::memory_order_release);
     shm::futex_wake(&t->header()->wake_word);
     t->wake_writers();
@@ -414,6 +469,7 @@ void TopicRegistry::report(toml::table* doc) const {
   toml::array topics;
   for (const auto& [id, topic] : topics_) {
     const Topic& t = *topic;
+    if (t.reshaped) continue;
     const auto& g = t.geometry;
     toml::table entry;
     entry.insert("name", t.name);

@@ -58,6 +58,9 @@ class TopicRegistry {
   // Detaches an endpoint (close request or the peer's death). Unknown or foreign endpoints are ignored.
   void detach(const Endpoint& endpoint, uint64_t peer_id);
 
+  // Releases what a departed peer had reserved but not yet claimed (subscriber slots of reshaped topics).
+  void forget_peer(uint64_t peer_id);
+
   // Periodic work: reclaim drained dead rings, drop unused topics, update rates.
   void tick();
   // Marks every topic closed, wakes every sleeper, removes every segment.
@@ -65,12 +68,13 @@ class TopicRegistry {
 
   // Adds [[topics]] to `doc` (statistics per topic and endpoint).
   void report(toml::table* doc) const;
-  std::size_t topic_count() const { return topics_.size(); }
+  std::size_t topic_count() const { return by_name_.size(); }
 
  private:
   struct Topic;
-  Result<Topic*> find_or_create(const std::string& name, const TopicSettings& requested);
+  Result<Topic*> find_or_create(const std::string& name, const TopicSettings& requested, bool for_publisher);
   void free_ring(Topic& t, uint32_t ring);
+  Result<uint32_t> add_subscriber(Topic& t, uint64_t owner, pid_t pid, uid_t uid, uint32_t history);
   void remove_if_unused(uint32_t topic_id);
 
   std::string instance_;

@@ -1,6 +1,8 @@
 #include "shm/topic_segment_layout.h"
 
+#include <algorithm>
 #include <bit>
+#include <chrono>
 #include <cstring>
 
 namespace shmbus::shm {
@@ -76,6 +78,38 @@ std::optional<TopicGeometry> validate_topic_header(const TopicHeader& h, std::si
     return std::nullopt;
   }
   return g;
+}
+
+void initialize_topic_segment(std::byte* base, const TopicGeometry& g, uint32_t topic_id, uint32_t policy,
+                              uint32_t history, const std::string& name, uint32_t daemon_pid) {
+  TopicHeader* h = topic_header(base);
+  h->magic = kTopicMagic;
+  h->version = kLayoutVersion;
+  h->topic_id = topic_id;
+  h->segment_size = g.segment_size;
+  h->max_message_size = g.max_message_size;
+  h->depth = g.depth;
+  h->slot_stride = g.slot_stride;
+  h->policy = policy;
+  h->history = history;
+  h->max_publishers = g.max_publishers;
+  h->max_subscribers = g.max_subscribers;
+  h->daemon_pid = daemon_pid;
+  h->created_unix_ns = static_cast<uint64_t>(std::chrono::system_clock::now().time_since_epoch().count());
+  const std::size_t n = std::min(name.size(), kMaxTopicNameBytes);
+  std::memcpy(h->name, name.data(), n);
+  h->name[n] = '\0';
+  h->publishers_offset = g.publishers_offset;
+  h->cursors_offset = g.cursors_offset;
+  h->subscribers_offset = g.subscribers_offset;
+  h->rings_offset = g.rings_offset;
+  h->ring_bytes = g.ring_bytes;
+  for (uint32_t p = 0; p < g.max_publishers; ++p) {
+    for (uint32_t s = 0; s < g.max_subscribers; ++s) {
+      // relaxed: nobody else maps the segment before the daemon hands out its descriptor.
+      cursor(base, g, p, s)->value.store(kCursorInactive, std::memory_order_relaxed);
+    }
+  }
 }
 
 int latency_bucket(uint64_t ns) {

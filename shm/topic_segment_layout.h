@@ -33,6 +33,12 @@ inline constexpr uint32_t kMaxPublishersLimit = 64;
 inline constexpr uint32_t kMaxSubscribersLimit = 256;
 inline constexpr uint64_t kMaxSegmentBytes = 16ull << 30;
 
+// TopicHeader::closed values.
+inline constexpr uint32_t kTopicOpen = 0;
+inline constexpr uint32_t kTopicClosed = 1;    // the daemon shut down: no more messages will come
+inline constexpr uint32_t kTopicReshaped = 2;  // the first publisher changed the settings of a topic its
+                                               // subscribers had created: they re-open it (new segment)
+
 inline constexpr uint32_t kPolicyLossless = 0;
 inline constexpr uint32_t kPolicyLossy = 1;
 
@@ -76,7 +82,7 @@ struct alignas(kCacheLine) TopicHeader {
   // Written by the daemon when a publisher slot changes state; read by subscribers on every take (stays
   // cached-clean between changes).
   alignas(kCacheLine) std::atomic<uint32_t> publishers_epoch;
-  std::atomic<uint32_t> closed;  // 1 once the daemon shut the topic down
+  std::atomic<uint32_t> closed;  // kTopicOpen, kTopicClosed or kTopicReshaped
   uint8_t pad1_[56];
 
   // Read by every writer on every publish: it changes only when a reader sleeps or a subscriber joins/leaves.
@@ -189,6 +195,10 @@ std::optional<TopicGeometry> compute_topic_geometry(uint32_t max_message_size, u
 // geometry its settings imply. On success returns that geometry (copied out of shared memory).
 std::optional<TopicGeometry> validate_topic_header(const TopicHeader& header, std::size_t mapped_size,
                                                    std::string* error);
+
+// Writes a fresh header for geometry `g` into a zero-filled segment and marks every cursor inactive.
+void initialize_topic_segment(std::byte* base, const TopicGeometry& g, uint32_t topic_id, uint32_t policy,
+                              uint32_t history, const std::string& name, uint32_t daemon_pid);
 
 // Typed accessors. REQUIRES: `base` maps a segment validated against `g`, and indices below the maxima.
 inline TopicHeader* topic_header(std::byte* base) { return reinterpret_cast<TopicHeader*>(base); }

@@ -81,6 +81,8 @@ class Publisher {
   uint64_t id() const;  // this publisher's id as subscribers see it in SampleInfo::publisher_id
   std::size_t max_message_size() const;
   uint64_t published() const;  // messages published by this publisher
+  // Subscribers attached to the topic right now (reads shared memory; no system call).
+  std::size_t subscribers() const;
 
  private:
   friend class Bus;

@@ -1,0 +1,72 @@
+// The `shmbus` command line against a real daemon.
+#include <gtest/gtest.h>
+
+#include <toml++/toml.h>
+
+#include "support/test_daemon.h"
+
+namespace shmbus::test {
+namespace {
+
+TEST(CliTest, SubPrintsWhatPubSends) {
+  TestDaemon daemon;
+  ChildProcess sub({SHMBUS_CLI_PATH, "sub", "demo", "--count", "3", "--timeout", "20"});
+  // The subscriber is attached once the topic shows one subscriber.
+  for (int i = 0; i < 1000 && run_process({SHMBUS_CLI_PATH, "list"}).out.find("demo ") == std::string::npos; ++i) {
+  }
+  const auto pub = run_process({SHMBUS_CLI_PATH, "pub", "demo", "hello", "--count", "3"});
+  EXPECT_EQ(pub.status, 0);
+  EXPECT_EQ(sub.read_all(20), "hello\nhello\nhello\n");
+  EXPECT_EQ(sub.wait(), 0);
+}
+
+TEST(CliTest, PubFromStdinAndJsonAndHexFormats) {
+  TestDaemon daemon;
+  ChildProcess json({SHMBUS_CLI_PATH, "sub", "lines", "--count", "2", "--format", "json", "--timeout", "20"});
+  ChildProcess hex({SHMBUS_CLI_PATH, "sub", "lines", "--count", "2", "--format", "hex", "--timeout", "20"});
+  for (int i = 0; i < 1000; ++i) {
+    const auto list = run_process({SHMBUS_CLI_PATH, "list"}).out;
+    if (list.find("lines                           0     2") != std::string::npos) break;
+  }
+  const auto pub = run_process({SHMBUS_CLI_PATH, "pub", "lines", "-"}, 20, "one\n\"two\"\n");
+  EXPECT_EQ(pub.status, 0);
+  const std::string j1 = json.read_line(), j2 = json.read_line();
+  EXPECT_NE(j1.find("\"data\":\"one\""), std::string::npos) << j1;
+  EXPECT_NE(j2.find("\"data\":\"\\\"two\\\"\""), std::string::npos) << j2;
+  EXPECT_NE(j1.find("\"sequence\":1"), std::string::npos);
+  EXPECT_EQ(hex.read_line(), "6f6e65");
+}
+
+TEST(CliTest, StatsJsonIsMachineReadable) {
+  TestDaemon daemon;
+  Bus bus = daemon.connect("stats-test");
+  auto pub = bus.publisher("stats/topic");
+  auto sub = bus.subscriber("stats/topic");
+  ASSERT_TRUE(pub.ok() && sub.ok());
+  for (int i = 0; i < 50; ++i) ASSERT_TRUE(pub->publish(std::as_bytes(std::span("abcd", 4))).ok());
+  for (int i = 0; i < 50; ++i) ASSERT_TRUE(sub->take(std::chrono::seconds(1)));
+  const auto r = run_process({SHMBUS_CLI_PATH, "stats", "--json"});
+  ASSERT_EQ(r.status, 0);
+  EXPECT_NE(r.out.find("\"name\" : \"stats/topic\""), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\"messages\" : 50"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\"name\" : \"stats-test\""), std::string::npos) << r.out;
+  const auto text = run_process({SHMBUS_CLI_PATH, "stats"});
+  EXPECT_EQ(text.status, 0);
+  EXPECT_NE(text.out.find("stats/topic"), std::string::npos);
+  const auto hz = run_process({SHMBUS_CLI_PATH, "hz", "stats/topic", "--count", "1"});
+  EXPECT_EQ(hz.status, 0);
+  EXPECT_NE(hz.out.find("msg/s"), std::string::npos);
+}
+
+TEST(CliTest, NoDaemonIsOneLineAndNonZeroFast) {
+  const auto start = std::chrono::steady_clock::now();
+  const auto r = run_process({SHMBUS_CLI_PATH, "--instance", "nobody-here", "--runtime-dir", "/tmp/shmbus-none", "list"});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_TRUE(r.out.empty());
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+  const auto bad = run_process({SHMBUS_CLI_PATH, "pub", "bad topic", "x"});
+  EXPECT_NE(bad.status, 0);
+}
+
+}  // namespace
+}  // namespace shmbus::test

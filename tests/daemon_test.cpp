@@ -1,0 +1,187 @@
+// shmbusd's life cycle: one per instance, clean shutdown, recovery after kill -9, reclaiming dead participants.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <thread>
+#include <toml++/toml.h>
+
+#include "shm/segment.h"
+#include "support/peer_output.h"
+#include "support/test_daemon.h"
+
+namespace shmbus::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+toml::table stats_of(const TestDaemon& d) { return toml::parse(d.statistics()); }
+
+TEST(DaemonTest, SecondDaemonOnTheSameInstanceIsRefused) {
+  TestDaemon daemon;
+  const auto r = run_process({SHMBUSD_PATH, "--instance", daemon.instance(), "--runtime-dir", daemon.runtime_dir()}, 10);
+  EXPECT_EQ(r.status, 1);
+  // The first one is unharmed.
+  EXPECT_TRUE(Bus::connect().ok());
+}
+
+TEST(DaemonTest, SigtermLeavesNoSegmentAndNoSocket) {
+  TestDaemon daemon;
+  {
+    Bus bus = daemon.connect();
+    auto pub = bus.publisher("leftover/check");
+    auto sub = bus.subscriber("leftover/other");
+    ASSERT_TRUE(pub.ok() && sub.ok());
+    EXPECT_EQ(daemon.segments().size(), 2u);
+    EXPECT_EQ(daemon.stop(SIGTERM), 0);
+    EXPECT_TRUE(daemon.segments().empty());
+    EXPECT_FALSE(std::filesystem::exists(daemon.socket_path()));
+    EXPECT_TRUE(sub->closed()) << "subscribers learn that the daemon closed the topic";
+    EXPECT_FALSE(sub->take(10ms));
+  }
+  ASSERT_TRUE(daemon.start());
+  EXPECT_EQ(daemon.stop(SIGINT), 0);
+  EXPECT_TRUE(daemon.segments().empty());
+}
+
+TEST(DaemonTest, RestartAfterKill9CleansStaleLeftovers) {
+  TestDaemon daemon;
+  {
+    Bus bus = daemon.connect();
+    auto pub = bus.publisher("crash/topic");
+    ASSERT_TRUE(pub.ok());
+    EXPECT_EQ(daemon.stop(SIGKILL), 128 + SIGKILL);
+  }
+  EXPECT_EQ(daemon.segments().size(), 1u) << "kill -9 leaves the segment behind";
+  ASSERT_TRUE(daemon.start());
+  EXPECT_TRUE(daemon.segments().empty()) << "the next daemon removed it";
+  Bus bus = daemon.connect();
+  EXPECT_TRUE(bus.publisher("crash/topic").ok());
+}
+
+TEST(DaemonTest, UnusedTopicsAreRemoved) {
+  TestDaemon daemon;
+  Bus bus = daemon.connect();
+  {
+    auto pub = bus.publisher("short/lived");
+    ASSERT_TRUE(pub.ok());
+    EXPECT_EQ(daemon.segments().size(), 1u);
+  }
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (!daemon.segments().empty() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(10ms);
+  EXPECT_TRUE(daemon.segments().empty());
+}
+
+TEST(DaemonTest, BadConfigIsRefusedNamingTheLine) {
+  TestDaemon daemon;
+  const std::string path = daemon.runtime_dir() + "/bad.toml";
+  { std::ofstream(path) << "[defaults]\nmax_message_size = -5\n"; }
+  const auto r = run_process({SHMBUSD_PATH, "--instance", daemon.instance() + "b", "--runtime-dir",
+                              daemon.runtime_dir(), "--config", path}, 10);
+  EXPECT_EQ(r.status, 2);
+}
+
+TEST(DaemonTest, ConfigRulesSetTopicSettings) {
+  TestDaemon daemon("[defaults]\ndepth = 32\n[[topic]]\npattern = \"camera/**\"\nmax_message_size = 65536\n"
+                    "policy = \"lossless\"\ndepth = 4\n");
+  Bus bus = daemon.connect();
+  auto cam = bus.publisher("camera/front/left");
+  ASSERT_TRUE(cam.ok());
+  EXPECT_EQ(cam->max_message_size(), 65536u);
+  PublisherOptions lossy;
+  lossy.topic.policy = Policy::kLossy;
+  EXPECT_EQ(bus.publisher("camera/rear", lossy).status().code(), Errc::kIncompatibleSettings);
+  auto other = bus.publisher("imu");
+  ASSERT_TRUE(other.ok());
+  const auto s = stats_of(daemon);
+  bool seen = false;
+  for (const auto& t : *s["topic"].as_array()) {
+    if (t.as_table()->at("name").value<std::string>() == "imu") {
+      EXPECT_EQ(t.as_table()->at("depth").value<int64_t>(), 32);
+      seen = true;
+    }
+  }
+  EXPECT_TRUE(seen);
+}
+
+// kill -9 of a subscriber that holds messages of a lossless topic: the daemon notices within a second, its
+// cursor stops gating, the blocked publisher moves on, and the held slots count returns to zero.
+TEST(ReclaimTest, KilledSubscriberHoldingMessagesIsReclaimed) {
+  TestDaemon daemon;
+  Bus bus = daemon.connect();
+  PublisherOptions o;
+  o.topic.policy = Policy::kLossless;
+  o.topic.depth = 8;
+  o.full_timeout = 100ms;
+  auto pub = bus.publisher("reclaim/sub", o);
+  ASSERT_TRUE(pub.ok());
+  auto survivor = bus.subscriber("reclaim/sub");
+  ASSERT_TRUE(survivor.ok());
+  ChildProcess holder({TEST_PEER_PATH, "hold", "reclaim/sub", "3"});
+  ASSERT_EQ(holder.read_line(), "ready");
+  for (uint64_t i = 0; i < 3; ++i) ASSERT_TRUE(pub->publish(std::as_bytes(std::span(&i, 1))).ok());
+  ASSERT_EQ(holder.read_line(), "holding");
+  // Fill the ring: the holder pins position 0, so 8 messages fit and the 9th times out.
+  uint64_t sent = 3;
+  for (; sent < 20; ++sent) {
+    if (!pub->publish(std::as_bytes(std::span(&sent, 1))).ok()) break;
+    ASSERT_TRUE(survivor->take(1s));  // the survivor keeps up
+  }
+  EXPECT_EQ(sent, 8u);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(survivor->take(1s));
+  auto before = stats_of(daemon);
+  EXPECT_EQ(before["topic"][0]["slots_in_use"].value<int64_t>(), 8);
+  EXPECT_EQ(before["topic"][0]["subscribers"].value<int64_t>(), 2);
+  holder.kill(SIGKILL);
+  EXPECT_EQ(holder.wait(), 128 + SIGKILL);
+  const auto deadline = std::chrono::steady_clock::now() + 1s;
+  bool flowing = false;
+  while (!flowing && std::chrono::steady_clock::now() < deadline) {
+    flowing = pub->publish(std::as_bytes(std::span(&sent, 1))).ok();
+  }
+  EXPECT_TRUE(flowing) << "the publisher moved on within 1 s of the kill";
+  ASSERT_TRUE(survivor->take(1s));
+  EXPECT_FALSE(survivor->try_take());  // caught up: its cursor is published
+  auto after = stats_of(daemon);
+  EXPECT_EQ(after["topic"][0]["subscribers"].value<int64_t>(), 1);
+  EXPECT_EQ(after["topic"][0]["slots_in_use"].value<int64_t>(), 0) << "held slots returned";
+}
+
+TEST(ReclaimTest, PublisherKilledMidLoanIsReclaimedAndOthersFlow) {
+  TestDaemon daemon;
+  Bus bus = daemon.connect();
+  PublisherOptions two;
+  two.topic.max_publishers = 2;
+  auto sub = bus.subscriber("reclaim/pub", {.topic = two.topic});
+  ASSERT_TRUE(sub.ok());
+  ChildProcess loaner({TEST_PEER_PATH, "loan", "reclaim/pub"});
+  ASSERT_EQ(loaner.read_line(), "loaned");
+  auto other = bus.publisher("reclaim/pub");
+  ASSERT_TRUE(other.ok());
+  EXPECT_EQ(bus.publisher("reclaim/pub").status().code(), Errc::kExhausted) << "both rings in use";
+  auto before = stats_of(daemon);
+  EXPECT_EQ(before["topic"][0]["loaned"].value<int64_t>(), 1);
+  loaner.kill(SIGKILL);
+  loaner.wait();
+  // Within a second the dead publisher's ring is free again and a new publisher can take it.
+  const auto deadline = std::chrono::steady_clock::now() + 1s;
+  Result<Publisher> replacement = Status{Errc::kExhausted, ""};
+  while (!replacement.ok() && std::chrono::steady_clock::now() < deadline) {
+    (void)sub->try_take();
+    replacement = bus.publisher("reclaim/pub");
+  }
+  ASSERT_TRUE(replacement.ok()) << replacement.status().to_string();
+  auto after = stats_of(daemon);
+  EXPECT_EQ(after["topic"][0]["loaned"].value<int64_t>(), 0);
+  EXPECT_EQ(after["topic"][0]["publishers"].value<int64_t>(), 2);
+  const std::string text = "still flowing";
+  ASSERT_TRUE(other->publish(std::as_bytes(std::span(text.data(), text.size()))).ok());
+  ASSERT_TRUE(replacement->publish(std::as_bytes(std::span(text.data(), text.size()))).ok());
+  EXPECT_TRUE(sub->take(1s));
+  EXPECT_TRUE(sub->take(1s));
+}
+
+}  // namespace
+}  // namespace shmbus::test

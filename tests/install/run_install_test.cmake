@@ -1,0 +1,42 @@
+# cmake -P script: install the build into WORK_DIR/prefix, then configure, build and run the consumer with both
+# find_package(shmbus CONFIG) and pkg-config.
+file(REMOVE_RECURSE ${WORK_DIR})
+execute_process(COMMAND ${CMAKE_COMMAND} --install ${BINARY_DIR} --prefix ${WORK_DIR}/prefix RESULT_VARIABLE rc OUTPUT_QUIET)
+if(rc)
+  message(FATAL_ERROR "install failed")
+endif()
+foreach(f bin/shmbusd bin/shmbus include/shmbus/bus.h lib/cmake/shmbus/shmbusConfig.cmake lib/pkgconfig/shmbus.pc)
+  if(NOT EXISTS ${WORK_DIR}/prefix/${f})
+    message(FATAL_ERROR "not installed: ${f}")
+  endif()
+endforeach()
+execute_process(COMMAND ${CMAKE_COMMAND} -S ${SOURCE_DIR}/tests/install/consumer -B ${WORK_DIR}/consumer
+                        -DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix RESULT_VARIABLE rc)
+if(rc)
+  message(FATAL_ERROR "consumer configure failed")
+endif()
+execute_process(COMMAND ${CMAKE_COMMAND} --build ${WORK_DIR}/consumer RESULT_VARIABLE rc)
+if(rc)
+  message(FATAL_ERROR "consumer build failed")
+endif()
+execute_process(COMMAND ${WORK_DIR}/consumer/consumer RESULT_VARIABLE rc)
+if(rc)
+  message(FATAL_ERROR "consumer failed")
+endif()
+# pkg-config: compile the same program with the flags the .pc file gives (prefix relocated to WORK_DIR).
+execute_process(COMMAND ${CMAKE_COMMAND} -E env PKG_CONFIG_PATH=${WORK_DIR}/prefix/lib/pkgconfig
+                        pkg-config --define-variable=prefix=${WORK_DIR}/prefix --cflags --libs shmbus
+                OUTPUT_VARIABLE flags RESULT_VARIABLE rc OUTPUT_STRIP_TRAILING_WHITESPACE)
+if(rc)
+  message(FATAL_ERROR "pkg-config found no shmbus")
+endif()
+separate_arguments(flags UNIX_COMMAND "${flags}")
+execute_process(COMMAND c++ ${SOURCE_DIR}/tests/install/consumer/main.cpp ${flags} -o ${WORK_DIR}/consumer_pc
+                RESULT_VARIABLE rc)
+if(rc)
+  message(FATAL_ERROR "pkg-config build failed")
+endif()
+execute_process(COMMAND ${WORK_DIR}/consumer_pc RESULT_VARIABLE rc)
+if(rc)
+  message(FATAL_ERROR "pkg-config consumer failed")
+endif()

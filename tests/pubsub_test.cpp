@@ -1,0 +1,321 @@
+// Publish/subscribe through a real daemon: in-process and across real processes.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <thread>
+#include <toml++/toml.h>
+
+#include "shmbus/bus.h"
+#include "shmbus/wait_set.h"
+#include "support/peer_output.h"
+#include "support/test_daemon.h"
+
+namespace shmbus::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+Status publish_text(Publisher& p, const std::string& text) {
+  return p.publish(std::as_bytes(std::span(text.data(), text.size())));
+}
+std::string text_of(const Sample& s) { return std::string(reinterpret_cast<const char*>(s.data()), s.size()); }
+
+TEST(PubSubTest, MessagesFlowWithMetadata) {
+  TestDaemon daemon;
+  Bus bus = daemon.connect();
+  auto sub = bus.subscriber("demo/text");
+  ASSERT_TRUE(sub.ok()) << sub.status().to_string();
+  auto pub = bus.publisher("demo/text");
+  ASSERT_TRUE(pub.ok()) << pub.status().to_string();
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(publish_text(*pub, "hello " + std::to_string(i)).ok());
+  for (int i = 0; i < 3; ++i) {
+    Sample m = sub->take(5s);
+    ASSERT_TRUE(m);
+    EXPECT_EQ(text_of(m), "hello " + std::to_string(i));
+    EXPECT_EQ(m.sequence(), static_cast<uint64_t>(i + 1));
+    EXPECT_EQ(m.publisher_id(), pub->id());
+    EXPECT_LE(m.publish_time(), std::chrono::steady_clock::now());
+  }
+  EXPECT_FALSE(sub->try_take());
+}
+
+struct Pose {
+  double x, y, z;
+  uint64_t frame;
+};
+
+TEST(PubSubTest, TypedZeroCopyWritesAndReadsInPlace) {
+  TestDaemon daemon;
+  Bus bus = daemon.connect();
+  PublisherOptions o;
+  o.topic.depth = 4;
+  o.topic.policy = Policy::kLossy;
+  auto sub = bus.subscriber<Pose>("robot/pose");
+  auto pub = bus.publisher<Pose>("robot/pose", o);
+  ASSERT_TRUE(sub.ok() && pub.ok());
+  auto loan = pub->loan();
+  ASSERT_TRUE(loan.ok());
+  **loan = Pose{1, 2, 3, 42};
+  pub->publish(std::move(loan).value());
+  auto m = sub->take(5s);
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->frame, 42u);
+  EXPECT_EQ(m.sequence(), 1u);
+  EXPECT_TRUE(m.untyped().still_valid());
+  // The sample is a view of the slot, not a copy: once the lossy publisher laps the ring, the same view shows
+  // the newer message and says it is no longer valid.
+  for (uint64_t f = 100; f < 104; ++f) ASSERT_TRUE(pub->publish(Pose{0, 0, 0, f}).ok());
+  EXPECT_EQ(m->frame, 103u);
+  EXPECT_FALSE(m.untyped().still_valid());
+}
+
+TEST(PubSubTest, ManyPublishersManySubscribers) {
+  TestDaemon daemon;
+  Bus bus = daemon.connect();
+  std::vector<Subscriber> subs;
+  for (int i = 0; i < 3; ++i) subs.push_back(std::move(bus.subscriber("fan/in").value()));
+  std::vector<Publisher> pubs;
+  for (int i = 0; i < 4; ++i) pubs.push_back(std::move(bus.publisher("fan/in").value()));
+  for (int round = 0; round < 10; ++round) {
+    for (auto& p : pubs) ASSERT_TRUE(publish_text(p, "m").ok());
+  }
+  for (auto& s : subs) {
+    std::map<uint64_t, uint64_t> last;
+    for (int i = 0; i < 40; ++i) {
+      Sample m = s.take(5s);
+      ASSERT_TRUE(m);
+      EXPECT_EQ(m.sequence(), last[m.publisher_id()] + 1) << "per-publisher order";
+      last[m.publisher_id()] = m.sequence();
+    }
+    EXPECT_EQ(last.size(), 4u);
+    EXPECT_FALSE(s.try_take());
+  }
+}
+
+TEST(PubSubTest, ErrorsAreTypedAndExplained) {
+  TestDaemon daemon;
+  Bus bus = daemon.connect();
+  EXPECT_EQ(bus.publisher("bad topic").status().code(), Errc::kInvalidTopic);
+  EXPECT_EQ(bus.subscriber("a//b").status().code(), Errc::kInvalidTopic);
+  PublisherOptions small;
+  small.topic.max_message_size = 16;
+  auto pub = bus.publisher("sized", small);
+  ASSERT_TRUE(pub.ok());
+  std::vector<std::byte> big(17);
+  const Status s = pub->publish(big);
+  EXPECT_EQ(s.code(), Errc::kMessageTooLarge);
+  EXPECT_NE(s.message().find("16"), std::string::npos);
+  PublisherOptions other;
+  other.topic.max_message_size = 1024;
+  other.topic.policy = Policy::kLossless;
+  auto clash = bus.publisher("sized", other);
+  ASSERT_EQ(clash.status().code(), Errc::kIncompatibleSettings);
+  EXPECT_NE(clash.status().message().find("max_message_size=16"), std::string::npos) << "names the topic's settings";
+  EXPECT_NE(clash.status().message().find("max_message_size=1024"), std::string::npos) << "names the request";
+  PublisherOptions odd;
+  odd.topic.depth = 6;
+  EXPECT_EQ(bus.publisher("odd", odd).status().code(), Errc::kInvalidArgument);
+  PublisherOptions two;
+  two.topic.max_publishers = 1;
+  auto first = bus.publisher("single", two);
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(bus.publisher("single").status().code(), Errc::kExhausted);
+  auto loan = first->loan();
+  ASSERT_TRUE(loan.ok());
+  EXPECT_EQ(first->loan().status().code(), Errc::kInvalidArgument) << "one loan at a time";
+}
+
+TEST(PubSubTest, DaemonAbsentIsAClearErrorNotAHang) {
+  BusOptions o;
+  o.instance = "nobody-runs-this-instance";
+  o.runtime_dir = "/tmp/shmbus-absent";
+  const auto start = std::chrono::steady_clock::now();
+  auto bus = Bus::connect(o);
+  ASSERT_FALSE(bus.ok());
+  EXPECT_EQ(bus.status().code(), Errc::kDaemonUnavailable);
+  EXPECT_NE(bus.status().message().find("nobody-runs-this-instance.sock"), std::string::npos);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
+  o.instance = "bad/name";
+  EXPECT_EQ(Bus::connect(o).status().code(), Errc::kInvalidArgument);
+}
+
+TEST(PubSubTest, FirstPublisherReshapesATopicItsSubscriberCreated) {
+  TestDaemon daemon;
+  Bus bus = daemon.connect();
+  auto sub = bus.subscriber("late/shape");  // creates the topic with defaults (lossy)
+  ASSERT_TRUE(sub.ok());
+  PublisherOptions o;
+  o.topic.policy = Policy::kLossless;
+  o.topic.max_message_size = 100000;
+  auto pub = bus.publisher("late/shape", o);
+  ASSERT_TRUE(pub.ok()) << pub.status().to_string();
+  std::vector<std::byte> big(100000, std::byte{7});
+  ASSERT_TRUE(pub->publish(big).ok());
+  Sample m = sub->take(5s);
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m.size(), 100000u);
+  EXPECT_EQ(sub->max_message_size(), 100000u);
+  // Once a publisher fixed the settings, a conflicting publisher is refused.
+  PublisherOptions lossy;
+  lossy.topic.policy = Policy::kLossy;
+  EXPECT_EQ(bus.publisher("late/shape", lossy).status().code(), Errc::kIncompatibleSettings);
+}
+
+TEST(PubSubTest, LateJoinerReceivesHistory) {
+  TestDaemon daemon;
+  Bus bus = daemon.connect();
+  PublisherOptions o;
+  o.topic.history = 4;
+  o.topic.depth = 16;
+  auto pub = bus.publisher("history/topic", o);
+  ASSERT_TRUE(pub.ok());
+  for (int i = 1; i <= 10; ++i) ASSERT_TRUE(publish_text(*pub, std::to_string(i)).ok());
+  SubscriberOptions so;
+  so.history = 4;
+  auto late = bus.subscriber("history/topic", so);
+  ASSERT_TRUE(late.ok());
+  for (int i = 7; i <= 10; ++i) {
+    Sample m = late->take(5s);
+    ASSERT_TRUE(m);
+    EXPECT_EQ(text_of(m), std::to_string(i));
+  }
+  EXPECT_FALSE(late->try_take());
+  auto no_history = bus.subscriber("history/topic");
+  ASSERT_TRUE(no_history.ok());
+  EXPECT_FALSE(no_history->try_take()) << "history is opt-in per subscriber";
+}
+
+TEST(PubSubTest, LossyStalledSubscriberNeverBlocksAndCountsExactly) {
+  TestDaemon daemon;
+  Bus bus = daemon.connect();
+  PublisherOptions o;
+  o.topic.depth = 16;
+  auto sub = bus.subscriber("lossy/stall", {.topic = o.topic});
+  auto pub = bus.publisher("lossy/stall", o);
+  ASSERT_TRUE(sub.ok() && pub.ok());
+  constexpr uint64_t kSent = 100000;
+  for (uint64_t i = 0; i < kSent; ++i) {
+    ASSERT_TRUE(pub->publish(std::as_bytes(std::span(&i, 1))).ok());  // the stalled subscriber never blocks us
+  }
+  uint64_t received = 0, last = 0;
+  while (Sample m = sub->try_take()) {
+    uint64_t v;
+    std::memcpy(&v, m.data(), sizeof v);
+    EXPECT_TRUE(received == 0 || v > last);
+    EXPECT_EQ(m.sequence(), v + 1);
+    last = v;
+    ++received;
+  }
+  EXPECT_GT(received, 0u);
+  EXPECT_EQ(received + sub->dropped(), kSent) << "every message is either delivered or counted as dropped";
+  const auto stats = toml::parse(daemon.statistics());
+  EXPECT_EQ(stats["topic"][0]["drops"].value<int64_t>().value_or(-1), static_cast<int64_t>(sub->dropped()));
+}
+
+TEST(PubSubTest, LosslessPublisherWaitsForSlowSubscriberThenTimesOut) {
+  TestDaemon daemon;
+  Bus bus = daemon.connect();
+  PublisherOptions o;
+  o.topic.depth = 8;
+  o.topic.policy = Policy::kLossless;
+  o.full_timeout = 50ms;
+  auto pub = bus.publisher("lossless/slow", o);
+  auto sub = bus.subscriber("lossless/slow");
+  ASSERT_TRUE(sub.ok() && pub.ok());
+  int sent = 0;
+  while (publish_text(*pub, "x").ok()) ++sent;
+  EXPECT_EQ(sent, 8);
+  EXPECT_EQ(publish_text(*pub, "x").code(), Errc::kTimeout);
+  for (int i = 0; i < 8; ++i) ASSERT_TRUE(sub->take(1s));
+  EXPECT_TRUE(sub->take(10ms).size() == 0);
+  EXPECT_TRUE(publish_text(*pub, "x").ok()) << "space again once the subscriber caught up";
+}
+
+TEST(PubSubTest, BlockingTakeWakesOnPublish) {
+  TestDaemon daemon;
+  Bus bus = daemon.connect();
+  auto sub = bus.subscriber("wake/up", {.spin = std::chrono::microseconds(0)});
+  auto pub = bus.publisher("wake/up");
+  ASSERT_TRUE(sub.ok() && pub.ok());
+  std::thread later([&] {
+    std::this_thread::sleep_for(100ms);
+    (void)publish_text(*pub, "late");
+  });
+  Sample m = sub->take(10s);
+  later.join();
+  ASSERT_TRUE(m);
+  EXPECT_EQ(text_of(m), "late");
+}
+
+TEST(PubSubTest, WaitSetWakesOnAnyOfSeveralTopics) {
+  TestDaemon daemon;
+  Bus bus = daemon.connect();
+  auto a = bus.subscriber("ws/a").value();
+  auto b = bus.subscriber("ws/b").value();
+  auto pb = bus.publisher("ws/b").value();
+  WaitSet ws;
+  ws.add(a);
+  ws.add(b);
+  EXPECT_TRUE(ws.wait(10ms).empty());
+  std::thread later([&] {
+    std::this_thread::sleep_for(50ms);
+    (void)publish_text(pb, "b");
+  });
+  auto ready = ws.wait(10s);
+  later.join();
+  ASSERT_EQ(ready.size(), 1u);
+  EXPECT_EQ(ready[0], &b);
+}
+
+// Real processes: two publishers and two subscribers, each its own process, lossless, with checksums.
+TEST(MultiProcessTest, LosslessAcrossProcessesWithChecksums) {
+  TestDaemon daemon;
+  constexpr int kPerPublisher = 20000;
+  ChildProcess s1({TEST_PEER_PATH, "subscribe", "mp/data", std::to_string(2 * kPerPublisher)});
+  ChildProcess s2({TEST_PEER_PATH, "subscribe", "mp/data", std::to_string(2 * kPerPublisher)});
+  ASSERT_EQ(s1.read_line(), "ready");
+  ASSERT_EQ(s2.read_line(), "ready");
+  ChildProcess p1({TEST_PEER_PATH, "publish", "mp/data", std::to_string(kPerPublisher), "1000", "lossless", "2", "11"});
+  ChildProcess p2({TEST_PEER_PATH, "publish", "mp/data", std::to_string(kPerPublisher), "1000", "lossless", "2", "22"});
+  const std::string o1 = p1.read_line(120), o2 = p2.read_line(120);
+  const std::string r1 = s1.read_line(120), r2 = s2.read_line(120);
+  EXPECT_EQ(p1.wait(), 0);
+  EXPECT_EQ(p2.wait(), 0);
+  const uint64_t sum = field(o1, "checksum") + field(o2, "checksum");
+  for (const std::string& r : {r1, r2}) {
+    EXPECT_EQ(field(r, "received"), 2u * kPerPublisher) << r;
+    EXPECT_EQ(field(r, "checksum"), sum) << r;
+    EXPECT_EQ(field(r, "order_errors"), 0u) << r;
+    EXPECT_EQ(field(r, "corrupt"), 0u) << r;
+    EXPECT_EQ(field(r, "dropped"), 0u) << r;
+  }
+}
+
+TEST(MultiProcessTest, OneMillionLosslessMessagesAllInOrder) {
+  TestDaemon daemon;
+  ChildProcess sub({TEST_PEER_PATH, "subscribe", "mp/million", "1000000"});
+  ASSERT_EQ(sub.read_line(), "ready");
+  ChildProcess pub({TEST_PEER_PATH, "publish", "mp/million", "1000000", "64", "lossless", "1"});
+  const std::string published = pub.read_line(300);
+  const std::string received = sub.read_line(300);
+  EXPECT_EQ(field(published, "published"), 1000000u);
+  EXPECT_EQ(field(received, "received"), 1000000u) << received;
+  EXPECT_EQ(field(received, "checksum"), field(published, "checksum"));
+  EXPECT_EQ(field(received, "order_errors"), 0u);
+  EXPECT_EQ(field(received, "dropped"), 0u);
+}
+
+TEST(MultiProcessTest, LargeMessagesAcrossProcesses) {
+  TestDaemon daemon;
+  ChildProcess sub({TEST_PEER_PATH, "subscribe", "mp/frames", "200"});
+  ASSERT_EQ(sub.read_line(), "ready");
+  ChildProcess pub({TEST_PEER_PATH, "publish", "mp/frames", "200", std::to_string(1 << 20), "lossless", "1"});
+  const std::string published = pub.read_line(120);
+  const std::string received = sub.read_line(120);
+  EXPECT_EQ(field(received, "received"), 200u) << received;
+  EXPECT_EQ(field(received, "checksum"), field(published, "checksum"));
+  EXPECT_EQ(field(received, "corrupt"), 0u);
+}
+
+}  // namespace
+}  // namespace shmbus::test

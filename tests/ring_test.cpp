@@ -1,0 +1,172 @@
+// The broadcast ring on its own: a real shared-memory segment, a writer and readers in threads.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <thread>
+
+#include "shm/ring_reader.h"
+#include "shm/ring_writer.h"
+#include "shm/segment.h"
+#include "shm/topic_segment_layout.h"
+
+namespace shmbus::shm {
+namespace {
+
+using namespace std::chrono_literals;
+
+// A topic segment with one active ring (generation 1) and `readers` subscriber cursors at position 0.
+struct RingFixture {
+  Segment segment;
+  TopicGeometry g;
+  RingFixture(uint32_t message_size, uint32_t depth, bool lossless, uint32_t readers) {
+    static std::atomic<int> counter{0};
+    const std::string name = "/shmbus.ringtest" + std::to_string(getpid()) + "." + std::to_string(counter++);
+    g = *compute_topic_geometry(message_size, depth, 2, 4, nullptr);
+    segment = Segment::create(name, g.segment_size, 0600);
+    Segment::remove(name);  // the mapping stays; nothing is left behind even if the test fails
+    initialize_topic_segment(segment.data(), g, 1, lossless ? kPolicyLossless : kPolicyLossy, 0, "ring/test", 0);
+    publisher_slot(segment.data(), g, 0)->generation.store(1);
+    publisher_slot(segment.data(), g, 0)->state.store(kSlotActive);
+    for (uint32_t s = 0; s < readers; ++s) cursor(segment.data(), g, 0, s)->value.store(make_cursor(1, 0));
+  }
+  RingWriter writer(bool lossless) { return RingWriter(segment.data(), g, 0, 1, lossless); }
+  RingReader reader(uint32_t s, uint32_t max_held = 4) { return RingReader(segment.data(), g, 0, s, 1, 0, max_held); }
+};
+
+void write_u64(RingWriter& w, uint64_t v) {
+  std::byte* p = w.claim(10s);
+  ASSERT_NE(p, nullptr);
+  std::memcpy(p, &v, sizeof v);
+  w.commit(sizeof v, 0);
+}
+
+uint64_t take_u64(RingReader& r) {
+  SlotHeader* slot = nullptr;
+  uint64_t dropped = 0;
+  EXPECT_EQ(r.peek(&slot, &dropped), RingReader::Peek::kReady);
+  uint64_t v = 0;
+  std::memcpy(&v, slot_payload(slot), sizeof v);
+  r.skip();
+  return v;
+}
+
+TEST(RingTest, WrapsAroundManyTimesInOrder) {
+  RingFixture f(64, 8, true, 1);
+  auto w = f.writer(true);
+  auto r = f.reader(0);
+  for (uint64_t i = 0; i < 1000; ++i) {
+    write_u64(w, i * 7);
+    EXPECT_EQ(take_u64(r), i * 7);
+    r.publish_cursor(true);
+  }
+  SlotHeader* slot = nullptr;
+  uint64_t dropped = 0;
+  EXPECT_EQ(r.peek(&slot, &dropped), RingReader::Peek::kEmpty);
+}
+
+TEST(RingTest, LosslessWriterStopsAtTheSlowestReader) {
+  RingFixture f(64, 8, true, 2);
+  auto w = f.writer(true);
+  auto fast = f.reader(0);
+  auto slow = f.reader(1);
+  for (uint64_t i = 0; i < 8; ++i) write_u64(w, i);
+  for (uint64_t i = 0; i < 8; ++i) take_u64(fast);
+  fast.publish_cursor(true);
+  EXPECT_EQ(w.claim(0ns), nullptr) << "ring of 8 is full for the slow reader";
+  EXPECT_EQ(take_u64(slow), 0u);
+  EXPECT_EQ(take_u64(slow), 1u);
+  slow.publish_cursor(true);
+  EXPECT_NE(w.claim(0ns), nullptr) << "the slow reader freed slots";
+}
+
+TEST(RingTest, LossyReaderCountsExactlyWhatItMissed) {
+  RingFixture f(64, 8, false, 1);
+  auto w = f.writer(false);
+  auto r = f.reader(0);
+  for (uint64_t i = 0; i < 100; ++i) write_u64(w, i);  // never blocks
+  SlotHeader* slot = nullptr;
+  uint64_t dropped = 0;
+  ASSERT_EQ(r.peek(&slot, &dropped), RingReader::Peek::kReady);
+  uint64_t first = 0;
+  std::memcpy(&first, slot_payload(slot), sizeof first);
+  EXPECT_EQ(dropped, first) << "every message before the first delivered one is counted";
+  uint64_t got = 0;
+  while (r.peek(&slot, &dropped) == RingReader::Peek::kReady) r.skip(), ++got;
+  EXPECT_EQ(got + dropped, 100u);
+  EXPECT_GE(got, 7u);
+}
+
+TEST(RingTest, HeldSamplesPinTheCursorOutOfOrderRelease) {
+  RingFixture f(64, 4, true, 1);
+  auto w = f.writer(true);
+  auto r = f.reader(0, 4);
+  for (uint64_t i = 0; i < 4; ++i) write_u64(w, i);
+  SlotHeader* slot = nullptr;
+  uint64_t dropped = 0;
+  ASSERT_EQ(r.peek(&slot, &dropped), RingReader::Peek::kReady);
+  const uint64_t p0 = r.hold();
+  ASSERT_EQ(r.peek(&slot, &dropped), RingReader::Peek::kReady);
+  const uint64_t p1 = r.hold();
+  take_u64(r), take_u64(r);
+  r.publish_cursor(true);
+  EXPECT_EQ(w.claim(0ns), nullptr) << "position 0 is still held";
+  r.release(p1);
+  r.publish_cursor(true);
+  EXPECT_EQ(w.claim(0ns), nullptr) << "position 0 is still held";
+  r.release(p0);
+  r.publish_cursor(true);
+  EXPECT_NE(w.claim(0ns), nullptr);
+}
+
+TEST(RingTest, CorruptSizeIsReportedNotFollowed) {
+  RingFixture f(64, 8, true, 1);
+  auto w = f.writer(true);
+  auto r = f.reader(0);
+  write_u64(w, 1);
+  ring_slot(ring_base(f.segment.data(), f.g, 0), f.g, 0)->size = 1u << 30;  // a buggy writer
+  SlotHeader* slot = nullptr;
+  uint64_t dropped = 0;
+  EXPECT_EQ(r.peek(&slot, &dropped), RingReader::Peek::kCorrupt);
+}
+
+// One writer, two readers in threads, lossless: every reader sees every message in order with its checksum.
+TEST(RingTest, MultiThreadedLosslessStress) {
+  constexpr uint64_t kMessages = 300000;
+  RingFixture f(256, 16, true, 2);
+  std::atomic<int> failures{0};
+  auto read = [&](uint32_t s) {
+    auto r = f.reader(s);
+    SlotHeader* slot = nullptr;
+    uint64_t dropped = 0;
+    for (uint64_t i = 0; i < kMessages;) {
+      if (r.peek(&slot, &dropped) != RingReader::Peek::kReady) {
+        r.publish_cursor(true);
+        continue;
+      }
+      uint64_t v[4];
+      std::memcpy(v, slot_payload(slot), sizeof v);
+      if (v[0] != i || v[1] != i * 3 || v[3] != (v[0] ^ v[1] ^ v[2]) || slot->size != 200) ++failures;
+      r.skip();
+      r.publish_cursor(false);
+      ++i;
+    }
+    if (dropped != 0) ++failures;
+  };
+  std::thread a(read, 0), b(read, 1);
+  auto w = f.writer(true);
+  for (uint64_t i = 0; i < kMessages; ++i) {
+    std::byte* p = w.claim(30s);
+    ASSERT_NE(p, nullptr);
+    const uint64_t v[4] = {i, i * 3, ~i, i ^ (i * 3) ^ ~i};
+    std::memcpy(p, v, sizeof v);
+    w.commit(200, i);
+  }
+  a.join();
+  b.join();
+  EXPECT_EQ(failures.load(), 0);
+}
+
+}  // namespace
+}  // namespace shmbus::shm

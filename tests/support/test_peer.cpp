@@ -1,0 +1,166 @@
+// A bus participant for multi-process tests, driven by its arguments; reports on stdout as "key=value" words.
+//
+//   test_peer publish TOPIC COUNT SIZE lossless|lossy [WAIT_SUBSCRIBERS] [SEED]
+//       publishes COUNT messages of SIZE bytes (index + a pattern derived from SEED and the index);
+//       prints "published=N checksum=C".
+//   test_peer subscribe TOPIC COUNT [IDLE_SECONDS]
+//       takes until COUNT messages arrived or nothing came for IDLE_SECONDS (default 20); checks that each
+//       publisher's sequence rises and that each payload matches its pattern; prints
+//       "ready" once attached, then "received=N checksum=C order_errors=E corrupt=K dropped=D".
+//   test_peer hold TOPIC N          takes N messages, keeps holding them, prints "holding", sleeps.
+//   test_peer loan TOPIC            a publisher that takes a loan, prints "loaned", sleeps (kill it mid-loan).
+//   test_peer block TOPIC           a lossless publisher that publishes until a publish times out, printing
+//                                   "blocked published=N", then sleeps.
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <vector>
+#include <string>
+#include <thread>
+
+#include "shmbus/bus.h"
+
+namespace {
+
+using namespace std::chrono_literals;
+
+uint64_t mix(uint64_t x) {
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdULL;
+  x ^= x >> 33;
+  return x;
+}
+
+// The payload of message `index` from a publisher with `seed`: index, seed, then a pattern.
+void fill(std::byte* p, std::size_t size, uint64_t seed, uint64_t index) {
+  uint64_t header[2] = {index, seed};
+  std::memcpy(p, header, std::min(size, sizeof header));
+  for (std::size_t i = sizeof header; i < size; ++i) p[i] = static_cast<std::byte>(mix(seed ^ (index * 131 + i)));
+}
+
+bool check(const std::byte* p, std::size_t size) {
+  if (size < 16) return true;
+  uint64_t header[2];
+  std::memcpy(header, p, sizeof header);
+  for (std::size_t i = 16; i < size; i += 61) {
+    if (p[i] != static_cast<std::byte>(mix(header[1] ^ (header[0] * 131 + i)))) return false;
+  }
+  return true;
+}
+
+uint64_t checksum(const std::byte* p, std::size_t size) {
+  uint64_t h = 1469598103934665603ULL;
+  for (std::size_t i = 0; i < size; ++i) h = (h ^ static_cast<uint8_t>(p[i])) * 1099511628211ULL;
+  return h;
+}
+
+int fail(const shmbus::Status& s) {
+  std::fprintf(stderr, "test_peer: %s\n", s.to_string().c_str());
+  return 2;
+}
+
+[[noreturn]] void sleep_forever() {
+  for (;;) std::this_thread::sleep_for(1h);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 3) return 64;
+  const std::string mode = argv[1], topic = argv[2];
+  auto bus = shmbus::Bus::connect({.name = "test_peer-" + mode});
+  if (!bus) return fail(bus.status());
+
+  if (mode == "publish") {
+    const uint64_t count = std::strtoull(argv[3], nullptr, 10);
+    const std::size_t size = std::strtoull(argv[4], nullptr, 10);
+    shmbus::PublisherOptions o;
+    o.topic.policy = std::string(argv[5]) == "lossless" ? shmbus::Policy::kLossless : shmbus::Policy::kLossy;
+    o.topic.max_message_size = static_cast<uint32_t>(std::max<std::size_t>(size, 16));
+    o.full_timeout = 10s;
+    const std::size_t wait_subscribers = argc > 6 ? std::strtoull(argv[6], nullptr, 10) : 0;
+    const uint64_t seed = argc > 7 ? std::strtoull(argv[7], nullptr, 10) : static_cast<uint64_t>(getpid());
+    auto pub = bus->publisher(topic, o);
+    if (!pub) return fail(pub.status());
+    while (pub->subscribers() < wait_subscribers) std::this_thread::sleep_for(1ms);
+    uint64_t sum = 0;
+    for (uint64_t i = 0; i < count; ++i) {
+      auto loan = pub->loan();
+      if (!loan) return fail(loan.status());
+      fill(loan->data(), size, seed, i);
+      loan->set_size(size);
+      sum += checksum(loan->data(), size);
+      pub->publish(std::move(loan).value());
+    }
+    std::printf("published=%llu checksum=%llu\n", (unsigned long long)count, (unsigned long long)sum);
+    return 0;
+  }
+  if (mode == "subscribe") {
+    const uint64_t count = std::strtoull(argv[3], nullptr, 10);
+    const double idle = argc > 4 ? std::atof(argv[4]) : 20.0;
+    auto sub = bus->subscriber(topic);
+    if (!sub) return fail(sub.status());
+    std::printf("ready\n");
+    std::fflush(stdout);
+    uint64_t received = 0, sum = 0, order_errors = 0, corrupt = 0;
+    std::map<uint64_t, uint64_t> last_sequence;  // per publisher
+    while (received < count) {
+      auto m = sub->take(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::duration<double>(idle)));
+      if (!m) break;
+      uint64_t& last = last_sequence[m.publisher_id()];
+      if (m.sequence() <= last) ++order_errors;
+      last = m.sequence();
+      if (!check(m.data(), m.size())) ++corrupt;
+      sum += checksum(m.data(), m.size());
+      ++received;
+    }
+    std::printf("received=%llu checksum=%llu order_errors=%llu corrupt=%llu dropped=%llu\n",
+                (unsigned long long)received, (unsigned long long)sum, (unsigned long long)order_errors,
+                (unsigned long long)corrupt, (unsigned long long)sub->dropped());
+    return 0;
+  }
+  if (mode == "hold") {
+    const int n = std::atoi(argv[3]);
+    auto sub = bus->subscriber(topic);
+    if (!sub) return fail(sub.status());
+    std::printf("ready\n");
+    std::fflush(stdout);
+    std::vector<shmbus::Sample> held;
+    while (static_cast<int>(held.size()) < n) {
+      if (auto m = sub->take(30s)) held.push_back(std::move(m));
+      else return fail({shmbus::Errc::kTimeout, "nothing to hold"});
+    }
+    std::printf("holding\n");
+    std::fflush(stdout);
+    sleep_forever();
+  }
+  if (mode == "loan") {
+    auto pub = bus->publisher(topic);
+    if (!pub) return fail(pub.status());
+    auto loan = pub->loan();
+    if (!loan) return fail(loan.status());
+    std::memset(loan->data(), 0xab, loan->size() / 2);
+    std::printf("loaned\n");
+    std::fflush(stdout);
+    sleep_forever();
+  }
+  if (mode == "block") {
+    shmbus::PublisherOptions o;
+    o.topic.policy = shmbus::Policy::kLossless;
+    o.full_timeout = 200ms;
+    auto pub = bus->publisher(topic, o);
+    if (!pub) return fail(pub.status());
+    uint64_t n = 0;
+    for (;; ++n) {
+      const uint64_t value = n;
+      if (!pub->publish(std::as_bytes(std::span(&value, 1))).ok()) break;
+    }
+    std::printf("blocked published=%llu\n", (unsigned long long)n);
+    std::fflush(stdout);
+    sleep_forever();
+  }
+  return 64;
+}

@@ -1,0 +1,110 @@
+// Validators and decoders: topic names, patterns, configuration, control records.
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "bus/control_protocol.h"
+#include "daemon/daemon_config.h"
+#include "shm/topic_segment_layout.h"
+#include "shmbus/topic_name.h"
+#include "shmbus/topic_pattern.h"
+
+namespace shmbus {
+namespace {
+
+TEST(TopicNameTest, AcceptsHierarchicalNames) {
+  for (const char* ok : {"a", "robot/arm/pose", "A-b_c.d/0", "x/y/z/w/v"}) {
+    EXPECT_TRUE(validate_topic_name(ok).ok()) << ok;
+  }
+}
+
+TEST(TopicNameTest, RejectsBadNamesWithAReason) {
+  for (const char* bad : {"", "/a", "a/", "a//b", "a b", "a/*", "ü", "a\nb"}) {
+    const Status s = validate_topic_name(bad);
+    EXPECT_EQ(s.code(), Errc::kInvalidTopic) << bad;
+    EXPECT_FALSE(s.message().empty());
+  }
+  EXPECT_EQ(validate_topic_name(std::string(256, 'a')).code(), Errc::kInvalidTopic);
+  EXPECT_TRUE(validate_topic_name(std::string(255, 'a')).ok());
+}
+
+TEST(TopicPatternTest, MatchesOneAndManyLevels) {
+  EXPECT_TRUE(topic_matches("robot/*/pose", "robot/arm/pose"));
+  EXPECT_FALSE(topic_matches("robot/*/pose", "robot/arm/left/pose"));
+  EXPECT_TRUE(topic_matches("robot/**", "robot/arm/left/pose"));
+  EXPECT_TRUE(topic_matches("robot/**", "robot"));
+  EXPECT_TRUE(topic_matches("**/pose", "a/b/pose"));
+  EXPECT_FALSE(topic_matches("a", "ab"));
+  EXPECT_TRUE(topic_matches("**", "anything/at/all"));
+  EXPECT_FALSE(validate_topic_pattern("a/b*").ok());
+  EXPECT_TRUE(validate_topic_pattern("a/**/b/*").ok());
+  // Many '**' stay fast (no exponential backtracking).
+  std::string p, t;
+  for (int i = 0; i < 60; ++i) p += "**/", t += "x/";
+  EXPECT_FALSE(topic_matches(p + "y", t + "z"));
+}
+
+TEST(DaemonConfigTest, ParsesTheDocumentedExample) {
+  auto c = daemon::parse_daemon_config(daemon::kExampleConfig, "example");
+  ASSERT_TRUE(c.ok()) << c.status().to_string();
+  ASSERT_EQ(c->topics.size(), 1u);
+  EXPECT_EQ(c->topics[0].pattern, "camera/**");
+  EXPECT_EQ(*c->topics[0].settings.max_message_size, 4194304u);
+  EXPECT_EQ(*c->topics[0].settings.policy, Policy::kLossless);
+}
+
+TEST(DaemonConfigTest, ErrorsNameTheLine) {
+  auto c = daemon::parse_daemon_config("log_level = \"info\"\n[defaults]\ndepth = \"deep\"\n", "x.toml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("x.toml:3"), std::string::npos) << c.status().message();
+  auto bad_syntax = daemon::parse_daemon_config("a = [\n", "y.toml");
+  ASSERT_FALSE(bad_syntax.ok());
+  EXPECT_NE(bad_syntax.status().message().find("y.toml:"), std::string::npos);
+  auto unknown = daemon::parse_daemon_config("\n\nfoo = 1\n", "z.toml");
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_NE(unknown.status().message().find("z.toml:3: unknown key 'foo'"), std::string::npos);
+  EXPECT_FALSE(daemon::parse_daemon_config("[[topic]]\npattern = \"a*\"\n", "p").ok());
+  EXPECT_FALSE(daemon::parse_daemon_config("[defaults]\npolicy = \"sometimes\"\n", "p").ok());
+}
+
+TEST(ControlProtocolTest, RejectsMalformedRecords) {
+  using namespace detail;
+  RecordType type{};
+  OpenRequest r{};
+  r.header = make_header(RecordType::kOpenPublisher, sizeof r, 1);
+  EXPECT_TRUE(check_record(&r, sizeof r, &type).ok());
+  EXPECT_EQ(type, RecordType::kOpenPublisher);
+  EXPECT_EQ(check_record(&r, sizeof r - 1, &type).code(), Errc::kProtocolError);
+  EXPECT_EQ(check_record(&r, 3, &type).code(), Errc::kProtocolError);
+  auto bad = r;
+  bad.header.magic = 0;
+  EXPECT_EQ(check_record(&bad, sizeof bad, &type).code(), Errc::kProtocolError);
+  bad = r;
+  bad.header.version = 99;
+  EXPECT_NE(check_record(&bad, sizeof bad, &type).message().find("version 99"), std::string::npos);
+  bad = r;
+  bad.header.type = 77;
+  EXPECT_EQ(check_record(&bad, sizeof bad, &type).code(), Errc::kProtocolError);
+  char field[4] = {'a', 'b', 'c', 'd'};
+  EXPECT_FALSE(read_string(field, sizeof field).has_value());
+}
+
+TEST(TopicGeometryTest, RefusesAbsurdSizesAndInconsistentHeaders) {
+  std::string error;
+  EXPECT_FALSE(shm::compute_topic_geometry(0, 8, 1, 1, &error));
+  EXPECT_FALSE(shm::compute_topic_geometry(64, 6, 1, 1, &error)) << "depth must be a power of two";
+  EXPECT_FALSE(shm::compute_topic_geometry(256u << 20, 1u << 20, 64, 256, &error));
+  EXPECT_NE(error.find("MiB"), std::string::npos);
+  auto g = shm::compute_topic_geometry(64, 8, 2, 2, &error);
+  ASSERT_TRUE(g);
+  std::vector<std::byte> memory(g->segment_size + 64);
+  auto* base = reinterpret_cast<std::byte*>((reinterpret_cast<uintptr_t>(memory.data()) + 63) & ~uintptr_t{63});
+  shm::initialize_topic_segment(base, *g, 1, shm::kPolicyLossy, 0, "t", 0);
+  EXPECT_TRUE(shm::validate_topic_header(*shm::topic_header(base), g->segment_size, &error));
+  EXPECT_FALSE(shm::validate_topic_header(*shm::topic_header(base), g->segment_size - 1, &error));
+  shm::topic_header(base)->rings_offset += 64;
+  EXPECT_FALSE(shm::validate_topic_header(*shm::topic_header(base), g->segment_size, &error));
+}
+
+}  // namespace
+}  // namespace shmbus
