@@ -1,0 +1,103 @@
+// bench-shmbus / bench-shmbus-copy / bench-shmbus-blocking: shmbus in the peer harness.
+//   bench-shmbus           zero-copy: loan, write the sequence in place, publish; busy-poll try_take
+//   bench-shmbus-copy      publish(span) and take + memcpy out: what a copying API costs
+//   bench-shmbus-blocking  zero-copy, but the receiver sleeps in take() (futex) between messages:
+//                          wake-up latency
+// Each run uses a private shmbusd; topics are lossless so stream mode measures delivered messages.
+
+#include <cstring>
+#include <optional>
+#include <thread>
+
+#include "harness/message_buffer.h"
+#include "harness/two_process_bench.h"
+#include "shmbus/private_daemon.h"  // bench/shmbus/
+#include "shmbus/bus.h"
+
+namespace {
+
+enum class Variant { kZeroCopy, kCopy, kBlocking };
+
+template <Variant V>
+class ShmbusTransport {
+ public:
+  ShmbusTransport(const bench::BenchOptions& o, bench::Side side) : buffer_(o.size), size_(o.size) {
+    auto bus = shmbus::Bus::connect({.name = side == bench::Side::a ? "bench-a" : "bench-b"});
+    if (!bus) throw std::runtime_error(bus.status().to_string());
+    bus_.emplace(std::move(bus).value());
+    shmbus::TopicSettings settings;
+    settings.max_message_size = static_cast<uint32_t>(o.size);
+    settings.policy = shmbus::Policy::kLossless;
+    settings.max_publishers = 1;
+    settings.max_subscribers = 2;
+    shmbus::SubscriberOptions so{.topic = settings};
+    if (V == Variant::kBlocking) so.spin = std::chrono::microseconds(0);
+    const char* in = side == bench::Side::a ? "bench/b2a" : "bench/a2b";
+    const char* out = side == bench::Side::a ? "bench/a2b" : "bench/b2a";
+    auto sub = bus_->subscriber(in, so);
+    if (!sub) throw std::runtime_error(sub.status().to_string());
+    sub_ = std::move(sub).value();
+    auto pub = bus_->publisher(out, {.topic = settings, .full_timeout = std::chrono::milliseconds(60000)});
+    if (!pub) throw std::runtime_error(pub.status().to_string());
+    pub_ = std::move(pub).value();
+    while (pub_.subscribers() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+
+  void send(uint64_t seq) {
+    if constexpr (V == Variant::kCopy) {
+      buffer_.put_sequence(seq);
+      if (!pub_.publish(std::span<const std::byte>(buffer_.data(), size_)).ok()) throw std::runtime_error("publish");
+    } else {
+      auto loan = pub_.loan();
+      if (!loan) throw std::runtime_error(loan.status().to_string());
+      std::memcpy(loan->data(), &seq, sizeof seq);  // the payload is written in place; only its head is touched
+      loan->set_size(size_);
+      pub_.publish(std::move(loan).value());
+    }
+  }
+
+  uint64_t receive() {
+    shmbus::Sample m;
+    if constexpr (V == Variant::kBlocking) {
+      while (!(m = sub_.take(std::chrono::seconds(60)))) {
+      }
+    } else {
+      while (!(m = sub_.try_take())) {
+      }
+    }
+    uint64_t seq;
+    if constexpr (V == Variant::kCopy) {
+      std::memcpy(buffer_.data(), m.data(), m.size());
+      seq = buffer_.sequence();
+    } else {
+      std::memcpy(&seq, m.data(), sizeof seq);
+    }
+    return seq;
+  }
+
+ private:
+  std::optional<shmbus::Bus> bus_;
+  shmbus::Publisher pub_;
+  shmbus::Subscriber sub_;
+  bench::MessageBuffer buffer_;
+  size_t size_;
+};
+
+template <Variant V>
+class ShmbusPeer {
+ public:
+  static constexpr const char* kName = V == Variant::kZeroCopy ? "shmbus" : V == Variant::kCopy ? "shmbus-copy" : "shmbus-blocking";
+  static constexpr bool kSupportsStream = true;
+  static constexpr bool kCopiesPayload = V == Variant::kCopy;
+
+  explicit ShmbusPeer(const bench::BenchOptions& o) : options_(o) {}
+  ShmbusTransport<V> open(bench::Side side) { return ShmbusTransport<V>(options_, side); }
+
+ private:
+  bench::PrivateDaemon daemon_;
+  bench::BenchOptions options_;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) { return bench::run_two_process_bench<ShmbusPeer<SHMBUS_BENCH_VARIANT>>(argc, argv); }
