@@ -226,7 +226,7 @@ Sample Subscriber::take(std::chrono::nanoseconds timeout) {
     const uint32_t word = h->wake_word.load(std::memory_order_acquire);
     // seq_cst: Dekker with the writer's seq_cst commit then seq_cst load of sleepers: either it sees us
     // sleeping, or our re-check below sees its message.
-    h->sleepers.fetch_add(1, std::memory_order_seq_cst);
+    shm::enter_sleep(h, core_->stats);
     std::atomic_thread_fence(std::memory_order_seq_cst);
     Sample s = try_take();
     if (!s) {
@@ -236,7 +236,7 @@ Sample Subscriber::take(std::chrono::nanoseconds timeout) {
         shm::futex_wait(&h->wake_word, word, std::min<std::chrono::nanoseconds>(left, std::chrono::milliseconds(200)));
       }
     }
-    h->sleepers.fetch_sub(1, std::memory_order_relaxed);
+    shm::leave_sleep(h, core_->stats);
     if (s) return s;
     if (std::chrono::steady_clock::now() >= deadline) return try_take();
     if (Sample again = try_take()) return again;

@@ -31,7 +31,7 @@ std::vector<Subscriber*> WaitSet::wait(std::chrono::nanoseconds timeout) {
       shm::TopicHeader* h = subscribers_[i]->core_->topic.header();
       // acquire / seq_cst: the same sleep protocol as Subscriber::take, once per topic.
       targets[i] = {&h->wake_word, h->wake_word.load(std::memory_order_acquire)};
-      h->sleepers.fetch_add(1, std::memory_order_seq_cst);
+      shm::enter_sleep(h, subscribers_[i]->core_->stats);
     }
     std::atomic_thread_fence(std::memory_order_seq_cst);
     const bool found = collect();
@@ -39,7 +39,7 @@ std::vector<Subscriber*> WaitSet::wait(std::chrono::nanoseconds timeout) {
     if (!found && left > std::chrono::nanoseconds::zero()) {
       shm::futex_wait_any(targets, std::min<std::chrono::nanoseconds>(left, std::chrono::milliseconds(200)));
     }
-    for (Subscriber* s : subscribers_) s->core_->topic.header()->sleepers.fetch_sub(1, std::memory_order_relaxed);
+    for (Subscriber* s : subscribers_) shm::leave_sleep(s->core_->topic.header(), s->core_->stats);
     if (found || collect() || std::chrono::steady_clock::now() >= deadline) return ready;
   }
 }

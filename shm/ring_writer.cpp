@@ -56,7 +56,11 @@ std::byte* RingWriter::claim(std::chrono::nanoseconds timeout) {
   if (lossless_ && !gate_open()) {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     bool open = false;
-    for (int spin = 0; spin < kSpinsBeforeSleep && !open; ++spin) open = gate_open();
+    for (int spin = 0; spin < kSpinsBeforeSleep && !open; ++spin) {
+      // Let the readers' cursor lines settle instead of pulling them back on every iteration.
+      for (int i = 0; i < 8; ++i) __builtin_ia32_pause();
+      open = gate_open();
+    }
     while (!open) {
       const auto left = deadline - std::chrono::steady_clock::now();
       if (left <= std::chrono::nanoseconds::zero()) {

@@ -142,7 +142,7 @@ struct alignas(kCacheLine) SubscriberSlot {
   std::atomic<uint32_t> state;  // kSlotFree or kSlotActive
   uint32_t pid;
   uint32_t uid;
-  uint32_t blocking;  // reserved
+  std::atomic<uint32_t> sleeping;  // 1 while this reader counts in TopicHeader::sleepers (repair after a crash)
   uint64_t participant_id;
   uint8_t pad0_[40];
 
@@ -218,6 +218,24 @@ inline SlotHeader* ring_slot(std::byte* ring, const TopicGeometry& g, uint64_t p
   return reinterpret_cast<SlotHeader*>(ring + (position & (g.depth - 1)) * static_cast<uint64_t>(g.slot_stride));
 }
 inline std::byte* slot_payload(SlotHeader* slot) { return reinterpret_cast<std::byte*>(slot + 1); }
+
+// A reader announces that it is about to sleep on `h`'s wake word, and withdraws afterwards. The per-reader flag
+// lets the daemon undo the count of a reader killed while asleep (else every publish would make a syscall).
+inline void enter_sleep(TopicHeader* h, SubscriberSlot* me) {
+  // seq_cst: Dekker with the writer's seq_cst commit + load of sleepers (see RingWriter::commit).
+  h->sleepers.fetch_add(1, std::memory_order_seq_cst);
+  me->sleeping.store(1, std::memory_order_relaxed);
+}
+// Decrements `sleepers` unless it is already 0 (a crash repair may have raced us). relaxed: a count.
+inline void decrement_sleepers(TopicHeader* h) {
+  uint32_t v = h->sleepers.load(std::memory_order_relaxed);
+  while (v != 0 && !h->sleepers.compare_exchange_weak(v, v - 1, std::memory_order_relaxed)) {
+  }
+}
+inline void leave_sleep(TopicHeader* h, SubscriberSlot* me) {
+  decrement_sleepers(h);
+  me->sleeping.store(0, std::memory_order_relaxed);
+}
 
 // Bucket index of a latency in the histogram, and the upper bound of a bucket in nanoseconds.
 int latency_bucket(uint64_t ns);
