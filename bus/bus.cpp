@@ -64,6 +64,7 @@ Result<Publisher> Bus::publisher(std::string_view topic, PublisherOptions option
   if (core->slot >= core->topic.geometry.max_publishers) {
     return Status{Errc::kProtocolError, "the daemon assigned an out-of-range publisher slot"};
   }
+  connection_->add_endpoint(detail::make_reclaim(core->topic.topic_id, detail::kRolePublisher, core->slot, core->id));
   core->writer = shm::RingWriter(core->topic.base(), core->topic.geometry, core->slot, core->generation,
                                  core->topic.lossless);
   detail::log().debug("publisher {} on {} (ring {})", core->id, core->topic.topic, core->slot);

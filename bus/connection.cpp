@@ -7,12 +7,13 @@
 #include <cerrno>
 #include <cstring>
 
+#include "bus/log.h"
 #include "bus/record_socket.h"
 
 namespace shmbus::detail {
 
-Result<std::shared_ptr<Connection>> Connection::open(const std::string& socket_path, const std::string& name,
-                                                     std::chrono::milliseconds timeout) {
+Result<int> Connection::connect_and_greet(const std::string& socket_path, const std::string& name,
+                                          std::chrono::milliseconds timeout, uint64_t* participant_id) {
   sockaddr_un addr{};
   if (socket_path.size() >= sizeof(addr.sun_path)) {
     return Status{Errc::kInvalidArgument, "socket path too long: " + socket_path};
@@ -27,17 +28,66 @@ Result<std::shared_ptr<Connection>> Connection::open(const std::string& socket_p
     return Status{Errc::kDaemonUnavailable,
                   "no shmbusd at " + socket_path + " (" + std::strerror(err) + "); is the daemon running?"};
   }
-  std::shared_ptr<Connection> c(new Connection(fd, timeout));
+  Connection probe(fd, timeout);
   HelloRequest hello{};
   hello.header = make_header(RecordType::kHello, sizeof hello, 0);
   copy_string(name, hello.name, sizeof hello.name);
   Reply reply{};
-  if (Status s = c->call(&hello, sizeof hello, &reply); !s.ok()) return s;
-  c->participant_id_ = reply.participant_id;
+  Status s = probe.call_locked(&hello, sizeof hello, &reply, nullptr);
+  probe.fd_ = -1;  // the descriptor is handed to the caller
+  if (!s.ok()) {
+    close(fd);
+    return s;
+  }
+  *participant_id = reply.participant_id;
+  return fd;
+}
+
+Result<std::shared_ptr<Connection>> Connection::open(const std::string& socket_path, const std::string& name,
+                                                     std::chrono::milliseconds timeout) {
+  uint64_t id = 0;
+  auto fd = connect_and_greet(socket_path, name, timeout, &id);
+  if (!fd) return fd.status();
+  std::shared_ptr<Connection> c(new Connection(fd.value(), timeout));
+  c->participant_id_ = id;
+  c->socket_path_ = socket_path;
+  c->name_ = name;
   return c;
 }
 
-Connection::~Connection() { close(fd_); }
+void Connection::add_endpoint(const ReclaimRequest& endpoint) {
+  std::lock_guard lock(mutex_);
+  endpoints_.push_back(endpoint);
+}
+
+void Connection::remove_endpoint(uint32_t topic_id, uint32_t role, uint32_t slot) {
+  std::lock_guard lock(mutex_);
+  std::erase_if(endpoints_, [&](const ReclaimRequest& e) {
+    return e.topic_id == topic_id && e.role == role && e.slot == slot;
+  });
+}
+
+Status Connection::reconnect_locked() {
+  uint64_t id = 0;
+  auto fd = connect_and_greet(socket_path_, name_, timeout_, &id);
+  if (!fd) return fd.status();
+  if (fd_ >= 0) close(fd_);
+  fd_ = fd.value();
+  participant_id_ = id;
+  for (ReclaimRequest& e : endpoints_) {
+    e.header = make_header(RecordType::kReclaim, sizeof e, 0);
+    Reply reply{};
+    if (Status s = call_locked(&e, sizeof e, &reply, nullptr); !s.ok()) {
+      log().warn("could not reclaim endpoint {} on topic {}: {}", e.endpoint_id, e.topic_id, s.to_string());
+    }
+  }
+  log().info("reconnected to a restarted shmbusd; reclaimed {} endpoint(s)", endpoints_.size());
+  return Status::Ok();
+}
+
+Connection::~Connection() {
+  if (fd_ >= 0) close(fd_);
+}
 
 Status Connection::send_locked(void* request, std::size_t size) {
   auto* header = static_cast<RecordHeader*>(request);
@@ -50,6 +100,15 @@ Status Connection::send_locked(void* request, std::size_t size) {
 
 Status Connection::call(void* request, std::size_t size, Reply* reply, int* fd) {
   std::lock_guard lock(mutex_);
+  Status s = call_locked(request, size, reply, fd);
+  if (s.code() != Errc::kDaemonUnavailable || socket_path_.empty()) return s;
+  // The daemon died or restarted: reconnect once, then retry the request.
+  if (Status r = reconnect_locked(); !r.ok()) return s;
+  return call_locked(request, size, reply, fd);
+}
+
+Status Connection::call_locked(void* request, std::size_t size, Reply* reply, int* fd) {
+  if (fd) *fd = -1;
   if (Status s = send_locked(request, size); !s.ok()) return s;
   const uint32_t id = static_cast<const RecordHeader*>(request)->request_id;
   const ssize_t n = receive_record(fd_, reply, sizeof *reply, timeout_, fd);
@@ -78,7 +137,10 @@ Result<std::string> Connection::stats() {
   std::lock_guard lock(mutex_);
   StatsRequest request{};
   request.header = make_header(RecordType::kStats, sizeof request, 0);
-  if (Status s = send_locked(&request, sizeof request); !s.ok()) return s;
+  if (Status s = send_locked(&request, sizeof request); !s.ok()) {
+    if (Status r = reconnect_locked(); !r.ok()) return s;
+    if (Status again = send_locked(&request, sizeof request); !again.ok()) return again;
+  }
   std::string document;
   for (;;) {
     StatsChunk chunk{};

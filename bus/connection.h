@@ -8,6 +8,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "bus/control_protocol.h"
 #include "shmbus/status.h"
@@ -27,6 +28,10 @@ class Connection {
   // `*fd` (the caller closes it). The reply's code is turned into the returned Status.
   Status call(void* request, std::size_t size, Reply* reply, int* fd = nullptr);
 
+  // Endpoints this connection owns, re-claimed from a restarted daemon after a reconnect.
+  void add_endpoint(const ReclaimRequest& endpoint);
+  void remove_endpoint(uint32_t topic_id, uint32_t role, uint32_t slot);
+
   // Asks for the daemon's statistics document (TOML text).
   Result<std::string> stats();
 
@@ -36,7 +41,13 @@ class Connection {
 
  private:
   Connection(int fd, std::chrono::milliseconds timeout) : fd_(fd), timeout_(timeout) {}
+  static Result<int> connect_and_greet(const std::string& socket_path, const std::string& name,
+                                       std::chrono::milliseconds timeout, uint64_t* participant_id);
   Status send_locked(void* request, std::size_t size);
+  Status call_locked(void* request, std::size_t size, Reply* reply, int* fd);
+  // The daemon went away (crash or restart): connect to its successor and re-claim our endpoints, which it
+  // adopted from shared memory. Our data path never stopped.
+  Status reconnect_locked();
 
   std::mutex mutex_;  // one request in flight at a time
   int fd_;
@@ -44,6 +55,9 @@ class Connection {
   uint32_t next_request_id_ = 1;
   uint64_t participant_id_ = 0;
   std::string instance_;
+  std::string socket_path_;
+  std::string name_;
+  std::vector<ReclaimRequest> endpoints_;
 };
 
 }  // namespace shmbus::detail

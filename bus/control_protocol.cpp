@@ -49,6 +49,7 @@ std::size_t record_size(RecordType type) {
     case RecordType::kOpenSubscriber: return sizeof(OpenRequest);
     case RecordType::kClose: return sizeof(CloseRequest);
     case RecordType::kStats: return sizeof(StatsRequest);
+    case RecordType::kReclaim: return sizeof(ReclaimRequest);
     case RecordType::kReply: return sizeof(Reply);
     case RecordType::kStatsChunk: return sizeof(StatsChunk);
   }

@@ -26,6 +26,7 @@ enum class RecordType : uint16_t {
   kOpenSubscriber = 3,  // OpenRequest -> Reply (+ segment fd)
   kClose = 4,           // CloseRequest -> Reply
   kStats = 5,           // StatsRequest -> StatsChunk... (last one has last = 1)
+  kReclaim = 6,         // ReclaimRequest -> Reply: after a daemon restart, take back an endpoint it adopted
   kReply = 100,
   kStatsChunk = 101,
 };
@@ -74,6 +75,15 @@ struct CloseRequest {
   uint32_t generation;
 };
 
+struct ReclaimRequest {
+  RecordHeader header;
+  uint32_t topic_id;
+  uint32_t role;
+  uint32_t slot;
+  uint32_t reserved;
+  uint64_t endpoint_id;
+};
+
 struct StatsRequest {
   RecordHeader header;
 };
@@ -110,6 +120,15 @@ inline constexpr uint32_t kHasMaxSubscribers = 1u << 5;
 
 WireSettings to_wire(const TopicSettings& settings);
 TopicSettings from_wire(const WireSettings& wire);
+
+inline ReclaimRequest make_reclaim(uint32_t topic_id, uint32_t role, uint32_t slot, uint64_t endpoint_id) {
+  ReclaimRequest r{};
+  r.topic_id = topic_id;
+  r.role = role;
+  r.slot = slot;
+  r.endpoint_id = endpoint_id;
+  return r;
+}
 
 // Fills a record header for `type` and size `length`.
 RecordHeader make_header(RecordType type, uint32_t length, uint32_t request_id);

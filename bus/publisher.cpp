@@ -12,6 +12,7 @@ uint64_t now_ns() {
 
 namespace detail {
 PublisherCore::~PublisherCore() {
+  connection->remove_endpoint(topic.topic_id, kRolePublisher, slot);
   CloseRequest request{};
   request.header = make_header(RecordType::kClose, sizeof request, 0);
   request.topic_id = topic.topic_id;

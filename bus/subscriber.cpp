@@ -40,6 +40,7 @@ Status SubscriberCore::attach(const std::string& topic_name) {
   slot = reply.slot;
   id = reply.participant_id;
   attached = true;
+  connection->add_endpoint(make_reclaim(topic.topic_id, kRoleSubscriber, slot, id));
   stats = shm::subscriber_slot(topic.base(), topic.geometry, slot);
   rings.assign(topic.geometry.max_publishers, RingFollower{});
   active.clear();
@@ -54,6 +55,7 @@ void SubscriberCore::detach() {
   if (!attached) return;
   attached = false;
   active.clear();
+  connection->remove_endpoint(topic.topic_id, kRoleSubscriber, slot);
   CloseRequest request{};
   request.header = make_header(RecordType::kClose, sizeof request, 0);
   request.topic_id = topic.topic_id;

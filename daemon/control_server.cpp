@@ -33,14 +33,14 @@ Result<std::unique_ptr<ControlServer>> ControlServer::start(const std::string& i
   }
   auto lock = InstanceLock::acquire(lock_path(runtime_dir, instance));
   if (!lock) return lock.status();
-  // We hold the lock, so whatever carries this instance's names belongs to a predecessor that died.
-  const auto stale = shm::Segment::list(segment_prefix(instance));
-  for (const auto& name : stale) shm::Segment::remove(name);
-  if (!stale.empty()) spdlog::warn("removed {} shared-memory segment(s) left by a crashed daemon", stale.size());
   const std::string path = socket_path(runtime_dir, instance);
   unlink(path.c_str());
-
   std::unique_ptr<ControlServer> server(new ControlServer(std::move(lock).value(), instance, path, config));
+  // We hold the lock, so whatever carries this instance's names belongs to a predecessor that died. Topics
+  // still in use keep working: adopt them; the rest is removed (and unused topics go at the first tick).
+  const auto stale = shm::Segment::list(segment_prefix(instance));
+  if (!stale.empty()) spdlog::warn("found {} segment(s) of a crashed daemon: adopting", stale.size());
+  server->registry_.adopt(stale);
   sockaddr_un addr{};
   if (path.size() >= sizeof addr.sun_path) return Status{Errc::kInvalidArgument, "socket path too long: " + path};
   addr.sun_family = AF_UNIX;
@@ -201,6 +201,17 @@ bool ControlServer::serve(int fd) {
         }
       }
       return answer(Status::Ok());
+    }
+    case RecordType::kReclaim: {
+      ReclaimRequest r;
+      std::memcpy(&r, buffer, sizeof r);
+      const Endpoint e{r.topic_id, r.role, r.slot, 0, r.endpoint_id};
+      Status s = registry_.reclaim(e, participant.peer);
+      if (s.ok()) {
+        participant.endpoints.push_back(e);
+        spdlog::info("participant {} (pid {}) reclaimed endpoint {}", participant.peer.id, participant.peer.pid, e.id);
+      }
+      return answer(s);
     }
     case RecordType::kStats:
       send_stats(fd);

@@ -5,11 +5,15 @@
 #include <cstring>
 #include <spdlog/spdlog.h>
 #include <toml++/toml.h>
+#include <signal.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include "bus/control_protocol.h"
 #include "bus/runtime_paths.h"
 #include "shm/futex.h"
+#include "shmbus/topic_name.h"
 #include "shmbus/topic_pattern.h"
 
 namespace shmbus::daemon {
@@ -18,6 +22,9 @@ using detail::kRolePublisher;
 using detail::kRoleSubscriber;
 using Clock = std::chrono::steady_clock;
 constexpr uint64_t kDefaultRingBytes = 4u << 20;
+constexpr uint64_t kOrphan = ~0ull;  // owner of an endpoint adopted after a daemon restart, not yet reclaimed
+
+bool process_alive(uint32_t pid) { return pid != 0 && (kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM); }
 
 struct TopicRegistry::Topic {
   uint32_t id = 0;
@@ -405,6 +412,113 @@ void TopicRegistry::detach(const Endpoint& e, uint64_t peer_id) {
   tick();
 }
 
+void TopicRegistry::adopt(const std::vector<std::string>& names) {
+  const std::string prefix = detail::segment_prefix(instance_) + "t";
+  for (const std::string& segment_name : names) {
+    auto t = std::make_unique<Topic>();
+    std::string error;
+    try {
+      if (segment_name.rfind(prefix, 0) != 0) throw std::runtime_error("not a topic segment");
+      t->id = static_cast<uint32_t>(std::stoul(segment_name.substr(prefix.size())));
+      t->segment = shm::Segment::open(segment_name);
+      auto g = shm::validate_topic_header(*t->header(), t->segment.size(), &error);
+      if (!g) throw std::runtime_error(error);
+      const shm::TopicHeader* h = t->header();
+      if (h->topic_id != t->id || h->closed.load() != shm::kTopicOpen || !validate_topic_name(h->name).ok() ||
+          by_name_.count(h->name) != 0) {
+        throw std::runtime_error("closed, renamed or duplicate topic");
+      }
+      t->geometry = *g;
+      t->name = h->name;
+    } catch (const std::exception& e) {
+      spdlog::warn("removing stale segment {}: {}", segment_name, e.what());
+      shm::Segment::remove(segment_name);
+      continue;
+    }
+    const auto& g = t->geometry;
+    shm::TopicHeader* h = t->header();
+    t->settings = TopicSettings{g.max_message_size, g.depth,
+                                h->policy == shm::kPolicyLossless ? Policy::kLossless : Policy::kLossy,
+                                h->history, g.max_publishers, g.max_subscribers};
+    for (const TopicRule& rule : config_.topics) {
+      if (topic_matches(rule.pattern, t->name)) {
+        t->fixed = rule.settings;
+        break;
+      }
+    }
+    t->publisher_owner.assign(g.max_publishers, 0);
+    t->publisher_id.assign(g.max_publishers, 0);
+    t->dead_since.assign(g.max_publishers, Clock::now());
+    t->subscriber_owner.assign(g.max_subscribers, 0);
+    t->subscriber_id.assign(g.max_subscribers, 0);
+    // Repair what a crash mid-attach may have left half done: cursors of free slots and rings are inactive.
+    for (uint32_t s = 0; s < g.max_subscribers; ++s) {
+      shm::SubscriberSlot* slot = t->subscriber(s);
+      if (slot->state.load(std::memory_order_acquire) == shm::kSlotActive) {
+        t->subscriber_owner[s] = kOrphan;
+        t->subscriber_id[s] = slot->participant_id;
+        next_endpoint_id_ = std::max(next_endpoint_id_, slot->participant_id + 1);
+        continue;
+      }
+      for (uint32_t p = 0; p < g.max_publishers; ++p) {
+        t->cursor(p, s)->value.store(shm::kCursorInactive, std::memory_order_seq_cst);
+      }
+    }
+    for (uint32_t p = 0; p < g.max_publishers; ++p) {
+      shm::PublisherSlot* ring = t->ring(p);
+      const uint32_t state = ring->state.load(std::memory_order_acquire);
+      if (state == shm::kSlotFree) {
+        for (uint32_t s = 0; s < g.max_subscribers; ++s) {
+          t->cursor(p, s)->value.store(shm::kCursorInactive, std::memory_order_relaxed);
+        }
+        continue;
+      }
+      t->had_publisher = true;
+      t->publisher_id[p] = ring->participant_id;
+      next_endpoint_id_ = std::max(next_endpoint_id_, ring->participant_id + 1);
+      if (state == shm::kSlotActive) t->publisher_owner[p] = kOrphan;
+    }
+    t->header()->subscribers_epoch.fetch_add(1, std::memory_order_seq_cst);
+    t->wake_writers();
+    next_topic_id_ = std::max(next_topic_id_, t->id + 1);
+    spdlog::info("adopted topic {} ({}) from the previous daemon", t->name, describe(t->settings));
+    Topic* raw = t.get();
+    by_name_[raw->name] = raw->id;
+    topics_[raw->id] = std::move(t);
+  }
+}
+
+Status TopicRegistry::reclaim(const Endpoint& e, const Peer& peer) {
+  auto it = topics_.find(e.topic_id);
+  if (it == topics_.end()) return {Errc::kInvalidArgument, "no such topic"};
+  Topic& t = *it->second;
+  if (e.role == kRolePublisher && e.slot < t.geometry.max_publishers && t.publisher_owner[e.slot] == kOrphan &&
+      t.ring(e.slot)->pid == static_cast<uint32_t>(peer.pid) && t.publisher_id[e.slot] == e.id) {
+    t.publisher_owner[e.slot] = peer.id;
+    return Status::Ok();
+  }
+  if (e.role == kRoleSubscriber && e.slot < t.geometry.max_subscribers && t.subscriber_owner[e.slot] == kOrphan &&
+      t.subscriber(e.slot)->pid == static_cast<uint32_t>(peer.pid) && t.subscriber_id[e.slot] == e.id) {
+    t.subscriber_owner[e.slot] = peer.id;
+    return Status::Ok();
+  }
+  return {Errc::kPermissionDenied, "endpoint " + std::to_string(e.id) + " is not an orphan of pid " +
+                                       std::to_string(peer.pid)};
+}
+
+void TopicRegistry::reap_orphans(Topic& t) {
+  for (uint32_t p = 0; p < t.geometry.max_publishers; ++p) {
+    if (t.publisher_owner[p] == kOrphan && !process_alive(t.ring(p)->pid)) {
+      detach({t.id, kRolePublisher, p, 0, 0}, kOrphan);
+    }
+  }
+  for (uint32_t s = 0; s < t.geometry.max_subscribers; ++s) {
+    if (t.subscriber_owner[s] == kOrphan && !process_alive(t.subscriber(s)->pid)) {
+      detach({t.id, kRoleSubscriber, s, 0, 0}, kOrphan);
+    }
+  }
+}
+
 void TopicRegistry::free_ring(Topic& t, uint32_t p) {
   shm::PublisherSlot* ring = t.ring(p);
   t.retired_messages += ring->head.load(std::memory_order_relaxed);
@@ -434,6 +548,9 @@ void TopicRegistry::tick() {
   const auto now = Clock::now();
   const auto grace = std::chrono::duration<double>(config_.dead_ring_grace_s);
   std::vector<uint32_t> ids;
+  if (in_tick_) return;
+  in_tick_ = true;
+  for (auto& [id, topic] : topics_) reap_orphans(*topic);
   for (auto& [id, topic] : topics_) {
     Topic& t = *topic;
     for (uint32_t p = 0; p < t.geometry.max_publishers; ++p) {
@@ -451,6 +568,7 @@ void TopicRegistry::tick() {
     ids.push_back(id);
   }
   for (uint32_t id : ids) remove_if_unused(id);
+  in_tick_ = false;
 }
 
 void TopicRegistry::shutdown() {

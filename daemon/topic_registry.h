@@ -58,6 +58,13 @@ class TopicRegistry {
   // Detaches an endpoint (close request or the peer's death). Unknown or foreign endpoints are ignored.
   void detach(const Endpoint& endpoint, uint64_t peer_id);
 
+  // Re-adopts the segments a crashed predecessor left (names from Segment::list): their topics keep working
+  // for the processes that still use them. Endpoints become orphans, watched by pid until their process
+  // reclaims them or dies. Segments that fail validation are removed.
+  void adopt(const std::vector<std::string>& segment_names);
+  // Hands an adopted endpoint to the peer whose process created it (same pid, same endpoint id).
+  Status reclaim(const Endpoint& endpoint, const Peer& peer);
+
   // Releases what a departed peer had reserved but not yet claimed (subscriber slots of reshaped topics).
   void forget_peer(uint64_t peer_id);
 
@@ -74,6 +81,7 @@ class TopicRegistry {
   struct Topic;
   Result<Topic*> find_or_create(const std::string& name, const TopicSettings& requested, bool for_publisher);
   void free_ring(Topic& t, uint32_t ring);
+  void reap_orphans(Topic& t);
   Result<uint32_t> add_subscriber(Topic& t, uint64_t owner, pid_t pid, uid_t uid, uint32_t history);
   void remove_if_unused(uint32_t topic_id);
 
@@ -81,6 +89,7 @@ class TopicRegistry {
   DaemonConfig config_;
   uint32_t next_topic_id_ = 1;
   uint64_t next_endpoint_id_ = 1;
+  bool in_tick_ = false;
   std::map<uint32_t, std::unique_ptr<Topic>> topics_;
   std::map<std::string, uint32_t> by_name_;
 };

@@ -58,6 +58,7 @@ Segment Segment::open(const std::string& name) {
   try {
     bip::shared_memory_object object(bip::open_only, name.c_str(), bip::read_write);
     s.region_ = bip::mapped_region(object, bip::read_write, 0, 0, nullptr, kMapOptions);
+    s.fd_ = fcntl(object.get_mapping_handle().handle, F_DUPFD_CLOEXEC, 0);
   } catch (const bip::interprocess_exception& e) {
     throw failure("cannot open", name, e);
   }
