@@ -22,12 +22,17 @@ policy = "lossy"            # "lossy" (never blocks) or "lossless" (publisher wa
 history = 0                 # messages kept for late joiners, <= depth - 2
 max_publishers = 8
 max_subscribers = 32
+# Who may publish / subscribe: "*", "user:NAME", "uid:N", "group:NAME", "gid:N". Without a list only the
+# daemon's own user and root may; identities come from the kernel (SO_PEERCRED), never from the client.
+allow_publish = ["group:root"]
+allow_subscribe = ["*"]
 
 [[topic]]                   # rules, first match wins; the keys set here are fixed for matching topics
 pattern = "camera/**"
 max_message_size = 4194304
 depth = 8
 policy = "lossless"
+allow_publish = ["uid:0"]   # rule lists replace the [defaults] lists for matching topics
 )";
 
 namespace {
@@ -52,7 +57,8 @@ Status read_settings(const toml::table& t, std::string_view source, TopicSetting
                      std::initializer_list<std::string_view> extra_keys) {
   for (const auto& [key, node] : t) {
     static constexpr std::string_view kKnown[] = {"max_message_size", "depth", "policy", "history",
-                                                  "max_publishers", "max_subscribers"};
+                                                  "max_publishers", "max_subscribers", "allow_publish",
+                                                  "allow_subscribe"};
     bool known = std::find(std::begin(kKnown), std::end(kKnown), key.str()) != std::end(kKnown) ||
                  std::find(extra_keys.begin(), extra_keys.end(), key.str()) != extra_keys.end();
     if (!known) return {Errc::kInvalidArgument, where(source, node.source()) + ": unknown key '" + std::string(key.str()) + "'"};
@@ -71,6 +77,25 @@ Status read_settings(const toml::table& t, std::string_view source, TopicSetting
     } else {
       return {Errc::kInvalidArgument, where(source, n->source()) + ": 'policy' must be \"lossy\" or \"lossless\""};
     }
+  }
+  return Status::Ok();
+}
+
+Status read_access(const toml::table& t, std::string_view source, TopicAccess* access) {
+  for (auto [key, field] : {std::pair{"allow_publish", &access->publish}, std::pair{"allow_subscribe", &access->subscribe}}) {
+    const toml::node* n = t.get(key);
+    if (!n) continue;
+    const toml::array* list = n->as_array();
+    if (!list) return {Errc::kInvalidArgument, where(source, n->source()) + ": '" + key + "' must be a list of strings"};
+    AllowList allow;
+    for (const toml::node& item : *list) {
+      const auto text = item.value<std::string>();
+      if (!text) return {Errc::kInvalidArgument, where(source, item.source()) + ": '" + key + "' must hold strings"};
+      auto principal = parse_principal(*text);
+      if (!principal) return {Errc::kInvalidArgument, where(source, item.source()) + ": " + principal.status().message()};
+      allow.push_back(principal.value());
+    }
+    *field = std::move(allow);
   }
   return Status::Ok();
 }
@@ -118,6 +143,7 @@ Result<DaemonConfig> parse_daemon_config(std::string_view text, std::string_view
     const toml::table* t = n->as_table();
     if (!t) return Status{Errc::kInvalidArgument, where(source, n->source()) + ": 'defaults' must be a table"};
     if (Status s = read_settings(*t, source, &config.defaults, {}); !s.ok()) return s;
+    if (Status s = read_access(*t, source, &config.default_access); !s.ok()) return s;
   }
   if (const toml::node* n = root.get("topic")) {
     const toml::array* rules = n->as_array();
@@ -133,6 +159,7 @@ Result<DaemonConfig> parse_daemon_config(std::string_view text, std::string_view
       }
       rule.pattern = *pattern;
       if (Status s = read_settings(*t, source, &rule.settings, {"pattern"}); !s.ok()) return s;
+      if (Status s = read_access(*t, source, &rule.access); !s.ok()) return s;
       config.topics.push_back(std::move(rule));
     }
   }

@@ -4,14 +4,23 @@
 #include <string>
 #include <vector>
 
+#include "daemon/access_policy.h"
 #include "shmbus/options.h"
 #include "shmbus/status.h"
 
 namespace shmbus::daemon {
 
+// Who may publish and subscribe; unset lists fall back to the [defaults] lists, then to default_allow_list()
+// (the daemon's own user and root: other users are denied unless the configuration names them).
+struct TopicAccess {
+  std::optional<AllowList> publish;
+  std::optional<AllowList> subscribe;
+};
+
 struct TopicRule {
   std::string pattern;     // topic pattern (`*` one level, `**` any number)
   TopicSettings settings;  // the fields set here are fixed for matching topics
+  TopicAccess access;
 };
 
 struct DaemonConfig {
@@ -26,6 +35,7 @@ struct DaemonConfig {
                          .history = 0,
                          .max_publishers = 8,
                          .max_subscribers = 32};
+  TopicAccess default_access;
   std::vector<TopicRule> topics;  // first match wins
 };
 

@@ -238,8 +238,27 @@ Result<TopicRegistry::Topic*> TopicRegistry::find_or_create(const std::string& n
   return raw;
 }
 
+Status TopicRegistry::authorize(const std::string& name, uint32_t role, const Peer& peer) const {
+  const std::optional<AllowList>* list = nullptr;
+  for (const TopicRule& rule : config_.topics) {
+    if (topic_matches(rule.pattern, name)) {
+      list = role == kRolePublisher ? &rule.access.publish : &rule.access.subscribe;
+      break;
+    }
+  }
+  if (list == nullptr || !list->has_value()) {
+    list = role == kRolePublisher ? &config_.default_access.publish : &config_.default_access.subscribe;
+  }
+  const AllowList allow = list->has_value() ? **list : default_allow_list();
+  if (allowed(allow, peer.uid, peer.gid, supplementary_groups(peer.pid))) return Status::Ok();
+  const char* what = role == kRolePublisher ? "publish to" : "subscribe to";
+  spdlog::warn("denied: pid {} uid {} gid {} ({}) may not {} {}", peer.pid, peer.uid, peer.gid, peer.name, what, name);
+  return {Errc::kPermissionDenied, std::string("uid ") + std::to_string(peer.uid) + " may not " + what + " " + name};
+}
+
 Result<Attached> TopicRegistry::attach_publisher(const std::string& name, const TopicSettings& requested,
                                                  const Peer& peer) {
+  if (Status s = authorize(name, kRolePublisher, peer); !s.ok()) return s;
   auto found = find_or_create(name, requested, /*for_publisher=*/true);
   if (!found) return found.status();
   Topic& t = *found.value();
@@ -288,6 +307,7 @@ Result<Attached> TopicRegistry::attach_publisher(const std::string& name, const 
 
 Result<Attached> TopicRegistry::attach_subscriber(const std::string& name, const TopicSettings& requested,
                                                   uint32_t history, const Peer& peer) {
+  if (Status s = authorize(name, kRoleSubscriber, peer); !s.ok()) return s;
   auto found = find_or_create(name, requested, /*for_publisher=*/false);
   if (!found) return found.status();
   Topic& t = *found.value();

@@ -79,6 +79,7 @@ class TopicRegistry {
 
  private:
   struct Topic;
+  Status authorize(const std::string& name, uint32_t role, const Peer& peer) const;
   Result<Topic*> find_or_create(const std::string& name, const TopicSettings& requested, bool for_publisher);
   void free_ring(Topic& t, uint32_t ring);
   void reap_orphans(Topic& t);

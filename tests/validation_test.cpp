@@ -65,6 +65,12 @@ TEST(DaemonConfigTest, ErrorsNameTheLine) {
   EXPECT_NE(unknown.status().message().find("z.toml:3: unknown key 'foo'"), std::string::npos);
   EXPECT_FALSE(daemon::parse_daemon_config("[[topic]]\npattern = \"a*\"\n", "p").ok());
   EXPECT_FALSE(daemon::parse_daemon_config("[defaults]\npolicy = \"sometimes\"\n", "p").ok());
+  auto who = daemon::parse_daemon_config("[defaults]\n\nallow_publish = [\"user:no-such-user-here\"]\n", "a.toml");
+  ASSERT_FALSE(who.ok());
+  EXPECT_NE(who.status().message().find("a.toml:3"), std::string::npos) << who.status().message();
+  EXPECT_NE(who.status().message().find("no such user"), std::string::npos);
+  EXPECT_FALSE(daemon::parse_daemon_config("[defaults]\nallow_subscribe = [\"uid:x\"]\n", "p").ok());
+  EXPECT_TRUE(daemon::parse_daemon_config("[defaults]\nallow_subscribe = [\"*\", \"uid:7\", \"gid:0\", \"user:root\"]\n", "p").ok());
 }
 
 TEST(ControlProtocolTest, RejectsMalformedRecords) {
