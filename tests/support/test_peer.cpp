@@ -2,16 +2,21 @@
 //
 //   test_peer publish TOPIC COUNT SIZE lossless|lossy [WAIT_SUBSCRIBERS] [SEED]
 //       publishes COUNT messages of SIZE bytes (index + a pattern derived from SEED and the index);
-//       prints "published=N checksum=C".
-//   test_peer subscribe TOPIC COUNT [IDLE_SECONDS]
+//       COUNT 0: in bursts of 100 per millisecond until SIGTERM; prints "published=N checksum=C".
+//   test_peer subscribe TOPIC COUNT [IDLE_SECONDS] [SEED]
 //       takes until COUNT messages arrived or nothing came for IDLE_SECONDS (default 20); checks that each
 //       publisher's sequence rises and that each payload matches its pattern; prints
-//       "ready" once attached, then "received=N checksum=C order_errors=E corrupt=K dropped=D".
+//       "ready" once attached, then "received=N checksum=C order_errors=E corrupt=K dropped=D"
+//       (with SEED, received and checksum count only that publisher's messages, and gaps=G counts the
+//       indices of that publisher it skipped).
 //   test_peer hold TOPIC N          takes N messages, keeps holding them, prints "holding", sleeps.
 //   test_peer loan TOPIC            a publisher that takes a loan, prints "loaned", sleeps (kill it mid-loan).
 //   test_peer block TOPIC           a lossless publisher that publishes until a publish times out, printing
 //                                   "blocked published=N", then sleeps.
+#include <signal.h>
 #include <unistd.h>
+
+#include <atomic>
 
 #include <cstdio>
 #include <cstdlib>
@@ -62,6 +67,9 @@ int fail(const shmbus::Status& s) {
   return 2;
 }
 
+std::atomic<bool> g_stop{false};
+void request_stop(int) { g_stop.store(true); }
+
 [[noreturn]] void sleep_forever() {
   for (;;) std::this_thread::sleep_for(1h);
 }
@@ -87,7 +95,10 @@ int main(int argc, char** argv) {
     if (!pub) return fail(pub.status());
     while (pub->subscribers() < wait_subscribers) std::this_thread::sleep_for(1ms);
     uint64_t sum = 0;
-    for (uint64_t i = 0; i < count; ++i) {
+    if (count == 0) signal(SIGTERM, request_stop);
+    uint64_t i = 0;
+    for (; count == 0 ? !g_stop.load() : i < count; ++i) {
+      if (count == 0 && i % 100 == 0) std::this_thread::sleep_for(1ms);
       auto loan = pub->loan();
       if (!loan) return fail(loan.status());
       fill(loan->data(), size, seed, i);
@@ -95,12 +106,15 @@ int main(int argc, char** argv) {
       sum += checksum(loan->data(), size);
       pub->publish(std::move(loan).value());
     }
-    std::printf("published=%llu checksum=%llu\n", (unsigned long long)count, (unsigned long long)sum);
+    std::printf("published=%llu checksum=%llu\n", (unsigned long long)i, (unsigned long long)sum);
     return 0;
   }
   if (mode == "subscribe") {
     const uint64_t count = std::strtoull(argv[3], nullptr, 10);
     const double idle = argc > 4 ? std::atof(argv[4]) : 20.0;
+    const bool filter = argc > 5;
+    const uint64_t seed = filter ? std::strtoull(argv[5], nullptr, 10) : 0;
+    uint64_t gaps = 0, next_index = 0, overwritten = 0;
     auto sub = bus->subscriber(topic);
     if (!sub) return fail(sub.status());
     std::printf("ready\n");
@@ -113,13 +127,28 @@ int main(int argc, char** argv) {
       uint64_t& last = last_sequence[m.publisher_id()];
       if (m.sequence() <= last) ++order_errors;
       last = m.sequence();
-      if (!check(m.data(), m.size())) ++corrupt;
+      const bool intact = check(m.data(), m.size());
+      // A lossy publisher may overwrite a slot while we read it; still_valid() tells us, and such a message
+      // counts as missed, not as corrupt. (Always valid on lossless topics.)
+      if (!m.still_valid()) {
+        ++overwritten;
+        continue;
+      }
+      if (!intact) ++corrupt;
+      if (filter) {
+        uint64_t header[2] = {0, 0};
+        std::memcpy(header, m.data(), std::min(m.size(), sizeof header));
+        if (header[1] != seed) continue;
+        gaps += header[0] - std::min(header[0], next_index);
+        next_index = header[0] + 1;
+      }
       sum += checksum(m.data(), m.size());
       ++received;
     }
-    std::printf("received=%llu checksum=%llu order_errors=%llu corrupt=%llu dropped=%llu\n",
+    std::printf("received=%llu checksum=%llu order_errors=%llu corrupt=%llu dropped=%llu gaps=%llu overwritten=%llu\n",
                 (unsigned long long)received, (unsigned long long)sum, (unsigned long long)order_errors,
-                (unsigned long long)corrupt, (unsigned long long)sub->dropped());
+                (unsigned long long)corrupt, (unsigned long long)sub->dropped(), (unsigned long long)gaps,
+                (unsigned long long)overwritten);
     return 0;
   }
   if (mode == "hold") {
