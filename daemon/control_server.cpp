@@ -96,6 +96,14 @@ int ControlServer::run() {
       if ((fds[i].revents & POLLIN) ? !serve(fds[i].fd) : true) disconnect(fds[i].fd);
     }
     registry_.tick();
+    for (uint64_t peer : registry_.take_fenced()) {
+      for (const auto& [fd, p] : participants_) {
+        if (p.peer.id == peer) {
+          disconnect(fd);
+          break;
+        }
+      }
+    }
   }
 }
 

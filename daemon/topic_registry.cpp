@@ -1,6 +1,7 @@
 #include "daemon/topic_registry.h"
 
 #include <algorithm>
+#include <utility>
 #include <bit>
 #include <cstring>
 #include <spdlog/spdlog.h>
@@ -24,7 +25,10 @@ using Clock = std::chrono::steady_clock;
 constexpr uint64_t kDefaultRingBytes = 4u << 20;
 constexpr uint64_t kOrphan = ~0ull;  // owner of an endpoint adopted after a daemon restart, not yet reclaimed
 
-bool process_alive(uint32_t pid) { return pid != 0 && (kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM); }
+// A pid read from shared memory is only a number: reject 0 and anything kill() would read as a group.
+bool process_alive(uint32_t pid) {
+  return pid > 0 && pid < (1u << 22) && (kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM);
+}
 
 struct TopicRegistry::Topic {
   uint32_t id = 0;
@@ -40,7 +44,8 @@ struct TopicRegistry::Topic {
   std::vector<uint64_t> subscriber_id;
   bool had_publisher = false;  // settings are fixed once a publisher attached
   bool reshaped = false;        // replaced by a new segment; lives on until its subscribers re-open
-  std::multimap<uint64_t, uint32_t> moved_in;  // peer -> subscriber slot reserved for it by a reshape
+  std::multimap<uint64_t, uint32_t> moved_in;
+  std::vector<uint64_t> last_head;  // per ring, to catch a head that runs backwards  // peer -> subscriber slot reserved for it by a reshape
   uint64_t retired_messages = 0;  // messages of rings already reclaimed
   uint64_t retired_bytes = 0;
   uint64_t retired_drops = 0;     // drops of subscribers already gone
@@ -228,6 +233,7 @@ Result<TopicRegistry::Topic*> TopicRegistry::find_or_create(const std::string& n
                                 *s.history, name, static_cast<uint32_t>(getpid()));
   t->publisher_owner.assign(g->max_publishers, 0);
   t->publisher_id.assign(g->max_publishers, 0);
+  t->last_head.assign(g->max_publishers, 0);
   t->dead_since.assign(g->max_publishers, Clock::time_point{});
   t->subscriber_owner.assign(g->max_subscribers, 0);
   t->subscriber_id.assign(g->max_subscribers, 0);
@@ -299,6 +305,7 @@ Result<Attached> TopicRegistry::attach_publisher(const std::string& name, const 
   t.header()->publishers_epoch.fetch_add(1, std::memory_order_release);
   t.publisher_owner[p] = peer.id;
   t.publisher_id[p] = id;
+  t.last_head[p] = 0;
   t.had_publisher = true;
   spdlog::info("publisher {} on {} (ring {}) for pid {} uid {} ({})", id, name, p, peer.pid, peer.uid, peer.name);
   Attached a{{t.id, kRolePublisher, p, generation, id}, t.settings, t.segment.duplicate_fd()};
@@ -468,6 +475,7 @@ void TopicRegistry::adopt(const std::vector<std::string>& names) {
     }
     t->publisher_owner.assign(g.max_publishers, 0);
     t->publisher_id.assign(g.max_publishers, 0);
+    t->last_head.assign(g.max_publishers, 0);
     t->dead_since.assign(g.max_publishers, Clock::now());
     t->subscriber_owner.assign(g.max_subscribers, 0);
     t->subscriber_id.assign(g.max_subscribers, 0);
@@ -526,6 +534,42 @@ Status TopicRegistry::reclaim(const Endpoint& e, const Peer& peer) {
                                        std::to_string(peer.pid)};
 }
 
+void TopicRegistry::find_corruption(Topic& t) {
+  const auto& g = t.geometry;
+  for (uint32_t p = 0; p < g.max_publishers; ++p) {
+    shm::PublisherSlot* ring = t.ring(p);
+    if (ring->state.load(std::memory_order_acquire) != shm::kSlotActive) continue;
+    // acquire: pairs with the writer's release of head.
+    const uint64_t head = ring->head.load(std::memory_order_acquire);
+    const uint64_t owner = t.publisher_owner[p];
+    if (head < t.last_head[p] && owner != 0 && owner != kOrphan) {
+      fence(owner, "publisher " + std::to_string(t.publisher_id[p]) + " on " + t.name + " moved its head backwards");
+    }
+    t.last_head[p] = head;
+    const uint32_t generation = ring->generation.load(std::memory_order_relaxed) & 0xffff;
+    for (uint32_t s = 0; s < g.max_subscribers; ++s) {
+      const uint64_t reader = t.subscriber_owner[s];
+      if (reader == 0 || reader == kOrphan) continue;
+      const uint64_t v = t.cursor(p, s)->value.load(std::memory_order_acquire);
+      if (v == shm::kCursorInactive || (v >> shm::kGenerationShift) != generation) continue;
+      // A reader cannot have released a slot the writer has not written yet. (+1: a writer stores head just
+      // after the slot's sequence, so a fast reader may be one ahead of the head we read.)
+      if ((v & shm::kPositionMask) > ring->head.load(std::memory_order_acquire) + 1) {
+        fence(reader, "subscriber " + std::to_string(t.subscriber_id[s]) + " on " + t.name +
+                          " published a cursor beyond the writer's head");
+      }
+    }
+  }
+}
+
+void TopicRegistry::fence(uint64_t peer_id, const std::string& why) {
+  if (std::find(fenced_.begin(), fenced_.end(), peer_id) != fenced_.end()) return;
+  spdlog::warn("fencing off participant {}: {}", peer_id, why);
+  fenced_.push_back(peer_id);
+}
+
+std::vector<uint64_t> TopicRegistry::take_fenced() { return std::exchange(fenced_, {}); }
+
 void TopicRegistry::reap_orphans(Topic& t) {
   for (uint32_t p = 0; p < t.geometry.max_publishers; ++p) {
     if (t.publisher_owner[p] == kOrphan && !process_alive(t.ring(p)->pid)) {
@@ -571,6 +615,9 @@ void TopicRegistry::tick() {
   if (in_tick_) return;
   in_tick_ = true;
   for (auto& [id, topic] : topics_) reap_orphans(*topic);
+  for (auto& [id, topic] : topics_) {
+    if (!topic->reshaped) find_corruption(*topic);
+  }
   for (auto& [id, topic] : topics_) {
     Topic& t = *topic;
     for (uint32_t p = 0; p < t.geometry.max_publishers; ++p) {

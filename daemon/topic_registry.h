@@ -68,6 +68,10 @@ class TopicRegistry {
   // Releases what a departed peer had reserved but not yet claimed (subscriber slots of reshaped topics).
   void forget_peer(uint64_t peer_id);
 
+  // Peers caught corrupting shared memory since the last call (a cursor beyond the writer's head, a head that
+  // runs backwards); the caller disconnects them, which detaches their endpoints.
+  std::vector<uint64_t> take_fenced();
+
   // Periodic work: reclaim drained dead rings, drop unused topics, update rates.
   void tick();
   // Marks every topic closed, wakes every sleeper, removes every segment.
@@ -83,6 +87,8 @@ class TopicRegistry {
   Result<Topic*> find_or_create(const std::string& name, const TopicSettings& requested, bool for_publisher);
   void free_ring(Topic& t, uint32_t ring);
   void reap_orphans(Topic& t);
+  void find_corruption(Topic& t);
+  void fence(uint64_t peer_id, const std::string& why);
   Result<uint32_t> add_subscriber(Topic& t, uint64_t owner, pid_t pid, uid_t uid, uint32_t history);
   void remove_if_unused(uint32_t topic_id);
 
@@ -91,6 +97,7 @@ class TopicRegistry {
   uint32_t next_topic_id_ = 1;
   uint64_t next_endpoint_id_ = 1;
   bool in_tick_ = false;
+  std::vector<uint64_t> fenced_;
   std::map<uint32_t, std::unique_ptr<Topic>> topics_;
   std::map<std::string, uint32_t> by_name_;
 };

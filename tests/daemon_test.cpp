@@ -226,3 +226,43 @@ TEST(ReclaimTest, PublisherKilledMidLoanIsReclaimedAndOthersFlow) {
 
 }  // namespace
 }  // namespace shmbus::test
+
+namespace shmbus::test {
+namespace {
+
+// A participant that writes garbage into shared memory it can reach is detected and fenced off (its
+// connection closed, its endpoints reclaimed); the daemon and the other participants keep working.
+void expect_fenced(const char* what) {
+  TestDaemon daemon;
+  Bus bus = daemon.connect();
+  auto pub = bus.publisher("hostile/topic");
+  auto sub = bus.subscriber("hostile/topic");
+  ASSERT_TRUE(pub.ok() && sub.ok());
+  ChildProcess scribbler({TEST_PEER_PATH, "scribble", "hostile/topic", what});
+  ASSERT_EQ(scribbler.read_line(), "scribbled");
+  const auto deadline = std::chrono::steady_clock::now() + 3s;
+  int64_t subscribers = -1, publishers = -1;
+  while (std::chrono::steady_clock::now() < deadline) {
+    while (sub->try_take()) {
+    }
+    const auto doc = toml::parse(daemon.statistics());
+    subscribers = doc["topic"][0]["subscribers"].value<int64_t>().value_or(-1);
+    publishers = doc["topic"][0]["publishers"].value<int64_t>().value_or(-1);
+    if (subscribers == 1 && publishers == 1) break;
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_EQ(subscribers, 1) << what << ": the scribbler's subscriber was fenced off";
+  EXPECT_EQ(publishers, 1) << what << ": the scribbler's publisher was fenced off";
+  const std::string text = "after";
+  ASSERT_TRUE(pub->publish(std::as_bytes(std::span(text.data(), text.size()))).ok());
+  Sample m = sub->take(2s);
+  for (int i = 0; i < 10 && m && m.size() != text.size(); ++i) m = sub->take(2s);
+  ASSERT_TRUE(m) << "survivors keep flowing";
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(m.data()), m.size()), text);
+}
+
+TEST(HostileTest, CursorBeyondTheHeadIsFenced) { expect_fenced("cursor"); }
+TEST(HostileTest, HeadRunningBackwardsAndBadSizesAreFenced) { expect_fenced("head"); }
+
+}  // namespace
+}  // namespace shmbus::test

@@ -11,6 +11,10 @@
 //       indices of that publisher it skipped).
 //   test_peer hold TOPIC N          takes N messages, keeps holding them, prints "holding", sleeps.
 //   test_peer loan TOPIC            a publisher that takes a loan, prints "loaned", sleeps (kill it mid-loan).
+//   test_peer scribble TOPIC cursor|head   a hostile participant: attaches, then writes garbage into shared
+//                                   memory it can reach (its own cursor far beyond the writer's head, or its
+//                                   own ring's head backwards and its slots' sizes out of range), prints
+//                                   "scribbled", then keeps its connection open.
 //   test_peer block TOPIC           a lossless publisher that publishes until a publish times out, printing
 //                                   "blocked published=N", then sleeps.
 #include <signal.h>
@@ -21,11 +25,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <map>
 #include <vector>
 #include <string>
 #include <thread>
 
+#include "shm/topic_segment_layout.h"
 #include "shmbus/bus.h"
 
 namespace {
@@ -72,6 +78,54 @@ void request_stop(int) { g_stop.store(true); }
 
 [[noreturn]] void sleep_forever() {
   for (;;) std::this_thread::sleep_for(1h);
+}
+
+// Finds this process's mapping of the topic segment through /proc/self/maps (the descriptor came from the
+// daemon, so the library does not expose it) and validates its header like any client.
+std::byte* find_segment(shmbus::shm::TopicGeometry* g) {
+  std::ifstream maps("/proc/self/maps");
+  for (std::string line; std::getline(maps, line);) {
+    if (line.find("/dev/shm/shmbus.") == std::string::npos) continue;
+    const auto dash = line.find('-');
+    auto* base = reinterpret_cast<std::byte*>(std::stoull(line.substr(0, dash), nullptr, 16));
+    const auto end = std::stoull(line.substr(dash + 1, line.find(' ') - dash - 1), nullptr, 16);
+    auto geometry = shmbus::shm::validate_topic_header(*shmbus::shm::topic_header(base),
+                                                      end - reinterpret_cast<uintptr_t>(base), nullptr);
+    if (geometry) {
+      *g = *geometry;
+      return base;
+    }
+  }
+  return nullptr;
+}
+
+int scribble(shmbus::Bus& bus, const std::string& topic, const std::string& what) {
+  namespace shm = shmbus::shm;
+  auto sub = bus.subscriber(topic);
+  auto pub = bus.publisher(topic);
+  if (!sub || !pub) return fail(sub ? pub.status() : sub.status());
+  (void)pub->publish(std::as_bytes(std::span("x", 1)));
+  shm::TopicGeometry g;
+  std::byte* base = find_segment(&g);
+  if (!base) return fail({shmbus::Errc::kInternal, "segment mapping not found"});
+  const auto me = static_cast<uint32_t>(getpid());
+  for (uint32_t p = 0; p < g.max_publishers; ++p) {
+    shm::PublisherSlot* ring = shm::publisher_slot(base, g, p);
+    if (ring->state.load() != shm::kSlotActive) continue;
+    if (what == "cursor") {
+      for (uint32_t s = 0; s < g.max_subscribers; ++s) {
+        if (shm::subscriber_slot(base, g, s)->pid != me) continue;
+        shm::cursor(base, g, p, s)->value.store(shm::make_cursor(ring->generation.load(), ring->head.load() + 1000));
+      }
+    } else if (ring->pid == me) {
+      std::this_thread::sleep_for(300ms);  // let the daemon see the head once before it runs backwards
+      for (uint64_t pos = 0; pos < g.depth; ++pos) shm::ring_slot(shm::ring_base(base, g, p), g, pos)->size = ~0u;
+      ring->head.store(0);
+    }
+  }
+  std::printf("scribbled\n");
+  std::fflush(stdout);
+  sleep_forever();
 }
 
 }  // namespace
@@ -191,5 +245,6 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
     sleep_forever();
   }
+  if (mode == "scribble") return scribble(*bus, topic, argv[3]);
   return 64;
 }
