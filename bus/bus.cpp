@@ -38,7 +38,8 @@ Result<Bus> Bus::connect(BusOptions options) {
   if (Status s = detail::validate_instance_name(instance); !s.ok()) return s;
   const std::string dir = detail::resolve_runtime_dir(options.runtime_dir, /*create=*/false);
   const std::string name = options.name.empty() ? program_name() : options.name;
-  auto connection = detail::Connection::open(detail::socket_path(dir, instance), name, options.control_timeout);
+  auto connection =
+      detail::Connection::open(detail::socket_path(dir, instance), name, options.control_timeout);
   if (!connection) return connection.status();
   connection.value()->set_instance(instance);
   detail::log().debug("connected to shmbusd instance {} as participant {}", instance,
@@ -64,7 +65,8 @@ Result<Publisher> Bus::publisher(std::string_view topic, PublisherOptions option
   if (core->slot >= core->topic.geometry.max_publishers) {
     return Status{Errc::kProtocolError, "the daemon assigned an out-of-range publisher slot"};
   }
-  connection_->add_endpoint(detail::make_reclaim(core->topic.topic_id, detail::kRolePublisher, core->slot, core->id));
+  connection_->add_endpoint(
+      detail::make_reclaim(core->topic.topic_id, detail::kRolePublisher, core->slot, core->id));
   core->writer = shm::RingWriter(core->topic.base(), core->topic.geometry, core->slot, core->generation,
                                  core->topic.lossless);
   detail::log().debug("publisher {} on {} (ring {})", core->id, core->topic.topic, core->slot);
@@ -81,9 +83,15 @@ Result<Subscriber> Bus::subscriber(std::string_view topic, SubscriberOptions opt
   return Subscriber(std::move(core));
 }
 
-Result<std::string> Bus::daemon_statistics() { return connection_->stats(); }
+Result<std::string> Bus::daemon_statistics() {
+  return connection_->stats();
+}
 
-const std::string& Bus::instance() const { return connection_->instance(); }
-uint64_t Bus::participant_id() const { return connection_->participant_id(); }
+const std::string& Bus::instance() const {
+  return connection_->instance();
+}
+uint64_t Bus::participant_id() const {
+  return connection_->participant_id();
+}
 
 }  // namespace shmbus

@@ -44,21 +44,29 @@ std::optional<std::string> read_string(const char* field, std::size_t field_size
 
 std::size_t record_size(RecordType type) {
   switch (type) {
-    case RecordType::kHello: return sizeof(HelloRequest);
+    case RecordType::kHello:
+      return sizeof(HelloRequest);
     case RecordType::kOpenPublisher:
-    case RecordType::kOpenSubscriber: return sizeof(OpenRequest);
-    case RecordType::kClose: return sizeof(CloseRequest);
-    case RecordType::kStats: return sizeof(StatsRequest);
-    case RecordType::kReclaim: return sizeof(ReclaimRequest);
-    case RecordType::kReply: return sizeof(Reply);
-    case RecordType::kStatsChunk: return sizeof(StatsChunk);
+    case RecordType::kOpenSubscriber:
+      return sizeof(OpenRequest);
+    case RecordType::kClose:
+      return sizeof(CloseRequest);
+    case RecordType::kStats:
+      return sizeof(StatsRequest);
+    case RecordType::kReclaim:
+      return sizeof(ReclaimRequest);
+    case RecordType::kReply:
+      return sizeof(Reply);
+    case RecordType::kStatsChunk:
+      return sizeof(StatsChunk);
   }
   return 0;
 }
 
 Status check_record(const void* data, std::size_t received, RecordType* type) {
   if (received < sizeof(RecordHeader)) {
-    return {Errc::kProtocolError, "record of " + std::to_string(received) + " bytes is shorter than its header"};
+    return {Errc::kProtocolError,
+            "record of " + std::to_string(received) + " bytes is shorter than its header"};
   }
   RecordHeader h;
   std::memcpy(&h, data, sizeof h);

@@ -60,7 +60,7 @@ struct OpenRequest {
   RecordHeader header;
   char topic[256];
   WireSettings settings;
-  uint32_t history;   // subscribers: messages to deliver from before joining
+  uint32_t history;  // subscribers: messages to deliver from before joining
   uint32_t reserved;
 };
 

@@ -54,11 +54,13 @@ Publisher::~Publisher() = default;
 
 Result<Loan> Publisher::loan() {
   if (core_->loan_outstanding) {
-    return Status{Errc::kInvalidArgument, "publisher on " + core_->topic.topic + " already has a loan outstanding"};
+    return Status{Errc::kInvalidArgument,
+                  "publisher on " + core_->topic.topic + " already has a loan outstanding"};
   }
   std::byte* data = core_->writer.claim(core_->options.full_timeout);
   if (data == nullptr) {
-    return Status{Errc::kTimeout, "topic " + core_->topic.topic + " is full: its slowest subscriber did not keep up"};
+    return Status{Errc::kTimeout,
+                  "topic " + core_->topic.topic + " is full: its slowest subscriber did not keep up"};
   }
   Loan loan;
   loan.owner_ = core_.get();
@@ -92,17 +94,26 @@ Status Publisher::publish(std::span<const std::byte> bytes) {
   return Status::Ok();
 }
 
-const std::string& Publisher::topic() const { return core_->topic.topic; }
-uint64_t Publisher::id() const { return core_->id; }
-std::size_t Publisher::max_message_size() const { return core_->topic.geometry.max_message_size; }
-uint64_t Publisher::published() const { return core_->writer.head(); }
+const std::string& Publisher::topic() const {
+  return core_->topic.topic;
+}
+uint64_t Publisher::id() const {
+  return core_->id;
+}
+std::size_t Publisher::max_message_size() const {
+  return core_->topic.geometry.max_message_size;
+}
+uint64_t Publisher::published() const {
+  return core_->writer.head();
+}
 
 std::size_t Publisher::subscribers() const {
   const auto& t = core_->topic;
   std::size_t n = 0;
   for (uint32_t s = 0; s < t.geometry.max_subscribers; ++s) {
     // relaxed: a count for display and start-up handshakes, no data is read through it.
-    n += shm::subscriber_slot(t.base(), t.geometry, s)->state.load(std::memory_order_relaxed) == shm::kSlotActive;
+    n += shm::subscriber_slot(t.base(), t.geometry, s)->state.load(std::memory_order_relaxed) ==
+         shm::kSlotActive;
   }
   return n;
 }

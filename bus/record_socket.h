@@ -1,9 +1,9 @@
 // Sending and receiving control records on a SOCK_SEQPACKET Unix socket, optionally with one descriptor.
 #pragma once
 
+#include <sys/types.h>
 #include <chrono>
 #include <cstddef>
-#include <sys/types.h>
 
 namespace shmbus::detail {
 

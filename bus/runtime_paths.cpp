@@ -12,7 +12,8 @@ Status validate_instance_name(const std::string& instance) {
     return {Errc::kInvalidArgument, "instance name must be 1..64 characters"};
   }
   for (char c : instance) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+    const bool ok =
+        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
     if (!ok) return {Errc::kInvalidArgument, "instance name '" + instance + "' may hold only [A-Za-z0-9_-]"};
   }
   return Status::Ok();
@@ -42,6 +43,8 @@ std::string lock_path(const std::string& runtime_dir, const std::string& instanc
   return runtime_dir + "/" + instance + ".lock";
 }
 
-std::string segment_prefix(const std::string& instance) { return "/shmbus." + instance + "."; }
+std::string segment_prefix(const std::string& instance) {
+  return "/shmbus." + instance + ".";
+}
 
 }  // namespace shmbus::detail

@@ -4,17 +4,28 @@ namespace shmbus {
 
 std::string_view errc_name(Errc code) {
   switch (code) {
-    case Errc::kOk: return "ok";
-    case Errc::kInvalidArgument: return "invalid argument";
-    case Errc::kInvalidTopic: return "invalid topic";
-    case Errc::kMessageTooLarge: return "message too large";
-    case Errc::kIncompatibleSettings: return "incompatible settings";
-    case Errc::kDaemonUnavailable: return "daemon unavailable";
-    case Errc::kTimeout: return "timeout";
-    case Errc::kExhausted: return "exhausted";
-    case Errc::kPermissionDenied: return "permission denied";
-    case Errc::kProtocolError: return "protocol error";
-    case Errc::kInternal: return "internal error";
+    case Errc::kOk:
+      return "ok";
+    case Errc::kInvalidArgument:
+      return "invalid argument";
+    case Errc::kInvalidTopic:
+      return "invalid topic";
+    case Errc::kMessageTooLarge:
+      return "message too large";
+    case Errc::kIncompatibleSettings:
+      return "incompatible settings";
+    case Errc::kDaemonUnavailable:
+      return "daemon unavailable";
+    case Errc::kTimeout:
+      return "timeout";
+    case Errc::kExhausted:
+      return "exhausted";
+    case Errc::kPermissionDenied:
+      return "permission denied";
+    case Errc::kProtocolError:
+      return "protocol error";
+    case Errc::kInternal:
+      return "internal error";
   }
   return "unknown error";
 }

@@ -16,7 +16,9 @@ uint64_t now_ns() {
 }
 }  // namespace
 
-SubscriberCore::~SubscriberCore() { detach(); }
+SubscriberCore::~SubscriberCore() {
+  detach();
+}
 
 void SubscriberCore::log_reattach_failure(const Status& s) {
   log().error("cannot re-open a reshaped topic: {}", s.to_string());
@@ -84,7 +86,8 @@ void SubscriberCore::refresh(uint32_t epoch) {
       // The daemon placed our start position in our cursor when we joined or when the ring was handed out.
       // acquire: pairs with the daemon's release of the cursor before its epoch bump.
       const uint64_t v = shm::cursor(topic.base(), g, p, slot)->value.load(std::memory_order_acquire);
-      const bool same_generation = v != shm::kCursorInactive && (v >> shm::kGenerationShift) == (generation & 0xffff);
+      const bool same_generation =
+          v != shm::kCursorInactive && (v >> shm::kGenerationShift) == (generation & 0xffff);
       const uint64_t start = same_generation ? (v & shm::kPositionMask) : 0;
       f.reader = shm::RingReader(topic.base(), g, p, slot, generation, start, options.max_held_samples);
       f.present = true;
@@ -138,7 +141,9 @@ void SubscriberCore::release(uint32_t ring, uint32_t generation, uint64_t positi
 
 }  // namespace detail
 
-Sample::Sample(Sample&& other) noexcept { *this = std::move(other); }
+Sample::Sample(Sample&& other) noexcept {
+  *this = std::move(other);
+}
 
 Sample& Sample::operator=(Sample&& other) noexcept {
   if (this != &other) {
@@ -155,7 +160,9 @@ Sample& Sample::operator=(Sample&& other) noexcept {
   return *this;
 }
 
-Sample::~Sample() { release(); }
+Sample::~Sample() {
+  release();
+}
 
 void Sample::release() {
   if (owner_ == nullptr) return;
@@ -234,8 +241,10 @@ Sample Subscriber::take(std::chrono::nanoseconds timeout) {
     if (!s) {
       const auto left = deadline - std::chrono::steady_clock::now();
       if (left > std::chrono::nanoseconds::zero()) {
-        // Cap the sleep so that a publisher ring handed out meanwhile is noticed (its epoch bump wakes nobody).
-        shm::futex_wait(&h->wake_word, word, std::min<std::chrono::nanoseconds>(left, std::chrono::milliseconds(200)));
+        // Cap the sleep so that a publisher ring handed out meanwhile is noticed (its epoch bump wakes
+        // nobody).
+        shm::futex_wait(&h->wake_word, word,
+                        std::min<std::chrono::nanoseconds>(left, std::chrono::milliseconds(200)));
       }
     }
     shm::leave_sleep(h, core_->stats);
@@ -245,10 +254,18 @@ Sample Subscriber::take(std::chrono::nanoseconds timeout) {
   }
 }
 
-const std::string& Subscriber::topic() const { return core_->topic.topic; }
-std::size_t Subscriber::max_message_size() const { return core_->topic.geometry.max_message_size; }
-uint64_t Subscriber::taken() const { return core_->taken; }
-uint64_t Subscriber::dropped() const { return core_->dropped; }
+const std::string& Subscriber::topic() const {
+  return core_->topic.topic;
+}
+std::size_t Subscriber::max_message_size() const {
+  return core_->topic.geometry.max_message_size;
+}
+uint64_t Subscriber::taken() const {
+  return core_->taken;
+}
+uint64_t Subscriber::dropped() const {
+  return core_->dropped;
+}
 bool Subscriber::closed() const {
   // relaxed: a flag set once by the daemon at shutdown; nothing else is read through it.
   return core_->topic.header()->closed.load(std::memory_order_relaxed) == shm::kTopicClosed;

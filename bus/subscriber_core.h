@@ -27,9 +27,9 @@ struct SubscriberCore {
   uint64_t id = 0;
   bool attached = false;
   shm::SubscriberSlot* stats = nullptr;
-  std::vector<RingFollower> rings;     // indexed by ring (publisher slot)
-  std::vector<RingFollower*> active;   // the present ones, polled in turn
-  std::size_t next = 0;                // round-robin start
+  std::vector<RingFollower> rings;    // indexed by ring (publisher slot)
+  std::vector<RingFollower*> active;  // the present ones, polled in turn
+  std::size_t next = 0;               // round-robin start
   uint32_t seen_publishers_epoch = ~0u;
   uint64_t taken = 0;
   uint64_t dropped = 0;

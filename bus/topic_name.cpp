@@ -20,8 +20,9 @@ Status validate_topic_name(std::string_view name) {
     }
     const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
                     c == '.' || c == '-';
-    if (!ok) return bad("character " + std::to_string(static_cast<unsigned char>(c)) + " at byte " +
-                        std::to_string(i) + " is not one of [A-Za-z0-9_.-/]");
+    if (!ok)
+      return bad("character " + std::to_string(static_cast<unsigned char>(c)) + " at byte " +
+                 std::to_string(i) + " is not one of [A-Za-z0-9_.-/]");
     ++segment_length;
   }
   if (segment_length == 0) return bad("ends with '/'");

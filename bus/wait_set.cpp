@@ -13,7 +13,9 @@ void WaitSet::add(Subscriber& subscriber) {
   }
 }
 
-void WaitSet::remove(Subscriber& subscriber) { std::erase(subscribers_, &subscriber); }
+void WaitSet::remove(Subscriber& subscriber) {
+  std::erase(subscribers_, &subscriber);
+}
 
 std::vector<Subscriber*> WaitSet::wait(std::chrono::nanoseconds timeout) {
   std::vector<Subscriber*> ready;

@@ -23,7 +23,8 @@ std::optional<uint32_t> number(const std::string& s) {
 Result<Principal> parse_principal(const std::string& text) {
   if (text == "*") return Principal{};
   const auto colon = text.find(':');
-  const std::string kind = text.substr(0, colon), value = colon == std::string::npos ? "" : text.substr(colon + 1);
+  const std::string kind = text.substr(0, colon),
+                    value = colon == std::string::npos ? "" : text.substr(colon + 1);
   auto bad = [&](const std::string& why) {
     return Status{Errc::kInvalidArgument, "principal '" + text + "': " + why};
   };
@@ -49,7 +50,8 @@ Result<Principal> parse_principal(const std::string& text) {
 bool allowed(const AllowList& allow, uid_t uid, gid_t gid, const std::vector<gid_t>& groups) {
   for (const Principal& p : allow) {
     switch (p.kind) {
-      case Principal::Kind::kAnyone: return true;
+      case Principal::Kind::kAnyone:
+        return true;
       case Principal::Kind::kUser:
         if (p.id == uid) return true;
         break;

@@ -8,11 +8,11 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <spdlog/spdlog.h>
+#include <toml++/toml.h>
 #include <cerrno>
 #include <cstring>
-#include <spdlog/spdlog.h>
 #include <sstream>
-#include <toml++/toml.h>
 
 #include "bus/control_protocol.h"
 #include "bus/record_socket.h"
@@ -29,7 +29,8 @@ Result<std::unique_ptr<ControlServer>> ControlServer::start(const std::string& i
                                                             const DaemonConfig& config) {
   if (Status s = validate_instance_name(instance); !s.ok()) return s;
   if (mkdir(runtime_dir.c_str(), 0755) != 0 && errno != EEXIST) {
-    return Status{Errc::kInternal, "cannot create runtime directory " + runtime_dir + ": " + std::strerror(errno)};
+    return Status{Errc::kInternal,
+                  "cannot create runtime directory " + runtime_dir + ": " + std::strerror(errno)};
   }
   auto lock = InstanceLock::acquire(lock_path(runtime_dir, instance));
   if (!lock) return lock.status();
@@ -42,11 +43,13 @@ Result<std::unique_ptr<ControlServer>> ControlServer::start(const std::string& i
   if (!stale.empty()) spdlog::warn("found {} segment(s) of a crashed daemon: adopting", stale.size());
   server->registry_.adopt(stale);
   sockaddr_un addr{};
-  if (path.size() >= sizeof addr.sun_path) return Status{Errc::kInvalidArgument, "socket path too long: " + path};
+  if (path.size() >= sizeof addr.sun_path)
+    return Status{Errc::kInvalidArgument, "socket path too long: " + path};
   addr.sun_family = AF_UNIX;
   std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
   server->listen_fd_ = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (server->listen_fd_ < 0 || bind(server->listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+  if (server->listen_fd_ < 0 ||
+      bind(server->listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
       chmod(path.c_str(), 0666) != 0 || listen(server->listen_fd_, 128) != 0) {
     return Status{Errc::kInternal, "cannot listen on " + path + ": " + std::strerror(errno)};
   }
@@ -154,8 +157,8 @@ bool ControlServer::serve(int fd) {
   RecordType type{};
   Status valid = check_record(buffer, static_cast<std::size_t>(n), &type);
   if (!valid.ok()) {
-    spdlog::warn("malformed record from pid {} uid {}: {}; disconnecting", participant.peer.pid, participant.peer.uid,
-                 valid.message());
+    spdlog::warn("malformed record from pid {} uid {}: {}; disconnecting", participant.peer.pid,
+                 participant.peer.uid, valid.message());
     answer(valid);
     return false;
   }
@@ -184,8 +187,9 @@ bool ControlServer::serve(int fd) {
                           ? registry_.attach_publisher(*topic, requested, participant.peer)
                           : registry_.attach_subscriber(*topic, requested, r.history, participant.peer);
       if (!attached) {
-        spdlog::info("refused {} on {} for pid {}: {}", type == RecordType::kOpenPublisher ? "publisher" : "subscriber",
-                     *topic, participant.peer.pid, attached.status().message());
+        spdlog::info("refused {} on {} for pid {}: {}",
+                     type == RecordType::kOpenPublisher ? "publisher" : "subscriber", *topic,
+                     participant.peer.pid, attached.status().message());
         return answer(attached.status());
       }
       const Attached& a = attached.value();
@@ -217,7 +221,8 @@ bool ControlServer::serve(int fd) {
       Status s = registry_.reclaim(e, participant.peer);
       if (s.ok()) {
         participant.endpoints.push_back(e);
-        spdlog::info("participant {} (pid {}) reclaimed endpoint {}", participant.peer.id, participant.peer.pid, e.id);
+        spdlog::info("participant {} (pid {}) reclaimed endpoint {}", participant.peer.id,
+                     participant.peer.pid, e.id);
       }
       return answer(s);
     }
@@ -234,7 +239,8 @@ void ControlServer::disconnect(int fd) {
   if (it == participants_.end()) return;
   const Participant& p = it->second;
   if (!p.endpoints.empty()) {
-    spdlog::info("participant {} (pid {}) gone: reclaiming {} endpoint(s)", p.peer.id, p.peer.pid, p.endpoints.size());
+    spdlog::info("participant {} (pid {}) gone: reclaiming {} endpoint(s)", p.peer.id, p.peer.pid,
+                 p.endpoints.size());
   }
   for (const Endpoint& e : p.endpoints) registry_.detach(e, p.peer.id);
   registry_.forget_peer(p.peer.id);
@@ -244,11 +250,13 @@ void ControlServer::disconnect(int fd) {
 
 void ControlServer::send_stats(int fd) {
   toml::table doc;
-  doc.insert("daemon", toml::table{{"instance", instance_},
-                                   {"pid", static_cast<int64_t>(getpid())},
-                                   {"uptime_s", std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count()},
-                                   {"topics", static_cast<int64_t>(registry_.topic_count())},
-                                   {"participants", static_cast<int64_t>(participants_.size())}});
+  doc.insert("daemon",
+             toml::table{{"instance", instance_},
+                         {"pid", static_cast<int64_t>(getpid())},
+                         {"uptime_s",
+                          std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count()},
+                         {"topics", static_cast<int64_t>(registry_.topic_count())},
+                         {"participants", static_cast<int64_t>(participants_.size())}});
   registry_.report(&doc);
   toml::array people;
   for (const auto& [pfd, p] : participants_) {

@@ -17,11 +17,13 @@ namespace shmbus::daemon {
 class ControlServer {
  public:
   // Takes the instance lock, removes a crashed predecessor's leftovers, binds the socket.
-  static Result<std::unique_ptr<ControlServer>> start(const std::string& instance, const std::string& runtime_dir,
+  static Result<std::unique_ptr<ControlServer>> start(const std::string& instance,
+                                                      const std::string& runtime_dir,
                                                       const DaemonConfig& config);
   ~ControlServer();
 
-  // Serves until SIGTERM or SIGINT, then shuts down cleanly (no segment, no socket left). Returns an exit code.
+  // Serves until SIGTERM or SIGINT, then shuts down cleanly (no segment, no socket left). Returns an exit
+  // code.
   int run();
 
  private:
@@ -31,8 +33,11 @@ class ControlServer {
   };
 
   ControlServer(InstanceLock lock, std::string instance, std::string socket_path, const DaemonConfig& config)
-      : lock_(std::move(lock)), instance_(std::move(instance)), socket_path_(std::move(socket_path)),
-        config_(config), registry_(instance_, config) {}
+      : lock_(std::move(lock)),
+        instance_(std::move(instance)),
+        socket_path_(std::move(socket_path)),
+        config_(config),
+        registry_(instance_, config) {}
 
   void accept_participants();
   // Handles one record from `fd`; false when the participant must be disconnected.

@@ -1,9 +1,9 @@
 #include "daemon/daemon_config.h"
 
+#include <toml++/toml.h>
 #include <algorithm>
 #include <fstream>
 #include <sstream>
-#include <toml++/toml.h>
 
 #include "shmbus/topic_pattern.h"
 
@@ -41,13 +41,14 @@ std::string where(std::string_view source, const toml::source_region& r) {
   return std::string(source) + ":" + std::to_string(r.begin.line);
 }
 
-Status read_u32(const toml::table& t, std::string_view key, std::string_view source, std::optional<uint32_t>* out) {
+Status read_u32(const toml::table& t, std::string_view key, std::string_view source,
+                std::optional<uint32_t>* out) {
   const toml::node* n = t.get(key);
   if (!n) return Status::Ok();
   const auto v = n->value<int64_t>();
   if (!v || *v < 0 || *v > 0xffffffffLL) {
-    return {Errc::kInvalidArgument, where(source, n->source()) + ": '" + std::string(key) +
-                                        "' must be an integer in 0..4294967295"};
+    return {Errc::kInvalidArgument,
+            where(source, n->source()) + ": '" + std::string(key) + "' must be an integer in 0..4294967295"};
   }
   *out = static_cast<uint32_t>(*v);
   return Status::Ok();
@@ -56,16 +57,19 @@ Status read_u32(const toml::table& t, std::string_view key, std::string_view sou
 Status read_settings(const toml::table& t, std::string_view source, TopicSettings* s,
                      std::initializer_list<std::string_view> extra_keys) {
   for (const auto& [key, node] : t) {
-    static constexpr std::string_view kKnown[] = {"max_message_size", "depth", "policy", "history",
-                                                  "max_publishers", "max_subscribers", "allow_publish",
-                                                  "allow_subscribe"};
+    static constexpr std::string_view kKnown[] = {"max_message_size", "depth",          "policy",
+                                                  "history",          "max_publishers", "max_subscribers",
+                                                  "allow_publish",    "allow_subscribe"};
     bool known = std::find(std::begin(kKnown), std::end(kKnown), key.str()) != std::end(kKnown) ||
                  std::find(extra_keys.begin(), extra_keys.end(), key.str()) != extra_keys.end();
-    if (!known) return {Errc::kInvalidArgument, where(source, node.source()) + ": unknown key '" + std::string(key.str()) + "'"};
+    if (!known)
+      return {Errc::kInvalidArgument,
+              where(source, node.source()) + ": unknown key '" + std::string(key.str()) + "'"};
   }
-  for (auto [key, field] : {std::pair{"max_message_size", &s->max_message_size}, std::pair{"depth", &s->depth},
-                            std::pair{"history", &s->history}, std::pair{"max_publishers", &s->max_publishers},
-                            std::pair{"max_subscribers", &s->max_subscribers}}) {
+  for (auto [key, field] :
+       {std::pair{"max_message_size", &s->max_message_size}, std::pair{"depth", &s->depth},
+        std::pair{"history", &s->history}, std::pair{"max_publishers", &s->max_publishers},
+        std::pair{"max_subscribers", &s->max_subscribers}}) {
     if (Status st = read_u32(t, key, source, field); !st.ok()) return st;
   }
   if (const toml::node* n = t.get("policy")) {
@@ -75,24 +79,30 @@ Status read_settings(const toml::table& t, std::string_view source, TopicSetting
     } else if (v == "lossless") {
       s->policy = Policy::kLossless;
     } else {
-      return {Errc::kInvalidArgument, where(source, n->source()) + ": 'policy' must be \"lossy\" or \"lossless\""};
+      return {Errc::kInvalidArgument,
+              where(source, n->source()) + ": 'policy' must be \"lossy\" or \"lossless\""};
     }
   }
   return Status::Ok();
 }
 
 Status read_access(const toml::table& t, std::string_view source, TopicAccess* access) {
-  for (auto [key, field] : {std::pair{"allow_publish", &access->publish}, std::pair{"allow_subscribe", &access->subscribe}}) {
+  for (auto [key, field] :
+       {std::pair{"allow_publish", &access->publish}, std::pair{"allow_subscribe", &access->subscribe}}) {
     const toml::node* n = t.get(key);
     if (!n) continue;
     const toml::array* list = n->as_array();
-    if (!list) return {Errc::kInvalidArgument, where(source, n->source()) + ": '" + key + "' must be a list of strings"};
+    if (!list)
+      return {Errc::kInvalidArgument,
+              where(source, n->source()) + ": '" + key + "' must be a list of strings"};
     AllowList allow;
     for (const toml::node& item : *list) {
       const auto text = item.value<std::string>();
-      if (!text) return {Errc::kInvalidArgument, where(source, item.source()) + ": '" + key + "' must hold strings"};
+      if (!text)
+        return {Errc::kInvalidArgument, where(source, item.source()) + ": '" + key + "' must hold strings"};
       auto principal = parse_principal(*text);
-      if (!principal) return {Errc::kInvalidArgument, where(source, item.source()) + ": " + principal.status().message()};
+      if (!principal)
+        return {Errc::kInvalidArgument, where(source, item.source()) + ": " + principal.status().message()};
       allow.push_back(principal.value());
     }
     *field = std::move(allow);
@@ -111,18 +121,21 @@ Result<DaemonConfig> parse_daemon_config(std::string_view text, std::string_view
   }
   DaemonConfig config;
   for (const auto& [key, node] : root) {
-    static constexpr std::string_view kKnown[] = {"log_level", "max_topics", "max_participants", "dead_ring_grace_s",
-                                                  "defaults", "topic"};
+    static constexpr std::string_view kKnown[] = {"log_level",         "max_topics", "max_participants",
+                                                  "dead_ring_grace_s", "defaults",   "topic"};
     if (std::find(std::begin(kKnown), std::end(kKnown), key.str()) == std::end(kKnown)) {
-      return Status{Errc::kInvalidArgument, where(source, node.source()) + ": unknown key '" + std::string(key.str()) + "'"};
+      return Status{Errc::kInvalidArgument,
+                    where(source, node.source()) + ": unknown key '" + std::string(key.str()) + "'"};
     }
   }
   if (const toml::node* n = root.get("log_level")) {
     const auto v = n->value<std::string>();
-    static constexpr std::string_view kLevels[] = {"trace", "debug", "info", "warn", "error", "critical", "off"};
+    static constexpr std::string_view kLevels[] = {"trace", "debug",    "info", "warn",
+                                                   "error", "critical", "off"};
     if (!v || std::find(std::begin(kLevels), std::end(kLevels), *v) == std::end(kLevels)) {
-      return Status{Errc::kInvalidArgument, where(source, n->source()) + ": 'log_level' must be one of trace, "
-                                                                          "debug, info, warn, error, critical, off"};
+      return Status{Errc::kInvalidArgument, where(source, n->source()) +
+                                                ": 'log_level' must be one of trace, "
+                                                "debug, info, warn, error, critical, off"};
     }
     config.log_level = *v;
   }
@@ -135,25 +148,31 @@ Result<DaemonConfig> parse_daemon_config(std::string_view text, std::string_view
   if (const toml::node* n = root.get("dead_ring_grace_s")) {
     const auto v = n->value<double>();
     if (!v || *v < 0 || *v > 3600) {
-      return Status{Errc::kInvalidArgument, where(source, n->source()) + ": 'dead_ring_grace_s' must be 0..3600"};
+      return Status{Errc::kInvalidArgument,
+                    where(source, n->source()) + ": 'dead_ring_grace_s' must be 0..3600"};
     }
     config.dead_ring_grace_s = *v;
   }
   if (const toml::node* n = root.get("defaults")) {
     const toml::table* t = n->as_table();
-    if (!t) return Status{Errc::kInvalidArgument, where(source, n->source()) + ": 'defaults' must be a table"};
+    if (!t)
+      return Status{Errc::kInvalidArgument, where(source, n->source()) + ": 'defaults' must be a table"};
     if (Status s = read_settings(*t, source, &config.defaults, {}); !s.ok()) return s;
     if (Status s = read_access(*t, source, &config.default_access); !s.ok()) return s;
   }
   if (const toml::node* n = root.get("topic")) {
     const toml::array* rules = n->as_array();
-    if (!rules) return Status{Errc::kInvalidArgument, where(source, n->source()) + ": 'topic' must be [[topic]] tables"};
+    if (!rules)
+      return Status{Errc::kInvalidArgument,
+                    where(source, n->source()) + ": 'topic' must be [[topic]] tables"};
     for (const toml::node& r : *rules) {
       const toml::table* t = r.as_table();
-      if (!t) return Status{Errc::kInvalidArgument, where(source, r.source()) + ": each [[topic]] must be a table"};
+      if (!t)
+        return Status{Errc::kInvalidArgument, where(source, r.source()) + ": each [[topic]] must be a table"};
       TopicRule rule;
       const auto pattern = (*t)["pattern"].value<std::string>();
-      if (!pattern) return Status{Errc::kInvalidArgument, where(source, t->source()) + ": [[topic]] needs a 'pattern'"};
+      if (!pattern)
+        return Status{Errc::kInvalidArgument, where(source, t->source()) + ": [[topic]] needs a 'pattern'"};
       if (Status s = validate_topic_pattern(*pattern); !s.ok()) {
         return Status{Errc::kInvalidArgument, where(source, t->source()) + ": " + s.message()};
       }

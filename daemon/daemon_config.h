@@ -1,4 +1,5 @@
-// shmbusd's configuration: optional TOML file, embedded defaults otherwise. See `shmbusd --help` and the README.
+// shmbusd's configuration: optional TOML file, embedded defaults otherwise. See `shmbusd --help` and the
+// README.
 #pragma once
 
 #include <string>

@@ -18,7 +18,8 @@ Result<InstanceLock> InstanceLock::acquire(const std::string& path) {
     char pid[32] = {};
     const ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
     close(fd);
-    return Status{Errc::kInvalidArgument, "another shmbusd (pid " + std::string(pid, n > 0 ? static_cast<size_t>(n) : 0) +
+    return Status{Errc::kInvalidArgument, "another shmbusd (pid " +
+                                              std::string(pid, n > 0 ? static_cast<size_t>(n) : 0) +
                                               ") already serves this instance (lock " + path + ")"};
   }
   const std::string text = std::to_string(getpid());

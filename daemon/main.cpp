@@ -1,7 +1,7 @@
 // shmbusd: the supervising daemon of one shmbus instance.
-#include <CLI/CLI.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
 
 #include <iostream>
 
@@ -11,12 +11,14 @@
 
 int main(int argc, char** argv) {
   using namespace shmbus;
-  CLI::App app{"shmbusd: admits shmbus participants, owns the shared memory, reclaims what crashed processes held."};
+  CLI::App app{
+      "shmbusd: admits shmbus participants, owns the shared memory, reclaims what crashed processes held."};
   std::string instance, runtime_dir, config_path, log_level;
   bool print_config = false;
   app.add_option("-i,--instance", instance, "instance name (default: $SHMBUS_INSTANCE, else \"default\")");
-  app.add_option("-r,--runtime-dir", runtime_dir,
-                 "directory for the socket and lock (default: $SHMBUS_RUNTIME_DIR, else /run/shmbus, else /tmp/shmbus)");
+  app.add_option(
+      "-r,--runtime-dir", runtime_dir,
+      "directory for the socket and lock (default: $SHMBUS_RUNTIME_DIR, else /run/shmbus, else /tmp/shmbus)");
   app.add_option("-c,--config", config_path, "TOML configuration file (optional; see --print-config)");
   app.add_option("-l,--log-level", log_level, "trace, debug, info, warn, error (overrides the config)");
   app.add_flag("--print-config", print_config, "print a documented example configuration and exit");

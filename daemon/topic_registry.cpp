@@ -1,13 +1,13 @@
 #include "daemon/topic_registry.h"
 
-#include <algorithm>
-#include <utility>
-#include <bit>
-#include <cstring>
+#include <signal.h>
 #include <spdlog/spdlog.h>
 #include <toml++/toml.h>
-#include <signal.h>
 #include <unistd.h>
+#include <algorithm>
+#include <bit>
+#include <cstring>
+#include <utility>
 
 #include <cerrno>
 
@@ -37,19 +37,20 @@ struct TopicRegistry::Topic {
   TopicSettings fixed;     // the fields a config rule fixed (requests must agree with them)
   shm::Segment segment;
   shm::TopicGeometry geometry;
-  std::vector<uint64_t> publisher_owner;   // peer id per ring, 0 = none
-  std::vector<uint64_t> publisher_id;      // endpoint id per ring
+  std::vector<uint64_t> publisher_owner;  // peer id per ring, 0 = none
+  std::vector<uint64_t> publisher_id;     // endpoint id per ring
   std::vector<Clock::time_point> dead_since;
   std::vector<uint64_t> subscriber_owner;  // peer id per subscriber slot, 0 = none
   std::vector<uint64_t> subscriber_id;
   bool had_publisher = false;  // settings are fixed once a publisher attached
-  bool reshaped = false;        // replaced by a new segment; lives on until its subscribers re-open
+  bool reshaped = false;       // replaced by a new segment; lives on until its subscribers re-open
   std::multimap<uint64_t, uint32_t> moved_in;
-  std::vector<uint64_t> last_head;  // per ring, to catch a head that runs backwards  // peer -> subscriber slot reserved for it by a reshape
-  uint64_t retired_messages = 0;  // messages of rings already reclaimed
+  std::vector<uint64_t> last_head;  // per ring, to catch a head that runs backwards  // peer -> subscriber
+                                    // slot reserved for it by a reshape
+  uint64_t retired_messages = 0;    // messages of rings already reclaimed
   uint64_t retired_bytes = 0;
-  uint64_t retired_drops = 0;     // drops of subscribers already gone
-  uint64_t last_messages = 0;     // for the rate
+  uint64_t retired_drops = 0;  // drops of subscribers already gone
+  uint64_t last_messages = 0;  // for the rate
   Clock::time_point last_tick = Clock::now();
   double rate_hz = 0;
 
@@ -145,9 +146,12 @@ TopicSettings overlay(TopicSettings base, const TopicSettings& top) {
 TopicRegistry::TopicRegistry(std::string instance, const DaemonConfig& config)
     : instance_(std::move(instance)), config_(config) {}
 
-TopicRegistry::~TopicRegistry() { shutdown(); }
+TopicRegistry::~TopicRegistry() {
+  shutdown();
+}
 
-Result<TopicRegistry::Topic*> TopicRegistry::find_or_create(const std::string& name, const TopicSettings& requested,
+Result<TopicRegistry::Topic*> TopicRegistry::find_or_create(const std::string& name,
+                                                            const TopicSettings& requested,
                                                             bool for_publisher) {
   if (auto it = by_name_.find(name); it != by_name_.end()) {
     Topic* t = topics_.at(it->second).get();
@@ -171,8 +175,8 @@ Result<TopicRegistry::Topic*> TopicRegistry::find_or_create(const std::string& n
       for (uint32_t s = 0; s < t->geometry.max_subscribers; ++s) {
         if (t->subscriber_owner[s] == 0) continue;
         const shm::SubscriberSlot* old_slot = t->subscriber(s);
-        auto added = add_subscriber(*reshaped.value(), t->subscriber_owner[s], static_cast<pid_t>(old_slot->pid),
-                                    old_slot->uid, 0);
+        auto added = add_subscriber(*reshaped.value(), t->subscriber_owner[s],
+                                    static_cast<pid_t>(old_slot->pid), old_slot->uid, 0);
         if (added) reshaped.value()->moved_in.emplace(t->subscriber_owner[s], added.value());
       }
       return reshaped;
@@ -212,7 +216,8 @@ Result<TopicRegistry::Topic*> TopicRegistry::find_or_create(const std::string& n
                                               " must be at most depth - 2 = " + std::to_string(*s.depth - 2)};
   }
   std::string error;
-  auto g = shm::compute_topic_geometry(*s.max_message_size, *s.depth, *s.max_publishers, *s.max_subscribers, &error);
+  auto g = shm::compute_topic_geometry(*s.max_message_size, *s.depth, *s.max_publishers, *s.max_subscribers,
+                                       &error);
   if (!g) return Status{Errc::kInvalidArgument, "topic " + name + ": " + error};
 
   auto t = std::make_unique<Topic>();
@@ -258,8 +263,10 @@ Status TopicRegistry::authorize(const std::string& name, uint32_t role, const Pe
   const AllowList allow = list->has_value() ? **list : default_allow_list();
   if (allowed(allow, peer.uid, peer.gid, supplementary_groups(peer.pid))) return Status::Ok();
   const char* what = role == kRolePublisher ? "publish to" : "subscribe to";
-  spdlog::warn("denied: pid {} uid {} gid {} ({}) may not {} {}", peer.pid, peer.uid, peer.gid, peer.name, what, name);
-  return {Errc::kPermissionDenied, std::string("uid ") + std::to_string(peer.uid) + " may not " + what + " " + name};
+  spdlog::warn("denied: pid {} uid {} gid {} ({}) may not {} {}", peer.pid, peer.uid, peer.gid, peer.name,
+               what, name);
+  return {Errc::kPermissionDenied,
+          std::string("uid ") + std::to_string(peer.uid) + " may not " + what + " " + name};
 }
 
 Result<Attached> TopicRegistry::attach_publisher(const std::string& name, const TopicSettings& requested,
@@ -280,7 +287,8 @@ Result<Attached> TopicRegistry::attach_publisher(const std::string& name, const 
   }
   shm::PublisherSlot* ring = t.ring(p);
   const uint32_t generation = (ring->generation.load(std::memory_order_relaxed) + 1) & 0xffff;
-  // The ring is free: no writer, and every reader dropped it when it became free. Reset it for the new writer.
+  // The ring is free: no writer, and every reader dropped it when it became free. Reset it for the new
+  // writer.
   ring->head.store(0, std::memory_order_relaxed);
   ring->bytes.store(0, std::memory_order_relaxed);
   ring->gate_timeouts.store(0, std::memory_order_relaxed);
@@ -291,8 +299,9 @@ Result<Attached> TopicRegistry::attach_publisher(const std::string& name, const 
     shm::ring_slot(data, g, pos)->sequence.store(0, std::memory_order_relaxed);
   }
   for (uint32_t s = 0; s < g.max_subscribers; ++s) {
-    t.cursor(p, s)->value.store(t.subscriber_owner[s] ? shm::make_cursor(generation, 0) : shm::kCursorInactive,
-                                std::memory_order_relaxed);
+    t.cursor(p, s)->value.store(
+        t.subscriber_owner[s] ? shm::make_cursor(generation, 0) : shm::kCursorInactive,
+        std::memory_order_relaxed);
   }
   const uint64_t id = next_endpoint_id_++;
   ring->pid = static_cast<uint32_t>(peer.pid);
@@ -307,7 +316,8 @@ Result<Attached> TopicRegistry::attach_publisher(const std::string& name, const 
   t.publisher_id[p] = id;
   t.last_head[p] = 0;
   t.had_publisher = true;
-  spdlog::info("publisher {} on {} (ring {}) for pid {} uid {} ({})", id, name, p, peer.pid, peer.uid, peer.name);
+  spdlog::info("publisher {} on {} (ring {}) for pid {} uid {} ({})", id, name, p, peer.pid, peer.uid,
+               peer.name);
   Attached a{{t.id, kRolePublisher, p, generation, id}, t.settings, t.segment.duplicate_fd()};
   return a;
 }
@@ -320,8 +330,8 @@ Result<Attached> TopicRegistry::attach_subscriber(const std::string& name, const
   Topic& t = *found.value();
   uint32_t s = 0;
   if (auto moved = t.moved_in.find(peer.id); moved != t.moved_in.end()) {
-    // This subscriber re-opens a reshaped topic: its slot here was reserved when the topic was reshaped, so it
-    // missed nothing the new publisher sent meanwhile.
+    // This subscriber re-opens a reshaped topic: its slot here was reserved when the topic was reshaped, so
+    // it missed nothing the new publisher sent meanwhile.
     s = moved->second;
     t.moved_in.erase(moved);
   } else {
@@ -338,7 +348,8 @@ Result<Attached> TopicRegistry::attach_subscriber(const std::string& name, const
   return a;
 }
 
-Result<uint32_t> TopicRegistry::add_subscriber(Topic& t, uint64_t owner, pid_t pid, uid_t uid, uint32_t history) {
+Result<uint32_t> TopicRegistry::add_subscriber(Topic& t, uint64_t owner, pid_t pid, uid_t uid,
+                                               uint32_t history) {
   const auto& g = t.geometry;
   uint32_t s = g.max_subscribers;
   for (uint32_t i = 0; i < g.max_subscribers && s == g.max_subscribers; ++i) {
@@ -412,7 +423,8 @@ void TopicRegistry::detach(const Endpoint& e, uint64_t peer_id) {
   auto it = topics_.find(e.topic_id);
   if (it == topics_.end()) return;
   Topic& t = *it->second;
-  if (e.role == kRolePublisher && e.slot < t.geometry.max_publishers && t.publisher_owner[e.slot] == peer_id) {
+  if (e.role == kRolePublisher && e.slot < t.geometry.max_publishers &&
+      t.publisher_owner[e.slot] == peer_id) {
     t.publisher_owner[e.slot] = 0;
     // release: subscribers that see the epoch bump see the ring dead; they drain it, then drop it.
     t.ring(e.slot)->state.store(shm::kSlotDead, std::memory_order_release);
@@ -420,7 +432,8 @@ void TopicRegistry::detach(const Endpoint& e, uint64_t peer_id) {
     t.header()->publishers_epoch.fetch_add(1, std::memory_order_release);
     spdlog::info("publisher {} left {} (ring {}, {} messages)", t.publisher_id[e.slot], t.name, e.slot,
                  t.ring(e.slot)->head.load(std::memory_order_relaxed));
-  } else if (e.role == kRoleSubscriber && e.slot < t.geometry.max_subscribers && t.subscriber_owner[e.slot] == peer_id) {
+  } else if (e.role == kRoleSubscriber && e.slot < t.geometry.max_subscribers &&
+             t.subscriber_owner[e.slot] == peer_id) {
     t.subscriber_owner[e.slot] = 0;
     shm::SubscriberSlot* slot = t.subscriber(e.slot);
     t.retired_drops += slot->dropped.load(std::memory_order_relaxed);
@@ -464,9 +477,12 @@ void TopicRegistry::adopt(const std::vector<std::string>& names) {
     }
     const auto& g = t->geometry;
     shm::TopicHeader* h = t->header();
-    t->settings = TopicSettings{g.max_message_size, g.depth,
+    t->settings = TopicSettings{g.max_message_size,
+                                g.depth,
                                 h->policy == shm::kPolicyLossless ? Policy::kLossless : Policy::kLossy,
-                                h->history, g.max_publishers, g.max_subscribers};
+                                h->history,
+                                g.max_publishers,
+                                g.max_subscribers};
     for (const TopicRule& rule : config_.topics) {
       if (topic_matches(rule.pattern, t->name)) {
         t->fixed = rule.settings;
@@ -520,18 +536,20 @@ Status TopicRegistry::reclaim(const Endpoint& e, const Peer& peer) {
   auto it = topics_.find(e.topic_id);
   if (it == topics_.end()) return {Errc::kInvalidArgument, "no such topic"};
   Topic& t = *it->second;
-  if (e.role == kRolePublisher && e.slot < t.geometry.max_publishers && t.publisher_owner[e.slot] == kOrphan &&
-      t.ring(e.slot)->pid == static_cast<uint32_t>(peer.pid) && t.publisher_id[e.slot] == e.id) {
+  if (e.role == kRolePublisher && e.slot < t.geometry.max_publishers &&
+      t.publisher_owner[e.slot] == kOrphan && t.ring(e.slot)->pid == static_cast<uint32_t>(peer.pid) &&
+      t.publisher_id[e.slot] == e.id) {
     t.publisher_owner[e.slot] = peer.id;
     return Status::Ok();
   }
-  if (e.role == kRoleSubscriber && e.slot < t.geometry.max_subscribers && t.subscriber_owner[e.slot] == kOrphan &&
-      t.subscriber(e.slot)->pid == static_cast<uint32_t>(peer.pid) && t.subscriber_id[e.slot] == e.id) {
+  if (e.role == kRoleSubscriber && e.slot < t.geometry.max_subscribers &&
+      t.subscriber_owner[e.slot] == kOrphan && t.subscriber(e.slot)->pid == static_cast<uint32_t>(peer.pid) &&
+      t.subscriber_id[e.slot] == e.id) {
     t.subscriber_owner[e.slot] = peer.id;
     return Status::Ok();
   }
-  return {Errc::kPermissionDenied, "endpoint " + std::to_string(e.id) + " is not an orphan of pid " +
-                                       std::to_string(peer.pid)};
+  return {Errc::kPermissionDenied,
+          "endpoint " + std::to_string(e.id) + " is not an orphan of pid " + std::to_string(peer.pid)};
 }
 
 void TopicRegistry::find_corruption(Topic& t) {
@@ -543,7 +561,8 @@ void TopicRegistry::find_corruption(Topic& t) {
     const uint64_t head = ring->head.load(std::memory_order_acquire);
     const uint64_t owner = t.publisher_owner[p];
     if (head < t.last_head[p] && owner != 0 && owner != kOrphan) {
-      fence(owner, "publisher " + std::to_string(t.publisher_id[p]) + " on " + t.name + " moved its head backwards");
+      fence(owner,
+            "publisher " + std::to_string(t.publisher_id[p]) + " on " + t.name + " moved its head backwards");
     }
     t.last_head[p] = head;
     const uint32_t generation = ring->generation.load(std::memory_order_relaxed) & 0xffff;
@@ -568,7 +587,9 @@ void TopicRegistry::fence(uint64_t peer_id, const std::string& why) {
   fenced_.push_back(peer_id);
 }
 
-std::vector<uint64_t> TopicRegistry::take_fenced() { return std::exchange(fenced_, {}); }
+std::vector<uint64_t> TopicRegistry::take_fenced() {
+  return std::exchange(fenced_, {});
+}
 
 void TopicRegistry::reap_orphans(Topic& t) {
   for (uint32_t p = 0; p < t.geometry.max_publishers; ++p) {
@@ -679,14 +700,15 @@ void TopicRegistry::report(toml::table* doc) const {
       const bool loan = state == shm::kSlotActive && r->loaned.load(std::memory_order_relaxed) != 0;
       loaned += loan;
       publishers += state == shm::kSlotActive;
-      pubs.push_back(toml::table{{"id", static_cast<int64_t>(r->participant_id)},
-                                 {"ring", static_cast<int64_t>(p)},
-                                 {"pid", static_cast<int64_t>(r->pid)},
-                                 {"uid", static_cast<int64_t>(r->uid)},
-                                 {"state", state == shm::kSlotActive ? "active" : "dead"},
-                                 {"published", static_cast<int64_t>(head)},
-                                 {"queued", static_cast<int64_t>(used)},
-                                 {"full_timeouts", static_cast<int64_t>(r->gate_timeouts.load(std::memory_order_relaxed))}});
+      pubs.push_back(toml::table{
+          {"id", static_cast<int64_t>(r->participant_id)},
+          {"ring", static_cast<int64_t>(p)},
+          {"pid", static_cast<int64_t>(r->pid)},
+          {"uid", static_cast<int64_t>(r->uid)},
+          {"state", state == shm::kSlotActive ? "active" : "dead"},
+          {"published", static_cast<int64_t>(head)},
+          {"queued", static_cast<int64_t>(used)},
+          {"full_timeouts", static_cast<int64_t>(r->gate_timeouts.load(std::memory_order_relaxed))}});
     }
     std::vector<uint64_t> histogram(shm::kLatencyBuckets, 0);
     for (uint32_t s = 0; s < g.max_subscribers; ++s) {
@@ -695,7 +717,8 @@ void TopicRegistry::report(toml::table* doc) const {
       ++subscribers;
       const uint64_t dropped = slot->dropped.load(std::memory_order_relaxed);
       drops += dropped;
-      for (int b = 0; b < shm::kLatencyBuckets; ++b) histogram[b] += slot->latency_ns[b].load(std::memory_order_relaxed);
+      for (int b = 0; b < shm::kLatencyBuckets; ++b)
+        histogram[b] += slot->latency_ns[b].load(std::memory_order_relaxed);
       subs.push_back(toml::table{{"id", static_cast<int64_t>(slot->participant_id)},
                                  {"pid", static_cast<int64_t>(slot->pid)},
                                  {"uid", static_cast<int64_t>(slot->uid)},

@@ -52,9 +52,10 @@ class TopicRegistry {
   TopicRegistry(std::string instance, const DaemonConfig& config);
   ~TopicRegistry();  // shutdown()
 
-  Result<Attached> attach_publisher(const std::string& topic, const TopicSettings& requested, const Peer& peer);
-  Result<Attached> attach_subscriber(const std::string& topic, const TopicSettings& requested, uint32_t history,
-                                     const Peer& peer);
+  Result<Attached> attach_publisher(const std::string& topic, const TopicSettings& requested,
+                                    const Peer& peer);
+  Result<Attached> attach_subscriber(const std::string& topic, const TopicSettings& requested,
+                                     uint32_t history, const Peer& peer);
   // Detaches an endpoint (close request or the peer's death). Unknown or foreign endpoints are ignored.
   void detach(const Endpoint& endpoint, uint64_t peer_id);
 

@@ -29,14 +29,15 @@ int main() {
     std::vector<int64_t> latency;
     for (int i = 0; i < kFrames; ++i) {
       auto frame = sub->take(seconds(10));
-      if (!frame || frame->number != static_cast<uint64_t>(i) || frame->pixels[frame->number % 1000] != uint8_t(i)) {
+      if (!frame || frame->number != static_cast<uint64_t>(i) ||
+          frame->pixels[frame->number % 1000] != uint8_t(i)) {
         return std::fprintf(stderr, "subscriber: bad or missing frame %d\n", i), 1;
       }
       latency.push_back(duration_cast<nanoseconds>(steady_clock::now() - frame.publish_time()).count());
     }
     std::sort(latency.begin(), latency.end());
-    std::printf("%d frames of %zu bytes, publish->take latency p50 %lld ns, p99 %lld ns\n", kFrames, sizeof(Frame),
-                (long long)latency[kFrames / 2], (long long)latency[kFrames * 99 / 100]);
+    std::printf("%d frames of %zu bytes, publish->take latency p50 %lld ns, p99 %lld ns\n", kFrames,
+                sizeof(Frame), (long long)latency[kFrames / 2], (long long)latency[kFrames * 99 / 100]);
     return 0;
   }
   auto bus = shmbus::Bus::connect();

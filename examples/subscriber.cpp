@@ -19,10 +19,16 @@ int main(int argc, char** argv) {
   steady_clock::time_point first;
   for (uint64_t expected = 0; expected < count; ++expected) {
     auto m = sub->take(seconds(10));  // zero-copy view into shared memory
-    if (!m) return std::fprintf(stderr, "subscriber: nothing for 10 s after %llu messages\n", (unsigned long long)expected), 1;
+    if (!m)
+      return std::fprintf(stderr, "subscriber: nothing for 10 s after %llu messages\n",
+                          (unsigned long long)expected),
+             1;
     const auto now = steady_clock::now();
     if (expected == 0) first = now;
-    if (*m != expected) return std::fprintf(stderr, "subscriber: got %llu, expected %llu\n", (unsigned long long)*m, (unsigned long long)expected), 1;
+    if (*m != expected)
+      return std::fprintf(stderr, "subscriber: got %llu, expected %llu\n", (unsigned long long)*m,
+                          (unsigned long long)expected),
+             1;
     latency.push_back(duration_cast<nanoseconds>(now - m.publish_time()).count());
   }
   const double seconds_taken = duration<double>(steady_clock::now() - first).count();

@@ -28,8 +28,8 @@ int main() {
   });
   for (int received = 0; received < 5;) {
     if (auto m = sub->take(1s)) {
-      std::printf("frame %llu at (%.1f, %.1f) seq %llu from publisher %llu\n", (unsigned long long)m->frame, m->x,
-                  m->y, (unsigned long long)m.sequence(), (unsigned long long)m.publisher_id());
+      std::printf("frame %llu at (%.1f, %.1f) seq %llu from publisher %llu\n", (unsigned long long)m->frame,
+                  m->x, m->y, (unsigned long long)m.sequence(), (unsigned long long)m.publisher_id());
       ++received;
     }
   }

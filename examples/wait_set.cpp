@@ -27,7 +27,8 @@ int main() {
   for (int received = 0; received < 6;) {
     for (shmbus::Subscriber* ready : waiter.wait(1s)) {
       while (auto m = ready->try_take()) {
-        std::printf("%s: %.*s\n", ready->topic().c_str(), static_cast<int>(m.size()), reinterpret_cast<const char*>(m.data()));
+        std::printf("%s: %.*s\n", ready->topic().c_str(), static_cast<int>(m.size()),
+                    reinterpret_cast<const char*>(m.data()));
         ++received;
       }
     }

@@ -19,7 +19,9 @@ timespec to_timespec(std::chrono::nanoseconds d) {
   return ts;
 }
 
-uint32_t* raw(std::atomic<uint32_t>* word) { return reinterpret_cast<uint32_t*>(word); }
+uint32_t* raw(std::atomic<uint32_t>* word) {
+  return reinterpret_cast<uint32_t*>(word);
+}
 
 #ifndef SYS_futex_waitv
 constexpr long SYS_futex_waitv = 449;

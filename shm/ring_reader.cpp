@@ -71,8 +71,9 @@ void RingReader::publish_cursor(bool force) {
   if (oldest == published_) return;
   if (!force && oldest - published_ < std::max<uint32_t>(1, geometry_.depth / 4)) return;
   published_ = oldest;
-  // seq_cst store then seq_cst load of writer_waiting: Dekker with the writer, which sets writer_waiting before
-  // rescanning cursors; one of us sees the other. Also a release: our reads of the slots happen before reuse.
+  // seq_cst store then seq_cst load of writer_waiting: Dekker with the writer, which sets writer_waiting
+  // before rescanning cursors; one of us sees the other. Also a release: our reads of the slots happen before
+  // reuse.
   cursor_->value.store(make_cursor(generation_, oldest), std::memory_order_seq_cst);
   if (slot_->writer_waiting.load(std::memory_order_seq_cst) != 0) {
     slot_->writer_waiting.store(0, std::memory_order_relaxed);

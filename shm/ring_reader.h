@@ -16,8 +16,8 @@ namespace shmbus::shm {
 class RingReader {
  public:
   RingReader() = default;
-  // REQUIRES: `base` maps a segment validated against `g`; ring < max_publishers; subscriber < max_subscribers;
-  // `start` is the first position to read (history), `generation` the ring's generation.
+  // REQUIRES: `base` maps a segment validated against `g`; ring < max_publishers; subscriber <
+  // max_subscribers; `start` is the first position to read (history), `generation` the ring's generation.
   RingReader(std::byte* base, const TopicGeometry& g, uint32_t ring, uint32_t subscriber, uint32_t generation,
              uint64_t start, uint32_t max_held);
 
@@ -25,8 +25,8 @@ class RingReader {
   enum class Peek { kEmpty, kReady, kCorrupt };
 
   // Looks at the slot at the read position. kReady: `*slot` is committed for that position. A lapped reader
-  // (lossy ring) jumps to the oldest slot still intact and adds the skipped count to `*dropped`. kCorrupt: the
-  // slot's size field exceeds the maximum (a buggy writer); the caller skips it with skip().
+  // (lossy ring) jumps to the oldest slot still intact and adds the skipped count to `*dropped`. kCorrupt:
+  // the slot's size field exceeds the maximum (a buggy writer); the caller skips it with skip().
   Peek peek(SlotHeader** slot, uint64_t* dropped);
 
   // Takes the slot peek() returned and marks it held. Returns its position. REQUIRES: can_hold().

@@ -29,7 +29,8 @@ uint64_t RingWriter::slowest_cursor() {
   uint64_t slowest = head_;
   for (uint32_t s = 0; s < geometry_.max_subscribers; ++s) {
     // seq_cst: pairs with a reader's seq_cst cursor store followed by its load of writer_waiting (Dekker), so
-    // either we see its progress or it sees that we wait. Also acquire: its reads of slots happen before reuse.
+    // either we see its progress or it sees that we wait. Also acquire: its reads of slots happen before
+    // reuse.
     const uint64_t v = cursor(base_, geometry_, index_, s)->value.load(std::memory_order_seq_cst);
     if (v == kCursorInactive) continue;
     // A cursor of another generation belongs to a reader that has not yet noticed this ring was handed to us:
@@ -71,7 +72,9 @@ std::byte* RingWriter::claim(std::chrono::nanoseconds timeout) {
       // seq_cst: Dekker with the readers' cursor store + load of writer_waiting (see slowest_cursor).
       slot_->writer_waiting.store(1, std::memory_order_seq_cst);
       open = gate_open();
-      if (!open) futex_wait(&slot_->writer_waiting, 1, std::min<std::chrono::nanoseconds>(left, std::chrono::milliseconds(100)));
+      if (!open)
+        futex_wait(&slot_->writer_waiting, 1,
+                   std::min<std::chrono::nanoseconds>(left, std::chrono::milliseconds(100)));
       slot_->writer_waiting.store(0, std::memory_order_relaxed);
       if (!open) open = gate_open();
     }
@@ -91,8 +94,8 @@ void RingWriter::commit(uint32_t size, uint64_t publish_ns) {
   slot->publish_ns = publish_ns;
   slot->size = size;
   ++head_;
-  // seq_cst (a release store): pairs with the reader's acquire load of the sequence, making payload and header
-  // visible; and it orders before our load of `sleepers` below (Dekker with a reader going to sleep).
+  // seq_cst (a release store): pairs with the reader's acquire load of the sequence, making payload and
+  // header visible; and it orders before our load of `sleepers` below (Dekker with a reader going to sleep).
   slot->sequence.store(head_, std::memory_order_seq_cst);
   // release: joiners and lapped readers read head with acquire to find the newest committed position.
   slot_->head.store(head_, std::memory_order_release);

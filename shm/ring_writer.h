@@ -2,9 +2,9 @@
 //
 // Publish = claim the slot at `head`, write the payload in place, commit (store-release the slot's sequence).
 // Lossy rings never look at readers: a reader that is lapped notices from the sequence and counts the gap.
-// Lossless rings may reuse a slot only once every active reader cursor has passed it; the writer keeps a cached
-// copy of the slowest cursor and rescans the real ones only when that copy says the ring may be full or when
-// the daemon announces a joining/leaving subscriber, so the gate costs nothing while readers keep up.
+// Lossless rings may reuse a slot only once every active reader cursor has passed it; the writer keeps a
+// cached copy of the slowest cursor and rescans the real ones only when that copy says the ring may be full
+// or when the daemon announces a joining/leaving subscriber, so the gate costs nothing while readers keep up.
 //
 // Thread safety: one RingWriter per ring, used by one thread at a time.
 #pragma once

@@ -1,8 +1,8 @@
 #include "shm/segment.h"
 
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <boost/interprocess/exceptions.hpp>
@@ -20,7 +20,8 @@ namespace {
 // MAP_POPULATE pre-faults the whole mapping at setup instead of on the hot path.
 const bip::map_options_t kMapOptions = MAP_POPULATE;
 
-std::runtime_error failure(const std::string& what, const std::string& name, const bip::interprocess_exception& e) {
+std::runtime_error failure(const std::string& what, const std::string& name,
+                           const bip::interprocess_exception& e) {
   std::string reason = e.what();
   if (e.get_error_code() == bip::security_error) reason = "permission denied";
   return std::runtime_error(what + " shared-memory segment " + name + ": " + reason);
@@ -69,7 +70,9 @@ namespace {
 // Lets Boost map a descriptor that did not come from a name (one received over the control socket).
 struct DescriptorMapping {
   int fd;
-  bip::mapping_handle_t get_mapping_handle() const { return bip::ipcdetail::mapping_handle_from_file_handle(fd); }
+  bip::mapping_handle_t get_mapping_handle() const {
+    return bip::ipcdetail::mapping_handle_from_file_handle(fd);
+  }
 };
 }  // namespace
 
@@ -81,15 +84,17 @@ Segment Segment::map_fd(int fd, const std::string& name) {
   Segment s;
   s.name_ = name;
   try {
-    s.region_ = bip::mapped_region(DescriptorMapping{fd}, bip::read_write, 0, static_cast<std::size_t>(st.st_size),
-                                   nullptr, kMapOptions);
+    s.region_ = bip::mapped_region(DescriptorMapping{fd}, bip::read_write, 0,
+                                   static_cast<std::size_t>(st.st_size), nullptr, kMapOptions);
   } catch (const bip::interprocess_exception& e) {
     throw failure("cannot map", name, e);
   }
   return s;
 }
 
-int Segment::duplicate_fd() const { return fd_ < 0 ? -1 : fcntl(fd_, F_DUPFD_CLOEXEC, 0); }
+int Segment::duplicate_fd() const {
+  return fd_ < 0 ? -1 : fcntl(fd_, F_DUPFD_CLOEXEC, 0);
+}
 
 Segment::~Segment() {
   if (fd_ >= 0) close(fd_);
@@ -108,7 +113,9 @@ Segment& Segment::operator=(Segment&& other) noexcept {
   return *this;
 }
 
-bool Segment::remove(const std::string& name) { return bip::shared_memory_object::remove(name.c_str()); }
+bool Segment::remove(const std::string& name) {
+  return bip::shared_memory_object::remove(name.c_str());
+}
 
 std::vector<std::string> Segment::list(const std::string& prefix) {
   std::vector<std::string> names;

@@ -24,7 +24,8 @@ class Segment {
 
   // Creates `name` (which must start with '/'), sized `size` bytes, zero-filled, with permission bits `mode`
   // and, when given (not -1), group `gid`. Fails if it exists. Throws std::runtime_error with the reason.
-  static Segment create(const std::string& name, std::size_t size, mode_t mode, gid_t gid = static_cast<gid_t>(-1));
+  static Segment create(const std::string& name, std::size_t size, mode_t mode,
+                        gid_t gid = static_cast<gid_t>(-1));
 
   // Opens and maps an existing segment read-write. Throws std::runtime_error with the reason (including
   // "permission denied" when the caller's uid/gid may not open it).

@@ -8,7 +8,9 @@
 namespace shmbus::shm {
 namespace {
 
-constexpr uint64_t round_up(uint64_t v, uint64_t to) { return (v + to - 1) / to * to; }
+constexpr uint64_t round_up(uint64_t v, uint64_t to) {
+  return (v + to - 1) / to * to;
+}
 
 bool fail(std::string* error, std::string message) {
   if (error) *error = std::move(message);
@@ -41,7 +43,8 @@ std::optional<TopicGeometry> compute_topic_geometry(uint32_t max_message_size, u
   g.depth = depth;
   g.max_publishers = max_publishers;
   g.max_subscribers = max_subscribers;
-  g.slot_stride = static_cast<uint32_t>(round_up(sizeof(SlotHeader) + uint64_t{max_message_size}, kCacheLine));
+  g.slot_stride =
+      static_cast<uint32_t>(round_up(sizeof(SlotHeader) + uint64_t{max_message_size}, kCacheLine));
   g.publishers_offset = sizeof(TopicHeader);
   g.cursors_offset = g.publishers_offset + uint64_t{max_publishers} * sizeof(PublisherSlot);
   g.subscribers_offset = g.cursors_offset + uint64_t{max_publishers} * max_subscribers * sizeof(Cursor);

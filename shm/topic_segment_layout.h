@@ -5,8 +5,8 @@
 //               | SubscriberSlot[max_subscribers] | Ring[max_publishers] (each: depth x slot_stride bytes)
 //
 // Each publisher owns one single-writer broadcast ring (no writer-writer contention, and a writer that dies
-// mid-message leaves nothing to repair but its own ring). Subscribers read rings in place and keep a cursor per
-// ring; the writer of a lossless topic may reuse a slot only once every active cursor has passed it.
+// mid-message leaves nothing to repair but its own ring). Subscribers read rings in place and keep a cursor
+// per ring; the writer of a lossless topic may reuse a slot only once every active cursor has passed it.
 //
 // Offsets and sizes are recomputed from the settings by every process (compute_topic_geometry) and compared
 // with the header before use, so a corrupted header is refused instead of followed.
@@ -132,7 +132,8 @@ static_assert(sizeof(PublisherSlot) == 192);
 // One reader's position in one ring, alone on its line: only that reader writes it (lazily), the writer reads
 // it only when the ring looks full.
 struct alignas(kCacheLine) Cursor {
-  std::atomic<uint64_t> value;  // make_cursor(generation, position of the oldest slot still in use) or inactive
+  std::atomic<uint64_t>
+      value;  // make_cursor(generation, position of the oldest slot still in use) or inactive
   uint8_t pad_[56];
 };
 static_assert(sizeof(Cursor) == kCacheLine);
@@ -142,7 +143,8 @@ struct alignas(kCacheLine) SubscriberSlot {
   std::atomic<uint32_t> state;  // kSlotFree or kSlotActive
   uint32_t pid;
   uint32_t uid;
-  std::atomic<uint32_t> sleeping;  // 1 while this reader counts in TopicHeader::sleepers (repair after a crash)
+  std::atomic<uint32_t>
+      sleeping;  // 1 while this reader counts in TopicHeader::sleepers (repair after a crash)
   uint64_t participant_id;
   uint8_t pad0_[40];
 
@@ -150,7 +152,7 @@ struct alignas(kCacheLine) SubscriberSlot {
   alignas(kCacheLine) std::atomic<uint64_t> taken;
   std::atomic<uint64_t> dropped;  // messages overwritten before this reader took them (lossy topics)
   std::atomic<uint64_t> bytes;
-  std::atomic<uint32_t> held;     // samples currently held
+  std::atomic<uint32_t> held;  // samples currently held
   uint8_t pad1_[36];
   std::atomic<uint64_t> latency_ns[kLatencyBuckets];  // publish -> take, sampled
 };
@@ -201,12 +203,15 @@ void initialize_topic_segment(std::byte* base, const TopicGeometry& g, uint32_t 
                               uint32_t history, const std::string& name, uint32_t daemon_pid);
 
 // Typed accessors. REQUIRES: `base` maps a segment validated against `g`, and indices below the maxima.
-inline TopicHeader* topic_header(std::byte* base) { return reinterpret_cast<TopicHeader*>(base); }
+inline TopicHeader* topic_header(std::byte* base) {
+  return reinterpret_cast<TopicHeader*>(base);
+}
 inline PublisherSlot* publisher_slot(std::byte* base, const TopicGeometry& g, uint32_t p) {
   return reinterpret_cast<PublisherSlot*>(base + g.publishers_offset) + p;
 }
 inline Cursor* cursor(std::byte* base, const TopicGeometry& g, uint32_t p, uint32_t s) {
-  return reinterpret_cast<Cursor*>(base + g.cursors_offset) + (static_cast<uint64_t>(p) * g.max_subscribers + s);
+  return reinterpret_cast<Cursor*>(base + g.cursors_offset) +
+         (static_cast<uint64_t>(p) * g.max_subscribers + s);
 }
 inline SubscriberSlot* subscriber_slot(std::byte* base, const TopicGeometry& g, uint32_t s) {
   return reinterpret_cast<SubscriberSlot*>(base + g.subscribers_offset) + s;
@@ -215,12 +220,16 @@ inline std::byte* ring_base(std::byte* base, const TopicGeometry& g, uint32_t p)
   return base + g.rings_offset + static_cast<uint64_t>(p) * g.ring_bytes;
 }
 inline SlotHeader* ring_slot(std::byte* ring, const TopicGeometry& g, uint64_t position) {
-  return reinterpret_cast<SlotHeader*>(ring + (position & (g.depth - 1)) * static_cast<uint64_t>(g.slot_stride));
+  return reinterpret_cast<SlotHeader*>(ring +
+                                       (position & (g.depth - 1)) * static_cast<uint64_t>(g.slot_stride));
 }
-inline std::byte* slot_payload(SlotHeader* slot) { return reinterpret_cast<std::byte*>(slot + 1); }
+inline std::byte* slot_payload(SlotHeader* slot) {
+  return reinterpret_cast<std::byte*>(slot + 1);
+}
 
-// A reader announces that it is about to sleep on `h`'s wake word, and withdraws afterwards. The per-reader flag
-// lets the daemon undo the count of a reader killed while asleep (else every publish would make a syscall).
+// A reader announces that it is about to sleep on `h`'s wake word, and withdraws afterwards. The per-reader
+// flag lets the daemon undo the count of a reader killed while asleep (else every publish would make a
+// syscall).
 inline void enter_sleep(TopicHeader* h, SubscriberSlot* me) {
   // seq_cst: Dekker with the writer's seq_cst commit + load of sleepers (see RingWriter::commit).
   h->sleepers.fetch_add(1, std::memory_order_seq_cst);

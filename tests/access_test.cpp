@@ -16,7 +16,9 @@ class TemporaryUser {
   TemporaryUser() : name_("sbt" + std::to_string(getpid() % 100000)) {
     run_process({"/usr/sbin/userdel", name_}, 10);
     created_ = run_process({"/usr/sbin/useradd", "--system", "--no-create-home", "--user-group", "--shell",
-                            "/usr/sbin/nologin", name_}, 30).status == 0;
+                            "/usr/sbin/nologin", name_},
+                           30)
+                   .status == 0;
   }
   ~TemporaryUser() {
     if (created_) run_process({"/usr/sbin/userdel", name_}, 30);
@@ -26,7 +28,8 @@ class TemporaryUser {
   const std::string& name() const { return name_; }
   // argv prefixed to run a program as this user (its own group, no supplementary groups).
   std::vector<std::string> as_user(std::vector<std::string> argv) const {
-    std::vector<std::string> full = {"/usr/bin/setpriv", "--reuid=" + name_, "--regid=" + name_, "--clear-groups"};
+    std::vector<std::string> full = {"/usr/bin/setpriv", "--reuid=" + name_, "--regid=" + name_,
+                                     "--clear-groups"};
     full.insert(full.end(), argv.begin(), argv.end());
     return full;
   }

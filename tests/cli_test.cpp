@@ -12,7 +12,8 @@ TEST(CliTest, SubPrintsWhatPubSends) {
   TestDaemon daemon;
   ChildProcess sub({SHMBUS_CLI_PATH, "sub", "demo", "--count", "3", "--timeout", "20"});
   // The subscriber is attached once the topic shows one subscriber.
-  for (int i = 0; i < 1000 && run_process({SHMBUS_CLI_PATH, "list"}).out.find("demo ") == std::string::npos; ++i) {
+  for (int i = 0; i < 1000 && run_process({SHMBUS_CLI_PATH, "list"}).out.find("demo ") == std::string::npos;
+       ++i) {
   }
   const auto pub = run_process({SHMBUS_CLI_PATH, "pub", "demo", "hello", "--count", "3"});
   EXPECT_EQ(pub.status, 0);
@@ -60,7 +61,8 @@ TEST(CliTest, StatsJsonIsMachineReadable) {
 
 TEST(CliTest, NoDaemonIsOneLineAndNonZeroFast) {
   const auto start = std::chrono::steady_clock::now();
-  const auto r = run_process({SHMBUS_CLI_PATH, "--instance", "nobody-here", "--runtime-dir", "/tmp/shmbus-none", "list"});
+  const auto r = run_process(
+      {SHMBUS_CLI_PATH, "--instance", "nobody-here", "--runtime-dir", "/tmp/shmbus-none", "list"});
   EXPECT_EQ(r.status, 1);
   EXPECT_TRUE(r.out.empty());
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));

@@ -1,14 +1,15 @@
-// shmbusd's life cycle: one per instance, clean shutdown, recovery after kill -9, reclaiming dead participants.
+// shmbusd's life cycle: one per instance, clean shutdown, recovery after kill -9, reclaiming dead
+// participants.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <unistd.h>
 
+#include <toml++/toml.h>
 #include <array>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <thread>
-#include <toml++/toml.h>
 
 #include "shm/segment.h"
 #include "support/peer_output.h"
@@ -19,11 +20,14 @@ namespace {
 
 using namespace std::chrono_literals;
 
-toml::table stats_of(const TestDaemon& d) { return toml::parse(d.statistics()); }
+toml::table stats_of(const TestDaemon& d) {
+  return toml::parse(d.statistics());
+}
 
 TEST(DaemonTest, SecondDaemonOnTheSameInstanceIsRefused) {
   TestDaemon daemon;
-  const auto r = run_process({SHMBUSD_PATH, "--instance", daemon.instance(), "--runtime-dir", daemon.runtime_dir()}, 10);
+  const auto r =
+      run_process({SHMBUSD_PATH, "--instance", daemon.instance(), "--runtime-dir", daemon.runtime_dir()}, 10);
   EXPECT_EQ(r.status, 1);
   // The first one is unharmed.
   EXPECT_TRUE(Bus::connect().ok());
@@ -58,7 +62,8 @@ TEST(DaemonTest, RestartAfterKill9RemovesWhatDeadProcessesLeft) {
   EXPECT_EQ(daemon.segments().size(), 1u) << "kill -9 leaves the segment behind";
   ASSERT_TRUE(daemon.start());
   const auto deadline = std::chrono::steady_clock::now() + 5s;
-  while (!daemon.segments().empty() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(10ms);
+  while (!daemon.segments().empty() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(10ms);
   EXPECT_TRUE(daemon.segments().empty()) << "the next daemon found the publisher dead and removed its topic";
   Bus bus = daemon.connect();
   EXPECT_TRUE(bus.publisher("crash/topic").ok());
@@ -111,7 +116,8 @@ TEST(DaemonTest, UnusedTopicsAreRemoved) {
     EXPECT_EQ(daemon.segments().size(), 1u);
   }
   const auto deadline = std::chrono::steady_clock::now() + 5s;
-  while (!daemon.segments().empty() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(10ms);
+  while (!daemon.segments().empty() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(10ms);
   EXPECT_TRUE(daemon.segments().empty());
 }
 
@@ -120,13 +126,15 @@ TEST(DaemonTest, BadConfigIsRefusedNamingTheLine) {
   const std::string path = daemon.runtime_dir() + "/bad.toml";
   { std::ofstream(path) << "[defaults]\nmax_message_size = -5\n"; }
   const auto r = run_process({SHMBUSD_PATH, "--instance", daemon.instance() + "b", "--runtime-dir",
-                              daemon.runtime_dir(), "--config", path}, 10);
+                              daemon.runtime_dir(), "--config", path},
+                             10);
   EXPECT_EQ(r.status, 2);
 }
 
 TEST(DaemonTest, ConfigRulesSetTopicSettings) {
-  TestDaemon daemon("[defaults]\ndepth = 32\n[[topic]]\npattern = \"camera/**\"\nmax_message_size = 65536\n"
-                    "policy = \"lossless\"\ndepth = 4\n");
+  TestDaemon daemon(
+      "[defaults]\ndepth = 32\n[[topic]]\npattern = \"camera/**\"\nmax_message_size = 65536\n"
+      "policy = \"lossless\"\ndepth = 4\n");
   Bus bus = daemon.connect();
   auto cam = bus.publisher("camera/front/left");
   ASSERT_TRUE(cam.ok());
@@ -261,8 +269,12 @@ void expect_fenced(const char* what) {
   EXPECT_EQ(std::string(reinterpret_cast<const char*>(m.data()), m.size()), text);
 }
 
-TEST(HostileTest, CursorBeyondTheHeadIsFenced) { expect_fenced("cursor"); }
-TEST(HostileTest, HeadRunningBackwardsAndBadSizesAreFenced) { expect_fenced("head"); }
+TEST(HostileTest, CursorBeyondTheHeadIsFenced) {
+  expect_fenced("cursor");
+}
+TEST(HostileTest, HeadRunningBackwardsAndBadSizesAreFenced) {
+  expect_fenced("head");
+}
 
 }  // namespace
 }  // namespace shmbus::test

@@ -1,9 +1,9 @@
 // Publish/subscribe through a real daemon: in-process and across real processes.
 #include <gtest/gtest.h>
 
+#include <toml++/toml.h>
 #include <cstring>
 #include <thread>
-#include <toml++/toml.h>
 
 #include "shmbus/bus.h"
 #include "shmbus/wait_set.h"
@@ -18,7 +18,9 @@ using namespace std::chrono_literals;
 Status publish_text(Publisher& p, const std::string& text) {
   return p.publish(std::as_bytes(std::span(text.data(), text.size())));
 }
-std::string text_of(const Sample& s) { return std::string(reinterpret_cast<const char*>(s.data()), s.size()); }
+std::string text_of(const Sample& s) {
+  return std::string(reinterpret_cast<const char*>(s.data()), s.size());
+}
 
 TEST(PubSubTest, MessagesFlowWithMetadata) {
   TestDaemon daemon;
@@ -110,7 +112,8 @@ TEST(PubSubTest, ErrorsAreTypedAndExplained) {
   other.topic.policy = Policy::kLossless;
   auto clash = bus.publisher("sized", other);
   ASSERT_EQ(clash.status().code(), Errc::kIncompatibleSettings);
-  EXPECT_NE(clash.status().message().find("max_message_size=16"), std::string::npos) << "names the topic's settings";
+  EXPECT_NE(clash.status().message().find("max_message_size=16"), std::string::npos)
+      << "names the topic's settings";
   EXPECT_NE(clash.status().message().find("max_message_size=1024"), std::string::npos) << "names the request";
   PublisherOptions odd;
   odd.topic.depth = 6;
@@ -195,7 +198,8 @@ TEST(PubSubTest, LossyStalledSubscriberNeverBlocksAndCountsExactly) {
   ASSERT_TRUE(sub.ok() && pub.ok());
   constexpr uint64_t kSent = 100000;
   for (uint64_t i = 0; i < kSent; ++i) {
-    ASSERT_TRUE(pub->publish(std::as_bytes(std::span(&i, 1))).ok());  // the stalled subscriber never blocks us
+    ASSERT_TRUE(
+        pub->publish(std::as_bytes(std::span(&i, 1))).ok());  // the stalled subscriber never blocks us
   }
   uint64_t received = 0, last = 0;
   while (Sample m = sub->try_take()) {
@@ -275,8 +279,10 @@ TEST(MultiProcessTest, LosslessAcrossProcessesWithChecksums) {
   ChildProcess s2({TEST_PEER_PATH, "subscribe", "mp/data", std::to_string(2 * kPerPublisher)});
   ASSERT_EQ(s1.read_line(), "ready");
   ASSERT_EQ(s2.read_line(), "ready");
-  ChildProcess p1({TEST_PEER_PATH, "publish", "mp/data", std::to_string(kPerPublisher), "1000", "lossless", "2", "11"});
-  ChildProcess p2({TEST_PEER_PATH, "publish", "mp/data", std::to_string(kPerPublisher), "1000", "lossless", "2", "22"});
+  ChildProcess p1(
+      {TEST_PEER_PATH, "publish", "mp/data", std::to_string(kPerPublisher), "1000", "lossless", "2", "11"});
+  ChildProcess p2(
+      {TEST_PEER_PATH, "publish", "mp/data", std::to_string(kPerPublisher), "1000", "lossless", "2", "22"});
   const std::string o1 = p1.read_line(120), o2 = p2.read_line(120);
   const std::string r1 = s1.read_line(120), r2 = s2.read_line(120);
   EXPECT_EQ(p1.wait(), 0);

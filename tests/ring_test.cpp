@@ -26,13 +26,16 @@ struct RingFixture {
     g = *compute_topic_geometry(message_size, depth, 2, 4, nullptr);
     segment = Segment::create(name, g.segment_size, 0600);
     Segment::remove(name);  // the mapping stays; nothing is left behind even if the test fails
-    initialize_topic_segment(segment.data(), g, 1, lossless ? kPolicyLossless : kPolicyLossy, 0, "ring/test", 0);
+    initialize_topic_segment(segment.data(), g, 1, lossless ? kPolicyLossless : kPolicyLossy, 0, "ring/test",
+                             0);
     publisher_slot(segment.data(), g, 0)->generation.store(1);
     publisher_slot(segment.data(), g, 0)->state.store(kSlotActive);
     for (uint32_t s = 0; s < readers; ++s) cursor(segment.data(), g, 0, s)->value.store(make_cursor(1, 0));
   }
   RingWriter writer(bool lossless) { return RingWriter(segment.data(), g, 0, 1, lossless); }
-  RingReader reader(uint32_t s, uint32_t max_held = 4) { return RingReader(segment.data(), g, 0, s, 1, 0, max_held); }
+  RingReader reader(uint32_t s, uint32_t max_held = 4) {
+    return RingReader(segment.data(), g, 0, s, 1, 0, max_held);
+  }
 };
 
 void write_u64(RingWriter& w, uint64_t v) {

@@ -7,10 +7,10 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <toml++/toml.h>
 #include <cstdlib>
 #include <random>
 #include <thread>
-#include <toml++/toml.h>
 
 #include "support/peer_output.h"
 #include "support/test_daemon.h"
@@ -34,14 +34,19 @@ const toml::table* topic_stats(const toml::table& doc, const std::string& name) 
   return nullptr;
 }
 
-std::string policy_of(const std::string& topic) { return topic == "torture/lossy" ? "lossy" : "lossless"; }
+std::string policy_of(const std::string& topic) {
+  return topic == "torture/lossy" ? "lossy" : "lossless";
+}
 
-int64_t stat(const toml::table* t, const char* key) { return t ? t->at(key).value<int64_t>().value_or(-1) : -1; }
+int64_t stat(const toml::table* t, const char* key) {
+  return t ? t->at(key).value<int64_t>().value_or(-1) : -1;
+}
 
 TEST(TortureTest, SurvivorsKeepFlowingAndNothingLeaks) {
-  TestDaemon daemon("[defaults]\ndepth = 16\n[[topic]]\npattern = \"torture/lossless\"\npolicy = \"lossless\"\n"
-                    "max_message_size = 256\n[[topic]]\npattern = \"torture/lossy\"\npolicy = \"lossy\"\n"
-                    "max_message_size = 256\n");
+  TestDaemon daemon(
+      "[defaults]\ndepth = 16\n[[topic]]\npattern = \"torture/lossless\"\npolicy = \"lossless\"\n"
+      "max_message_size = 256\n[[topic]]\npattern = \"torture/lossy\"\npolicy = \"lossy\"\n"
+      "max_message_size = 256\n");
   const std::vector<std::string> topics = {"torture/lossless", "torture/lossy"};
   std::vector<std::unique_ptr<ChildProcess>> subscribers, publishers;
   for (const auto& topic : topics) {
@@ -50,8 +55,8 @@ TEST(TortureTest, SurvivorsKeepFlowingAndNothingLeaks) {
     ASSERT_EQ(subscribers.back()->read_line(), "ready");
   }
   for (const auto& topic : topics) {
-    publishers.push_back(std::make_unique<ChildProcess>(
-        std::vector<std::string>{TEST_PEER_PATH, "publish", topic, "0", "200", policy_of(topic), "1", "4242"}));
+    publishers.push_back(std::make_unique<ChildProcess>(std::vector<std::string>{
+        TEST_PEER_PATH, "publish", topic, "0", "200", policy_of(topic), "1", "4242"}));
   }
   std::mt19937 random(12345);
   const int total = rounds();
@@ -142,7 +147,8 @@ TEST(TortureTest, SurvivorsKeepFlowingAndNothingLeaks) {
   std::printf("torture: %d rounds, %d kill -9; lossless survivor received %s\n", total, kills,
               sent.empty() ? "?" : sent[0].c_str());
   const auto deadline = std::chrono::steady_clock::now() + 5s;
-  while (!daemon.segments().empty() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(10ms);
+  while (!daemon.segments().empty() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(10ms);
   EXPECT_TRUE(daemon.segments().empty()) << "no segment outlives its last endpoint";
 }
 

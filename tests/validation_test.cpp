@@ -65,12 +65,15 @@ TEST(DaemonConfigTest, ErrorsNameTheLine) {
   EXPECT_NE(unknown.status().message().find("z.toml:3: unknown key 'foo'"), std::string::npos);
   EXPECT_FALSE(daemon::parse_daemon_config("[[topic]]\npattern = \"a*\"\n", "p").ok());
   EXPECT_FALSE(daemon::parse_daemon_config("[defaults]\npolicy = \"sometimes\"\n", "p").ok());
-  auto who = daemon::parse_daemon_config("[defaults]\n\nallow_publish = [\"user:no-such-user-here\"]\n", "a.toml");
+  auto who =
+      daemon::parse_daemon_config("[defaults]\n\nallow_publish = [\"user:no-such-user-here\"]\n", "a.toml");
   ASSERT_FALSE(who.ok());
   EXPECT_NE(who.status().message().find("a.toml:3"), std::string::npos) << who.status().message();
   EXPECT_NE(who.status().message().find("no such user"), std::string::npos);
   EXPECT_FALSE(daemon::parse_daemon_config("[defaults]\nallow_subscribe = [\"uid:x\"]\n", "p").ok());
-  EXPECT_TRUE(daemon::parse_daemon_config("[defaults]\nallow_subscribe = [\"*\", \"uid:7\", \"gid:0\", \"user:root\"]\n", "p").ok());
+  EXPECT_TRUE(daemon::parse_daemon_config(
+                  "[defaults]\nallow_subscribe = [\"*\", \"uid:7\", \"gid:0\", \"user:root\"]\n", "p")
+                  .ok());
 }
 
 TEST(ControlProtocolTest, RejectsMalformedRecords) {
@@ -104,7 +107,8 @@ TEST(TopicGeometryTest, RefusesAbsurdSizesAndInconsistentHeaders) {
   auto g = shm::compute_topic_geometry(64, 8, 2, 2, &error);
   ASSERT_TRUE(g);
   std::vector<std::byte> memory(g->segment_size + 64);
-  auto* base = reinterpret_cast<std::byte*>((reinterpret_cast<uintptr_t>(memory.data()) + 63) & ~uintptr_t{63});
+  auto* base =
+      reinterpret_cast<std::byte*>((reinterpret_cast<uintptr_t>(memory.data()) + 63) & ~uintptr_t{63});
   shm::initialize_topic_segment(base, *g, 1, shm::kPolicyLossy, 0, "t", 0);
   EXPECT_TRUE(shm::validate_topic_header(*shm::topic_header(base), g->segment_size, &error));
   EXPECT_FALSE(shm::validate_topic_header(*shm::topic_header(base), g->segment_size - 1, &error));

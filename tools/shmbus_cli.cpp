@@ -57,8 +57,10 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   shmbus::BusOptions bus_options;
   bus_options.name = "shmbus-cli";
-  app.add_option("-i,--instance", bus_options.instance, "instance (default: $SHMBUS_INSTANCE, else \"default\")");
-  app.add_option("-r,--runtime-dir", bus_options.runtime_dir, "daemon socket directory (default: $SHMBUS_RUNTIME_DIR)");
+  app.add_option("-i,--instance", bus_options.instance,
+                 "instance (default: $SHMBUS_INSTANCE, else \"default\")");
+  app.add_option("-r,--runtime-dir", bus_options.runtime_dir,
+                 "daemon socket directory (default: $SHMBUS_RUNTIME_DIR)");
 
   auto* list = app.add_subcommand("list", "topics with their publishers, subscribers and rate");
   bool json = false;
@@ -94,8 +96,9 @@ int main(int argc, char** argv) {
   if (list->parsed() || stats->parsed()) {
     auto doc = bus.value().daemon_statistics();
     if (!doc) return fail(doc.status());
-    const auto f = list->parsed() ? shmbus::tools::StatsFormat::kTopicList
-                                  : (json ? shmbus::tools::StatsFormat::kJson : shmbus::tools::StatsFormat::kFull);
+    const auto f = list->parsed()
+                       ? shmbus::tools::StatsFormat::kTopicList
+                       : (json ? shmbus::tools::StatsFormat::kJson : shmbus::tools::StatsFormat::kFull);
     if (auto s = shmbus::tools::render_stats(doc.value(), f, std::cout); !s.ok()) return fail(s);
     return 0;
   }

@@ -1,7 +1,7 @@
 #include "tools/stats_view.h"
 
-#include <cstdio>
 #include <toml++/toml.h>
+#include <cstdio>
 
 namespace shmbus::tools {
 namespace {
@@ -29,7 +29,8 @@ Status render_stats(const std::string& document, StatsFormat format, std::ostrea
   try {
     doc = toml::parse(document);
   } catch (const toml::parse_error& e) {
-    return {Errc::kProtocolError, std::string("unreadable statistics from the daemon: ") + std::string(e.description())};
+    return {Errc::kProtocolError,
+            std::string("unreadable statistics from the daemon: ") + std::string(e.description())};
   }
   if (format == StatsFormat::kJson) {
     out << toml::json_formatter(doc) << "\n";
@@ -37,27 +38,30 @@ Status render_stats(const std::string& document, StatsFormat format, std::ostrea
   }
   const toml::array* topics = doc["topic"].as_array();
   if (format == StatsFormat::kTopicList) {
-    pad(out, "TOPIC", 32), pad(out, "PUBS", 6), pad(out, "SUBS", 6), pad(out, "RATE(Hz)", 10), out << "POLICY\n";
+    pad(out, "TOPIC", 32), pad(out, "PUBS", 6), pad(out, "SUBS", 6), pad(out, "RATE(Hz)", 10),
+        out << "POLICY\n";
   } else {
-    pad(out, "TOPIC", 28), pad(out, "MESSAGES", 11), pad(out, "BYTES", 13), pad(out, "DROPS", 8), pad(out, "QUEUED", 8),
-        pad(out, "LAT_P50_NS", 12), out << "LAT_P99_NS\n";
+    pad(out, "TOPIC", 28), pad(out, "MESSAGES", 11), pad(out, "BYTES", 13), pad(out, "DROPS", 8),
+        pad(out, "QUEUED", 8), pad(out, "LAT_P50_NS", 12), out << "LAT_P99_NS\n";
   }
   if (topics) {
     for (const toml::node& n : *topics) {
       const toml::node_view<const toml::node> t{n};
       if (format == StatsFormat::kTopicList) {
-        pad(out, cell(t["name"]), 32), pad(out, cell(t["publishers"]), 6), pad(out, cell(t["subscribers"]), 6),
-            pad(out, cell(t["rate_hz"]), 10), out << cell(t["policy"]) << "\n";
+        pad(out, cell(t["name"]), 32), pad(out, cell(t["publishers"]), 6),
+            pad(out, cell(t["subscribers"]), 6), pad(out, cell(t["rate_hz"]), 10),
+            out << cell(t["policy"]) << "\n";
       } else {
         pad(out, cell(t["name"]), 28), pad(out, cell(t["messages"]), 11), pad(out, cell(t["bytes"]), 13),
-            pad(out, cell(t["drops"]), 8), pad(out, cell(t["slots_in_use"]), 8), pad(out, cell(t["latency_p50_ns"]), 12),
-            out << cell(t["latency_p99_ns"]) << "\n";
+            pad(out, cell(t["drops"]), 8), pad(out, cell(t["slots_in_use"]), 8),
+            pad(out, cell(t["latency_p50_ns"]), 12), out << cell(t["latency_p99_ns"]) << "\n";
       }
     }
   }
   if (format == StatsFormat::kFull) {
     out << "\n";
-    pad(out, "PARTICIPANT", 13), pad(out, "PID", 9), pad(out, "UID", 7), pad(out, "ENDPOINTS", 11), out << "NAME\n";
+    pad(out, "PARTICIPANT", 13), pad(out, "PID", 9), pad(out, "UID", 7), pad(out, "ENDPOINTS", 11),
+        out << "NAME\n";
     if (const toml::array* people = doc["participant"].as_array()) {
       for (const toml::node& n : *people) {
         const toml::node_view<const toml::node> p{n};

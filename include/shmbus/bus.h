@@ -90,9 +90,9 @@ class Publisher {
   std::unique_ptr<detail::PublisherCore> core_;
 };
 
-// A received message, read in place in shared memory. The slot stays reserved while the sample lives (lossless
-// topics), so release samples promptly; a subscriber holds at most SubscriberOptions::max_held_samples.
-// REQUIRES: released before its Subscriber is destroyed.
+// A received message, read in place in shared memory. The slot stays reserved while the sample lives
+// (lossless topics), so release samples promptly; a subscriber holds at most
+// SubscriberOptions::max_held_samples. REQUIRES: released before its Subscriber is destroyed.
 class Sample {
  public:
   Sample() = default;
@@ -187,7 +187,9 @@ class TypedPublisher {
     return TypedLoan<T>(std::move(loan).value());
   }
   void publish(TypedLoan<T>&& loan) { publisher_.publish(std::move(loan.untyped())); }
-  Status publish(const T& value) { return publisher_.publish(std::as_bytes(std::span<const T, 1>(&value, 1))); }
+  Status publish(const T& value) {
+    return publisher_.publish(std::as_bytes(std::span<const T, 1>(&value, 1)));
+  }
   Publisher& untyped() { return publisher_; }
 
  private:

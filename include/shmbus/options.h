@@ -18,12 +18,13 @@ enum class Policy : uint32_t {
 // match the topic; max_message_size must fit within it. The daemon sizes the topic's shared memory from them:
 // max_publishers x depth x (max_message_size + 32) bytes, rounded to cache lines.
 struct TopicSettings {
-  std::optional<uint32_t> max_message_size;  // default 4096 bytes (typed endpoints ask for at least sizeof(T))
-  std::optional<uint32_t> depth;             // slots per publisher ring; power of two; default 64
-  std::optional<Policy> policy;              // default kLossy
-  std::optional<uint32_t> history;           // messages kept for late joiners (<= depth - 2); default 0
-  std::optional<uint32_t> max_publishers;    // default 8
-  std::optional<uint32_t> max_subscribers;   // default 32
+  std::optional<uint32_t>
+      max_message_size;                     // default 4096 bytes (typed endpoints ask for at least sizeof(T))
+  std::optional<uint32_t> depth;            // slots per publisher ring; power of two; default 64
+  std::optional<Policy> policy;             // default kLossy
+  std::optional<uint32_t> history;          // messages kept for late joiners (<= depth - 2); default 0
+  std::optional<uint32_t> max_publishers;   // default 8
+  std::optional<uint32_t> max_subscribers;  // default 32
 };
 
 struct BusOptions {

@@ -13,7 +13,8 @@ namespace {
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
-// Lossless end to end: lossless topics on both hosts and a bridge that waits for its peer instead of dropping.
+// Lossless end to end: lossless topics on both hosts and a bridge that waits for its peer instead of
+// dropping.
 const char* kLosslessRules = R"(
 [[rule]]
 pattern = "flow/**"
@@ -49,8 +50,9 @@ TEST_P(BridgeFlowTest, HundredThousandMessagesArriveIntactInOrderAndCounted) {
   auto sub = bus_b.subscriber("flow/data", {.max_held_samples = 64});
   ASSERT_TRUE(sub.ok()) << sub.status().to_string();
   Bus bus_a = host(0).connect("sender");
-  PublisherOptions po{.topic = {.max_message_size = sizeof(Numbered), .depth = 1024, .policy = Policy::kLossless},
-                      .full_timeout = 5000ms};
+  PublisherOptions po{
+      .topic = {.max_message_size = sizeof(Numbered), .depth = 1024, .policy = Policy::kLossless},
+      .full_timeout = 5000ms};
   auto pub = bus_a.publisher("flow/data", po);
   ASSERT_TRUE(pub.ok()) << pub.status().to_string();
   // Remote interest shows up locally as a subscriber: the bridge's.
@@ -83,7 +85,8 @@ TEST_P(BridgeFlowTest, HundredThousandMessagesArriveIntactInOrderAndCounted) {
   EXPECT_EQ(received, kCount);
   EXPECT_EQ(bad, 0u);
   EXPECT_EQ(out_of_order, 0u);
-  EXPECT_TRUE(host(1).wait_stats([&](const toml::table& s) { return stat(s, "in", "messages") == int64_t(kCount); }));
+  EXPECT_TRUE(
+      host(1).wait_stats([&](const toml::table& s) { return stat(s, "in", "messages") == int64_t(kCount); }));
   const toml::table in = host(1).bridge_stats();
   EXPECT_EQ(stat(in, "in", "gaps"), 0);
   EXPECT_EQ(stat(in, "in", "bytes"), int64_t(kCount * sizeof(Numbered)));
@@ -103,8 +106,10 @@ policy = "lossless"
   auto sub = bus_b.subscriber("t/a");
   ASSERT_TRUE(sub.ok());
   Bus bus_a = host(0).connect("sender");
-  PublisherOptions po{.topic = {.max_message_size = 1000, .depth = 256, .policy = Policy::kLossless}, .full_timeout = 5000ms};
-  auto pub_a = bus_a.publisher("t/a", po), pub_ab = bus_a.publisher("t/ab", po), pub_other = bus_a.publisher("t/other", po);
+  PublisherOptions po{.topic = {.max_message_size = 1000, .depth = 256, .policy = Policy::kLossless},
+                      .full_timeout = 5000ms};
+  auto pub_a = bus_a.publisher("t/a", po), pub_ab = bus_a.publisher("t/ab", po),
+       pub_other = bus_a.publisher("t/other", po);
   ASSERT_TRUE(pub_a.ok() && pub_ab.ok() && pub_other.ok());
   ASSERT_TRUE(wait_until([&] { return pub_a->subscribers() > 0; }));
   const uint64_t wire_before = topology_->tx_bytes(0, 1);

@@ -109,7 +109,8 @@ TEST_P(BridgeRecoveryTest, FlowResumesAfterPeerBridgeAndDaemonRestarts) {
   EXPECT_EQ(stat(s, "in", "malformed"), 0);
 }
 
-INSTANTIATE_TEST_SUITE_P(Net, BridgeRecoveryTest, ::testing::Values(Net::kNamespaces, Net::kLoopback), net_name);
+INSTANTIATE_TEST_SUITE_P(Net, BridgeRecoveryTest, ::testing::Values(Net::kNamespaces, Net::kLoopback),
+                         net_name);
 
 }  // namespace
 }  // namespace shmbus::test

@@ -58,9 +58,11 @@ TEST_P(BridgeSecurityTest, PeerWithAKeyNotOnTheAllowListIsRefused) {
   EXPECT_GT(stat(host(0).bridge_stats(), "auth", "accepted"), 0);
 }
 
-INSTANTIATE_TEST_SUITE_P(Net, BridgeSecurityTest, ::testing::Values(Net::kNamespaces, Net::kLoopback), net_name);
+INSTANTIATE_TEST_SUITE_P(Net, BridgeSecurityTest, ::testing::Values(Net::kNamespaces, Net::kLoopback),
+                         net_name);
 
-// A fake peer (raw ZeroMQ XPUB in this process, loopback) feeds a real bridge garbage, then one valid message.
+// A fake peer (raw ZeroMQ XPUB in this process, loopback) feeds a real bridge garbage, then one valid
+// message.
 TEST(BridgeRobustnessTest, MalformedAndUnknownVersionFramesAreCountedAndDropped) {
   auto topology = Topology::loopback(1);
   BridgeHost b(*topology, 0, "b");
@@ -72,9 +74,10 @@ TEST(BridgeRobustnessTest, MalformedAndUnknownVersionFramesAreCountedAndDropped)
   char endpoint[256] = {};
   std::size_t size = sizeof endpoint;
   zmq_getsockopt(fake, ZMQ_LAST_ENDPOINT, endpoint, &size);
-  const std::string config = "name = \"b\"\n" + b.bus_section() +
-                             "[network]\nstats_interval_ms = 100\ndiscovery_interval_ms = 20\n[[peer]]\nendpoint = \"" +
-                             endpoint + "\"\n[[rule]]\npattern = \"bad/**\"\n";
+  const std::string config =
+      "name = \"b\"\n" + b.bus_section() +
+      "[network]\nstats_interval_ms = 100\ndiscovery_interval_ms = 20\n[[peer]]\nendpoint = \"" + endpoint +
+      "\"\n[[rule]]\npattern = \"bad/**\"\n";
   ASSERT_TRUE(b.start_bridge(config));
   Bus bus = b.connect("receiver");
   auto sub = bus.subscriber("bad/t");
@@ -96,12 +99,12 @@ TEST(BridgeRobustnessTest, MalformedAndUnknownVersionFramesAreCountedAndDropped)
   bad_magic[0] = std::byte{0};
   const std::string header(reinterpret_cast<const char*>(good.data()), good.size());
   const std::vector<std::vector<std::string>> garbage = {
-      {topic},                                                                // one frame
-      {topic, header},                                                        // two frames
-      {topic, header, "x", "extra"},                                          // four frames
-      {topic, header.substr(0, 20), "x"},                                     // short header
+      {topic},                             // one frame
+      {topic, header},                     // two frames
+      {topic, header, "x", "extra"},       // four frames
+      {topic, header.substr(0, 20), "x"},  // short header
       {topic, std::string(reinterpret_cast<const char*>(bad_magic.data()), bad_magic.size()), "x"},
-      {std::string("bad/t\0zz", 8), header, "x"},                             // NUL inside the topic
+      {std::string("bad/t\0zz", 8), header, "x"},  // NUL inside the topic
   };
   auto send = [&](const std::vector<std::string>& frames) {
     for (std::size_t i = 0; i < frames.size(); ++i) {
@@ -122,7 +125,8 @@ TEST(BridgeRobustnessTest, MalformedAndUnknownVersionFramesAreCountedAndDropped)
   EXPECT_TRUE(b.wait_stats([&](const toml::table& s) {
     return stat(s, "in", "malformed") == int64_t(garbage.size()) && stat(s, "in", "unknown_version") == 1 &&
            stat(s, "in", "messages") == 1;
-  })) << "counters: malformed " << stat(b.bridge_stats(), "in", "malformed") << ", unknown_version "
+  })) << "counters: malformed "
+      << stat(b.bridge_stats(), "in", "malformed") << ", unknown_version "
       << stat(b.bridge_stats(), "in", "unknown_version");
   zmq_close(fake);
   zmq_ctx_term(context);

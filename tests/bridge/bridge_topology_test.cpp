@@ -48,8 +48,9 @@ depth = 256
   }
   std::vector<Publisher> pubs;
   for (int i = 0; i < 3; ++i) {
-    PublisherOptions po{.topic = {.max_message_size = sizeof(Numbered), .depth = 256, .policy = Policy::kLossless},
-                        .full_timeout = 5000ms};
+    PublisherOptions po{
+        .topic = {.max_message_size = sizeof(Numbered), .depth = 256, .policy = Policy::kLossless},
+        .full_timeout = 5000ms};
     auto p = buses[i].publisher(topics[i], po);
     ASSERT_TRUE(p.ok()) << p.status().to_string();
     pubs.push_back(std::move(p).value());
@@ -63,7 +64,8 @@ depth = 256
   std::this_thread::sleep_for(300ms);  // let every bridge subscribe along every path, relays included
 
   // counts[host][topic][number]: how often each message arrived where.
-  std::vector<std::vector<std::vector<uint8_t>>> counts(3, std::vector<std::vector<uint8_t>>(3, std::vector<uint8_t>(kCount + 1)));
+  std::vector<std::vector<std::vector<uint8_t>>> counts(
+      3, std::vector<std::vector<uint8_t>>(3, std::vector<uint8_t>(kCount + 1)));
   std::atomic<uint64_t> bad{0};
   std::vector<std::thread> receivers;
   for (int i = 0; i < 3; ++i) {
@@ -124,7 +126,8 @@ depth = 256
   EXPECT_GT(duplicates + own, 0);
 }
 
-INSTANTIATE_TEST_SUITE_P(Net, BridgeTopologyTest, ::testing::Values(Net::kNamespaces, Net::kLoopback), net_name);
+INSTANTIATE_TEST_SUITE_P(Net, BridgeTopologyTest, ::testing::Values(Net::kNamespaces, Net::kLoopback),
+                         net_name);
 
 }  // namespace
 }  // namespace shmbus::test

@@ -16,11 +16,17 @@
 namespace shmbus::bridge {
 namespace {
 
-std::span<const std::byte> bytes(const std::string& s) { return std::as_bytes(std::span(s.data(), s.size())); }
+std::span<const std::byte> bytes(const std::string& s) {
+  return std::as_bytes(std::span(s.data(), s.size()));
+}
 
 TEST(WireFormatTest, HeaderRoundTripsAndIsLittleEndian) {
-  const WireHeader h{.hops = 3, .flags = kFlagRelayed, .origin_id = 0x1122334455667788, .origin_epoch = 42,
-                     .sequence = 0x0102030405060708, .publish_time_ns = 99};
+  const WireHeader h{.hops = 3,
+                     .flags = kFlagRelayed,
+                     .origin_id = 0x1122334455667788,
+                     .origin_epoch = 42,
+                     .sequence = 0x0102030405060708,
+                     .publish_time_ns = 99};
   const HeaderBytes b = encode_header(h);
   EXPECT_EQ(std::memcmp(b.data(), "BSBR", 4), 0);
   EXPECT_EQ(b[kOffsetVersion], std::byte{kWireVersion});
@@ -46,7 +52,8 @@ TEST(WireFormatTest, BadHeadersAreClassifiedNotRead) {
   b = encode_header({});
   b[kOffsetVersion] = std::byte{2};
   EXPECT_EQ(decode_header(b, &d), HeaderError::kUnknownVersion);
-  EXPECT_EQ(decode_header(std::span(b).first(6), &d), HeaderError::kUnknownVersion);  // any size of another version
+  EXPECT_EQ(decode_header(std::span(b).first(6), &d),
+            HeaderError::kUnknownVersion);  // any size of another version
 }
 
 TEST(WireFormatTest, TopicFramesAreTerminatedSoNoneIsAPrefixOfAnother) {
@@ -140,7 +147,8 @@ pattern = "*/cmd"
 direction = "in"
 policy = "lossless"
 max_message_size = 128
-)", "bridge.toml", dir_);
+)",
+                               "bridge.toml", dir_);
   ASSERT_TRUE(c.ok()) << c.status().to_string();
   EXPECT_EQ(c->name, "a");
   EXPECT_EQ(c->origin_id, origin_id_of("a"));
@@ -154,7 +162,8 @@ max_message_size = 128
   EXPECT_EQ(c->peers[0].server_key, c->allowed_keys[0]);
   // The documented example parses too (its key files aside).
   auto example = parse_bridge_config(kExampleConfig, "example", dir_);
-  EXPECT_NE(example.status().message().find("keys/site-a.key"), std::string::npos) << example.status().message();
+  EXPECT_NE(example.status().message().find("keys/site-a.key"), std::string::npos)
+      << example.status().message();
 }
 
 TEST_F(ConfigTest, ErrorsNameTheLineAndTheKey) {
@@ -163,33 +172,41 @@ TEST_F(ConfigTest, ErrorsNameTheLineAndTheKey) {
   };
   const std::vector<Case> cases = {
       {"name = \"a\"\n[network]\nbnid = [\"tcp://x:1\"]\n", "bridge.toml:3: network.bnid: unknown key"},
-      {"name = \"a\"\n[network]\nbind = [\"tcp://x:1\"]\n[[rule]]\npattern = \"a/**\"\ndirection = \"sideways\"\n",
+      {"name = \"a\"\n[network]\nbind = [\"tcp://x:1\"]\n[[rule]]\npattern = \"a/**\"\ndirection = "
+       "\"sideways\"\n",
        "bridge.toml:6: rule.direction: \"sideways\" is not one of out, in, both"},
-      {"name = \"a\"\n[network]\nbind = [\"tcp://x:1\"]\n[[rule]]\npattern = \"a/**b\"\n", "bridge.toml:5: rule.pattern"},
+      {"name = \"a\"\n[network]\nbind = [\"tcp://x:1\"]\n[[rule]]\npattern = \"a/**b\"\n",
+       "bridge.toml:5: rule.pattern"},
       {"name = \"a\"\n[network]\nbind = [\"tcp://x:1\"]\n", "rule: no [[rule]]"},
       {"name = \"a\"\n[network]\nbind = [\n  \"udp://x:1\"]\n[[rule]]\npattern = \"**\"\n",
        "bridge.toml:4: network.bind: \"udp://x:1\" is not a tcp:// endpoint"},
-      {"name = \"a\"\n[security]\nsecret_key = \"missing.key\"\n", "bridge.toml:3: security.secret_key: cannot read key file"},
-      {"name = \"a\"\n[security]\nsecret_key = \"k.pub\"\nallow = [\"k.key\"]\n[[peer]]\nendpoint = \"tcp://x:1\"\n[[rule]]\npattern=\"**\"\n",
+      {"name = \"a\"\n[security]\nsecret_key = \"missing.key\"\n",
+       "bridge.toml:3: security.secret_key: cannot read key file"},
+      {"name = \"a\"\n[security]\nsecret_key = \"k.pub\"\nallow = [\"k.key\"]\n[[peer]]\nendpoint = "
+       "\"tcp://x:1\"\n[[rule]]\npattern=\"**\"\n",
        "bridge.toml:5: peer.server_key: missing"},
       {"name = \"a\"\n[network]\nbind = [\"tcp://x:1\"]\n[[rule]]\npattern = \"**\"\nlocal_prefix = \"x\"\n",
        "bridge.toml:6: rule.local_prefix"},
-      {"name = \"a\"\n[network]\nhigh_water_mark = \"lots\"\n", "bridge.toml:3: high_water_mark: must be an integer"},
+      {"name = \"a\"\n[network]\nhigh_water_mark = \"lots\"\n",
+       "bridge.toml:3: high_water_mark: must be an integer"},
       {"name = \"a\"\n\n[network\n", "bridge.toml:3: "},
       {"name = \"a/b\"\n", "bridge.toml:1: name"},
   };
   for (const auto& c : cases) {
     const Status s = parse(c.text);
     EXPECT_FALSE(s.ok()) << c.text;
-    EXPECT_NE(s.message().find(c.expected), std::string::npos) << "got: " << s.message() << "\nwanted: " << c.expected;
+    EXPECT_NE(s.message().find(c.expected), std::string::npos)
+        << "got: " << s.message() << "\nwanted: " << c.expected;
   }
 }
 
 TEST_F(ConfigTest, TheProgramRefusesABadConfigurationWithExitCode2) {
   const std::string path = dir_ + "/bad.toml";
-  std::ofstream(path) << "name = \"a\"\n[network]\nbind = [\"tcp://127.0.0.1:1\"]\n[[rule]]\npattern = \"**\"\ndirection = 1\n";
+  std::ofstream(path) << "name = \"a\"\n[network]\nbind = [\"tcp://127.0.0.1:1\"]\n[[rule]]\npattern = "
+                         "\"**\"\ndirection = 1\n";
   EXPECT_EQ(shmbus::test::run_process({SHMBUS_BRIDGE_PATH, "--config", path, "--check"}).status, 2);
-  std::ofstream(path) << "name = \"a\"\n[network]\nbind = [\"tcp://127.0.0.1:1\"]\n[[rule]]\npattern = \"**\"\n";
+  std::ofstream(path)
+      << "name = \"a\"\n[network]\nbind = [\"tcp://127.0.0.1:1\"]\n[[rule]]\npattern = \"**\"\n";
   EXPECT_EQ(shmbus::test::run_process({SHMBUS_BRIDGE_PATH, "--config", path, "--check"}).status, 0);
 }
 

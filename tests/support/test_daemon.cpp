@@ -67,8 +67,8 @@ TestDaemon::TestDaemon(const std::string& config_toml) : instance_(unique_name()
 }
 
 bool TestDaemon::start() {
-  std::vector<std::string> argv = {SHMBUSD_PATH, "--instance", instance_, "--runtime-dir", runtime_dir_,
-                                   "--log-level", "warn"};
+  std::vector<std::string> argv = {SHMBUSD_PATH, "--instance",  instance_, "--runtime-dir",
+                                   runtime_dir_, "--log-level", "warn"};
   if (!config_path_.empty()) argv.insert(argv.end(), {"--config", config_path_});
   pid_ = spawn(argv, -1, -1);
   const auto deadline = Clock::now() + std::chrono::seconds(10);
@@ -128,7 +128,8 @@ std::string TestDaemon::statistics() const {
   return doc.value();
 }
 
-ProcessResult run_process(const std::vector<std::string>& argv, double timeout_s, const std::string& stdin_text) {
+ProcessResult run_process(const std::vector<std::string>& argv, double timeout_s,
+                          const std::string& stdin_text) {
   int out[2], in[2];
   if (pipe2(out, O_CLOEXEC) != 0 || pipe2(in, O_CLOEXEC) != 0) return {};
   const pid_t pid = spawn(argv, out[1], in[0]);
@@ -143,7 +144,8 @@ ProcessResult run_process(const std::vector<std::string>& argv, double timeout_s
   char buf[4096];
   for (;;) {
     pollfd p{out[0], POLLIN, 0};
-    const int left = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count());
+    const int left = static_cast<int>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count());
     if (left <= 0 || poll(&p, 1, left) <= 0) break;
     const ssize_t n = read(out[0], buf, sizeof buf);
     if (n <= 0) break;
@@ -183,7 +185,8 @@ std::string ChildProcess::read_line(double timeout_s) {
       return line;
     }
     pollfd p{out_fd_, POLLIN, 0};
-    const int left = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count());
+    const int left = static_cast<int>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count());
     if (left <= 0 || poll(&p, 1, left) <= 0) return {};
     char buf[4096];
     const ssize_t n = read(out_fd_, buf, sizeof buf);

@@ -48,7 +48,8 @@ struct ProcessResult {
   int status = -1;
   std::string out;
 };
-ProcessResult run_process(const std::vector<std::string>& argv, double timeout_s = 60, const std::string& stdin_text = "");
+ProcessResult run_process(const std::vector<std::string>& argv, double timeout_s = 60,
+                          const std::string& stdin_text = "");
 
 // Starts a program in the background with its stdout on a pipe; read_line() reads one line (timeout in s).
 class ChildProcess {

@@ -10,8 +10,9 @@
 //       (with SEED, received and checksum count only that publisher's messages, and gaps=G counts the
 //       indices of that publisher it skipped).
 //   test_peer hold TOPIC N          takes N messages, keeps holding them, prints "holding", sleeps.
-//   test_peer loan TOPIC            a publisher that takes a loan, prints "loaned", sleeps (kill it mid-loan).
-//   test_peer scribble TOPIC cursor|head   a hostile participant: attaches, then writes garbage into shared
+//   test_peer loan TOPIC            a publisher that takes a loan, prints "loaned", sleeps (kill it
+//   mid-loan). test_peer scribble TOPIC cursor|head   a hostile participant: attaches, then writes garbage
+//   into shared
 //                                   memory it can reach (its own cursor far beyond the writer's head, or its
 //                                   own ring's head backwards and its slots' sizes out of range), prints
 //                                   "scribbled", then keeps its connection open.
@@ -27,9 +28,9 @@
 #include <cstring>
 #include <fstream>
 #include <map>
-#include <vector>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "shm/topic_segment_layout.h"
 #include "shmbus/bus.h"
@@ -49,7 +50,8 @@ uint64_t mix(uint64_t x) {
 void fill(std::byte* p, std::size_t size, uint64_t seed, uint64_t index) {
   uint64_t header[2] = {index, seed};
   std::memcpy(p, header, std::min(size, sizeof header));
-  for (std::size_t i = sizeof header; i < size; ++i) p[i] = static_cast<std::byte>(mix(seed ^ (index * 131 + i)));
+  for (std::size_t i = sizeof header; i < size; ++i)
+    p[i] = static_cast<std::byte>(mix(seed ^ (index * 131 + i)));
 }
 
 bool check(const std::byte* p, std::size_t size) {
@@ -74,7 +76,9 @@ int fail(const shmbus::Status& s) {
 }
 
 std::atomic<bool> g_stop{false};
-void request_stop(int) { g_stop.store(true); }
+void request_stop(int) {
+  g_stop.store(true);
+}
 
 [[noreturn]] void sleep_forever() {
   for (;;) std::this_thread::sleep_for(1h);
@@ -90,7 +94,7 @@ std::byte* find_segment(shmbus::shm::TopicGeometry* g) {
     auto* base = reinterpret_cast<std::byte*>(std::stoull(line.substr(0, dash), nullptr, 16));
     const auto end = std::stoull(line.substr(dash + 1, line.find(' ') - dash - 1), nullptr, 16);
     auto geometry = shmbus::shm::validate_topic_header(*shmbus::shm::topic_header(base),
-                                                      end - reinterpret_cast<uintptr_t>(base), nullptr);
+                                                       end - reinterpret_cast<uintptr_t>(base), nullptr);
     if (geometry) {
       *g = *geometry;
       return base;
@@ -115,11 +119,13 @@ int scribble(shmbus::Bus& bus, const std::string& topic, const std::string& what
     if (what == "cursor") {
       for (uint32_t s = 0; s < g.max_subscribers; ++s) {
         if (shm::subscriber_slot(base, g, s)->pid != me) continue;
-        shm::cursor(base, g, p, s)->value.store(shm::make_cursor(ring->generation.load(), ring->head.load() + 1000));
+        shm::cursor(base, g, p, s)
+            ->value.store(shm::make_cursor(ring->generation.load(), ring->head.load() + 1000));
       }
     } else if (ring->pid == me) {
       std::this_thread::sleep_for(300ms);  // let the daemon see the head once before it runs backwards
-      for (uint64_t pos = 0; pos < g.depth; ++pos) shm::ring_slot(shm::ring_base(base, g, p), g, pos)->size = ~0u;
+      for (uint64_t pos = 0; pos < g.depth; ++pos)
+        shm::ring_slot(shm::ring_base(base, g, p), g, pos)->size = ~0u;
       ring->head.store(0);
     }
   }
@@ -176,7 +182,8 @@ int main(int argc, char** argv) {
     uint64_t received = 0, sum = 0, order_errors = 0, corrupt = 0;
     std::map<uint64_t, uint64_t> last_sequence;  // per publisher
     while (received < count) {
-      auto m = sub->take(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::duration<double>(idle)));
+      auto m = sub->take(
+          std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::duration<double>(idle)));
       if (!m) break;
       uint64_t& last = last_sequence[m.publisher_id()];
       if (m.sequence() <= last) ++order_errors;
@@ -199,10 +206,12 @@ int main(int argc, char** argv) {
       sum += checksum(m.data(), m.size());
       ++received;
     }
-    std::printf("received=%llu checksum=%llu order_errors=%llu corrupt=%llu dropped=%llu gaps=%llu overwritten=%llu\n",
-                (unsigned long long)received, (unsigned long long)sum, (unsigned long long)order_errors,
-                (unsigned long long)corrupt, (unsigned long long)sub->dropped(), (unsigned long long)gaps,
-                (unsigned long long)overwritten);
+    std::printf(
+        "received=%llu checksum=%llu order_errors=%llu corrupt=%llu dropped=%llu gaps=%llu "
+        "overwritten=%llu\n",
+        (unsigned long long)received, (unsigned long long)sum, (unsigned long long)order_errors,
+        (unsigned long long)corrupt, (unsigned long long)sub->dropped(), (unsigned long long)gaps,
+        (unsigned long long)overwritten);
     return 0;
   }
   if (mode == "hold") {
@@ -213,8 +222,10 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
     std::vector<shmbus::Sample> held;
     while (static_cast<int>(held.size()) < n) {
-      if (auto m = sub->take(30s)) held.push_back(std::move(m));
-      else return fail({shmbus::Errc::kTimeout, "nothing to hold"});
+      if (auto m = sub->take(30s))
+        held.push_back(std::move(m));
+      else
+        return fail({shmbus::Errc::kTimeout, "nothing to hold"});
     }
     std::printf("holding\n");
     std::fflush(stdout);

@@ -29,7 +29,8 @@ int free_tcp_port() {
   a.sin_family = AF_INET;
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   socklen_t len = sizeof a;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
     close(fd);
     throw std::runtime_error("no free port");
   }
@@ -95,7 +96,8 @@ int BridgeHost::stop_daemon(int signal) {
 bool BridgeHost::start_bridge(const std::string& config_toml) {
   const std::string path = dir_ + "/bridge.toml";
   std::ofstream(path) << config_toml;
-  bridge_ = std::make_unique<ChildProcess>(on_host({SHMBUS_BRIDGE_PATH, "--config", path, "--log-level", "warn"}));
+  bridge_ =
+      std::make_unique<ChildProcess>(on_host({SHMBUS_BRIDGE_PATH, "--config", path, "--log-level", "warn"}));
   for (std::string line; !(line = bridge_->read_line(20)).empty();) {
     if (line == "ready") return true;
   }
@@ -123,7 +125,8 @@ toml::table BridgeHost::bridge_stats(double timeout_s) const {
   o.history = 1;
   auto sub = bus->subscriber("shmbus/bridge/" + name_ + "/stats", o);
   if (!sub) return {};
-  Sample m = sub->take(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::duration<double>(timeout_s)));
+  Sample m = sub->take(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::duration<double>(timeout_s)));
   if (!m) return {};
   try {
     return toml::parse(std::string_view(reinterpret_cast<const char*>(m.data()), m.size()));

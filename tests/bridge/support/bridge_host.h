@@ -3,11 +3,11 @@
 // stopped and removed on destruction, pass or fail.
 #pragma once
 
+#include <toml++/toml.h>
 #include <csignal>
 #include <functional>
 #include <memory>
 #include <string>
-#include <toml++/toml.h>
 #include <vector>
 
 #include "shmbus/bus.h"

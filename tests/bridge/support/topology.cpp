@@ -44,8 +44,10 @@ std::string ip_program() {
 
 std::string namespaces_unavailable_reason() {
   static const std::string reason = [] {
-    if (geteuid() != 0) return std::string("network namespaces need root (euid ") + std::to_string(geteuid()) + ")";
-    if (access(ip_program().c_str(), X_OK) != 0) return std::string("the ip program (iproute2) is not installed");
+    if (geteuid() != 0)
+      return std::string("network namespaces need root (euid ") + std::to_string(geteuid()) + ")";
+    if (access(ip_program().c_str(), X_OK) != 0)
+      return std::string("the ip program (iproute2) is not installed");
     const std::string probe = "sbb" + std::to_string(getpid()) + "n99";
     std::string out;
     if (!ip({"netns", "add", probe}, &out)) return "`ip netns add` failed: " + out;
@@ -64,7 +66,8 @@ std::unique_ptr<Topology> Topology::loopback(int hosts) {
   return t;
 }
 
-std::unique_ptr<Topology> Topology::namespaces(int hosts, const std::vector<std::pair<int, int>>& links, std::string* why) {
+std::unique_ptr<Topology> Topology::namespaces(int hosts, const std::vector<std::pair<int, int>>& links,
+                                               std::string* why) {
   *why = namespaces_unavailable_reason();
   if (!why->empty()) return nullptr;
   sweep_leftovers();
@@ -84,9 +87,11 @@ std::unique_ptr<Topology> Topology::namespaces(int hosts, const std::vector<std:
   }
   int subnet = 1;
   for (auto [a, b] : links) {
-    Link l{a, b, base + "v" + std::to_string(counter) + "a", base + "v" + std::to_string(counter) + "b", subnet++};
+    Link l{a, b, base + "v" + std::to_string(counter) + "a", base + "v" + std::to_string(counter) + "b",
+           subnet++};
     ++counter;
-    if (!ip({"link", "add", l.veth_a, "type", "veth", "peer", "name", l.veth_b})) return fail("veth creation failed");
+    if (!ip({"link", "add", l.veth_a, "type", "veth", "peer", "name", l.veth_b}))
+      return fail("veth creation failed");
     for (auto [dev, host] : {std::pair{l.veth_a, a}, std::pair{l.veth_b, b}}) {
       const std::string& ns = t->namespaces_[static_cast<std::size_t>(host)];
       const std::string addr = "10.77." + std::to_string(l.subnet) + "." + std::to_string(host + 1) + "/24";
@@ -126,7 +131,8 @@ std::string Topology::address(int host, int other) const {
 std::vector<std::string> Topology::addresses(int host) const {
   std::vector<std::string> out;
   for (const auto& l : links_) {
-    if (l.a == host || l.b == host) out.push_back("10.77." + std::to_string(l.subnet) + "." + std::to_string(host + 1));
+    if (l.a == host || l.b == host)
+      out.push_back("10.77." + std::to_string(l.subnet) + "." + std::to_string(host + 1));
   }
   if (out.empty()) out.push_back("127.0.0.1");
   return out;

@@ -12,11 +12,12 @@ namespace shmbus::test {
 
 class Topology {
  public:
-  // `links`: pairs of host indices joined by a veth pair (each link its own 10.77.<link>.0/24 subnet; host i is
-  // .i+1). On loopback every host reaches every other at 127.0.0.1.
+  // `links`: pairs of host indices joined by a veth pair (each link its own 10.77.<link>.0/24 subnet; host i
+  // is .i+1). On loopback every host reaches every other at 127.0.0.1.
   static std::unique_ptr<Topology> loopback(int hosts);
   // nullptr and *why set if namespaces cannot be created here.
-  static std::unique_ptr<Topology> namespaces(int hosts, const std::vector<std::pair<int, int>>& links, std::string* why);
+  static std::unique_ptr<Topology> namespaces(int hosts, const std::vector<std::pair<int, int>>& links,
+                                              std::string* why);
   ~Topology();
 
   bool uses_namespaces() const { return !namespaces_.empty(); }

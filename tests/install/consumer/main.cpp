@@ -1,4 +1,5 @@
-// Built against the installed package: connects to an instance nobody serves and expects the documented error.
+// Built against the installed package: connects to an instance nobody serves and expects the documented
+// error.
 #include <shmbus/bus.h>
 #include <shmbus/topic_name.h>
 
