@@ -1,6 +1,7 @@
 #include "test_daemon.h"
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -97,7 +98,14 @@ int TestDaemon::stop(int signal) {
 }
 
 TestDaemon::~TestDaemon() {
-  stop(SIGTERM);
+  const bool was_running = pid_ > 0;
+  const int status = stop(SIGTERM);
+  if (was_running) {
+    // A clean stop must leave nothing behind: no segment, no socket.
+    EXPECT_EQ(status, 0) << "shmbusd exited with " << status << " on SIGTERM";
+    EXPECT_TRUE(segments().empty()) << "shared-memory segments left after a clean daemon stop";
+    EXPECT_FALSE(std::filesystem::exists(socket_path())) << "socket left after a clean daemon stop";
+  }
   for (const auto& s : segments()) std::filesystem::remove("/dev/shm" + s);
   std::error_code ec;
   std::filesystem::remove_all(runtime_dir_, ec);
