@@ -42,6 +42,9 @@ Result<std::unique_ptr<ControlServer>> ControlServer::start(const std::string& i
   const auto stale = shm::Segment::list(segment_prefix(instance));
   if (!stale.empty()) spdlog::warn("found {} segment(s) of a crashed daemon: adopting", stale.size());
   server->registry_.adopt(stale);
+  server->supervisor_ = std::make_unique<ProcessSupervisor>(
+      config.processes,
+      std::vector<std::string>{"SHMBUS_INSTANCE=" + instance, "SHMBUS_RUNTIME_DIR=" + runtime_dir});
   sockaddr_un addr{};
   if (path.size() >= sizeof addr.sun_path)
     return Status{Errc::kInvalidArgument, "socket path too long: " + path};
@@ -65,6 +68,7 @@ Result<std::unique_ptr<ControlServer>> ControlServer::start(const std::string& i
 }
 
 ControlServer::~ControlServer() {
+  supervisor_.reset();  // supervised clients go first, while their topics still exist
   for (auto& [fd, p] : participants_) close(fd);
   registry_.shutdown();
   if (listen_fd_ >= 0) {
@@ -99,6 +103,7 @@ int ControlServer::run() {
       if ((fds[i].revents & POLLIN) ? !serve(fds[i].fd) : true) disconnect(fds[i].fd);
     }
     registry_.tick();
+    if (supervisor_) supervisor_->tick();
     for (uint64_t peer : registry_.take_fenced()) {
       for (const auto& [fd, p] : participants_) {
         if (p.peer.id == peer) {
@@ -268,6 +273,7 @@ void ControlServer::send_stats(int fd) {
                                  {"endpoints", static_cast<int64_t>(p.endpoints.size())}});
   }
   doc.insert("participant", std::move(people));
+  if (supervisor_) supervisor_->report(&doc);
   std::ostringstream out;
   out << doc;
   const std::string text = out.str();

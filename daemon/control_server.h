@@ -10,6 +10,7 @@
 
 #include "daemon/daemon_config.h"
 #include "daemon/instance_lock.h"
+#include "daemon/process_supervisor.h"
 #include "daemon/topic_registry.h"
 
 namespace shmbus::daemon {
@@ -50,6 +51,7 @@ class ControlServer {
   std::string socket_path_;
   DaemonConfig config_;
   TopicRegistry registry_;
+  std::unique_ptr<ProcessSupervisor> supervisor_;
   int listen_fd_ = -1;
   int signal_fd_ = -1;
   uint64_t next_peer_id_ = 1;

@@ -33,6 +33,11 @@ max_message_size = 4194304
 depth = 8
 policy = "lossless"
 allow_publish = ["uid:0"]   # rule lists replace the [defaults] lists for matching topics
+
+[[process]]                 # programs the daemon starts, shows in `shmbus list` and restarts when they die
+name = "bridge"
+command = ["shmbus-bridge", "--config", "/etc/shmbus/bridge.toml"]
+restart = true
 )";
 
 namespace {
@@ -121,8 +126,8 @@ Result<DaemonConfig> parse_daemon_config(std::string_view text, std::string_view
   }
   DaemonConfig config;
   for (const auto& [key, node] : root) {
-    static constexpr std::string_view kKnown[] = {"log_level",         "max_topics", "max_participants",
-                                                  "dead_ring_grace_s", "defaults",   "topic"};
+    static constexpr std::string_view kKnown[] = {
+        "log_level", "max_topics", "max_participants", "dead_ring_grace_s", "defaults", "topic", "process"};
     if (std::find(std::begin(kKnown), std::end(kKnown), key.str()) == std::end(kKnown)) {
       return Status{Errc::kInvalidArgument,
                     where(source, node.source()) + ": unknown key '" + std::string(key.str()) + "'"};
@@ -180,6 +185,48 @@ Result<DaemonConfig> parse_daemon_config(std::string_view text, std::string_view
       if (Status s = read_settings(*t, source, &rule.settings, {"pattern"}); !s.ok()) return s;
       if (Status s = read_access(*t, source, &rule.access); !s.ok()) return s;
       config.topics.push_back(std::move(rule));
+    }
+  }
+  if (const toml::node* n = root.get("process")) {
+    const toml::array* list = n->as_array();
+    if (!list)
+      return Status{Errc::kInvalidArgument,
+                    where(source, n->source()) + ": 'process' must be [[process]] tables"};
+    for (const toml::node& item : *list) {
+      const toml::table* t = item.as_table();
+      if (!t)
+        return Status{Errc::kInvalidArgument,
+                      where(source, item.source()) + ": each [[process]] must be a table"};
+      for (const auto& [key, node] : *t) {
+        if (key.str() != "name" && key.str() != "command" && key.str() != "restart") {
+          return Status{Errc::kInvalidArgument,
+                        where(source, node.source()) + ": unknown key '" + std::string(key.str()) + "'"};
+        }
+      }
+      ProcessSpec spec;
+      const auto name = (*t)["name"].value<std::string>();
+      const toml::array* command = (*t)["command"].as_array();
+      if (!name || name->empty() || !command || command->empty()) {
+        return Status{
+            Errc::kInvalidArgument,
+            where(source, t->source()) + ": [[process]] needs a 'name' and a non-empty 'command' list"};
+      }
+      spec.name = *name;
+      for (const toml::node& arg : *command) {
+        const auto text = arg.value<std::string>();
+        if (!text)
+          return Status{Errc::kInvalidArgument,
+                        where(source, arg.source()) + ": 'command' must hold strings"};
+        spec.command.push_back(*text);
+      }
+      if (const toml::node* r = t->get("restart")) {
+        const auto v = r->value<bool>();
+        if (!v)
+          return Status{Errc::kInvalidArgument,
+                        where(source, r->source()) + ": 'restart' must be true or false"};
+        spec.restart = *v;
+      }
+      config.processes.push_back(std::move(spec));
     }
   }
   return config;

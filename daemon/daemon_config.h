@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "daemon/access_policy.h"
+#include "daemon/process_supervisor.h"
 #include "shmbus/options.h"
 #include "shmbus/status.h"
 
@@ -38,6 +39,7 @@ struct DaemonConfig {
                          .max_subscribers = 32};
   TopicAccess default_access;
   std::vector<TopicRule> topics;  // first match wins
+  std::vector<ProcessSpec> processes;  // started and kept running by the daemon
 };
 
 // Parses a configuration document; errors name the line and the key.

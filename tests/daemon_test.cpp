@@ -278,3 +278,50 @@ TEST(HostileTest, HeadRunningBackwardsAndBadSizesAreFenced) {
 
 }  // namespace
 }  // namespace shmbus::test
+
+namespace shmbus::test {
+namespace {
+
+TEST(SupervisionTest, DaemonStartsRestartsAndStopsConfiguredProcesses) {
+  pid_t first = -1;
+  {
+    TestDaemon daemon("[[process]]\nname = \"helper\"\ncommand = [\"" TEST_PEER_PATH
+                      "\", \"subscribe\", \"supervised/topic\", \"1000000\", \"60\"]\n");
+    auto process = [&]() -> std::pair<int64_t, int64_t> {  // pid, restarts
+      const auto doc = toml::parse(daemon.statistics());
+      const auto* p = doc["process"][0].as_table();
+      if (!p || p->at("state").value<std::string>() != "running") return {-1, -1};
+      return {p->at("pid").value<int64_t>().value_or(-1), p->at("restarts").value<int64_t>().value_or(-1)};
+    };
+    auto wait_running = [&](int64_t not_pid) {
+      const auto deadline = std::chrono::steady_clock::now() + 5s;
+      for (;;) {
+        auto [pid, restarts] = process();
+        if (pid > 0 && pid != not_pid) return std::pair{pid, restarts};
+        if (std::chrono::steady_clock::now() > deadline) return std::pair<int64_t, int64_t>{-1, -1};
+        std::this_thread::sleep_for(20ms);
+      }
+    };
+    auto [pid, restarts] = wait_running(-1);
+    ASSERT_GT(pid, 0);
+    EXPECT_EQ(restarts, 0);
+    first = static_cast<pid_t>(pid);
+    // The supervised program is a bus client of this instance: it shows up as a subscriber.
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (run_process({SHMBUS_CLI_PATH, "list"}).out.find("supervised/topic") == std::string::npos &&
+           std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(20ms);
+    }
+    EXPECT_NE(run_process({SHMBUS_CLI_PATH, "list"}).out.find("helper"), std::string::npos);
+    kill(first, SIGKILL);
+    auto [again, restarts_after] = wait_running(pid);
+    EXPECT_GT(again, 0) << "restarted after kill -9";
+    EXPECT_EQ(restarts_after, 1);
+    first = static_cast<pid_t>(again);
+  }
+  // The daemon stopped its child on SIGTERM.
+  EXPECT_TRUE(kill(first, 0) != 0 && errno == ESRCH);
+}
+
+}  // namespace
+}  // namespace shmbus::test

@@ -58,6 +58,15 @@ Status render_stats(const std::string& document, StatsFormat format, std::ostrea
       }
     }
   }
+  if (const toml::array* processes = doc["process"].as_array(); processes && !processes->empty()) {
+    out << "\n";
+    pad(out, "PROCESS", 20), pad(out, "PID", 9), pad(out, "STATE", 10), out << "RESTARTS\n";
+    for (const toml::node& n : *processes) {
+      const toml::node_view<const toml::node> p{n};
+      pad(out, cell(p["name"]), 20), pad(out, cell(p["pid"]), 9), pad(out, cell(p["state"]), 10),
+          out << cell(p["restarts"]) << "\n";
+    }
+  }
   if (format == StatsFormat::kFull) {
     out << "\n";
     pad(out, "PARTICIPANT", 13), pad(out, "PID", 9), pad(out, "UID", 7), pad(out, "ENDPOINTS", 11),
