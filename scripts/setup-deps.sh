@@ -14,7 +14,7 @@ packages=(
   clang                         # sanitizers
 )
 if [[ "${1:-}" == "--bench" ]]; then
-  packages+=(iceoryx libiceoryx-posh-dev libiceoryx-hoofs-dev gnuplot-nox strace)
+  packages+=(iceoryx libiceoryx-posh-dev libiceoryx-hoofs-dev gnuplot-nox strace python3)
 fi
 
 missing=()

@@ -125,6 +125,25 @@ constexpr bool copies_payload() {
   return true;
 }
 
+// When $BENCH_CDF_DIR is set, an rtt row also writes its latency distribution to
+// $BENCH_CDF_DIR/<peer>-rtt-<size>.cdf: 1000 lines "latency_ns fraction" (nearest-rank quantiles
+// 0.001..1), for the CDF plot of the report (bench/run_comparison.sh). A write failure only warns.
+inline void write_cdf(const char* peer, const BenchOptions& options, const RowResult& row) {
+  const char* dir = std::getenv("BENCH_CDF_DIR");
+  if (dir == nullptr || *dir == '\0' || options.mode != Mode::round_trip || row.round_trips_ns.empty()) return;
+  std::vector<uint64_t> sorted = row.round_trips_ns;
+  std::sort(sorted.begin(), sorted.end());
+  const std::string path = std::string(dir) + "/" + peer + "-rtt-" + std::to_string(options.size) + ".cdf";
+  std::FILE* f = std::fopen(path.c_str(), "w");
+  if (f == nullptr) {
+    std::fprintf(stderr, "%s: warning: cannot write %s\n", g_program_name, path.c_str());
+    return;
+  }
+  for (unsigned per_mille = 1; per_mille <= 1000; ++per_mille)
+    std::fprintf(f, "%llu %.3f\n", static_cast<unsigned long long>(nearest_rank(sorted, per_mille)), per_mille / 1000.0);
+  std::fclose(f);
+}
+
 template <class Peer>
 int run_pair(const BenchOptions& options) {
   SharedRegion control_region(sizeof(ControlBlock));
@@ -163,6 +182,7 @@ int run_pair(const BenchOptions& options) {
   stop_watching_child();
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) throw std::runtime_error("side B failed");
   print_row(Peer::kName, copies_payload<Peer>(), options, row);
+  write_cdf(Peer::kName, options, row);
   return 0;
 }
 
