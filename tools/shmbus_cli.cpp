@@ -9,6 +9,9 @@
 
 #include "shmbus/bus.h"
 #include "tools/stats_view.h"
+#ifdef SHMBUS_WITH_BRIDGE
+#include "bridge/bridge_stats_view.h"
+#endif
 
 namespace {
 
@@ -99,7 +102,16 @@ int main(int argc, char** argv) {
     const auto f = list->parsed()
                        ? shmbus::tools::StatsFormat::kTopicList
                        : (json ? shmbus::tools::StatsFormat::kJson : shmbus::tools::StatsFormat::kFull);
-    if (auto s = shmbus::tools::render_stats(doc.value(), f, std::cout); !s.ok()) return fail(s);
+    std::string document = doc.value();
+#ifdef SHMBUS_WITH_BRIDGE
+    // Bridges publish their own counters on the bus: one JSON document holds both for --json.
+    if (stats->parsed() && json) document = shmbus::tools::with_bridge_stats(bus.value(), document);
+#endif
+    if (auto s = shmbus::tools::render_stats(document, f, std::cout); !s.ok()) return fail(s);
+#ifdef SHMBUS_WITH_BRIDGE
+    if (stats->parsed() && !json)
+      (void)shmbus::bridge::render_bridge_stats(bus.value(), document, false, std::cout);
+#endif
     return 0;
   }
   if (pub->parsed()) {

@@ -1,6 +1,11 @@
 #include "tools/stats_view.h"
 
 #include <toml++/toml.h>
+#include <sstream>
+
+#ifdef SHMBUS_WITH_BRIDGE
+#include "bridge/bridge_stats_view.h"
+#endif
 #include <cstdio>
 
 namespace shmbus::tools {
@@ -81,5 +86,27 @@ Status render_stats(const std::string& document, StatsFormat format, std::ostrea
   }
   return Status::Ok();
 }
+
+#ifdef SHMBUS_WITH_BRIDGE
+std::string with_bridge_stats(Bus& bus, const std::string& document) {
+  auto bridges = bridge::read_bridge_stats(bus, document);
+  if (!bridges || bridges.value().empty()) return document;
+  try {
+    toml::table doc = toml::parse(document);
+    toml::array list;
+    for (const auto& b : bridges.value()) {
+      toml::table t = toml::parse(b.toml);
+      t.insert_or_assign("name", b.name);
+      list.push_back(std::move(t));
+    }
+    doc.insert_or_assign("bridge", std::move(list));
+    std::ostringstream out;
+    out << doc;
+    return out.str();
+  } catch (const toml::parse_error&) {
+    return document;  // a garbled bridge document: show the daemon's part
+  }
+}
+#endif
 
 }  // namespace shmbus::tools

@@ -1,0 +1,322 @@
+#include "bridge/inbound.h"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "bridge/local_discovery.h"
+#include "bridge/stats_document.h"
+#include "bridge/wire_format.h"
+
+namespace shmbus::bridge {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+constexpr int kBatch = 1024;  // messages received before looking at timers and monitors again
+
+void add(std::atomic<uint64_t>& counter, uint64_t n = 1) { counter.fetch_add(n, std::memory_order_relaxed); }
+
+}  // namespace
+
+Inbound::Inbound(const BridgeConfig& config, const TopicMapper& mapper, InboundSockets sockets, uint64_t epoch,
+                 LinkMonitor links, Shared& shared)
+    : config_(config), mapper_(mapper), sockets_(sockets), epoch_(epoch), links_(std::move(links)), shared_(shared),
+      counters_(shared.counters), started_(Clock::now()) {}
+
+Inbound::Route& Inbound::route_of(std::string_view wire) {
+  if (auto it = routes_.find(wire); it != routes_.end()) return it->second;
+  Route r;
+  if (auto m = mapper_.wire_to_local(wire, Direction::kIn)) {
+    r.selected = true;
+    r.local = m->name;
+    r.rule = m->rule;
+    if (config_.relay) {
+      if (auto out = mapper_.local_to_wire(r.local, Direction::kOut)) {
+        r.relay_frame = topic_frame(out->name);
+        r.relay_topic = out->name;
+      }
+    }
+  }
+  return routes_.emplace(std::string(wire), std::move(r)).first->second;
+}
+
+bool Inbound::receive_one() {
+  ZmqMessage topic, header, payload;
+  if (zmq_msg_recv(topic.get(), sockets_.xsub, ZMQ_DONTWAIT) < 0) return false;
+  // Exactly three frames; anything else is drained whole and counted, never half-read into the next message.
+  int frames = 1;
+  bool more = topic.more();
+  if (more) {
+    zmq_msg_recv(header.get(), sockets_.xsub, 0), ++frames, more = header.more();
+  }
+  if (more) {
+    zmq_msg_recv(payload.get(), sockets_.xsub, 0), ++frames, more = payload.more();
+  }
+  while (more) {
+    ZmqMessage extra;
+    zmq_msg_recv(extra.get(), sockets_.xsub, 0), ++frames, more = extra.more();
+  }
+  auto wire = parse_topic_frame(topic.bytes());
+  WireHeader h;
+  if (frames != 3 || !wire) {
+    add(counters_.malformed);
+    return true;
+  }
+  switch (decode_header(header.bytes(), &h)) {
+    case HeaderError::kNone:
+      break;
+    case HeaderError::kUnknownVersion:
+      add(counters_.unknown_version);
+      return true;
+    case HeaderError::kMalformed:
+      add(counters_.malformed);
+      return true;
+  }
+  if (h.origin_id == config_.origin_id) {  // our own message came back round a loop
+    add(counters_.own_origin);
+    return true;
+  }
+  if (h.hops >= config_.max_hops) {
+    add(counters_.hop_limit);
+    return true;
+  }
+  Route& route = route_of(*wire);
+  if (!route.selected) {
+    add(counters_.unselected);
+    return true;
+  }
+  const auto outcome = tracker_.observe(h.origin_id, h.origin_epoch, route.local, h.sequence);
+  if (outcome.verdict == SequenceTracker::Verdict::kDuplicate) {
+    add(counters_.duplicates);
+    return true;
+  }
+  if (outcome.verdict == SequenceTracker::Verdict::kStale) {
+    add(counters_.stale_epoch);
+    return true;
+  }
+  if (outcome.missing) add(counters_.gaps, outcome.missing);
+  deliver(route, h, payload);
+  return true;
+}
+
+void Inbound::deliver(Route& route, const WireHeader& header, ZmqMessage& payload) {
+  const std::size_t size = payload.bytes().size();
+  add(counters_.messages_in);
+  add(counters_.bytes_in, size);
+  if (Publisher* p = publisher_for(route)) {
+    const Status s = p->publish(payload.bytes());
+    if (s.code() == Errc::kMessageTooLarge) {
+      add(counters_.too_large);
+    } else if (!s.ok()) {
+      add(counters_.publish_failed);
+    }
+  } else {
+    add(counters_.publish_failed);
+  }
+  if (route.relay_frame && route.interest_version != shared_.remote_interest.version()) {
+    route.interest_version = shared_.remote_interest.version();
+    route.relay_wanted = shared_.remote_interest.wanted(route.relay_topic);
+  }
+  if (route.relay_frame && route.relay_wanted) {
+    WireHeader relayed = header;
+    relayed.hops = static_cast<uint8_t>(header.hops + 1);
+    relayed.flags |= kFlagRelayed;
+    if (!shared_.relay.push({*route.relay_frame, encode_header(relayed), std::move(payload)})) add(counters_.relay_dropped);
+  }
+}
+
+Publisher* Inbound::publisher_for(const Route& route) {
+  if (auto it = publishers_.find(route.local); it != publishers_.end()) return &it->second;
+  if (!bus_) return nullptr;
+  if (auto retry = publisher_retry_.find(route.local); retry != publisher_retry_.end() && Clock::now() < retry->second) {
+    return nullptr;
+  }
+  PublisherOptions o;
+  o.topic = route.rule->topic;
+  o.full_timeout = config_.full_timeout;
+  auto p = bus_->publisher(route.local, o);
+  if (!p) {
+    spdlog::warn("inbound: cannot publish on local topic {}: {} (retrying in 1 s)", route.local, p.status().to_string());
+    publisher_retry_[route.local] = Clock::now() + 1s;
+    if (p.status().code() == Errc::kDaemonUnavailable) lose_bus(p.status());
+    return nullptr;
+  }
+  auto& stored = publishers_.emplace(route.local, std::move(p).value()).first->second;
+  update_own_publishers();
+  return &stored;
+}
+
+void Inbound::update_own_publishers() {
+  std::vector<uint64_t> ids;
+  for (const auto& [topic, p] : publishers_) ids.push_back(p.id());
+  shared_.own_publishers.set(std::move(ids));
+}
+
+void Inbound::lose_bus(const Status& why) {
+  if (!bus_) return;
+  spdlog::warn("inbound: lost the local daemon ({}); reconnecting", why.to_string());
+  publishers_.clear();
+  publisher_retry_.clear();
+  update_own_publishers();
+  stats_publisher_.reset();
+  bus_.reset();
+  shared_.daemon_losses.fetch_add(1, std::memory_order_relaxed);
+}
+
+bool Inbound::ensure_bus() {
+  if (bus_) return true;
+  if (Clock::now() < next_connect_) return false;
+  next_connect_ = Clock::now() + 200ms;
+  BusOptions o{.instance = config_.instance, .runtime_dir = config_.runtime_dir, .name = "shmbus-bridge:" + config_.name + "/in"};
+  auto bus = Bus::connect(o);
+  if (!bus) return false;
+  bus_.emplace(std::move(bus).value());
+  spdlog::info("connected to shmbus instance {}", bus_->instance());
+  return true;
+}
+
+void Inbound::discover() {
+  if (!ensure_bus()) return;
+  auto doc = bus_->daemon_statistics();
+  if (!doc) {
+    lose_bus(doc.status());
+    return;
+  }
+  auto topics = topics_with_foreign_subscribers(doc.value(), getpid());
+  if (!topics) {
+    spdlog::warn("inbound: {}", topics.status().to_string());
+    return;
+  }
+  std::set<std::string> wanted;
+  std::set<std::string> wanted_local;
+  for (const auto& local : topics.value()) {
+    if (auto m = mapper_.local_to_wire(local, Direction::kIn)) {
+      wanted.insert(m->name);
+      wanted_local.insert(local);
+    }
+  }
+  for (const auto& wire : wanted) {
+    if (subscribed_.insert(wire).second) {
+      const std::string frame = subscription_frame(wire, true);
+      zmq_send(sockets_.xsub, frame.data(), frame.size(), 0);
+      spdlog::info("inbound: subscribing to {} for local subscribers", wire);
+    }
+    // Open the local publisher now, not on the first message: that one would otherwise wait for a control
+    // round trip to the daemon and the topic's reshaping.
+    if (Route& r = route_of(wire); r.selected) publisher_for(r);
+  }
+  for (auto it = subscribed_.begin(); it != subscribed_.end();) {
+    if (wanted.count(*it)) {
+      ++it;
+      continue;
+    }
+    const std::string frame = subscription_frame(*it, false);
+    zmq_send(sockets_.xsub, frame.data(), frame.size(), 0);
+    spdlog::info("inbound: unsubscribing from {}: no local subscriber left", *it);
+    it = subscribed_.erase(it);
+  }
+  // A publisher of ours keeps its topic alive in the daemon: let go once nobody here listens.
+  bool changed = false;
+  for (auto it = publishers_.begin(); it != publishers_.end();) {
+    if (wanted_local.count(it->first)) {
+      ++it;
+    } else {
+      it = publishers_.erase(it), changed = true;
+    }
+  }
+  if (changed) update_own_publishers();
+}
+
+void Inbound::publish_stats() {
+  if (!bus_) return;
+  const std::string doc = render_stats_document({config_, epoch_,
+                                                 static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started_).count()),
+                                                 counters_, links_, tracker_, subscribed_.size(), publishers_.size(), true});
+  if (!stats_publisher_) {  // opened lazily: after a daemon restart the old one went with its Bus
+    // Depth 4 with history 1: a reader that subscribes with history gets the latest document at once.
+    PublisherOptions o;
+    o.topic = TopicSettings{.max_message_size = kStatsMaxSize, .depth = 4, .policy = Policy::kLossy, .history = 1,
+                            .max_publishers = 2};
+    auto p = bus_->publisher(stats_topic(config_.name), o);
+    if (!p && p.status().code() == Errc::kIncompatibleSettings) p = bus_->publisher(stats_topic(config_.name));
+    if (!p) {
+      spdlog::warn("cannot publish statistics: {}", p.status().to_string());
+      return;
+    }
+    stats_publisher_.emplace(std::move(p).value());
+  }
+  if (doc.size() > stats_publisher_->max_message_size()) return;
+  (void)stats_publisher_->publish(std::as_bytes(std::span(doc.data(), doc.size())));
+}
+
+void Inbound::drain_monitor(void* monitor, bool listening) {
+  while (auto e = read_monitor_event(monitor)) {
+    const bool failed = e->event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH || e->event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ||
+                        e->event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL;
+    if (failed && !listening) redial_.emplace(e->address, Clock::now() + 1s);  // after every failure, not the first
+    const std::string change = links_.apply(*e, listening);
+    if (change.empty()) continue;
+    if (failed) {
+      spdlog::warn("{}", change);
+    } else {
+      spdlog::info("{}", change);
+    }
+  }
+}
+
+void Inbound::redial_refused_peers() {
+  for (auto it = redial_.begin(); it != redial_.end();) {
+    if (Clock::now() < it->second) {
+      ++it;
+      continue;
+    }
+    for (const Peer& peer : config_.peers) {
+      if (peer.endpoint != it->first) continue;
+      zmq_disconnect(sockets_.xsub, peer.endpoint.c_str());
+      if (config_.curve) {
+        zmq_setsockopt(sockets_.xsub, ZMQ_CURVE_PUBLICKEY, config_.public_key.c_str(), 41);
+        zmq_setsockopt(sockets_.xsub, ZMQ_CURVE_SECRETKEY, config_.secret_key.c_str(), 41);
+        zmq_setsockopt(sockets_.xsub, ZMQ_CURVE_SERVERKEY, peer.server_key.c_str(), 41);
+      }
+      if (zmq_connect(sockets_.xsub, peer.endpoint.c_str()) != 0) {
+        spdlog::warn("cannot dial {} again: {}", peer.endpoint, zmq_strerror(zmq_errno()));
+      }
+    }
+    it = redial_.erase(it);
+  }
+}
+
+void Inbound::run() {
+  auto next_discovery = Clock::now();
+  auto next_stats = Clock::now() + 200ms;
+  zmq_pollitem_t items[] = {{sockets_.xsub, 0, ZMQ_POLLIN, 0},
+                            {sockets_.xsub_monitor, 0, ZMQ_POLLIN, 0},
+                            {sockets_.xpub_monitor, 0, ZMQ_POLLIN, 0}};
+  while (!shared_.stop.load(std::memory_order_relaxed)) {
+    const auto now = Clock::now();
+    if (now >= next_discovery) {
+      discover();
+      next_discovery = now + config_.discovery_interval;
+    }
+    redial_refused_peers();
+    if (now >= next_stats) {
+      publish_stats();
+      next_stats = now + config_.stats_interval;
+    }
+    const auto wait = std::min(next_discovery, next_stats) - Clock::now();
+    const long timeout_ms = std::max<long>(0, std::chrono::duration_cast<std::chrono::milliseconds>(wait).count());
+    if (zmq_poll(items, 3, std::min(timeout_ms, 100l)) < 0) continue;
+    for (int i = 0; i < kBatch && receive_one(); ++i) {
+    }
+    if (items[1].revents & ZMQ_POLLIN) drain_monitor(sockets_.xsub_monitor, false);
+    if (items[2].revents & ZMQ_POLLIN) drain_monitor(sockets_.xpub_monitor, true);
+  }
+  publish_stats();  // the final figures, for whoever reads them after we are gone
+  publishers_.clear();
+  stats_publisher_.reset();
+  bus_.reset();
+}
+
+}  // namespace shmbus::bridge

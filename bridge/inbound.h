@@ -1,0 +1,86 @@
+// The inbound side of the bridge (one thread): subscribes upstream (XSUB) to the wire topics our local
+// subscribers need, receives from peers, validates and de-duplicates each message, publishes it on the local
+// bus and queues it for relaying to our own peers. It also watches link state (socket monitors) and publishes
+// the bridge's statistics. Owns the XSUB socket and the monitor sockets while it runs.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <unordered_map>
+
+#include "bridge/bridge_config.h"
+#include "bridge/bridge_shared.h"
+#include "bridge/link_monitor.h"
+#include "bridge/sequence_tracker.h"
+#include "bridge/topic_mapper.h"
+#include "shmbus/bus.h"
+
+namespace shmbus::bridge {
+
+struct InboundSockets {
+  void* xsub = nullptr;
+  void* xsub_monitor = nullptr;  // PAIR connected to the XSUB's monitor
+  void* xpub_monitor = nullptr;  // PAIR connected to the XPUB's monitor
+};
+
+class Inbound {
+ public:
+  Inbound(const BridgeConfig& config, const TopicMapper& mapper, InboundSockets sockets, uint64_t epoch,
+          LinkMonitor links, Shared& shared);
+  // Runs until shared.stop is set.
+  void run();
+
+ private:
+  struct Route {  // what a wire topic maps to, cached: rules are matched once per topic, not per message
+    bool selected = false;
+    std::string local;
+    const Rule* rule = nullptr;
+    std::optional<std::string> relay_frame;  // the frame to relay under, if an out rule selects the topic
+    std::string relay_topic;                 // the same without the NUL
+    uint64_t interest_version = ~0ull;       // RemoteInterest version relay_wanted was computed at
+    bool relay_wanted = false;               // a peer subscribes to relay_topic
+  };
+  struct Hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+
+  bool receive_one();
+  void deliver(Route& route, const WireHeader& header, ZmqMessage& payload);
+  Route& route_of(std::string_view wire);
+  Publisher* publisher_for(const Route& route);
+  void discover();
+  void lose_bus(const Status& why);
+  bool ensure_bus();
+  void publish_stats();
+  void drain_monitor(void* monitor, bool listening);
+  void update_own_publishers();
+  void redial_refused_peers();
+
+  const BridgeConfig& config_;
+  const TopicMapper& mapper_;
+  InboundSockets sockets_;
+  uint64_t epoch_;
+  LinkMonitor links_;
+  Shared& shared_;
+  Counters& counters_;
+  std::chrono::steady_clock::time_point started_;
+
+  std::optional<Bus> bus_;
+  std::chrono::steady_clock::time_point next_connect_{};
+  std::unordered_map<std::string, Route, Hash, std::equal_to<>> routes_;
+  std::unordered_map<std::string, Publisher> publishers_;  // by local topic
+  std::unordered_map<std::string, std::chrono::steady_clock::time_point> publisher_retry_;
+  std::set<std::string> subscribed_;  // wire topics subscribed upstream
+  SequenceTracker tracker_;
+  std::optional<Publisher> stats_publisher_;
+  // Peers whose handshake failed, and when to dial them again: libzmq 4.3 gives up on a connection after a
+  // handshake error (a refused key), so without this a peer fixed later would never be reached.
+  std::map<std::string, std::chrono::steady_clock::time_point> redial_;
+};
+
+}  // namespace shmbus::bridge

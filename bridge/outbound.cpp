@@ -1,0 +1,198 @@
+#include "bridge/outbound.h"
+
+#include <spdlog/spdlog.h>
+#include <zmq.h>
+
+#include <array>
+#include <cstring>
+
+namespace shmbus::bridge {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+constexpr int kBatch = 256;  // messages taken from one subscriber before serving the others
+
+int64_t now_ns(auto clock_now) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(clock_now.time_since_epoch()).count();
+}
+
+}  // namespace
+
+Outbound::Outbound(const BridgeConfig& config, const TopicMapper& mapper, void* xpub, uint64_t epoch, Shared& shared)
+    : config_(config), mapper_(mapper), xpub_(xpub), epoch_(epoch), shared_(shared), counters_(shared.counters) {}
+
+bool Outbound::ensure_bus() {
+  const uint64_t losses = shared_.daemon_losses.load(std::memory_order_relaxed);
+  if (losses != losses_seen_) {
+    losses_seen_ = losses;
+    if (bus_) spdlog::warn("outbound: local daemon gone; dropping {} local subscription(s)", routes_.size());
+    close_all_routes();
+    bus_.reset();
+  }
+  if (bus_) return true;
+  if (Clock::now() < next_connect_) return false;
+  next_connect_ = Clock::now() + 200ms;
+  BusOptions o{.instance = config_.instance, .runtime_dir = config_.runtime_dir, .name = "shmbus-bridge:" + config_.name + "/out"};
+  auto bus = Bus::connect(o);
+  if (!bus) return false;
+  bus_.emplace(std::move(bus).value());
+  for (const auto& wire : wanted_) open_route(wire);
+  return true;
+}
+
+void Outbound::open_route(const std::string& wire) {
+  if (!bus_ || routes_.count(wire)) return;
+  auto mapping = mapper_.wire_to_local(wire, Direction::kOut);
+  if (!mapping) return;
+  SubscriberOptions o;
+  o.max_held_samples = 4;
+  auto sub = bus_->subscriber(mapping->name, o);
+  if (!sub) {
+    spdlog::warn("outbound: cannot subscribe to local topic {} for peers: {}", mapping->name, sub.status().to_string());
+    if (sub.status().code() == Errc::kDaemonUnavailable) shared_.daemon_losses.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  auto route = std::make_unique<Route>(Route{mapping->name, topic_frame(wire), std::move(sub).value(), 0});
+  route->dropped_seen = route->subscriber.dropped();
+  wait_set_.add(route->subscriber);
+  spdlog::info("outbound: peers subscribed to {} (local topic {})", wire, route->local);
+  routes_.emplace(wire, std::move(route));
+}
+
+void Outbound::close_route(const std::string& wire) {
+  auto it = routes_.find(wire);
+  if (it == routes_.end()) return;
+  wait_set_.remove(it->second->subscriber);
+  spdlog::info("outbound: no peer subscribes to {} any more", wire);
+  routes_.erase(it);
+}
+
+void Outbound::close_all_routes() {
+  for (auto& [wire, route] : routes_) wait_set_.remove(route->subscriber);
+  routes_.clear();
+}
+
+void Outbound::handle_subscriptions() {
+  // XPUB hands us a subscription only on a topic's first subscriber and last unsubscriber among all peers
+  // (not verbose): wanted_ mirrors the union of our peers' subscriptions.
+  std::array<std::byte, 512> buf;
+  for (;;) {
+    const int n = zmq_recv(xpub_, buf.data(), buf.size(), ZMQ_DONTWAIT);
+    if (n < 0) return;
+    auto s = static_cast<std::size_t>(n) <= buf.size()
+                 ? parse_subscription_frame(std::span<const std::byte>(buf.data(), static_cast<std::size_t>(n)))
+                 : std::nullopt;
+    if (!s) continue;  // not a subscription of ours (a truncated or foreign frame): nothing to do
+    const std::string wire(s->wire_topic);
+    if (s->subscribe) {
+      if (!mapper_.wire_to_local(wire, Direction::kOut)) {
+        counters_.unselected_subscriptions.fetch_add(1, std::memory_order_relaxed);
+        spdlog::debug("outbound: peer subscription to {} selected by no out rule: ignored", wire);
+        continue;
+      }
+      wanted_.insert(wire);
+      open_route(wire);
+    } else {
+      wanted_.erase(wire);
+      close_route(wire);
+    }
+    counters_.remote_topics.store(wanted_.size(), std::memory_order_relaxed);
+    shared_.remote_interest.set({wanted_.begin(), wanted_.end()});
+  }
+}
+
+bool Outbound::own(uint64_t publisher_id) {
+  if (shared_.own_publishers.changed(own_version_)) own_version_ = shared_.own_publishers.snapshot(&own_ids_);
+  for (uint64_t id : own_ids_) {
+    if (id == publisher_id) return true;
+  }
+  return false;
+}
+
+bool Outbound::send(const std::string& frame, const HeaderBytes& header, ZmqMessage& payload) {
+  // Lossless mode blocks on the first frame (SNDTIMEO); otherwise ZeroMQ drops at a full peer by itself.
+  const int first_flags = ZMQ_SNDMORE | (config_.lossless ? 0 : ZMQ_DONTWAIT);
+  if (zmq_send(xpub_, frame.data(), frame.size(), first_flags) < 0) {
+    counters_.send_dropped.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  zmq_send(xpub_, header.data(), header.size(), ZMQ_SNDMORE);
+  zmq_msg_send(payload.get(), xpub_, 0);
+  return true;
+}
+
+void Outbound::drain(Route& route) {
+  for (int i = 0; i < kBatch; ++i) {
+    Sample sample = route.subscriber.try_take();
+    if (!sample) break;
+    if (own(sample.publisher_id())) continue;  // came from the network: the inbound side relays those
+    // Copy out first: on a lossy topic the publisher may overwrite the slot while we read it.
+    ZmqMessage payload(sample.size());
+    std::memcpy(payload.bytes().data(), sample.data(), sample.size());
+    uint64_t& sequence = next_sequence_[route.frame];
+    const uint64_t dropped = route.subscriber.dropped();
+    if (dropped != route.dropped_seen || !sample.still_valid()) {
+      // Losses on our own subscriber become sequence gaps downstream: skip their numbers so they are seen.
+      const uint64_t lost = dropped - route.dropped_seen + (sample.still_valid() ? 0 : 1);
+      counters_.local_dropped.fetch_add(lost, std::memory_order_relaxed);
+      sequence += lost;
+      route.dropped_seen = dropped;
+      if (!sample.still_valid()) continue;
+    }
+    const WireHeader h{.hops = 0, .flags = 0, .origin_id = config_.origin_id, .origin_epoch = epoch_,
+                       .sequence = ++sequence,
+                       .publish_time_ns = static_cast<uint64_t>(now_ns(sample.publish_time()) + realtime_offset_ns_)};
+    const std::size_t size = sample.size();
+    sample = Sample();  // release the slot before a possibly blocking send
+    if (send(route.frame, encode_header(h), payload)) {
+      counters_.messages_out.fetch_add(1, std::memory_order_relaxed);
+      counters_.bytes_out.fetch_add(size, std::memory_order_relaxed);
+    }
+  }
+}
+
+void Outbound::send_relays() {
+  shared_.relay.take_all(&relays_);
+  for (auto& item : relays_) {
+    if (send(item.topic_frame, item.header, item.payload)) counters_.relayed_out.fetch_add(1, std::memory_order_relaxed);
+  }
+  relays_.clear();
+}
+
+void Outbound::run() {
+  // A relay waits for our next wake-up: with peers to relay from, wake at least every millisecond.
+  const auto idle = (config_.relay && !config_.peers.empty()) ? 1ms : 2ms;
+  auto next_check = Clock::now();
+  while (!shared_.stop.load(std::memory_order_relaxed)) {
+    ensure_bus();
+    handle_subscriptions();
+    send_relays();
+    realtime_offset_ns_ = now_ns(std::chrono::system_clock::now()) - now_ns(Clock::now());
+    if (routes_.empty()) {
+      zmq_pollitem_t item{xpub_, 0, ZMQ_POLLIN, 0};
+      zmq_poll(&item, 1, static_cast<long>(idle.count()));
+      continue;
+    }
+    for (Subscriber* ready : wait_set_.wait(idle)) {
+      for (auto& [wire, route] : routes_) {
+        if (&route->subscriber == ready) drain(*route);
+      }
+    }
+    if (Clock::now() >= next_check) {
+      // A daemon stopped by SIGTERM closes its topics; one killed outright is noticed by the inbound side.
+      next_check = Clock::now() + 100ms;
+      for (auto& [wire, route] : routes_) {
+        if (route->subscriber.closed()) {
+          shared_.daemon_losses.fetch_add(1, std::memory_order_relaxed);
+          break;
+        }
+      }
+    }
+  }
+  close_all_routes();
+  bus_.reset();
+}
+
+}  // namespace shmbus::bridge

@@ -1,0 +1,69 @@
+// The outbound side of the bridge (one thread): reads the subscriptions our peers send to the XPUB socket,
+// subscribes on the local bus to exactly those topics that an out rule selects, and sends what local
+// publishers publish there to the peers, each message numbered per topic. It also passes on messages of other
+// origins that the inbound thread queued for relaying. Owns the XPUB socket while it runs.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "bridge/bridge_config.h"
+#include "bridge/bridge_shared.h"
+#include "bridge/topic_mapper.h"
+#include "shmbus/bus.h"
+#include "shmbus/wait_set.h"
+
+namespace shmbus::bridge {
+
+class Outbound {
+ public:
+  // `epoch`: this bridge run's start (ns since the Unix epoch), carried in every header.
+  Outbound(const BridgeConfig& config, const TopicMapper& mapper, void* xpub, uint64_t epoch, Shared& shared);
+  // Runs until shared.stop is set.
+  void run();
+
+ private:
+  struct Route {
+    std::string local;  // the local topic
+    std::string frame;  // the wire topic frame
+    Subscriber subscriber;
+    uint64_t dropped_seen = 0;  // subscriber.dropped() already accounted for
+  };
+
+  void handle_subscriptions();
+  void open_route(const std::string& wire);
+  void close_route(const std::string& wire);
+  void close_all_routes();
+  bool ensure_bus();
+  void drain(Route& route);
+  bool send(const std::string& frame, const HeaderBytes& header, ZmqMessage& payload);
+  void send_relays();
+  bool own(uint64_t publisher_id);
+
+  const BridgeConfig& config_;
+  const TopicMapper& mapper_;
+  void* xpub_;
+  uint64_t epoch_;
+  Shared& shared_;
+  Counters& counters_;
+
+  std::optional<Bus> bus_;
+  std::chrono::steady_clock::time_point next_connect_{};
+  uint64_t losses_seen_ = 0;
+  std::set<std::string> wanted_;                               // wire topics peers want that a rule selects
+  std::map<std::string, std::unique_ptr<Route>> routes_;        // by wire topic; stable addresses for WaitSet
+  std::unordered_map<std::string, uint64_t> next_sequence_;     // by wire topic; survives route re-opening
+  WaitSet wait_set_;
+  std::vector<uint64_t> own_ids_;
+  uint64_t own_version_ = ~0ull;
+  std::vector<RelayQueue::Item> relays_;
+  int64_t realtime_offset_ns_ = 0;  // system_clock - steady_clock, refreshed on every wake
+};
+
+}  // namespace shmbus::bridge

@@ -1,0 +1,39 @@
+#include "bridge/sequence_tracker.h"
+
+namespace shmbus::bridge {
+
+SequenceTracker::Outcome SequenceTracker::observe(uint64_t origin, uint64_t epoch, std::string_view topic,
+                                                  uint64_t sequence) {
+  Origin& o = origins_[origin];
+  if (epoch < o.epoch) return {Verdict::kStale, 0};
+  if (epoch > o.epoch) {
+    // The origin's bridge restarted: its sequences start again at 1. Streams keep their loss totals.
+    o.epoch = epoch;
+    for (auto& [name, state] : o.topics) state.fresh = true;
+  }
+  auto it = o.topics.find(topic);
+  if (it == o.topics.end()) it = o.topics.emplace(std::string(topic), TopicState{}).first;
+  TopicState& t = it->second;
+  if (t.fresh) {
+    // First message of this stream (or epoch) seen here: what came before it was never ours to miss.
+    t.fresh = false;
+    t.last = sequence;
+    ++t.delivered;
+    return {Verdict::kDeliver, 0};
+  }
+  if (sequence <= t.last) return {Verdict::kDuplicate, 0};
+  const uint64_t missing = sequence - t.last - 1;
+  t.last = sequence;
+  t.missing += missing;
+  ++t.delivered;
+  return {Verdict::kDeliver, missing};
+}
+
+void SequenceTracker::for_each(
+    const std::function<void(uint64_t, uint64_t, const std::string&, const TopicState&)>& f) const {
+  for (const auto& [origin, o] : origins_) {
+    for (const auto& [topic, state] : o.topics) f(origin, o.epoch, topic, state);
+  }
+}
+
+}  // namespace shmbus::bridge

@@ -1,0 +1,47 @@
+// Duplicate suppression and loss accounting for what arrives from the network, keyed by origin and topic.
+// A message is new when its sequence is above the last one delivered for its (origin, epoch, topic); a newer
+// epoch (the origin bridge restarted) starts the origin's topics afresh, an older one is stale. Owned by one
+// thread.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+namespace shmbus::bridge {
+
+class SequenceTracker {
+ public:
+  enum class Verdict { kDeliver, kDuplicate, kStale };
+  struct Outcome {
+    Verdict verdict = Verdict::kDeliver;
+    uint64_t missing = 0;  // sequences skipped just before this one (a gap), when delivered
+  };
+
+  Outcome observe(uint64_t origin, uint64_t epoch, std::string_view topic, uint64_t sequence);
+
+  struct TopicState {
+    uint64_t last = 0;     // last delivered sequence
+    uint64_t missing = 0;  // total skipped so far
+    uint64_t delivered = 0;
+    bool fresh = true;     // no message of the current epoch seen yet
+  };
+  // Calls f(origin, epoch, topic, state) for every tracked stream.
+  void for_each(const std::function<void(uint64_t, uint64_t, const std::string&, const TopicState&)>& f) const;
+
+ private:
+  // Heterogeneous lookup: the hot path looks topics up by string_view without building a std::string.
+  struct Hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  struct Origin {
+    uint64_t epoch = 0;
+    std::unordered_map<std::string, TopicState, Hash, std::equal_to<>> topics;
+  };
+  std::unordered_map<uint64_t, Origin> origins_;
+};
+
+}  // namespace shmbus::bridge

@@ -1,0 +1,178 @@
+// Messages from a publisher on host A to subscribers on host B through two real bridges over real TCP:
+// volume with checksums, only subscribed topics crossing, and a subscriber that starts before the publisher.
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "common_messages.h"
+#include "support/bridge_fixture.h"
+
+namespace shmbus::test {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+// Lossless end to end: lossless topics on both hosts and a bridge that waits for its peer instead of
+// dropping.
+const char* kLosslessRules = R"(
+[[rule]]
+pattern = "flow/**"
+direction = "both"
+policy = "lossless"
+depth = 1024
+)";
+
+bool wait_until(const std::function<bool()>& f, std::chrono::seconds limit = 20s) {
+  const auto deadline = Clock::now() + limit;
+  while (Clock::now() < deadline) {
+    if (f()) return true;
+    std::this_thread::sleep_for(5ms);
+  }
+  return false;
+}
+
+class BridgeFlowTest : public BridgeTest {
+ protected:
+  void start_pair(const std::string& rules, const std::string& network = "lossless = true") {
+    make_hosts(2, {{0, 1}});
+    if (IsSkipped()) return;
+    ASSERT_TRUE(host(0).start_bridge(config(0, {}, {1}, rules, network)));
+    ASSERT_TRUE(host(1).start_bridge(config(1, {0}, {}, rules, network)));
+  }
+};
+
+TEST_P(BridgeFlowTest, HundredThousandMessagesArriveIntactInOrderAndCounted) {
+  start_pair(kLosslessRules);
+  if (IsSkipped()) return;
+  constexpr uint64_t kCount = 100000;
+  Bus bus_b = host(1).connect("receiver");
+  auto sub = bus_b.subscriber("flow/data", {.max_held_samples = 64});
+  ASSERT_TRUE(sub.ok()) << sub.status().to_string();
+  Bus bus_a = host(0).connect("sender");
+  PublisherOptions po{
+      .topic = {.max_message_size = sizeof(Numbered), .depth = 1024, .policy = Policy::kLossless},
+      .full_timeout = 5000ms};
+  auto pub = bus_a.publisher("flow/data", po);
+  ASSERT_TRUE(pub.ok()) << pub.status().to_string();
+  // Remote interest shows up locally as a subscriber: the bridge's.
+  ASSERT_TRUE(wait_until([&] { return pub->subscribers() > 0; })) << "the subscription never reached host A";
+
+  uint64_t received = 0, bad = 0, out_of_order = 0;
+  std::thread receiver([&] {
+    auto last_progress = Clock::now();
+    while (received < kCount && Clock::now() - last_progress < 20s) {
+      Sample m = sub->take(100ms);
+      if (!m) continue;
+      Numbered n;
+      if (!read_numbered(m.bytes(), &n)) {
+        ++bad;
+      } else if (n.number != received + 1) {
+        ++out_of_order;
+      }
+      ++received;
+      last_progress = Clock::now();
+    }
+  });
+  for (uint64_t i = 1; i <= kCount; ++i) {
+    const Numbered m = numbered(i);
+    Status s;
+    while ((s = pub->publish(std::as_bytes(std::span(&m, 1)))).code() == Errc::kTimeout) {
+    }
+    ASSERT_TRUE(s.ok()) << s.to_string();
+  }
+  receiver.join();
+  EXPECT_EQ(received, kCount);
+  EXPECT_EQ(bad, 0u);
+  EXPECT_EQ(out_of_order, 0u);
+  EXPECT_TRUE(
+      host(1).wait_stats([&](const toml::table& s) { return stat(s, "in", "messages") == int64_t(kCount); }));
+  const toml::table in = host(1).bridge_stats();
+  EXPECT_EQ(stat(in, "in", "gaps"), 0);
+  EXPECT_EQ(stat(in, "in", "bytes"), int64_t(kCount * sizeof(Numbered)));
+  EXPECT_EQ(stat(in, "in", "malformed"), 0);
+  EXPECT_EQ(stat(host(0).bridge_stats(), "out", "messages"), int64_t(kCount));
+}
+
+TEST_P(BridgeFlowTest, OnlySubscribedTopicsCrossAndNamesNeverPrefixMatch) {
+  start_pair(R"(
+[[rule]]
+pattern = "t/**"
+policy = "lossless"
+)");
+  if (IsSkipped()) return;
+  constexpr int kCount = 200;
+  Bus bus_b = host(1).connect("receiver");
+  auto sub = bus_b.subscriber("t/a");
+  ASSERT_TRUE(sub.ok());
+  Bus bus_a = host(0).connect("sender");
+  PublisherOptions po{.topic = {.max_message_size = 1000, .depth = 256, .policy = Policy::kLossless},
+                      .full_timeout = 5000ms};
+  auto pub_a = bus_a.publisher("t/a", po), pub_ab = bus_a.publisher("t/ab", po),
+       pub_other = bus_a.publisher("t/other", po);
+  ASSERT_TRUE(pub_a.ok() && pub_ab.ok() && pub_other.ok());
+  ASSERT_TRUE(wait_until([&] { return pub_a->subscribers() > 0; }));
+  const uint64_t wire_before = topology_->tx_bytes(0, 1);
+  for (int i = 0; i < kCount; ++i) {
+    for (auto [p, fill] : {std::pair{&*pub_a, 'a'}, std::pair{&*pub_ab, 'b'}, std::pair{&*pub_other, 'o'}}) {
+      const std::string text(1000, fill);
+      ASSERT_TRUE(p->publish(std::as_bytes(std::span(text.data(), text.size()))).ok());
+    }
+  }
+  int got = 0, wrong = 0;
+  while (got < kCount) {
+    Sample m = sub->take(10s);
+    if (!m) break;
+    ++got;
+    wrong += m.size() != 1000 || static_cast<char>(m.bytes()[0]) != 'a';
+  }
+  EXPECT_EQ(got, kCount);
+  EXPECT_EQ(wrong, 0);
+  EXPECT_FALSE(sub->take(300ms)) << "more than what was published on t/a arrived";
+  // The bridge on A never even subscribed locally to what nobody on B wants.
+  EXPECT_EQ(pub_ab->subscribers(), 0u);
+  EXPECT_EQ(pub_other->subscribers(), 0u);
+  EXPECT_TRUE(host(1).wait_stats([&](const toml::table& s) { return stat(s, "in", "messages") == kCount; }));
+  const toml::table out = host(0).bridge_stats();
+  EXPECT_EQ(stat(out, "out", "messages"), kCount);
+  EXPECT_EQ(stat(out, "out", "bytes"), kCount * 1000);
+  EXPECT_EQ(stat(out, "out", "remote_topics"), 1);
+  if (topology_->uses_namespaces()) {
+    // On the wire: one topic's 200 KB plus framing and TCP/IP overhead, not the three topics' 600 KB.
+    const uint64_t sent = topology_->tx_bytes(0, 1) - wire_before;
+    EXPECT_GE(sent, uint64_t{kCount} * 1000);
+    EXPECT_LT(sent, uint64_t{kCount} * 1000 * 3 / 2) << "bytes on the wire: " << sent;
+  }
+}
+
+TEST_P(BridgeFlowTest, SubscriberStartedBeforeTheRemotePublisherGetsTheFirstMessage) {
+  start_pair(kLosslessRules);
+  if (IsSkipped()) return;
+  Bus bus_b = host(1).connect("early-subscriber");
+  auto sub = bus_b.subscriber("flow/late");
+  ASSERT_TRUE(sub.ok());
+  // The subscription travels to A before any publisher exists there: A's bridge subscribes locally.
+  Bus bus_a = host(0).connect("late-publisher");
+  ASSERT_TRUE(wait_until([&] {
+    auto doc = bus_a.daemon_statistics();
+    return doc.ok() && doc->find("name = 'flow/late'") != std::string::npos;
+  })) << "host A never saw the remote subscription";
+  auto pub = bus_a.publisher("flow/late", {.topic = {.max_message_size = sizeof(Numbered)}});
+  ASSERT_TRUE(pub.ok());
+  for (uint64_t i = 1; i <= 50; ++i) {  // immediately: no waiting for subscribers
+    const Numbered m = numbered(i);
+    ASSERT_TRUE(pub->publish(std::as_bytes(std::span(&m, 1))).ok());
+  }
+  for (uint64_t i = 1; i <= 50; ++i) {
+    Sample m = sub->take(10s);
+    ASSERT_TRUE(m) << "message " << i << " never arrived";
+    Numbered n;
+    ASSERT_TRUE(read_numbered(m.bytes(), &n));
+    EXPECT_EQ(n.number, i);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Net, BridgeFlowTest, ::testing::Values(Net::kNamespaces, Net::kLoopback), net_name);
+
+}  // namespace
+}  // namespace shmbus::test

@@ -1,0 +1,136 @@
+// What the bridge refuses: peers whose CURVE key is not on the allow-list (refused and logged, counted on
+// both sides), and frames that are malformed or of an unknown wire version (counted and dropped, the bridge
+// carries on).
+#include <gtest/gtest.h>
+#include <zmq.h>
+
+#include <thread>
+
+#include "bridge/wire_format.h"
+#include "common_messages.h"
+#include "support/bridge_fixture.h"
+
+namespace shmbus::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+const char* kRules = R"(
+[[rule]]
+pattern = "sec/**"
+)";
+
+class BridgeSecurityTest : public BridgeTest {};
+
+TEST_P(BridgeSecurityTest, PeerWithAKeyNotOnTheAllowListIsRefused) {
+  make_hosts(2, {{0, 1}});
+  if (IsSkipped()) return;
+  // A allows only its own key, not B's.
+  ASSERT_TRUE(host(0).start_bridge(config(0, {}, {0}, kRules)));
+  ASSERT_TRUE(host(1).start_bridge(config(1, {0}, {}, kRules)));
+  Bus bus_b = host(1).connect("receiver");
+  auto sub = bus_b.subscriber("sec/data");
+  Bus bus_a = host(0).connect("sender");
+  auto pub = bus_a.publisher("sec/data");
+  ASSERT_TRUE(sub.ok() && pub.ok());
+  EXPECT_TRUE(host(0).wait_stats([](const toml::table& s) { return stat(s, "auth", "refused") > 0; }))
+      << "A never refused B's key";
+  EXPECT_TRUE(host(1).wait_stats([](const toml::table& s) {
+    return s["peer"][0]["state"].value_or(std::string()) == "auth-failed";
+  })) << "B never saw its handshake refused";
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_TRUE(pub->publish(std::as_bytes(std::span("secret", 6))).ok());
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_FALSE(sub->take(500ms)) << "a refused peer received data";
+  EXPECT_EQ(pub->subscribers(), 0u) << "a refused peer's subscription got through";
+  EXPECT_EQ(stat(host(0).bridge_stats(), "auth", "accepted"), 0);
+
+  // The same peer once its key is allowed: the refusal was about the key, nothing else.
+  host(0).stop_bridge();
+  ASSERT_TRUE(host(0).start_bridge(config(0, {}, {1}, kRules)));
+  bool arrived = false;
+  for (int i = 0; i < 2000 && !arrived; ++i) {
+    ASSERT_TRUE(pub->publish(std::as_bytes(std::span("allowed", 7))).ok());
+    arrived = static_cast<bool>(sub->take(10ms));
+  }
+  EXPECT_TRUE(arrived);
+  EXPECT_GT(stat(host(0).bridge_stats(), "auth", "accepted"), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Net, BridgeSecurityTest, ::testing::Values(Net::kNamespaces, Net::kLoopback),
+                         net_name);
+
+// A fake peer (raw ZeroMQ XPUB in this process, loopback) feeds a real bridge garbage, then one valid
+// message.
+TEST(BridgeRobustnessTest, MalformedAndUnknownVersionFramesAreCountedAndDropped) {
+  auto topology = Topology::loopback(1);
+  BridgeHost b(*topology, 0, "b");
+  void* context = zmq_ctx_new();
+  void* fake = zmq_socket(context, ZMQ_XPUB);
+  const int linger = 0;
+  zmq_setsockopt(fake, ZMQ_LINGER, &linger, sizeof linger);
+  ASSERT_EQ(zmq_bind(fake, "tcp://127.0.0.1:*"), 0);
+  char endpoint[256] = {};
+  std::size_t size = sizeof endpoint;
+  zmq_getsockopt(fake, ZMQ_LAST_ENDPOINT, endpoint, &size);
+  const std::string config =
+      "name = \"b\"\n" + b.bus_section() +
+      "[network]\nstats_interval_ms = 100\ndiscovery_interval_ms = 20\n[[peer]]\nendpoint = \"" + endpoint +
+      "\"\n[[rule]]\npattern = \"bad/**\"\n";
+  ASSERT_TRUE(b.start_bridge(config));
+  Bus bus = b.connect("receiver");
+  auto sub = bus.subscriber("bad/t");
+  ASSERT_TRUE(sub.ok());
+  // Wait for the bridge's subscription: only then does our XPUB pass "bad/t" messages on.
+  const int timeout = 20000;
+  zmq_setsockopt(fake, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
+  char buf[300];
+  const int n = zmq_recv(fake, buf, sizeof buf, 0);
+  ASSERT_EQ(std::string(buf, static_cast<std::size_t>(std::max(n, 0))), std::string("\1bad/t\0", 7));
+
+  using bridge::encode_header;
+  using bridge::WireHeader;
+  const std::string topic("bad/t\0", 6);
+  const auto good = encode_header(WireHeader{.origin_id = 77, .origin_epoch = 1, .sequence = 1});
+  auto v2 = good;
+  v2[bridge::kOffsetVersion] = std::byte{2};
+  auto bad_magic = good;
+  bad_magic[0] = std::byte{0};
+  const std::string header(reinterpret_cast<const char*>(good.data()), good.size());
+  const std::vector<std::vector<std::string>> garbage = {
+      {topic},                             // one frame
+      {topic, header},                     // two frames
+      {topic, header, "x", "extra"},       // four frames
+      {topic, header.substr(0, 20), "x"},  // short header
+      {topic, std::string(reinterpret_cast<const char*>(bad_magic.data()), bad_magic.size()), "x"},
+      {std::string("bad/t\0zz", 8), header, "x"},  // NUL inside the topic
+  };
+  auto send = [&](const std::vector<std::string>& frames) {
+    for (std::size_t i = 0; i < frames.size(); ++i) {
+      zmq_send(fake, frames[i].data(), frames[i].size(), i + 1 < frames.size() ? ZMQ_SNDMORE : 0);
+    }
+  };
+  for (const auto& g : garbage) send(g);
+  send({topic, std::string(reinterpret_cast<const char*>(v2.data()), v2.size()), "from the future"});
+  const Numbered valid = numbered(7);
+  send({topic, header, std::string(reinterpret_cast<const char*>(&valid), sizeof valid)});
+
+  Sample m = sub->take(10s);
+  ASSERT_TRUE(m) << "the valid message after the garbage never arrived";
+  Numbered got;
+  ASSERT_TRUE(read_numbered(m.bytes(), &got));
+  EXPECT_EQ(got.number, 7u);
+  EXPECT_FALSE(sub->take(300ms)) << "something malformed was delivered";
+  EXPECT_TRUE(b.wait_stats([&](const toml::table& s) {
+    return stat(s, "in", "malformed") == int64_t(garbage.size()) && stat(s, "in", "unknown_version") == 1 &&
+           stat(s, "in", "messages") == 1;
+  })) << "counters: malformed "
+      << stat(b.bridge_stats(), "in", "malformed") << ", unknown_version "
+      << stat(b.bridge_stats(), "in", "unknown_version");
+  zmq_close(fake);
+  zmq_ctx_term(context);
+}
+
+}  // namespace
+}  // namespace shmbus::test

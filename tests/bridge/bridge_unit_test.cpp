@@ -1,0 +1,228 @@
+// The bridge's parts without a network: wire format, configuration errors, topic mapping, duplicate and gap
+// accounting.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "bridge/bridge_config.h"
+#include "bridge/curve_keys.h"
+#include "bridge/sequence_tracker.h"
+#include "bridge/topic_mapper.h"
+#include "bridge/wire_format.h"
+#include "support/test_daemon.h"
+
+namespace shmbus::bridge {
+namespace {
+
+std::span<const std::byte> bytes(const std::string& s) {
+  return std::as_bytes(std::span(s.data(), s.size()));
+}
+
+TEST(WireFormatTest, HeaderRoundTripsAndIsLittleEndian) {
+  const WireHeader h{.hops = 3,
+                     .flags = kFlagRelayed,
+                     .origin_id = 0x1122334455667788,
+                     .origin_epoch = 42,
+                     .sequence = 0x0102030405060708,
+                     .publish_time_ns = 99};
+  const HeaderBytes b = encode_header(h);
+  EXPECT_EQ(std::memcmp(b.data(), "BSBR", 4), 0);
+  EXPECT_EQ(b[kOffsetVersion], std::byte{kWireVersion});
+  EXPECT_EQ(b[kOffsetSequence], std::byte{0x08});
+  WireHeader d;
+  ASSERT_EQ(decode_header(b, &d), HeaderError::kNone);
+  EXPECT_EQ(d.hops, 3);
+  EXPECT_EQ(d.flags, kFlagRelayed);
+  EXPECT_EQ(d.origin_id, h.origin_id);
+  EXPECT_EQ(d.origin_epoch, 42u);
+  EXPECT_EQ(d.sequence, h.sequence);
+  EXPECT_EQ(d.publish_time_ns, 99u);
+}
+
+TEST(WireFormatTest, BadHeadersAreClassifiedNotRead) {
+  WireHeader d;
+  HeaderBytes b = encode_header({});
+  EXPECT_EQ(decode_header(std::span(b).first(3), &d), HeaderError::kMalformed);
+  EXPECT_EQ(decode_header(std::span(b).first(kHeaderSize - 1), &d), HeaderError::kMalformed);
+  EXPECT_EQ(decode_header({}, &d), HeaderError::kMalformed);
+  b[0] = std::byte{'X'};
+  EXPECT_EQ(decode_header(b, &d), HeaderError::kMalformed);
+  b = encode_header({});
+  b[kOffsetVersion] = std::byte{2};
+  EXPECT_EQ(decode_header(b, &d), HeaderError::kUnknownVersion);
+  EXPECT_EQ(decode_header(std::span(b).first(6), &d),
+            HeaderError::kUnknownVersion);  // any size of another version
+}
+
+TEST(WireFormatTest, TopicFramesAreTerminatedSoNoneIsAPrefixOfAnother) {
+  const std::string a = topic_frame("a"), ab = topic_frame("ab");
+  EXPECT_NE(ab.rfind(a, 0), 0u);  // ZeroMQ's prefix filter: "a\0" does not match "ab\0"
+  EXPECT_EQ(parse_topic_frame(bytes(a)), "a");
+  EXPECT_FALSE(parse_topic_frame(bytes(std::string("a"))));          // no terminator
+  EXPECT_FALSE(parse_topic_frame(bytes(std::string("a\0b\0", 4))));  // NUL inside
+  EXPECT_FALSE(parse_topic_frame(bytes(std::string("a//b\0", 5))));  // not a topic name
+  EXPECT_FALSE(parse_topic_frame(bytes(std::string("\0", 1))));
+  auto s = parse_subscription_frame(bytes(subscription_frame("robot/pose", true)));
+  ASSERT_TRUE(s);
+  EXPECT_TRUE(s->subscribe);
+  EXPECT_EQ(s->wire_topic, "robot/pose");
+  EXPECT_FALSE(parse_subscription_frame(bytes(std::string("\2x\0", 3))));
+}
+
+Rule rule(std::string pattern, Direction d, std::string local = "", std::string remote = "") {
+  Rule r;
+  r.pattern = std::move(pattern);
+  r.direction = d;
+  r.local_prefix = std::move(local);
+  r.remote_prefix = std::move(remote);
+  return r;
+}
+
+TEST(TopicMapperTest, RulesSelectByDirectionAndRemapPrefixes) {
+  TopicMapper m({rule("robot/*/pose", Direction::kOut), rule("**", Direction::kIn, "remote/b/", "")});
+  EXPECT_EQ(m.local_to_wire("robot/arm/pose", Direction::kOut)->name, "robot/arm/pose");
+  EXPECT_FALSE(m.local_to_wire("robot/arm/x/pose", Direction::kOut));  // '*' is one level
+  EXPECT_FALSE(m.wire_to_local("robot/arm/pose", Direction::kOut) && false);
+  EXPECT_EQ(m.wire_to_local("camera/x", Direction::kIn)->name, "remote/b/camera/x");
+  EXPECT_EQ(m.local_to_wire("remote/b/camera/x", Direction::kIn)->name, "camera/x");
+  EXPECT_FALSE(m.local_to_wire("camera/x", Direction::kIn));  // outside the local prefix
+  EXPECT_FALSE(m.local_to_wire("shmbus/bridge/a/stats", Direction::kOut));
+  TopicMapper all({rule("**", Direction::kBoth)});
+  EXPECT_FALSE(all.local_to_wire("shmbus/bridge/a/stats", Direction::kOut));  // the bus's own never crosses
+  EXPECT_FALSE(all.wire_to_local("shmbus/x", Direction::kIn));
+  EXPECT_EQ(all.wire_to_local("a", Direction::kIn)->name, "a");
+}
+
+TEST(SequenceTrackerTest, SuppressesDuplicatesCountsGapsAndFollowsEpochs) {
+  SequenceTracker t;
+  using V = SequenceTracker::Verdict;
+  EXPECT_EQ(t.observe(1, 10, "x", 5).verdict, V::kDeliver);  // a late joiner starts anywhere, no gap
+  EXPECT_EQ(t.observe(1, 10, "x", 6).missing, 0u);
+  EXPECT_EQ(t.observe(1, 10, "x", 6).verdict, V::kDuplicate);
+  EXPECT_EQ(t.observe(1, 10, "x", 4).verdict, V::kDuplicate);
+  auto gap = t.observe(1, 10, "x", 9);
+  EXPECT_EQ(gap.verdict, V::kDeliver);
+  EXPECT_EQ(gap.missing, 2u);
+  EXPECT_EQ(t.observe(2, 10, "x", 1).verdict, V::kDeliver);  // another origin: its own stream
+  EXPECT_EQ(t.observe(1, 11, "x", 1).verdict, V::kDeliver);  // origin restarted: numbering starts again
+  EXPECT_EQ(t.observe(1, 10, "x", 10).verdict, V::kStale);   // a late copy from its previous run
+  uint64_t missing = 0;
+  t.for_each([&](uint64_t origin, uint64_t, const std::string&, const SequenceTracker::TopicState& s) {
+    if (origin == 1) missing += s.missing;
+  });
+  EXPECT_EQ(missing, 2u);  // kept across the restart
+}
+
+class ConfigTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = "/tmp/shmbus-bridge-config-test-" + std::to_string(getpid());
+    std::filesystem::create_directories(dir_);
+    ASSERT_TRUE(generate_key_files(dir_ + "/k").ok());
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  Status parse(const std::string& text) { return parse_bridge_config(text, "bridge.toml", dir_).status(); }
+  std::string dir_;
+};
+
+TEST_F(ConfigTest, ValidConfigurationParses) {
+  auto c = parse_bridge_config(R"(name = "a"
+[network]
+bind = ["tcp://127.0.0.1:7000"]
+lossless = true
+[security]
+secret_key = "k.key"
+allow = ["k.pub"]
+[[peer]]
+endpoint = "tcp://127.0.0.1:7001"
+server_key = "k.pub"
+[[rule]]
+pattern = "robot/**"
+direction = "out"
+remote_prefix = "site-a/"
+[[rule]]
+pattern = "*/cmd"
+direction = "in"
+policy = "lossless"
+max_message_size = 128
+)",
+                               "bridge.toml", dir_);
+  ASSERT_TRUE(c.ok()) << c.status().to_string();
+  EXPECT_EQ(c->name, "a");
+  EXPECT_EQ(c->origin_id, origin_id_of("a"));
+  EXPECT_TRUE(c->curve);
+  EXPECT_TRUE(c->lossless);
+  ASSERT_EQ(c->rules.size(), 2u);
+  EXPECT_EQ(c->rules[0].remote_prefix, "site-a/");
+  EXPECT_EQ(c->rules[1].line, 15);
+  EXPECT_EQ(*c->rules[1].topic.max_message_size, 128u);
+  EXPECT_EQ(c->allowed_keys.size(), 1u);
+  EXPECT_EQ(c->peers[0].server_key, c->allowed_keys[0]);
+  // The documented example parses too (its key files aside).
+  auto example = parse_bridge_config(kExampleConfig, "example", dir_);
+  EXPECT_NE(example.status().message().find("keys/site-a.key"), std::string::npos)
+      << example.status().message();
+}
+
+TEST_F(ConfigTest, ErrorsNameTheLineAndTheKey) {
+  struct Case {
+    std::string text, expected;
+  };
+  const std::vector<Case> cases = {
+      {"name = \"a\"\n[network]\nbnid = [\"tcp://x:1\"]\n", "bridge.toml:3: network.bnid: unknown key"},
+      {"name = \"a\"\n[network]\nbind = [\"tcp://x:1\"]\n[[rule]]\npattern = \"a/**\"\ndirection = "
+       "\"sideways\"\n",
+       "bridge.toml:6: rule.direction: \"sideways\" is not one of out, in, both"},
+      {"name = \"a\"\n[network]\nbind = [\"tcp://x:1\"]\n[[rule]]\npattern = \"a/**b\"\n",
+       "bridge.toml:5: rule.pattern"},
+      {"name = \"a\"\n[network]\nbind = [\"tcp://x:1\"]\n", "rule: no [[rule]]"},
+      {"name = \"a\"\n[network]\nbind = [\n  \"udp://x:1\"]\n[[rule]]\npattern = \"**\"\n",
+       "bridge.toml:4: network.bind: \"udp://x:1\" is not a tcp:// endpoint"},
+      {"name = \"a\"\n[security]\nsecret_key = \"missing.key\"\n",
+       "bridge.toml:3: security.secret_key: cannot read key file"},
+      {"name = \"a\"\n[security]\nsecret_key = \"k.pub\"\nallow = [\"k.key\"]\n[[peer]]\nendpoint = "
+       "\"tcp://x:1\"\n[[rule]]\npattern=\"**\"\n",
+       "bridge.toml:5: peer.server_key: missing"},
+      {"name = \"a\"\n[network]\nbind = [\"tcp://x:1\"]\n[[rule]]\npattern = \"**\"\nlocal_prefix = \"x\"\n",
+       "bridge.toml:6: rule.local_prefix"},
+      {"name = \"a\"\n[network]\nhigh_water_mark = \"lots\"\n",
+       "bridge.toml:3: high_water_mark: must be an integer"},
+      {"name = \"a\"\n\n[network\n", "bridge.toml:3: "},
+      {"name = \"a/b\"\n", "bridge.toml:1: name"},
+  };
+  for (const auto& c : cases) {
+    const Status s = parse(c.text);
+    EXPECT_FALSE(s.ok()) << c.text;
+    EXPECT_NE(s.message().find(c.expected), std::string::npos)
+        << "got: " << s.message() << "\nwanted: " << c.expected;
+  }
+}
+
+TEST_F(ConfigTest, TheProgramRefusesABadConfigurationWithExitCode2) {
+  const std::string path = dir_ + "/bad.toml";
+  std::ofstream(path) << "name = \"a\"\n[network]\nbind = [\"tcp://127.0.0.1:1\"]\n[[rule]]\npattern = "
+                         "\"**\"\ndirection = 1\n";
+  EXPECT_EQ(shmbus::test::run_process({SHMBUS_BRIDGE_PATH, "--config", path, "--check"}).status, 2);
+  std::ofstream(path)
+      << "name = \"a\"\n[network]\nbind = [\"tcp://127.0.0.1:1\"]\n[[rule]]\npattern = \"**\"\n";
+  EXPECT_EQ(shmbus::test::run_process({SHMBUS_BRIDGE_PATH, "--config", path, "--check"}).status, 0);
+}
+
+TEST(CurveKeysTest, GeneratedKeysReadBackAndRefuseOverwrite) {
+  const std::string prefix = "/tmp/shmbus-bridge-keys-" + std::to_string(getpid());
+  ASSERT_TRUE(generate_key_files(prefix).ok());
+  auto sec = read_key_file(prefix + ".key");
+  auto pub = read_key_file(prefix + ".pub");
+  ASSERT_TRUE(sec.ok() && pub.ok());
+  EXPECT_EQ(public_key_of(sec.value()).value(), pub.value());
+  EXPECT_FALSE(generate_key_files(prefix).ok());
+  EXPECT_EQ(std::filesystem::status(prefix + ".key").permissions() & std::filesystem::perms::others_read,
+            std::filesystem::perms::none);
+  std::filesystem::remove(prefix + ".key");
+  std::filesystem::remove(prefix + ".pub");
+}
+
+}  // namespace
+}  // namespace shmbus::bridge
