@@ -209,9 +209,12 @@ Result<TopicRegistry::Topic*> TopicRegistry::find_or_create(const std::string& n
     const uint64_t slot = *s.max_message_size + sizeof(shm::SlotHeader);
     const uint64_t fitting = std::bit_floor(std::max<uint64_t>(kDefaultRingBytes / slot, 4));
     s.depth = static_cast<uint32_t>(std::min<uint64_t>(*s.depth, fitting));
-    if (*s.history + 2 > *s.depth) s.depth = std::bit_ceil(*s.history + 2);
+    // 64-bit: a history near UINT32_MAX must not wrap around the depth check.
+    if (uint64_t{*s.history} + 2 > *s.depth && *s.history <= shm::kMaxDepthLimit - 2) {
+      s.depth = std::bit_ceil(*s.history + 2);
+    }
   }
-  if (*s.history + 2 > *s.depth) {
+  if (uint64_t{*s.history} + 2 > *s.depth) {
     return Status{Errc::kInvalidArgument, "topic " + name + ": history " + std::to_string(*s.history) +
                                               " must be at most depth - 2 = " + std::to_string(*s.depth - 2)};
   }

@@ -115,6 +115,9 @@ TEST(PubSubTest, ErrorsAreTypedAndExplained) {
   EXPECT_NE(clash.status().message().find("max_message_size=16"), std::string::npos)
       << "names the topic's settings";
   EXPECT_NE(clash.status().message().find("max_message_size=1024"), std::string::npos) << "names the request";
+  PublisherOptions greedy;
+  greedy.topic.history = 4294967295u;  // must not wrap around the history <= depth - 2 check
+  EXPECT_EQ(bus.publisher("greedy", greedy).status().code(), Errc::kInvalidArgument);
   PublisherOptions odd;
   odd.topic.depth = 6;
   EXPECT_EQ(bus.publisher("odd", odd).status().code(), Errc::kInvalidArgument);

@@ -1,0 +1,100 @@
+// Writes the binary seed corpora: one valid control record of each type, a few topic segments with messages
+// in their rings, and the example daemon configuration. Usage: fuzz_make_seeds <fuzz/corpus directory>.
+// Re-run after a protocol or layout version change; the seeds must stay valid or libFuzzer starts blind.
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <vector>
+
+#include "bus/control_protocol.h"
+#include "daemon/daemon_config.h"
+#include "shm/ring_writer.h"
+#include "shm/topic_segment_layout.h"
+
+using namespace shmbus;
+using namespace shmbus::detail;
+namespace fs = std::filesystem;
+
+namespace {
+
+void write(const fs::path& path, const void* data, std::size_t size) {
+  fs::create_directories(path.parent_path());
+  std::ofstream(path, std::ios::binary).write(static_cast<const char*>(data), static_cast<std::streamsize>(size));
+}
+
+template <typename Record>
+void write_record(const fs::path& dir, const char* name, Record r, RecordType type) {
+  r.header = make_header(type, sizeof r, 7);
+  write(dir / name, &r, sizeof r);
+}
+
+void write_records(const fs::path& dir) {
+  HelloRequest hello{};
+  copy_string("seed-peer", hello.name, sizeof hello.name);
+  write_record(dir, "hello", hello, RecordType::kHello);
+  OpenRequest open{};
+  copy_string("robot/arm/pose", open.topic, sizeof open.topic);
+  open.settings = to_wire({.max_message_size = 256, .depth = 16, .policy = Policy::kLossless, .history = 4});
+  write_record(dir, "open_publisher", open, RecordType::kOpenPublisher);
+  open.history = 4;
+  open.settings = to_wire({.max_publishers = 2, .max_subscribers = 8});
+  write_record(dir, "open_subscriber", open, RecordType::kOpenSubscriber);
+  write_record(dir, "close", CloseRequest{.topic_id = 1, .role = kRoleSubscriber, .slot = 3, .generation = 1},
+               RecordType::kClose);
+  write_record(dir, "reclaim", ReclaimRequest{.topic_id = 1, .role = kRolePublisher, .slot = 0, .endpoint_id = 9},
+               RecordType::kReclaim);
+  write_record(dir, "stats", StatsRequest{}, RecordType::kStats);
+  Reply reply{};
+  reply.code = static_cast<int32_t>(Errc::kIncompatibleSettings);
+  reply.settings = to_wire({.max_message_size = 4096, .depth = 64, .policy = Policy::kLossy, .history = 0,
+                            .max_publishers = 8, .max_subscribers = 32});
+  copy_string("topic robot/arm/pose exists with depth=64", reply.message, sizeof reply.message);
+  write_record(dir, "reply", reply, RecordType::kReply);
+  StatsChunk chunk{};
+  const char text[] = "[daemon]\ntopics = 1\n";
+  chunk.last = 1;
+  chunk.size = sizeof text - 1;
+  std::memcpy(chunk.data, text, chunk.size);
+  write_record(dir, "stats_chunk", chunk, RecordType::kStatsChunk);
+}
+
+// A segment as the daemon lays it out, ring 0 handed to a publisher that wrote `messages` messages, and
+// subscriber 0 joined at position `start`.
+void write_segment(const fs::path& path, uint32_t max_message_size, uint32_t depth, uint32_t publishers,
+                   uint32_t subscribers, uint32_t messages, uint64_t start) {
+  std::string error;
+  const auto g = shm::compute_topic_geometry(max_message_size, depth, publishers, subscribers, &error);
+  if (!g) throw std::runtime_error(error);
+  std::vector<std::byte> storage(g->segment_size + shm::kCacheLine);
+  std::byte* base = storage.data() + (-reinterpret_cast<uintptr_t>(storage.data()) % shm::kCacheLine);
+  shm::initialize_topic_segment(base, *g, /*topic_id=*/1, shm::kPolicyLossy, /*history=*/0, "robot/arm/pose", 1);
+  shm::publisher_slot(base, *g, 0)->state.store(shm::kSlotActive);
+  shm::publisher_slot(base, *g, 0)->generation.store(1);
+  shm::cursor(base, *g, 0, 0)->value.store(shm::make_cursor(1, start));
+  shm::RingWriter writer(base, *g, 0, 1, /*lossless=*/false);
+  for (uint32_t m = 0; m < messages; ++m) {
+    std::byte* payload = writer.claim(std::chrono::nanoseconds(0));
+    const uint32_t size = (m * 37) % max_message_size + 1;
+    std::memset(payload, 'a' + m % 26, size);
+    writer.commit(size, 1000 + m);
+  }
+  write(path, base, g->segment_size);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    std::cerr << "usage: fuzz_make_seeds <fuzz/corpus directory>\n";
+    return 2;
+  }
+  const fs::path corpus = argv[1];
+  write_records(corpus / "control_record");
+  write_segment(corpus / "topic_header" / "smallest", 1, 2, 1, 1, 1, 0);
+  write_segment(corpus / "topic_header" / "lapped", 40, 8, 2, 2, 21, 3);  // the reader fell behind
+  write_segment(corpus / "topic_header" / "caught_up", 100, 4, 1, 2, 3, 0);
+  const std::string example = daemon::kExampleConfig;
+  write(corpus / "daemon_config" / "example.toml", example.data(), example.size());
+  return 0;
+}
