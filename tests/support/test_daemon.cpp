@@ -64,7 +64,11 @@ TestDaemon::TestDaemon(const std::string& config_toml) : instance_(unique_name()
   }
   setenv("SHMBUS_INSTANCE", instance_.c_str(), 1);
   setenv("SHMBUS_RUNTIME_DIR", runtime_dir_.c_str(), 1);
-  if (!start()) throw std::runtime_error("shmbusd did not start for instance " + instance_);
+  if (!start()) {
+    std::error_code ec;
+    std::filesystem::remove_all(runtime_dir_, ec);  // the destructor will not run
+    throw std::runtime_error("shmbusd did not start for instance " + instance_);
+  }
 }
 
 bool TestDaemon::start() {
