@@ -80,7 +80,6 @@ TEST(DaemonTest, Kill9OfTheDaemonUnderLoadIsSurvived) {
   ASSERT_TRUE(pub.ok());
   ChildProcess remote({TEST_PEER_PATH, "subscribe", "survive/topic", "3000", "20"});
   ASSERT_EQ(remote.read_line(), "ready");
-  uint64_t sum = 0;
   auto send = [&](uint64_t i) {
     std::array<std::byte, 64> m{};
     std::memcpy(m.data(), &i, sizeof i);
@@ -95,7 +94,6 @@ TEST(DaemonTest, Kill9OfTheDaemonUnderLoadIsSurvived) {
   const std::string r = remote.read_line(60);
   EXPECT_EQ(field(r, "received"), 3000u) << r;
   EXPECT_EQ(field(r, "order_errors"), 0u) << r;
-  (void)sum;
   // A newcomer after the restart joins the adopted topic and hears the old publisher.
   auto late = bus.subscriber("survive/topic");  // reconnects to the new daemon first
   ASSERT_TRUE(late.ok()) << late.status().to_string();

@@ -47,7 +47,7 @@
 #include "harness/pinning.h"
 #include "harness/shared_region.h"
 #include "shmbus/bus.h"
-#include "shmbus/private_daemon.h"  // bench/shmbus/
+#include "bench_private_daemon.h"
 
 namespace {
 

@@ -11,7 +11,7 @@
 
 #include "harness/message_buffer.h"
 #include "harness/two_process_bench.h"
-#include "shmbus/private_daemon.h"  // bench/shmbus/
+#include "bench_private_daemon.h"
 #include "shmbus/bus.h"
 
 namespace {
