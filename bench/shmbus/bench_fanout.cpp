@@ -38,6 +38,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench_private_daemon.h"
 #include "harness/cache_line.h"
 #include "harness/cache_line_channel.h"
 #include "harness/clock.h"
@@ -47,7 +48,6 @@
 #include "harness/pinning.h"
 #include "harness/shared_region.h"
 #include "shmbus/bus.h"
-#include "bench_private_daemon.h"
 
 namespace {
 
@@ -90,24 +90,39 @@ Options parse(int argc, char** argv) {
   };
   for (int i = 1; i < argc; ++i) {
     const std::string flag = argv[i];
-    if (flag == "--subscribers") o.subscribers = static_cast<uint32_t>(number(i));
+    if (flag == "--subscribers")
+      o.subscribers = static_cast<uint32_t>(number(i));
     else if (flag == "--policy") {
       if (i + 1 >= argc) usage_error("--policy needs a value");
       const std::string v = argv[++i];
-      if (v == "lossless") o.policy = shmbus::Policy::kLossless;
-      else if (v == "lossy") o.policy = shmbus::Policy::kLossy;
-      else usage_error("--policy must be lossless or lossy");
-    } else if (flag == "--size") o.size = number(i);
-    else if (flag == "--count") o.count = number(i);
-    else if (flag == "--warmup") o.warmup = number(i);
-    else if (flag == "--gap-us") o.gap_us = number(i);
-    else if (flag == "--spin-us") o.spin_us = number(i);
-    else if (flag == "--depth") o.depth = static_cast<uint32_t>(number(i));
-    else if (flag == "--cpu-a") o.cpu_a = static_cast<int>(number(i));
-    else if (flag == "--cpu-b") o.cpu_b = static_cast<int>(number(i));
-    else if (flag == "--probe-rounds") o.probe_rounds = number(i);
-    else if (flag == "--timeout") o.timeout_s = static_cast<unsigned>(number(i));
-    else usage_error("unknown flag " + flag);
+      if (v == "lossless")
+        o.policy = shmbus::Policy::kLossless;
+      else if (v == "lossy")
+        o.policy = shmbus::Policy::kLossy;
+      else
+        usage_error("--policy must be lossless or lossy");
+    } else if (flag == "--size")
+      o.size = number(i);
+    else if (flag == "--count")
+      o.count = number(i);
+    else if (flag == "--warmup")
+      o.warmup = number(i);
+    else if (flag == "--gap-us")
+      o.gap_us = number(i);
+    else if (flag == "--spin-us")
+      o.spin_us = number(i);
+    else if (flag == "--depth")
+      o.depth = static_cast<uint32_t>(number(i));
+    else if (flag == "--cpu-a")
+      o.cpu_a = static_cast<int>(number(i));
+    else if (flag == "--cpu-b")
+      o.cpu_b = static_cast<int>(number(i));
+    else if (flag == "--probe-rounds")
+      o.probe_rounds = number(i);
+    else if (flag == "--timeout")
+      o.timeout_s = static_cast<unsigned>(number(i));
+    else
+      usage_error("unknown flag " + flag);
   }
   if (o.subscribers < 1 || o.subscribers > kMaxSubscribers) usage_error("--subscribers must be 1..64");
   if (o.size < 8 || o.size > (64u << 20)) usage_error("--size must be 8 bytes .. 64 MiB");
@@ -121,9 +136,9 @@ Options parse(int argc, char** argv) {
 struct Control {
   bench::PingPongLines probe_before;
   bench::PingPongLines probe_after;
-  bench::PaddedCounter ready;        // subscribers attached (each adds 1)
-  bench::PaddedCounter go;           // publisher: 1 = start publishing, 2 = all published
-  bench::PaddedCounter probe_done;   // publisher: probes finished (1 before, 2 after)
+  bench::PaddedCounter ready;       // subscribers attached (each adds 1)
+  bench::PaddedCounter go;          // publisher: 1 = start publishing, 2 = all published
+  bench::PaddedCounter probe_done;  // publisher: probes finished (1 before, 2 after)
   struct alignas(bench::kCacheLine) PerSubscriber {
     std::atomic<uint64_t> recorded{0};
     std::atomic<uint64_t> dropped{0};
@@ -193,8 +208,8 @@ int run_subscriber(const Options& o, Control& control, uint64_t* latencies, uint
       std::memcpy(&in_payload, m.data(), sizeof in_payload);
       if (in_payload != seq) throw std::runtime_error("payload does not match the sample's sequence");
       if (o.policy == shmbus::Policy::kLossless && seq != last_sequence + 1)
-        throw std::runtime_error("lossless topic: expected #" + std::to_string(last_sequence + 1) + ", got #" +
-                                 std::to_string(seq));
+        throw std::runtime_error("lossless topic: expected #" + std::to_string(last_sequence + 1) +
+                                 ", got #" + std::to_string(seq));
       last_sequence = seq;
       if (seq > o.warmup && recorded < o.count) latencies[recorded++] = now > published ? now - published : 0;
       if (seq >= total) break;
@@ -240,7 +255,8 @@ int run(const Options& o) {
     if (child == 0) {
       prctl(PR_SET_PDEATHSIG, SIGKILL);
       if (getppid() != parent) _exit(1);
-      _exit(run_subscriber(o, control, latencies + static_cast<size_t>(i) * o.count, i));  // no destructors of
+      _exit(
+          run_subscriber(o, control, latencies + static_cast<size_t>(i) * o.count, i));  // no destructors of
       // the parent's objects (the daemon is the parent's); the subscriber's own are done inside
     }
     g_children[i] = child;

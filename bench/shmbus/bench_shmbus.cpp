@@ -9,9 +9,9 @@
 #include <optional>
 #include <thread>
 
+#include "bench_private_daemon.h"
 #include "harness/message_buffer.h"
 #include "harness/two_process_bench.h"
-#include "bench_private_daemon.h"
 #include "shmbus/bus.h"
 
 namespace {
@@ -46,11 +46,13 @@ class ShmbusTransport {
   void send(uint64_t seq) {
     if constexpr (V == Variant::kCopy) {
       buffer_.put_sequence(seq);
-      if (!pub_.publish(std::span<const std::byte>(buffer_.data(), size_)).ok()) throw std::runtime_error("publish");
+      if (!pub_.publish(std::span<const std::byte>(buffer_.data(), size_)).ok())
+        throw std::runtime_error("publish");
     } else {
       auto loan = pub_.loan();
       if (!loan) throw std::runtime_error(loan.status().to_string());
-      std::memcpy(loan->data(), &seq, sizeof seq);  // the payload is written in place; only its head is touched
+      std::memcpy(loan->data(), &seq,
+                  sizeof seq);  // the payload is written in place; only its head is touched
       loan->set_size(size_);
       pub_.publish(std::move(loan).value());
     }
@@ -86,7 +88,9 @@ class ShmbusTransport {
 template <Variant V>
 class ShmbusPeer {
  public:
-  static constexpr const char* kName = V == Variant::kZeroCopy ? "shmbus" : V == Variant::kCopy ? "shmbus-copy" : "shmbus-blocking";
+  static constexpr const char* kName = V == Variant::kZeroCopy ? "shmbus"
+                                       : V == Variant::kCopy   ? "shmbus-copy"
+                                                               : "shmbus-blocking";
   static constexpr bool kSupportsStream = true;
   static constexpr bool kCopiesPayload = V == Variant::kCopy;
 
@@ -100,4 +104,6 @@ class ShmbusPeer {
 
 }  // namespace
 
-int main(int argc, char** argv) { return bench::run_two_process_bench<ShmbusPeer<SHMBUS_BENCH_VARIANT>>(argc, argv); }
+int main(int argc, char** argv) {
+  return bench::run_two_process_bench<ShmbusPeer<SHMBUS_BENCH_VARIANT>>(argc, argv);
+}
