@@ -127,7 +127,7 @@ Status Connection::call_locked(void* request, std::size_t size, Reply* reply, in
   if (reply->code != 0) {
     if (fd && *fd >= 0) close(*fd), *fd = -1;
     const int code = reply->code;
-    if (code < 0 || code > static_cast<int>(Errc::kInternal)) return {Errc::kProtocolError, "bad reply code"};
+    if (code < 0 || code > static_cast<int>(Errc::kClosed)) return {Errc::kProtocolError, "bad reply code"};
     return {static_cast<Errc>(code), message};
   }
   return Status::Ok();

@@ -26,6 +26,36 @@ TopicSettings from_wire(const WireSettings& w) {
   return s;
 }
 
+WireQueueSettings to_wire(const QueueSettings& s) {
+  WireQueueSettings w{};
+  auto put = [&](const auto& field, uint32_t bit, uint32_t* out) {
+    if (field) {
+      w.present |= bit;
+      *out = static_cast<uint32_t>(*field);
+    }
+  };
+  put(s.capacity, kHasCapacity, &w.capacity);
+  put(s.max_message_size, kHasQueueMessageSize, &w.max_message_size);
+  put(s.max_deliveries, kHasMaxDeliveries, &w.max_deliveries);
+  put(s.durable, kHasDurable, &w.durable);
+  put(s.sync, kHasSync, &w.sync);
+  put(s.sync_interval_ms, kHasSyncInterval, &w.sync_interval_ms);
+  return w;
+}
+
+QueueSettings from_wire(const WireQueueSettings& w) {
+  QueueSettings s;
+  if (w.present & kHasCapacity) s.capacity = w.capacity;
+  if (w.present & kHasQueueMessageSize) s.max_message_size = w.max_message_size;
+  if (w.present & kHasMaxDeliveries) s.max_deliveries = w.max_deliveries;
+  if (w.present & kHasDurable) s.durable = w.durable != 0;
+  if ((w.present & kHasSync) && w.sync <= static_cast<uint32_t>(SyncPolicy::kAlways)) {
+    s.sync = static_cast<SyncPolicy>(w.sync);
+  }
+  if (w.present & kHasSyncInterval) s.sync_interval_ms = w.sync_interval_ms;
+  return s;
+}
+
 RecordHeader make_header(RecordType type, uint32_t length, uint32_t request_id) {
   return RecordHeader{kProtocolMagic, kProtocolVersion, static_cast<uint16_t>(type), length, request_id};
 }
@@ -55,6 +85,10 @@ std::size_t record_size(RecordType type) {
       return sizeof(StatsRequest);
     case RecordType::kReclaim:
       return sizeof(ReclaimRequest);
+    case RecordType::kOpenQueue:
+      return sizeof(OpenQueueRequest);
+    case RecordType::kCloseQueue:
+      return sizeof(CloseQueueRequest);
     case RecordType::kReply:
       return sizeof(Reply);
     case RecordType::kStatsChunk:

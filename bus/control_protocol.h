@@ -27,6 +27,8 @@ enum class RecordType : uint16_t {
   kClose = 4,           // CloseRequest -> Reply
   kStats = 5,           // StatsRequest -> StatsChunk... (last one has last = 1)
   kReclaim = 6,         // ReclaimRequest -> Reply: after a daemon restart, take back an endpoint it adopted
+  kOpenQueue = 7,       // OpenQueueRequest -> Reply (+ queue fd; topic_id carries the queue id)
+  kCloseQueue = 8,      // CloseQueueRequest -> Reply
   kReply = 100,
   kStatsChunk = 101,
 };
@@ -84,6 +86,40 @@ struct ReclaimRequest {
   uint64_t endpoint_id;
 };
 
+// Work-queue settings on the wire: a field counts only if its bit is set in `present`.
+struct WireQueueSettings {
+  uint32_t present;
+  uint32_t capacity;
+  uint32_t max_message_size;
+  uint32_t max_deliveries;
+  uint32_t durable;
+  uint32_t sync;
+  uint32_t sync_interval_ms;
+};
+
+// Roles in OpenQueueRequest::role.
+inline constexpr uint32_t kQueueProducer = 1;   // work queue: send
+inline constexpr uint32_t kQueueConsumer = 2;   // work queue: receive, ack, reject
+inline constexpr uint32_t kQueueInspector = 3;  // work queue: statistics, dead letters (needs consume rights)
+inline constexpr uint32_t kServiceClient = 4;   // a service's request queue: send requests
+inline constexpr uint32_t kServiceServer = 5;   // a service's request queue: receive requests
+inline constexpr uint32_t kReplyOwner = 6;      // creates this client's private response queue
+inline constexpr uint32_t kReplyWriter = 7;     // a server opening a client's response queue by id
+
+struct OpenQueueRequest {
+  RecordHeader header;
+  char name[256];
+  WireQueueSettings settings;
+  uint32_t role;
+  uint32_t queue_id;  // kReplyWriter: the response queue to open
+};
+
+struct CloseQueueRequest {
+  RecordHeader header;
+  uint32_t queue_id;
+  uint32_t role;
+};
+
 struct StatsRequest {
   RecordHeader header;
 };
@@ -117,6 +153,17 @@ inline constexpr uint32_t kHasPolicy = 1u << 2;
 inline constexpr uint32_t kHasHistory = 1u << 3;
 inline constexpr uint32_t kHasMaxPublishers = 1u << 4;
 inline constexpr uint32_t kHasMaxSubscribers = 1u << 5;
+
+inline constexpr uint32_t kHasCapacity = 1u << 0;
+inline constexpr uint32_t kHasQueueMessageSize = 1u << 1;
+inline constexpr uint32_t kHasMaxDeliveries = 1u << 2;
+inline constexpr uint32_t kHasDurable = 1u << 3;
+inline constexpr uint32_t kHasSync = 1u << 4;
+inline constexpr uint32_t kHasSyncInterval = 1u << 5;
+
+WireQueueSettings to_wire(const QueueSettings& settings);
+// kProtocolError-free: out-of-range enum values come back unset and are refused by the daemon's checks.
+QueueSettings from_wire(const WireQueueSettings& wire);
 
 WireSettings to_wire(const TopicSettings& settings);
 TopicSettings from_wire(const WireSettings& wire);

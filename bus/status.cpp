@@ -26,6 +26,10 @@ std::string_view errc_name(Errc code) {
       return "protocol error";
     case Errc::kInternal:
       return "internal error";
+    case Errc::kServerDied:
+      return "server died";
+    case Errc::kClosed:
+      return "closed";
   }
   return "unknown error";
 }

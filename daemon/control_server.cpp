@@ -39,9 +39,11 @@ Result<std::unique_ptr<ControlServer>> ControlServer::start(const std::string& i
   std::unique_ptr<ControlServer> server(new ControlServer(std::move(lock).value(), instance, path, config));
   // We hold the lock, so whatever carries this instance's names belongs to a predecessor that died. Topics
   // still in use keep working: adopt them; the rest is removed (and unused topics go at the first tick).
-  const auto stale = shm::Segment::list(segment_prefix(instance));
+  // Queue segments ("...q<id>") are the queue registry's to adopt.
+  const auto stale = shm::Segment::list(segment_prefix(instance) + "t");
   if (!stale.empty()) spdlog::warn("found {} segment(s) of a crashed daemon: adopting", stale.size());
   server->registry_.adopt(stale);
+  server->queues_.adopt();
   server->supervisor_ = std::make_unique<ProcessSupervisor>(
       config.processes,
       std::vector<std::string>{"SHMBUS_INSTANCE=" + instance, "SHMBUS_RUNTIME_DIR=" + runtime_dir});
@@ -71,6 +73,7 @@ ControlServer::~ControlServer() {
   supervisor_.reset();  // supervised clients go first, while their topics still exist
   for (auto& [fd, p] : participants_) close(fd);
   registry_.shutdown();
+  queues_.shutdown();
   if (listen_fd_ >= 0) {
     close(listen_fd_);
     unlink(socket_path_.c_str());
@@ -103,6 +106,7 @@ int ControlServer::run() {
       if ((fds[i].revents & POLLIN) ? !serve(fds[i].fd) : true) disconnect(fds[i].fd);
     }
     registry_.tick();
+    queues_.tick();
     if (supervisor_) supervisor_->tick();
     for (uint64_t peer : registry_.take_fenced()) {
       for (const auto& [fd, p] : participants_) {
@@ -231,6 +235,30 @@ bool ControlServer::serve(int fd) {
       }
       return answer(s);
     }
+    case RecordType::kOpenQueue: {
+      OpenQueueRequest r;
+      std::memcpy(&r, buffer, sizeof r);
+      const auto name = read_string(r.name, sizeof r.name);
+      if (!name) return answer({Errc::kProtocolError, "queue name field is not terminated"});
+      if (r.role != kReplyOwner && r.role != kReplyWriter) {
+        if (Status s = validate_topic_name(*name); !s.ok()) return answer(s);
+      }
+      auto opened = queues_.open(*name, from_wire(r.settings), r.role, r.queue_id, participant.peer);
+      if (!opened) {
+        spdlog::info("refused queue {} (role {}) for pid {}: {}", *name, r.role, participant.peer.pid,
+                     opened.status().message());
+        return answer(opened.status());
+      }
+      reply.topic_id = opened->queue_id;
+      reply.participant_id = participant.peer.id;
+      return answer(Status::Ok(), opened->fd);
+    }
+    case RecordType::kCloseQueue: {
+      CloseQueueRequest r;
+      std::memcpy(&r, buffer, sizeof r);
+      queues_.close(r.queue_id, r.role, participant.peer);
+      return answer(Status::Ok());
+    }
     case RecordType::kStats:
       send_stats(fd);
       return true;
@@ -249,6 +277,7 @@ void ControlServer::disconnect(int fd) {
   }
   for (const Endpoint& e : p.endpoints) registry_.detach(e, p.peer.id);
   registry_.forget_peer(p.peer.id);
+  queues_.peer_gone(p.peer);
   close(fd);
   participants_.erase(it);
 }
@@ -263,6 +292,7 @@ void ControlServer::send_stats(int fd) {
                          {"topics", static_cast<int64_t>(registry_.topic_count())},
                          {"participants", static_cast<int64_t>(participants_.size())}});
   registry_.report(&doc);
+  queues_.report(&doc);
   toml::array people;
   for (const auto& [pfd, p] : participants_) {
     people.push_back(toml::table{{"id", static_cast<int64_t>(p.peer.id)},

@@ -11,6 +11,7 @@
 #include "daemon/daemon_config.h"
 #include "daemon/instance_lock.h"
 #include "daemon/process_supervisor.h"
+#include "daemon/queue_registry.h"
 #include "daemon/topic_registry.h"
 
 namespace shmbus::daemon {
@@ -38,7 +39,8 @@ class ControlServer {
         instance_(std::move(instance)),
         socket_path_(std::move(socket_path)),
         config_(config),
-        registry_(instance_, config) {}
+        registry_(instance_, config),
+        queues_(instance_, config) {}
 
   void accept_participants();
   // Handles one record from `fd`; false when the participant must be disconnected.
@@ -51,6 +53,7 @@ class ControlServer {
   std::string socket_path_;
   DaemonConfig config_;
   TopicRegistry registry_;
+  QueueRegistry queues_;
   std::unique_ptr<ProcessSupervisor> supervisor_;
   int listen_fd_ = -1;
   int signal_fd_ = -1;

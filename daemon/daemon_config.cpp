@@ -13,6 +13,8 @@ const char* const kExampleConfig = R"(# shmbusd.toml: every key is optional.
 log_level = "info"          # trace, debug, info, warn, error, off
 max_topics = 1024
 max_participants = 1024
+max_queues = 256
+data_dir = "/var/lib/shmbus" # durable queues live in <data_dir>/<instance>/
 dead_ring_grace_s = 5.0     # how long a dead publisher's messages wait for slow subscribers
 
 [defaults]                  # settings of topics that no [[topic]] rule matches
@@ -33,6 +35,17 @@ max_message_size = 4194304
 depth = 8
 policy = "lossless"
 allow_publish = ["uid:0"]   # rule lists replace the [defaults] lists for matching topics
+
+[[queue]]                   # work queues and services (request queues); rules, first match wins
+pattern = "jobs/**"
+capacity = 1024             # messages held: ready + in flight + dead letters
+max_message_size = 65536
+max_deliveries = 5          # deliveries (rejects, timeouts, dead consumers) before a dead letter
+durable = true              # a file in data_dir: survives daemon crashes, restarts and reboots
+sync = "interval"           # "never", "interval" (every sync_interval_ms) or "always" (every send and ack)
+sync_interval_ms = 100
+allow_publish = ["*"]       # who may send (for a service: call)
+allow_subscribe = ["*"]     # who may receive (for a service: serve)
 
 [[process]]                 # programs the daemon starts, shows in `shmbus list` and restarts when they die
 name = "bridge"
@@ -115,6 +128,49 @@ Status read_access(const toml::table& t, std::string_view source, TopicAccess* a
   return Status::Ok();
 }
 
+Status read_queue_rule(const toml::table& t, std::string_view source, QueueRule* rule) {
+  static constexpr std::string_view kKnown[] = {"pattern",        "capacity", "max_message_size",
+                                                "max_deliveries", "durable",  "sync",
+                                                "sync_interval_ms", "allow_publish", "allow_subscribe"};
+  for (const auto& [key, node] : t) {
+    if (std::find(std::begin(kKnown), std::end(kKnown), key.str()) == std::end(kKnown)) {
+      return {Errc::kInvalidArgument,
+              where(source, node.source()) + ": unknown key '" + std::string(key.str()) + "'"};
+    }
+  }
+  const auto pattern = t["pattern"].value<std::string>();
+  if (!pattern) return {Errc::kInvalidArgument, where(source, t.source()) + ": [[queue]] needs a 'pattern'"};
+  if (Status s = validate_topic_pattern(*pattern); !s.ok()) {
+    return {Errc::kInvalidArgument, where(source, t.source()) + ": " + s.message()};
+  }
+  rule->pattern = *pattern;
+  QueueSettings& s = rule->settings;
+  for (auto [key, field] : {std::pair{"capacity", &s.capacity}, std::pair{"max_message_size", &s.max_message_size},
+                            std::pair{"max_deliveries", &s.max_deliveries},
+                            std::pair{"sync_interval_ms", &s.sync_interval_ms}}) {
+    if (Status st = read_u32(t, key, source, field); !st.ok()) return st;
+  }
+  if (const toml::node* n = t.get("durable")) {
+    const auto v = n->value<bool>();
+    if (!v) return {Errc::kInvalidArgument, where(source, n->source()) + ": 'durable' must be true or false"};
+    s.durable = *v;
+  }
+  if (const toml::node* n = t.get("sync")) {
+    const auto v = n->value<std::string>();
+    if (v == "never") {
+      s.sync = SyncPolicy::kNever;
+    } else if (v == "interval") {
+      s.sync = SyncPolicy::kInterval;
+    } else if (v == "always") {
+      s.sync = SyncPolicy::kAlways;
+    } else {
+      return {Errc::kInvalidArgument,
+              where(source, n->source()) + ": 'sync' must be \"never\", \"interval\" or \"always\""};
+    }
+  }
+  return read_access(t, source, &rule->access);
+}
+
 }  // namespace
 
 Result<DaemonConfig> parse_daemon_config(std::string_view text, std::string_view source) {
@@ -127,7 +183,8 @@ Result<DaemonConfig> parse_daemon_config(std::string_view text, std::string_view
   DaemonConfig config;
   for (const auto& [key, node] : root) {
     static constexpr std::string_view kKnown[] = {
-        "log_level", "max_topics", "max_participants", "dead_ring_grace_s", "defaults", "topic", "process"};
+        "log_level", "max_topics", "max_participants", "dead_ring_grace_s", "defaults", "topic", "process",
+        "max_queues", "data_dir", "queue"};
     if (std::find(std::begin(kKnown), std::end(kKnown), key.str()) == std::end(kKnown)) {
       return Status{Errc::kInvalidArgument,
                     where(source, node.source()) + ": unknown key '" + std::string(key.str()) + "'"};
@@ -150,6 +207,29 @@ Result<DaemonConfig> parse_daemon_config(std::string_view text, std::string_view
   u.reset();
   if (Status s = read_u32(root, "max_participants", source, &u); !s.ok()) return s;
   if (u) config.max_participants = *u;
+  u.reset();
+  if (Status s = read_u32(root, "max_queues", source, &u); !s.ok()) return s;
+  if (u) config.max_queues = *u;
+  if (const toml::node* n = root.get("data_dir")) {
+    const auto v = n->value<std::string>();
+    if (!v || v->empty()) {
+      return Status{Errc::kInvalidArgument, where(source, n->source()) + ": 'data_dir' must be a path"};
+    }
+    config.data_dir = *v;
+  }
+  if (const toml::node* n = root.get("queue")) {
+    const toml::array* rules = n->as_array();
+    if (!rules) {
+      return Status{Errc::kInvalidArgument, where(source, n->source()) + ": 'queue' must be [[queue]] tables"};
+    }
+    for (const toml::node& r : *rules) {
+      const toml::table* t = r.as_table();
+      if (!t) return Status{Errc::kInvalidArgument, where(source, r.source()) + ": each [[queue]] must be a table"};
+      QueueRule rule;
+      if (Status s = read_queue_rule(*t, source, &rule); !s.ok()) return s;
+      config.queues.push_back(std::move(rule));
+    }
+  }
   if (const toml::node* n = root.get("dead_ring_grace_s")) {
     const auto v = n->value<double>();
     if (!v || *v < 0 || *v > 3600) {

@@ -25,6 +25,12 @@ struct TopicRule {
   TopicAccess access;
 };
 
+struct QueueRule {
+  std::string pattern;     // queue or service name pattern
+  QueueSettings settings;  // the fields set here are fixed for matching queues
+  TopicAccess access;      // allow_publish: who may send (or call); allow_subscribe: who may receive (serve)
+};
+
 struct DaemonConfig {
   std::string log_level = "info";  // trace, debug, info, warn, error, off
   uint32_t max_topics = 1024;
@@ -40,6 +46,17 @@ struct DaemonConfig {
   TopicAccess default_access;
   std::vector<TopicRule> topics;  // first match wins
   std::vector<ProcessSpec> processes;  // started and kept running by the daemon
+  uint32_t max_queues = 256;
+  // Where durable queues keep their files (<data_dir>/<instance>/). Empty: $SHMBUS_DATA_DIR, else
+  // /var/lib/shmbus.
+  std::string data_dir;
+  QueueSettings queue_defaults{.capacity = 256,
+                               .max_message_size = 4096,
+                               .max_deliveries = 5,
+                               .durable = false,
+                               .sync = SyncPolicy::kInterval,
+                               .sync_interval_ms = 100};
+  std::vector<QueueRule> queues;  // first match wins
 };
 
 // Parses a configuration document; errors name the line and the key.

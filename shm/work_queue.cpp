@@ -588,6 +588,22 @@ uint32_t WorkQueue::purge_dead() {
   return n;
 }
 
+std::vector<pid_t> WorkQueue::owners() {
+  std::vector<pid_t> pids;
+  if (header_->writing.load(std::memory_order_relaxed) + header_->in_flight.load(std::memory_order_relaxed) == 0) {
+    return pids;
+  }
+  Lock lock(*this);
+  if (!lock.held()) return pids;
+  for (uint32_t i = 0; i < header_->capacity; ++i) {
+    const auto state = static_cast<EntryState>(index_[i].state);
+    if (state != EntryState::kWriting && state != EntryState::kInFlight) continue;
+    const pid_t pid = entry(i)->owner_pid;
+    if (pid > 0 && std::find(pids.begin(), pids.end(), pid) == pids.end()) pids.push_back(pid);
+  }
+  return pids;
+}
+
 QueueSnapshot WorkQueue::snapshot() const {
   // Relaxed loads of values written under the mutex: each is untorn; together they are approximately
   // simultaneous, which is all statistics need.

@@ -148,6 +148,9 @@ class WorkQueue {
   uint32_t replay_dead();
   uint32_t purge_dead();
 
+  // Daemon: the processes holding entries (WRITING or IN_FLIGHT), to check which of them still live.
+  std::vector<pid_t> owners();
+
   QueueSnapshot snapshot() const;
   // Durable queues: writes the entry's pages and the bookkeeping back to the file (msync, MS_SYNC).
   void persist(uint32_t index) const;

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "shmbus/bus.h"
+#include "tools/queue_commands.h"
 #include "tools/stats_view.h"
 #ifdef SHMBUS_WITH_BRIDGE
 #include "bridge/bridge_stats_view.h"
@@ -91,10 +92,13 @@ int main(int argc, char** argv) {
   hz->add_option("topic", topic, "topic name")->required();
   hz->add_option("-n,--count", count, "reports to print (default: until interrupted)");
 
+  shmbus::tools::QueueCommands queue_commands(app);
+
   CLI11_PARSE(app, argc, argv);
 
   auto bus = shmbus::Bus::connect(bus_options);
   if (!bus) return fail(bus.status());
+  if (queue_commands.parsed()) return queue_commands.run(bus.value());
 
   if (list->parsed() || stats->parsed()) {
     auto doc = bus.value().daemon_statistics();

@@ -36,6 +36,11 @@ struct SubscriberCore;
 
 class Publisher;
 class Subscriber;
+class QueueProducer;  // shmbus/work_queue.h
+class QueueConsumer;
+class QueueInspector;
+class Server;  // shmbus/rpc.h
+class Client;
 
 // A slot of the publisher's ring lent for writing in place. Publish it with Publisher::publish; dropping it
 // publishes nothing.
@@ -150,6 +155,7 @@ class Subscriber {
  private:
   friend class Bus;
   friend class WaitSet;
+  friend class EventSource;
   explicit Subscriber(std::unique_ptr<detail::SubscriberCore> core);
   std::unique_ptr<detail::SubscriberCore> core_;
 };
@@ -248,6 +254,14 @@ class Bus {
     if (!s) return s.status();
     return TypedSubscriber<T>(std::move(s).value());
   }
+
+  // Work queues (shmbus/work_queue.h): point-to-point, acknowledged, prioritised, optionally durable.
+  Result<QueueProducer> queue_producer(std::string_view queue, QueueProducerOptions options = {});
+  Result<QueueConsumer> queue_consumer(std::string_view queue, QueueConsumerOptions options = {});
+  Result<QueueInspector> queue_inspector(std::string_view queue);
+  // Request/response (shmbus/rpc.h) on a service name.
+  Result<Server> server(std::string_view service, ServerOptions options = {});
+  Result<Client> client(std::string_view service, ClientOptions options = {});
 
   // The daemon's statistics as a TOML document ([daemon], [[topic]] with [[topic.publisher]] and
   // [[topic.subscriber]], [[participant]]): what `shmbus stats` shows.

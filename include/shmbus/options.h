@@ -27,6 +27,53 @@ struct TopicSettings {
   std::optional<uint32_t> max_subscribers;  // default 32
 };
 
+// When a durable queue's changes reach the disk (they reach the shared page cache at once, so a daemon or
+// client crash loses nothing; this is about power loss and reboots).
+enum class SyncPolicy : uint32_t {
+  kNever = 0,     // the kernel writes back when it likes (typically within 30 s)
+  kInterval = 1,  // the daemon syncs the file every sync_interval_ms
+  kAlways = 2,    // every send and every ack syncs its pages before returning (slowest, safest)
+};
+
+// Settings of a work queue or a service's request queue. The first endpoint (or the daemon's [[queue]] rules)
+// fixes them; later endpoints may leave fields unset. The daemon sizes the queue's memory from them:
+// capacity x (max_message_size + 128) bytes plus a page.
+struct QueueSettings {
+  std::optional<uint32_t> capacity;          // messages the queue holds (ready + in flight + dead); default 256
+  std::optional<uint32_t> max_message_size;  // default 4096 bytes
+  std::optional<uint32_t> max_deliveries;    // deliveries before a message becomes a dead letter; default 5
+  std::optional<bool> durable;               // backed by a file in the daemon's data_dir; default false
+  std::optional<SyncPolicy> sync;            // durable queues; default kInterval
+  std::optional<uint32_t> sync_interval_ms;  // kInterval; default 100
+};
+
+struct QueueProducerOptions {
+  QueueSettings queue;
+  // How long send() and loan() wait for room in a full queue before kTimeout.
+  std::chrono::milliseconds full_timeout{1000};
+};
+
+struct QueueConsumerOptions {
+  QueueSettings queue;
+  // A delivery not acknowledged within this time is taken back and delivered again (to anyone).
+  std::chrono::milliseconds visibility_timeout{30000};
+};
+
+struct ServerOptions {
+  QueueSettings queue;  // of the service's request queue
+  // How long respond() waits for room in a client's full response queue.
+  std::chrono::milliseconds full_timeout{1000};
+};
+
+struct ClientOptions {
+  QueueSettings queue;  // of the service's request queue
+  // Responses this client can hold unread, and their largest size.
+  uint32_t response_capacity = 16;
+  uint32_t max_response_size = 4096;
+  // How long call() waits for room in the service's full request queue (counts against the deadline).
+  std::chrono::milliseconds full_timeout{1000};
+};
+
 struct BusOptions {
   // Which daemon instance to talk to. Empty: $SHMBUS_INSTANCE, else "default".
   std::string instance;

@@ -20,6 +20,8 @@ enum class Errc {
   kPermissionDenied,      // the daemon's access rules refuse this user
   kProtocolError,         // a malformed control message (version mismatch, bad length)
   kInternal,              // a system call failed unexpectedly; the message has errno's text
+  kServerDied,            // the server handling a request died before it responded
+  kClosed,                // the daemon shut the queue or topic down
 };
 
 std::string_view errc_name(Errc code);

@@ -1,0 +1,48 @@
+// A client's mapping of one work queue (or a service's request queue, or a response queue), validated before
+// use, and its registration with the daemon, given back when it is destroyed.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "bus/connection.h"
+#include "shm/segment.h"
+#include "shm/work_queue.h"
+#include "shmbus/options.h"
+#include "shmbus/status.h"
+
+namespace shmbus::detail {
+
+struct QueueAttachment {
+  std::shared_ptr<Connection> connection;
+  shm::Segment memory;  // the queue's shared memory or durable file, mapped from the daemon's descriptor
+  std::optional<shm::WorkQueue> queue;
+  std::string name;
+  uint32_t id = 0;
+  uint32_t role = 0;
+  pid_t pid = 0;
+
+  ~QueueAttachment();
+
+  // Asks the daemon for `name` in `role` and maps what it sends.
+  static Result<std::unique_ptr<QueueAttachment>> open(std::shared_ptr<Connection> connection,
+                                                       std::string_view name, const QueueSettings& settings,
+                                                       uint32_t role, uint32_t queue_id = 0);
+
+  // Reserves a free entry, waiting up to `timeout` while the queue is full.
+  Result<shm::ClaimedEntry> reserve(std::chrono::nanoseconds timeout);
+  // Commits a reserved entry (and syncs it when the queue's policy says "always").
+  Status commit(const shm::ClaimedEntry& claimed, const shm::CommitInfo& info);
+  // Pops the next entry, waiting up to `timeout`: kTimeout, kClosed or Ok.
+  Result<shm::DeliveredEntry> pop(std::chrono::nanoseconds visibility, std::chrono::nanoseconds timeout);
+  Status ack(uint32_t index, uint64_t tag);
+};
+
+// A QueueOp that is not kOk, as a Status naming the queue.
+Status queue_status(shm::QueueOp op, const std::string& name);
+
+}  // namespace shmbus::detail

@@ -1,0 +1,271 @@
+#include "shmbus/rpc.h"
+
+#include <cstring>
+#include <utility>
+
+#include "bus/log.h"
+#include "bus/queue_attachment.h"
+#include "shmbus/bus.h"
+#include "shmbus/topic_name.h"
+
+namespace shmbus {
+namespace {
+
+// Requests wait this long in a server's hands at most; their callers' deadlines end them sooner.
+constexpr auto kRequestVisibility = std::chrono::hours(1);
+
+}  // namespace
+
+// --- Request ---
+
+Request::Request(Request&& other) noexcept
+    : server_(std::exchange(other.server_, nullptr)),
+      delivery_(std::move(other.delivery_)),
+      correlation_(other.correlation_),
+      reply_queue_(other.reply_queue_),
+      deadline_ns_(other.deadline_ns_),
+      answered_(std::exchange(other.answered_, true)) {}
+
+Request& Request::operator=(Request&& other) noexcept {
+  if (this != &other) {
+    if (server_ && !answered_) (void)fail(Errc::kInternal, "the server dropped the request without a response");
+    server_ = std::exchange(other.server_, nullptr);
+    delivery_ = std::move(other.delivery_);
+    correlation_ = other.correlation_;
+    reply_queue_ = other.reply_queue_;
+    deadline_ns_ = other.deadline_ns_;
+    answered_ = std::exchange(other.answered_, true);
+  }
+  return *this;
+}
+
+Request::~Request() {
+  if (server_ && !answered_) (void)fail(Errc::kInternal, "the server dropped the request without a response");
+}
+
+std::chrono::steady_clock::time_point Request::deadline() const {
+  return std::chrono::steady_clock::time_point(std::chrono::nanoseconds(deadline_ns_));
+}
+
+Result<QueueLoan> Request::loan_response() {
+  if (!server_ || answered_) return Status{Errc::kInvalidArgument, "this request was already answered"};
+  auto q = server_->response_queue(reply_queue_);
+  if (!q) return q.status();
+  auto claimed = q.value()->reserve(server_->options_.full_timeout);
+  if (!claimed) return claimed.status();
+  QueueLoan loan;
+  loan.owner_ = q.value();
+  loan.index_ = claimed->index;
+  loan.data_ = claimed->payload;
+  loan.capacity_ = claimed->capacity;
+  loan.size_ = claimed->capacity;
+  return loan;
+}
+
+Status Request::finish(QueueLoan* loan, uint32_t size, Errc code) {
+  const shm::ClaimedEntry claimed{loan->index_, loan->data_, static_cast<uint32_t>(loan->capacity_)};
+  detail::QueueAttachment* q = loan->owner_;
+  loan->owner_ = nullptr;
+  loan->data_ = nullptr;
+  answered_ = true;
+  Status s = q->commit(claimed, {.size = size,
+                                 .correlation = correlation_,
+                                 .flags = code == Errc::kOk ? 0u : shm::kEntryErrorResponse,
+                                 .status_code = static_cast<int32_t>(code)});
+  // The request is done either way: acknowledging it keeps it from being handled twice.
+  (void)delivery_.ack();
+  return s;
+}
+
+Status Request::respond(QueueLoan&& loan) {
+  if (!server_ || answered_) return {Errc::kInvalidArgument, "this request was already answered"};
+  if (!loan.data_ || loan.size_ > loan.capacity_) return {Errc::kInvalidArgument, "empty or oversized loan"};
+  return finish(&loan, static_cast<uint32_t>(loan.size_), Errc::kOk);
+}
+
+Status Request::respond(std::span<const std::byte> bytes) {
+  auto loan = loan_response();
+  if (!loan) {
+    answered_ = true;
+    (void)delivery_.ack();
+    return loan.status();
+  }
+  if (bytes.size() > loan->capacity_) {
+    (void)fail(Errc::kMessageTooLarge, "the response exceeds the client's max_response_size");
+    return {Errc::kMessageTooLarge, std::to_string(bytes.size()) + " bytes exceed the client's max_response_size " +
+                                        std::to_string(loan->capacity_)};
+  }
+  std::memcpy(loan->data_, bytes.data(), bytes.size());
+  return finish(&loan.value(), static_cast<uint32_t>(bytes.size()), Errc::kOk);
+}
+
+Status Request::fail(Errc code, std::string_view message) {
+  if (!server_ || answered_) return {Errc::kInvalidArgument, "this request was already answered"};
+  auto loan = loan_response();
+  if (!loan) {
+    answered_ = true;
+    (void)delivery_.ack();
+    return loan.status();
+  }
+  const auto size = static_cast<uint32_t>(std::min(message.size(), loan->capacity_));
+  std::memcpy(loan->data_, message.data(), size);
+  return finish(&loan.value(), size, code == Errc::kOk ? Errc::kInternal : code);
+}
+
+// --- Server ---
+
+Server::Server() = default;
+Server::Server(std::shared_ptr<detail::Connection> connection, std::unique_ptr<detail::QueueAttachment> requests,
+               ServerOptions options)
+    : connection_(std::move(connection)), requests_(std::move(requests)), options_(std::move(options)) {}
+Server::Server(Server&&) noexcept = default;
+Server& Server::operator=(Server&&) noexcept = default;
+Server::~Server() = default;
+
+Result<detail::QueueAttachment*> Server::response_queue(uint32_t id) {
+  auto it = responses_.find(id);
+  if (it != responses_.end()) return it->second.get();
+  auto q = detail::QueueAttachment::open(connection_, "", {}, detail::kReplyWriter, id);
+  if (!q) return q.status();
+  if (responses_.size() > 256) responses_.clear();  // clients come and go: keep the cache bounded
+  return (responses_[id] = std::move(q).value()).get();
+}
+
+Result<Request> Server::receive(std::chrono::nanoseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    const auto left = std::max<std::chrono::nanoseconds>(deadline - std::chrono::steady_clock::now(),
+                                                         std::chrono::nanoseconds::zero());
+    auto d = requests_->pop(kRequestVisibility, left);
+    if (!d) return d.status();
+    if (d->call_deadline != 0 && shm::steady_now_ns() > d->call_deadline) {
+      ++expired_;  // its caller gave up: answering would only fill its response queue
+      (void)requests_->ack(d->index, d->tag);
+      continue;
+    }
+    Request r;
+    r.server_ = this;
+    r.delivery_.owner_ = requests_.get();
+    r.delivery_.data_ = d->payload;
+    r.delivery_.size_ = d->size;
+    r.delivery_.index_ = d->index;
+    r.delivery_.tag_ = d->tag;
+    r.delivery_.deliveries_ = d->deliveries;
+    r.delivery_.sequence_ = d->seq;
+    r.delivery_.enqueue_ns_ = d->enqueue_ns;
+    r.correlation_ = d->correlation;
+    r.reply_queue_ = d->reply_queue;
+    r.deadline_ns_ = d->call_deadline;
+    return r;
+  }
+}
+
+// --- Client ---
+
+Client::Client() = default;
+Client::Client(std::unique_ptr<detail::QueueAttachment> requests,
+               std::unique_ptr<detail::QueueAttachment> responses, ClientOptions options)
+    : requests_(std::move(requests)), responses_(std::move(responses)), options_(std::move(options)) {}
+Client::Client(Client&&) noexcept = default;
+Client& Client::operator=(Client&&) noexcept = default;
+Client::~Client() = default;
+
+Result<QueueLoan> Client::loan() {
+  auto claimed = requests_->reserve(options_.full_timeout);
+  if (!claimed) return claimed.status();
+  QueueLoan loan;
+  loan.owner_ = requests_.get();
+  loan.index_ = claimed->index;
+  loan.data_ = claimed->payload;
+  loan.capacity_ = claimed->capacity;
+  loan.size_ = claimed->capacity;
+  return loan;
+}
+
+Result<Response> Client::call(QueueLoan&& request, std::chrono::nanoseconds timeout) {
+  if (request.owner_ != requests_.get() || !request.data_) {
+    return Status{Errc::kInvalidArgument, "the loan is empty or belongs to another client"};
+  }
+  if (request.size_ > request.capacity_) return Status{Errc::kMessageTooLarge, "loan size exceeds its buffer"};
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  const uint64_t correlation = next_correlation_++;
+  const shm::ClaimedEntry claimed{request.index_, request.data_, static_cast<uint32_t>(request.capacity_)};
+  const auto size = static_cast<uint32_t>(request.size_);
+  request.owner_ = nullptr;
+  request.data_ = nullptr;
+  const auto deadline_ns = static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(deadline.time_since_epoch()).count());
+  Status s = requests_->commit(claimed, {.size = size,
+                                         .correlation = correlation,
+                                         .reply_queue = responses_->id,
+                                         .call_deadline = deadline_ns});
+  if (!s.ok()) return s;
+  return await(correlation, deadline);
+}
+
+Result<Response> Client::call(std::span<const std::byte> request, std::chrono::nanoseconds timeout) {
+  if (request.size() > requests_->queue->max_message_size()) {
+    return Status{Errc::kMessageTooLarge, std::to_string(request.size()) + " bytes exceed service " +
+                                              requests_->name + "'s max_message_size " +
+                                              std::to_string(requests_->queue->max_message_size())};
+  }
+  auto l = loan();
+  if (!l) return l.status();
+  std::memcpy(l->data(), request.data(), request.size());
+  l->set_size(request.size());
+  return call(std::move(l).value(), timeout);
+}
+
+Result<Response> Client::await(uint64_t correlation, std::chrono::steady_clock::time_point deadline) {
+  for (;;) {
+    const auto left = std::max<std::chrono::nanoseconds>(deadline - std::chrono::steady_clock::now(),
+                                                         std::chrono::nanoseconds::zero());
+    auto d = responses_->pop(kRequestVisibility, left);
+    if (!d) {
+      if (d.status().code() == Errc::kTimeout) {
+        return Status{Errc::kTimeout, "no response from service " + requests_->name + " before the deadline"};
+      }
+      return d.status();
+    }
+    if (d->correlation != correlation) {
+      ++late_;  // the answer to an earlier call that timed out
+      (void)responses_->ack(d->index, d->tag);
+      continue;
+    }
+    if (d->flags & shm::kEntryErrorResponse) {
+      std::string message(reinterpret_cast<const char*>(d->payload), d->size);
+      const int code = d->status_code;
+      (void)responses_->ack(d->index, d->tag);
+      const bool known = code > 0 && code <= static_cast<int>(Errc::kClosed);
+      return Status{known ? static_cast<Errc>(code) : Errc::kInternal, "service " + requests_->name + ": " + message};
+    }
+    Response r;
+    r.delivery_.owner_ = responses_.get();
+    r.delivery_.data_ = d->payload;
+    r.delivery_.size_ = d->size;
+    r.delivery_.index_ = d->index;
+    r.delivery_.tag_ = d->tag;
+    return r;
+  }
+}
+
+// --- Bus ---
+
+Result<Server> Bus::server(std::string_view service, ServerOptions options) {
+  if (Status s = validate_topic_name(service); !s.ok()) return s;
+  auto q = detail::QueueAttachment::open(connection_, service, options.queue, detail::kServiceServer);
+  if (!q) return q.status();
+  return Server(connection_, std::move(q).value(), std::move(options));
+}
+
+Result<Client> Bus::client(std::string_view service, ClientOptions options) {
+  if (Status s = validate_topic_name(service); !s.ok()) return s;
+  auto requests = detail::QueueAttachment::open(connection_, service, options.queue, detail::kServiceClient);
+  if (!requests) return requests.status();
+  QueueSettings reply{.capacity = options.response_capacity, .max_message_size = options.max_response_size};
+  auto responses = detail::QueueAttachment::open(connection_, "", reply, detail::kReplyOwner);
+  if (!responses) return responses.status();
+  return Client(std::move(requests).value(), std::move(responses).value(), std::move(options));
+}
+
+}  // namespace shmbus

@@ -1,0 +1,48 @@
+#include "shm/mapped_file.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+
+namespace shmbus::shm {
+
+namespace bip = boost::interprocess;
+
+long long MappedFile::file_size(const std::string& path) {
+  struct stat st {};
+  return stat(path.c_str(), &st) == 0 ? static_cast<long long>(st.st_size) : -1;
+}
+
+MappedFile MappedFile::open(const std::string& path, std::size_t size, std::size_t* previous_size) {
+  // Created and sized with POSIX calls (Boost.Interprocess maps files but does not create or grow them).
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) throw std::runtime_error("cannot open " + path + ": " + std::strerror(errno));
+  struct stat st {};
+  if (fstat(fd, &st) != 0 ||
+      (static_cast<std::size_t>(st.st_size) < size && ftruncate(fd, static_cast<off_t>(size)) != 0)) {
+    const int e = errno;
+    ::close(fd);
+    throw std::runtime_error("cannot size " + path + ": " + std::strerror(e));
+  }
+  ::close(fd);
+  if (previous_size) *previous_size = static_cast<std::size_t>(st.st_size);
+  MappedFile f;
+  f.path_ = path;
+  try {
+    f.file_ = bip::file_mapping(path.c_str(), bip::read_write);
+    f.region_ = bip::mapped_region(f.file_, bip::read_write, 0, size);
+  } catch (const bip::interprocess_exception& e) {
+    throw std::runtime_error("cannot map " + path + ": " + e.what());
+  }
+  return f;
+}
+
+int MappedFile::duplicate_fd() const {
+  return fcntl(file_.get_mapping_handle().handle, F_DUPFD_CLOEXEC, 0);
+}
+
+}  // namespace shmbus::shm

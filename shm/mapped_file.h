@@ -1,0 +1,37 @@
+// A regular file mapped MAP_SHARED through Boost.Interprocess: the backing of durable work queues. Changes
+// reach the page cache at once (so they survive any process crash) and the disk on msync or writeback.
+#pragma once
+
+#include <boost/interprocess/file_mapping.hpp>
+#include <boost/interprocess/mapped_region.hpp>
+#include <cstddef>
+#include <string>
+
+namespace shmbus::shm {
+
+class MappedFile {
+ public:
+  MappedFile() = default;
+  MappedFile(MappedFile&&) noexcept = default;
+  MappedFile& operator=(MappedFile&&) noexcept = default;
+
+  // Opens `path` (created owner-only if missing), grows it to `size` bytes if shorter (zero-filled) and maps
+  // `size` bytes. `*previous_size` gets the size the file had (0 if new). Throws std::runtime_error.
+  static MappedFile open(const std::string& path, std::size_t size, std::size_t* previous_size);
+  // The size of the file at `path`, or -1 if it cannot be read.
+  static long long file_size(const std::string& path);
+
+  // A duplicate descriptor of the file, for passing to a client. -1 on failure.
+  int duplicate_fd() const;
+
+  std::byte* data() const { return static_cast<std::byte*>(region_.get_address()); }
+  std::size_t size() const { return region_.get_size(); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  boost::interprocess::file_mapping file_;
+  boost::interprocess::mapped_region region_;
+};
+
+}  // namespace shmbus::shm
