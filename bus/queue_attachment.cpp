@@ -88,7 +88,8 @@ Result<shm::ClaimedEntry> QueueAttachment::reserve(std::chrono::nanoseconds time
 Status QueueAttachment::commit(const shm::ClaimedEntry& claimed, const shm::CommitInfo& info) {
   const shm::QueueOp op = queue->commit(claimed, pid, info);
   if (op != shm::QueueOp::kOk) return queue_status(op, name);
-  if (queue->header()->sync_policy == static_cast<uint32_t>(SyncPolicy::kAlways)) queue->persist(claimed.index);
+  if (queue->header()->sync_policy == static_cast<uint32_t>(SyncPolicy::kAlways))
+    queue->persist(claimed.index);
   return Status::Ok();
 }
 

@@ -28,7 +28,8 @@ Request::Request(Request&& other) noexcept
 
 Request& Request::operator=(Request&& other) noexcept {
   if (this != &other) {
-    if (server_ && !answered_) (void)fail(Errc::kInternal, "the server dropped the request without a response");
+    if (server_ && !answered_)
+      (void)fail(Errc::kInternal, "the server dropped the request without a response");
     server_ = std::exchange(other.server_, nullptr);
     delivery_ = std::move(other.delivery_);
     correlation_ = other.correlation_;
@@ -92,7 +93,8 @@ Status Request::respond(std::span<const std::byte> bytes) {
   }
   if (bytes.size() > loan->capacity_) {
     (void)fail(Errc::kMessageTooLarge, "the response exceeds the client's max_response_size");
-    return {Errc::kMessageTooLarge, std::to_string(bytes.size()) + " bytes exceed the client's max_response_size " +
+    return {Errc::kMessageTooLarge, std::to_string(bytes.size()) +
+                                        " bytes exceed the client's max_response_size " +
                                         std::to_string(loan->capacity_)};
   }
   std::memcpy(loan->data_, bytes.data(), bytes.size());
@@ -115,8 +117,8 @@ Status Request::fail(Errc code, std::string_view message) {
 // --- Server ---
 
 Server::Server() = default;
-Server::Server(std::shared_ptr<detail::Connection> connection, std::unique_ptr<detail::QueueAttachment> requests,
-               ServerOptions options)
+Server::Server(std::shared_ptr<detail::Connection> connection,
+               std::unique_ptr<detail::QueueAttachment> requests, ServerOptions options)
     : connection_(std::move(connection)), requests_(std::move(requests)), options_(std::move(options)) {}
 Server::Server(Server&&) noexcept = default;
 Server& Server::operator=(Server&&) noexcept = default;
@@ -186,7 +188,8 @@ Result<Response> Client::call(QueueLoan&& request, std::chrono::nanoseconds time
   if (request.owner_ != requests_.get() || !request.data_) {
     return Status{Errc::kInvalidArgument, "the loan is empty or belongs to another client"};
   }
-  if (request.size_ > request.capacity_) return Status{Errc::kMessageTooLarge, "loan size exceeds its buffer"};
+  if (request.size_ > request.capacity_)
+    return Status{Errc::kMessageTooLarge, "loan size exceeds its buffer"};
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   const uint64_t correlation = next_correlation_++;
   const shm::ClaimedEntry claimed{request.index_, request.data_, static_cast<uint32_t>(request.capacity_)};
@@ -237,7 +240,8 @@ Result<Response> Client::await(uint64_t correlation, std::chrono::steady_clock::
       const int code = d->status_code;
       (void)responses_->ack(d->index, d->tag);
       const bool known = code > 0 && code <= static_cast<int>(Errc::kClosed);
-      return Status{known ? static_cast<Errc>(code) : Errc::kInternal, "service " + requests_->name + ": " + message};
+      return Status{known ? static_cast<Errc>(code) : Errc::kInternal,
+                    "service " + requests_->name + ": " + message};
     }
     Response r;
     r.delivery_.owner_ = responses_.get();

@@ -175,8 +175,8 @@ QueueInspector::~QueueInspector() = default;
 
 QueueInfo QueueInspector::info() const {
   const shm::QueueSnapshot s = queue_->queue->snapshot();
-  return {s.capacity, s.ready, s.in_flight, s.dead, s.consumers, s.enqueued, s.acked, s.redelivered,
-          s.dead_lettered, s.corrupt};
+  return {s.capacity, s.ready, s.in_flight,   s.dead,          s.consumers,
+          s.enqueued, s.acked, s.redelivered, s.dead_lettered, s.corrupt};
 }
 
 std::vector<DeadLetterInfo> QueueInspector::dead_letters(std::size_t max) const {

@@ -79,7 +79,7 @@ struct QueueRegistry::Queue {
   shm::Segment segment;    // non-durable
   shm::MappedFile file;    // durable
   std::optional<shm::WorkQueue> queue;
-  uint64_t reply_owner = 0;  // reply queues: the participant that owns it
+  uint64_t reply_owner = 0;                             // reply queues: the participant that owns it
   std::map<uint64_t, std::vector<uint32_t>> endpoints;  // participant -> roles held
   std::map<uint64_t, pid_t> pids;                       // participant -> pid
   uint64_t last_sync_ns = 0;
@@ -134,8 +134,8 @@ Status QueueRegistry::authorize(const std::string& name, uint32_t role, const Pe
   const AllowList allow = list->has_value() ? **list : default_allow_list();
   if (allowed(allow, peer.uid, peer.gid, supplementary_groups(peer.pid))) return Status::Ok();
   const char* what = sends ? "send to" : "receive from";
-  spdlog::warn("denied: pid {} uid {} gid {} ({}) may not {} queue {}", peer.pid, peer.uid, peer.gid, peer.name,
-               what, name);
+  spdlog::warn("denied: pid {} uid {} gid {} ({}) may not {} queue {}", peer.pid, peer.uid, peer.gid,
+               peer.name, what, name);
   return {Errc::kPermissionDenied, "uid " + std::to_string(peer.uid) + " may not " + what + " queue " + name};
 }
 
@@ -160,7 +160,8 @@ Status QueueRegistry::create_memory(Queue& q, const QueueSettings& s) {
         if (!view) {
           // A truncated file: grow it back to the size its header records, keeping the intact prefix.
           const auto* h = reinterpret_cast<const shm::WorkQueueHeader*>(q.file.data());
-          const shm::WorkQueueGeometry recorded{h->capacity, h->max_message_size, h->max_deliveries, h->flags};
+          const shm::WorkQueueGeometry recorded{h->capacity, h->max_message_size, h->max_deliveries,
+                                                h->flags};
           const std::size_t need = h->magic == shm::kWorkQueueMagic ? shm::work_queue_bytes(recorded) : 0;
           if (need != 0 && need == h->total_size && need > q.file.size()) {
             spdlog::error("durable queue {}: file truncated to {} of {} bytes; recovering the intact prefix",
@@ -171,8 +172,8 @@ Status QueueRegistry::create_memory(Queue& q, const QueueSettings& s) {
         }
         if (!view) {
           const std::string aside = path + ".corrupt";
-          spdlog::error("durable queue {}: {} is unusable ({}); moved to {} and started empty", q.name, path, why,
-                        aside);
+          spdlog::error("durable queue {}: {} is unusable ({}); moved to {} and started empty", q.name, path,
+                        why, aside);
           q.file = {};
           std::filesystem::rename(path, aside, ec);
         } else {
@@ -185,9 +186,10 @@ Status QueueRegistry::create_memory(Queue& q, const QueueSettings& s) {
           h->queue_id = q.id;
           const bool new_boot = std::string(h->boot_id, strnlen(h->boot_id, sizeof h->boot_id)) != boot_id_;
           q.recovery = view->recover(new_boot, boot_id_);
-          spdlog::info("durable queue {} recovered from {}: {} message(s) kept, {} requeued, {} corrupt dropped{}",
-                       q.name, path, q.recovery.recovered, q.recovery.requeued, q.recovery.corrupt,
-                       new_boot ? " (new boot)" : "");
+          spdlog::info(
+              "durable queue {} recovered from {}: {} message(s) kept, {} requeued, {} corrupt dropped{}",
+              q.name, path, q.recovery.recovered, q.recovery.requeued, q.recovery.corrupt,
+              new_boot ? " (new boot)" : "");
           if (q.recovery.corrupt) {
             spdlog::error("durable queue {}: {} corrupt message(s) dropped (checksum or size)", q.name,
                           q.recovery.corrupt);
@@ -230,7 +232,8 @@ Result<QueueRegistry::Queue*> QueueRegistry::find_or_create(const std::string& k
     return &q;
   }
   if (queues_.size() >= config_.max_queues) {
-    return Status{Errc::kExhausted, "too many queues (max_queues = " + std::to_string(config_.max_queues) + ")"};
+    return Status{Errc::kExhausted,
+                  "too many queues (max_queues = " + std::to_string(config_.max_queues) + ")"};
   }
   QueueSettings s = config_.queue_defaults;
   auto take = [](auto& field, const auto& from) {
@@ -251,7 +254,8 @@ Result<QueueRegistry::Queue*> QueueRegistry::find_or_create(const std::string& k
     take(s.sync_interval_ms, rule->settings.sync_interval_ms);
   }
   if (*s.capacity == 0 || *s.capacity > shm::kMaxQueueCapacity) {
-    return Status{Errc::kInvalidArgument, "queue capacity must be 1.." + std::to_string(shm::kMaxQueueCapacity)};
+    return Status{Errc::kInvalidArgument,
+                  "queue capacity must be 1.." + std::to_string(shm::kMaxQueueCapacity)};
   }
   if (*s.max_message_size == 0 || *s.max_message_size > shm::kMaxQueueMessageSize) {
     return Status{Errc::kInvalidArgument,
@@ -278,14 +282,14 @@ Result<QueueRegistry::Queue*> QueueRegistry::find_or_create(const std::string& k
   return raw;
 }
 
-Result<QueueAttached> QueueRegistry::open(const std::string& name, const QueueSettings& requested, uint32_t role,
-                                          uint32_t queue_id, const Peer& peer) {
+Result<QueueAttached> QueueRegistry::open(const std::string& name, const QueueSettings& requested,
+                                          uint32_t role, uint32_t queue_id, const Peer& peer) {
   Queue* q = nullptr;
   if (role == kReplyWriter) {
     auto it = queues_.find(queue_id);
     if (it == queues_.end() || !(it->second->flags & shm::kQueueReply)) {
-      return Status{Errc::kInvalidArgument, "no response queue " + std::to_string(queue_id) +
-                                                " (its client is gone)"};
+      return Status{Errc::kInvalidArgument,
+                    "no response queue " + std::to_string(queue_id) + " (its client is gone)"};
     }
     bool serves = false;
     for (const auto& [id, other] : queues_) {
@@ -308,8 +312,8 @@ Result<QueueAttached> QueueRegistry::open(const std::string& name, const QueueSe
   } else if (role >= kQueueProducer && role <= kServiceServer) {
     if (Status s = authorize(name, role == kQueueInspector ? kQueueConsumer : role, peer); !s.ok()) return s;
     const bool service = is_service_role(role);
-    auto found = find_or_create((service ? "service:" : "queue:") + name, name, service ? shm::kQueueService : 0,
-                                requested);
+    auto found = find_or_create((service ? "service:" : "queue:") + name, name,
+                                service ? shm::kQueueService : 0, requested);
     if (!found) return found.status();
     q = found.value();
   } else {
@@ -501,9 +505,9 @@ void QueueRegistry::report(toml::table* doc) const {
     const double sojourn_s = per(static_cast<double>(now.sojourn_ns - then.sojourn_ns) / 1e9, acked);
     const double span_ns = static_cast<double>(now.taken_ns - then.taken_ns);
     const double lq = per(static_cast<double>(now.ready_area - then.ready_area), span_ns);
-    const double l = per(static_cast<double>(now.ready_area - then.ready_area + now.in_flight_area -
-                                             then.in_flight_area),
-                         span_ns);
+    const double l =
+        per(static_cast<double>(now.ready_area - then.ready_area + now.in_flight_area - then.in_flight_area),
+            span_ns);
     const double servers = std::max<double>(1.0, now.consumers);
     const double little = lambda * wait_s;
     toml::table metrics{{"window_s", dt},
@@ -518,7 +522,9 @@ void QueueRegistry::report(toml::table* doc) const {
                         {"sojourn_time_s", sojourn_s},
                         {"littles_law_lambda_w", little},
                         {"littles_law_error", per(std::abs(lq - little), std::max(lq, little))}};
-    const char* kind = (q.flags & shm::kQueueService) ? "service" : (q.flags & shm::kQueueReply) ? "reply" : "work";
+    const char* kind = (q.flags & shm::kQueueService) ? "service"
+                       : (q.flags & shm::kQueueReply) ? "reply"
+                                                      : "work";
     list.push_back(toml::table{{"id", static_cast<int64_t>(q.id)},
                                {"name", q.name},
                                {"kind", kind},

@@ -590,7 +590,8 @@ uint32_t WorkQueue::purge_dead() {
 
 std::vector<pid_t> WorkQueue::owners() {
   std::vector<pid_t> pids;
-  if (header_->writing.load(std::memory_order_relaxed) + header_->in_flight.load(std::memory_order_relaxed) == 0) {
+  if (header_->writing.load(std::memory_order_relaxed) + header_->in_flight.load(std::memory_order_relaxed) ==
+      0) {
     return pids;
   }
   Lock lock(*this);

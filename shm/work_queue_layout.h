@@ -94,7 +94,7 @@ struct alignas(64) WorkQueueHeader {
   std::atomic<uint32_t> writing;
   std::atomic<uint32_t> consumers;  // attached consumers, maintained by the daemon
   uint32_t sync_policy;             // durable queues: 2 = every commit and ack syncs its pages (persist)
-  uint64_t next_seq;  // under the mutex: FIFO order of commits
+  uint64_t next_seq;                // under the mutex: FIFO order of commits
   uint64_t
       next_delivery_tag;  // under the mutex: identifies one delivery, so a stale ack cannot hit a redelivery
   uint32_t free_hint;     // under the mutex: where the FREE search starts

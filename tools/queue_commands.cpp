@@ -41,7 +41,8 @@ QueueCommands::QueueCommands(CLI::App& app) {
   queue_ = app.add_subcommand("queue", "work queues: list, stats, send, recv, dead, replay, purge");
   queue_->require_subcommand(1);
   list_ = queue_->add_subcommand("list", "queues and services: depth, in flight, dead letters, consumers");
-  stats_ = queue_->add_subcommand("stats", "one queue's counters and queueing metrics (lambda, mu, rho, L, W)");
+  stats_ =
+      queue_->add_subcommand("stats", "one queue's counters and queueing metrics (lambda, mu, rho, L, W)");
   stats_->add_option("queue", name_, "queue name")->required();
   stats_->add_flag("--json", json_, "print JSON");
   send_ = queue_->add_subcommand("send", "send DATA to a queue");
@@ -94,20 +95,22 @@ int QueueCommands::run_queue(Bus& bus) {
     }
     const toml::array* queues = doc["queue"].as_array();
     if (list_->parsed()) {
-      std::printf("%-32s %-8s %8s %9s %6s %9s %10s\n", "QUEUE", "KIND", "READY", "IN_FLIGHT", "DEAD", "CONSUMERS",
-                  "ARRIVALS/S");
+      std::printf("%-32s %-8s %8s %9s %6s %9s %10s\n", "QUEUE", "KIND", "READY", "IN_FLIGHT", "DEAD",
+                  "CONSUMERS", "ARRIVALS/S");
       for (const toml::node& n : queues ? *queues : toml::array{}) {
         const toml::table& q = *n.as_table();
-        std::printf("%-32s %-8s %8lld %9lld %6lld %9lld %10.1f\n", q["name"].value_or(std::string("?")).c_str(),
+        std::printf("%-32s %-8s %8lld %9lld %6lld %9lld %10.1f\n",
+                    q["name"].value_or(std::string("?")).c_str(),
                     q["kind"].value_or(std::string("?")).c_str(), q["ready"].value_or(0LL),
-                    q["in_flight"].value_or(0LL), q["dead_letters"].value_or(0LL), q["consumers"].value_or(0LL),
-                    q["metrics"]["arrival_rate"].value_or(0.0));
+                    q["in_flight"].value_or(0LL), q["dead_letters"].value_or(0LL),
+                    q["consumers"].value_or(0LL), q["metrics"]["arrival_rate"].value_or(0.0));
       }
       return 0;
     }
     for (const toml::node& n : queues ? *queues : toml::array{}) {
       const toml::table& q = *n.as_table();
-      if (q["name"].value_or(std::string()) != name_ || q["kind"].value_or(std::string()) == "reply") continue;
+      if (q["name"].value_or(std::string()) != name_ || q["kind"].value_or(std::string()) == "reply")
+        continue;
       if (json_) {
         std::cout << toml::json_formatter(q) << "\n";
       } else {
@@ -121,7 +124,8 @@ int QueueCommands::run_queue(Bus& bus) {
     auto producer = bus.queue_producer(name_);
     if (!producer) return fail(producer.status());
     for (uint64_t i = 0; i < count_; ++i) {
-      if (Status s = producer->send(std::as_bytes(std::span(data_.data(), data_.size())), priority_); !s.ok()) {
+      if (Status s = producer->send(std::as_bytes(std::span(data_.data(), data_.size())), priority_);
+          !s.ok()) {
         return fail(s);
       }
     }
@@ -145,8 +149,8 @@ int QueueCommands::run_queue(Bus& bus) {
   if (!inspector) return fail(inspector.status());
   if (dead_->parsed()) {
     for (const DeadLetterInfo& d : inspector->dead_letters(1000)) {
-      std::cout << "seq " << d.sequence << " priority " << d.priority << " deliveries " << d.deliveries << ": "
-                << printable(d.payload) << "\n";
+      std::cout << "seq " << d.sequence << " priority " << d.priority << " deliveries " << d.deliveries
+                << ": " << printable(d.payload) << "\n";
     }
     return 0;
   }

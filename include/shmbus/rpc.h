@@ -109,8 +109,8 @@ class Client {
 
  private:
   friend class Bus;
-  Client(std::unique_ptr<detail::QueueAttachment> requests, std::unique_ptr<detail::QueueAttachment> responses,
-         ClientOptions options);
+  Client(std::unique_ptr<detail::QueueAttachment> requests,
+         std::unique_ptr<detail::QueueAttachment> responses, ClientOptions options);
   Result<Response> await(uint64_t correlation, std::chrono::steady_clock::time_point deadline);
   std::unique_ptr<detail::QueueAttachment> requests_;
   std::unique_ptr<detail::QueueAttachment> responses_;

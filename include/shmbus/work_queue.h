@@ -1,9 +1,9 @@
 // Work queues: point-to-point messaging with competing consumers over shared memory. Each message goes to
-// exactly one consumer, which acknowledges it (done) or rejects it (failed). A message that is rejected, whose
-// consumer dies, or that stays unacknowledged past the consumer's visibility timeout is delivered again, with
-// its delivery count; after the queue's max_deliveries it becomes a dead letter, kept for inspection and
-// replay (at-least-once delivery). Higher priorities (0..9) are delivered first, FIFO within a priority.
-// A queue declared durable lives in a file and survives daemon crashes, restarts and reboots.
+// exactly one consumer, which acknowledges it (done) or rejects it (failed). A message that is rejected,
+// whose consumer dies, or that stays unacknowledged past the consumer's visibility timeout is delivered
+// again, with its delivery count; after the queue's max_deliveries it becomes a dead letter, kept for
+// inspection and replay (at-least-once delivery). Higher priorities (0..9) are delivered first, FIFO within a
+// priority. A queue declared durable lives in a file and survives daemon crashes, restarts and reboots.
 //
 //   auto producer = bus.queue_producer("jobs/resize").value();
 //   producer.send(std::as_bytes(std::span(job)), /*priority=*/5);

@@ -1,0 +1,476 @@
+// Work queues and request/response through a real daemon, across real processes (fork): exactly-once
+// delivery to competing consumers, redelivery after kill -9, visibility timeouts, dead letters, priorities,
+// durability across daemon kill -9 / restart / simulated reboot with corruption, RPC correlation, deadlines
+// and server death, the CLI, and the documented errors.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <toml++/toml.h>
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "shm/work_queue_layout.h"
+#include "shmbus/rpc.h"
+#include "shmbus/work_queue.h"
+#include "support/test_daemon.h"
+
+namespace shmbus::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::span<const std::byte> bytes_of(const uint64_t& v) {
+  return std::as_bytes(std::span(&v, 1));
+}
+uint64_t value_of(std::span<const std::byte> b) {
+  uint64_t v = 0;
+  std::memcpy(&v, b.data(), std::min(b.size(), sizeof v));
+  return v;
+}
+
+// Runs `body` in a forked child with its own Bus; the child's exit status is body's return value.
+pid_t spawn(const std::function<int()>& body) {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    int rc = 99;
+    try {
+      rc = body();
+    } catch (...) {
+    }
+    _exit(rc);
+  }
+  return pid;
+}
+
+int wait_exit(pid_t pid) {
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+toml::table queue_stats(const TestDaemon& daemon, const std::string& name) {
+  toml::table doc = toml::parse(daemon.statistics());
+  if (const toml::array* queues = doc["queue"].as_array()) {
+    for (const toml::node& n : *queues) {
+      if ((*n.as_table())["name"].value_or(std::string()) == name) return *n.as_table();
+    }
+  }
+  return {};
+}
+
+TEST(QueueTest, CompetingConsumerProcessesGetEachMessageExactlyOnce) {
+  TestDaemon daemon;
+  Bus bus = daemon.connect();
+  constexpr uint64_t kMessages = 20'000;
+  constexpr int kConsumers = 3;
+  const std::string dir = std::filesystem::temp_directory_path() / ("shmbus-q-" + daemon.instance());
+  std::filesystem::create_directories(dir);
+  QueueProducerOptions po;
+  po.queue.capacity = 128;
+  auto producer = bus.queue_producer("jobs/work", po);
+  ASSERT_TRUE(producer.ok()) << producer.status().to_string();
+  std::vector<pid_t> consumers;
+  for (int c = 0; c < kConsumers; ++c) {
+    consumers.push_back(spawn([&, c] {
+      Bus b = daemon.connect("consumer");
+      auto consumer = b.queue_consumer("jobs/work");
+      if (!consumer) return 2;
+      std::ofstream out(dir + "/" + std::to_string(c), std::ios::binary);
+      for (;;) {
+        auto d = consumer->receive(30s);
+        if (!d) return 3;
+        const uint64_t v = value_of(d->bytes());
+        if (!d->ack().ok()) return 4;
+        if (v == ~0ull) return 0;  // one stop message per consumer
+        out.write(reinterpret_cast<const char*>(&v), sizeof v);
+      }
+    }));
+  }
+  for (uint64_t i = 0; i < kMessages; ++i) {
+    const uint64_t v = i * 2654435761u;
+    ASSERT_TRUE(producer->send(bytes_of(v)).ok());
+  }
+  for (int c = 0; c < kConsumers; ++c) ASSERT_TRUE(producer->send(bytes_of(~0ull)).ok());
+  std::multiset<uint64_t> got;
+  std::vector<std::size_t> per_consumer;
+  for (int c = 0; c < kConsumers; ++c) {
+    EXPECT_EQ(wait_exit(consumers[c]), 0);
+    std::ifstream in(dir + "/" + std::to_string(c), std::ios::binary);
+    uint64_t v;
+    std::size_t n = 0;
+    while (in.read(reinterpret_cast<char*>(&v), sizeof v)) got.insert(v), ++n;
+    per_consumer.push_back(n);
+  }
+  std::filesystem::remove_all(dir);
+  ASSERT_EQ(got.size(), kMessages);
+  for (uint64_t i = 0; i < kMessages; ++i) ASSERT_EQ(got.count(i * 2654435761u), 1u) << "message " << i;
+  const toml::table s = queue_stats(daemon, "jobs/work");
+  EXPECT_EQ(s["acked"].value_or(0LL), static_cast<int64_t>(kMessages + kConsumers));
+  EXPECT_EQ(s["in_flight"].value_or(-1LL), 0);
+}
+
+TEST(QueueTest, KilledConsumersDeliveriesComeBackWithTheirDeliveryCount) {
+  TestDaemon daemon;
+  Bus bus = daemon.connect();
+  auto producer = bus.queue_producer("jobs/kill");
+  ASSERT_TRUE(producer.ok());
+  for (uint64_t i = 1; i <= 5; ++i) ASSERT_TRUE(producer->send(bytes_of(i)).ok());
+  int ready[2];
+  ASSERT_EQ(pipe(ready), 0);
+  const pid_t victim = spawn([&] {
+    Bus b = daemon.connect("victim");
+    auto consumer = b.queue_consumer("jobs/kill");
+    std::vector<Delivery> held;
+    for (int i = 0; i < 3; ++i) held.push_back(std::move(consumer->receive(5s).value()));
+    (void)write(ready[1], "x", 1);
+    pause();  // killed while holding three deliveries
+    return 0;
+  });
+  char c;
+  ASSERT_EQ(read(ready[0], &c, 1), 1);
+  kill(victim, SIGKILL);
+  EXPECT_EQ(wait_exit(victim), 128 + SIGKILL);
+  auto consumer = bus.queue_consumer("jobs/kill");
+  ASSERT_TRUE(consumer.ok());
+  std::vector<uint64_t> order;
+  std::vector<uint32_t> counts;
+  for (int i = 0; i < 5; ++i) {
+    auto d = consumer->receive(5s);  // liveness bound: the daemon takes them back within a tick
+    ASSERT_TRUE(d.ok()) << d.status().to_string();
+    order.push_back(value_of(d->bytes()));
+    counts.push_back(d->delivery_count());
+    ASSERT_TRUE(d->ack().ok());
+  }
+  EXPECT_EQ(order, (std::vector<uint64_t>{1, 2, 3, 4, 5})) << "redeliveries keep their place";
+  EXPECT_EQ(counts, (std::vector<uint32_t>{2, 2, 2, 1, 1}));
+  close(ready[0]);
+  close(ready[1]);
+}
+
+TEST(QueueTest, VisibilityTimeoutRedeliversToAnotherConsumer) {
+  TestDaemon daemon;
+  Bus bus = daemon.connect();
+  QueueConsumerOptions slow;
+  slow.visibility_timeout = 200ms;
+  auto a = bus.queue_consumer("jobs/slow", slow);
+  auto b = bus.queue_consumer("jobs/slow");
+  auto producer = bus.queue_producer("jobs/slow");
+  ASSERT_TRUE(a.ok() && b.ok() && producer.ok());
+  ASSERT_TRUE(producer->send(bytes_of(uint64_t{9})).ok());
+  auto first = a->receive(1s);
+  ASSERT_TRUE(first.ok());
+  auto second = b->receive(5s);
+  ASSERT_TRUE(second.ok()) << second.status().to_string();
+  EXPECT_EQ(value_of(second->bytes()), 9u);
+  EXPECT_EQ(second->delivery_count(), 2u);
+  EXPECT_EQ(first->ack().code(), Errc::kInvalidArgument) << "a stale ack must not remove the redelivery";
+  EXPECT_TRUE(second->ack().ok());
+  EXPECT_EQ(queue_stats(daemon, "jobs/slow")["expired"].value_or(0LL), 1);
+}
+
+TEST(QueueTest, PoisonMessageBecomesADeadLetterThatCanBeInspectedAndReplayed) {
+  TestDaemon daemon;
+  Bus bus = daemon.connect();
+  QueueProducerOptions po;
+  po.queue.max_deliveries = 3;
+  auto producer = bus.queue_producer("jobs/poison", po);
+  auto consumer = bus.queue_consumer("jobs/poison");
+  ASSERT_TRUE(producer.ok() && consumer.ok());
+  const std::string text = "bad job";
+  ASSERT_TRUE(producer->send(std::as_bytes(std::span(text.data(), text.size())), 4).ok());
+  for (int i = 0; i < 3; ++i) {
+    auto d = consumer->receive(1s);
+    ASSERT_TRUE(d.ok());
+    ASSERT_TRUE(d->reject().ok());
+  }
+  EXPECT_EQ(consumer->receive(100ms).status().code(), Errc::kTimeout);
+  auto inspector = bus.queue_inspector("jobs/poison");
+  ASSERT_TRUE(inspector.ok());
+  EXPECT_EQ(inspector->info().dead_letters, 1u);
+  auto dead = run_process({SHMBUS_CLI_PATH, "queue", "dead", "jobs/poison"});
+  EXPECT_EQ(dead.status, 0);
+  EXPECT_NE(dead.out.find("priority 4 deliveries 3: bad job"), std::string::npos) << dead.out;
+  auto replay = run_process({SHMBUS_CLI_PATH, "queue", "replay", "jobs/poison"});
+  EXPECT_NE(replay.out.find("replayed 1"), std::string::npos) << replay.out;
+  auto again = consumer->receive(1s);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->delivery_count(), 1u);
+  EXPECT_TRUE(again->ack().ok());
+}
+
+TEST(QueueTest, HigherPrioritiesFirstFifoWithinALevelAcrossProcesses) {
+  TestDaemon daemon;
+  Bus bus = daemon.connect();
+  auto consumer = bus.queue_consumer("jobs/prio");
+  ASSERT_TRUE(consumer.ok());
+  const pid_t producer = spawn([&] {
+    Bus b = daemon.connect("producer");
+    auto p = b.queue_producer("jobs/prio");
+    for (uint64_t i = 0; i < 200; ++i) {
+      const uint64_t v = (i % 10) << 32 | i;  // priority in the high half, order in the low
+      if (!p->send(bytes_of(v), static_cast<uint32_t>(i % 10)).ok()) return 1;
+    }
+    return 0;
+  });
+  ASSERT_EQ(wait_exit(producer), 0);
+  uint64_t last = ~0ull;
+  for (int i = 0; i < 200; ++i) {
+    auto d = consumer->receive(1s);
+    ASSERT_TRUE(d.ok());
+    const uint64_t v = value_of(d->bytes());
+    EXPECT_EQ(d->priority(), v >> 32);
+    if (last != ~0ull) {
+      EXPECT_TRUE((v >> 32) < (last >> 32) || ((v >> 32) == (last >> 32) && v > last))
+          << v << " after " << last;
+    }
+    last = v;
+    ASSERT_TRUE(d->ack().ok());
+  }
+}
+
+TEST(QueueTest, ErrorsAreTypedAndExplained) {
+  TestDaemon daemon;
+  Bus bus = daemon.connect();
+  EXPECT_EQ(bus.queue_producer("bad//name").status().code(), Errc::kInvalidTopic);
+  QueueProducerOptions po;
+  po.queue.capacity = 2;
+  po.queue.max_message_size = 8;
+  po.full_timeout = 50ms;
+  auto producer = bus.queue_producer("jobs/small", po);
+  ASSERT_TRUE(producer.ok());
+  const std::string big(9, 'x');
+  EXPECT_EQ(producer->send(std::as_bytes(std::span(big.data(), big.size()))).code(), Errc::kMessageTooLarge);
+  EXPECT_EQ(producer->send(bytes_of(uint64_t{1}), 10).code(), Errc::kInvalidArgument);
+  ASSERT_TRUE(producer->send(bytes_of(uint64_t{1})).ok());
+  ASSERT_TRUE(producer->send(bytes_of(uint64_t{2})).ok());
+  const Status full = producer->send(bytes_of(uint64_t{3}));
+  EXPECT_EQ(full.code(), Errc::kTimeout);
+  EXPECT_NE(full.message().find("full"), std::string::npos);
+  QueueConsumerOptions co;
+  co.queue.capacity = 64;
+  const Status clash = bus.queue_consumer("jobs/small", co).status();
+  EXPECT_EQ(clash.code(), Errc::kIncompatibleSettings);
+  EXPECT_NE(clash.message().find("capacity=2"), std::string::npos) << clash.message();
+  EXPECT_NE(clash.message().find("capacity=64"), std::string::npos) << clash.message();
+  EXPECT_EQ(queue_stats(daemon, "jobs/small")["full"].value_or(0LL) > 0, true);
+}
+
+// Durable queue: messages survive a daemon kill -9 and restart, then a simulated reboot (clean stop, page
+// cache dropped where allowed, the file's boot id changed) during which one message was corrupted on disk.
+TEST(QueueTest, DurableQueueSurvivesDaemonKillAndRebootAndReportsCorruption) {
+  const std::string data_dir =
+      std::filesystem::temp_directory_path() / ("shmbus-durable-" + std::to_string(getpid()));
+  std::filesystem::remove_all(data_dir);
+  {
+    TestDaemon daemon("data_dir = \"" + data_dir +
+                      "\"\n[[queue]]\npattern = \"orders/**\"\ndurable = true\n"
+                      "sync = \"always\"\ncapacity = 64\n");
+    {
+      Bus bus = daemon.connect();
+      auto producer = bus.queue_producer("orders/new");
+      ASSERT_TRUE(producer.ok()) << producer.status().to_string();
+      for (uint64_t i = 1; i <= 20; ++i) ASSERT_TRUE(producer->send(bytes_of(i)).ok());
+      auto consumer = bus.queue_consumer("orders/new");
+      for (int i = 0; i < 5; ++i) ASSERT_TRUE(consumer->receive(1s).value().ack().ok());  // 1..5 done
+    }
+    ASSERT_EQ(daemon.stop(SIGKILL), 128 + SIGKILL);
+    ASSERT_TRUE(daemon.start());
+    {
+      Bus bus = daemon.connect();
+      auto consumer = bus.queue_consumer("orders/new");
+      ASSERT_TRUE(consumer.ok());
+      auto d = consumer->receive(1s);
+      ASSERT_TRUE(d.ok());
+      EXPECT_EQ(value_of(d->bytes()), 6u) << "acked messages stay acked across the crash";
+      auto held = consumer->receive(1s);  // 7 is in flight at the "reboot"
+      ASSERT_TRUE(held.ok());
+      ASSERT_TRUE(d->ack().ok());
+      EXPECT_EQ(daemon.stop(SIGTERM), 0);
+      (void)held;  // the daemon is gone; the next boot requeues it
+    }
+    // The "reboot": another boot id in the file, one message's payload damaged, the page cache dropped.
+    const std::string file = data_dir + "/" + daemon.instance() + "/queue%3Aorders%2Fnew.queue";
+    ASSERT_TRUE(std::filesystem::exists(file)) << file;
+    {
+      std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+      shm::WorkQueueHeader h;
+      f.read(reinterpret_cast<char*>(&h), sizeof h);
+      f.seekp(offsetof(shm::WorkQueueHeader, boot_id));
+      f.write("another-boot", 13);
+      // The entry holding 12 gets a flipped payload byte.
+      for (uint32_t i = 0; i < h.capacity; ++i) {
+        const auto at = static_cast<std::streamoff>(h.entries_offset + uint64_t{i} * h.slot_stride +
+                                                    shm::kEntryHeaderBytes);
+        uint64_t v = 0;
+        f.seekg(at);
+        f.read(reinterpret_cast<char*>(&v), sizeof v);
+        if (v == 12) {
+          v ^= 0x100;
+          f.seekp(at);
+          f.write(reinterpret_cast<const char*>(&v), sizeof v);
+        }
+      }
+    }
+    sync();
+    if (std::ofstream drop("/proc/sys/vm/drop_caches"); drop) drop << "1\n";  // where allowed
+    ASSERT_TRUE(daemon.start());
+    Bus bus = daemon.connect();
+    const toml::table s = queue_stats(daemon, "orders/new");
+    EXPECT_EQ(s["recovered_corrupt"].value_or(0LL), 1) << "the damaged message is detected and reported";
+    auto consumer = bus.queue_consumer("orders/new");
+    std::vector<uint64_t> rest;
+    while (auto d = consumer->receive(300ms)) {
+      rest.push_back(value_of(d->bytes()));
+      ASSERT_TRUE(d->ack().ok());
+    }
+    std::vector<uint64_t> expected{7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20};
+    EXPECT_EQ(rest, expected) << "the in-flight message of the old boot is delivered again, the rest intact";
+  }
+  std::filesystem::remove_all(data_dir);
+}
+
+TEST(RpcTest, ManyClientsSeveralServersResponsesMatchTheirCalls) {
+  TestDaemon daemon;
+  Bus bus = daemon.connect();
+  std::vector<pid_t> servers;
+  for (uint64_t id = 1; id <= 2; ++id) {
+    servers.push_back(spawn([&, id] {
+      Bus b = daemon.connect("server");
+      auto server = b.server("math/double");
+      if (!server) return 2;
+      uint64_t handled = 0;
+      for (;;) {
+        auto r = server->receive(10s);
+        if (!r) return r.status().code() == Errc::kTimeout ? 5 : 3;
+        const uint64_t v = value_of(r->bytes());
+        if (v == ~0ull) {
+          (void)r->respond(bytes_of(v));
+          return handled > 0 ? 0 : 6;  // 6: this server got no share of the load
+        }
+        ++handled;
+        const uint64_t answer[2] = {v * 2, id};
+        if (!r->respond(std::as_bytes(std::span(answer))).ok()) return 4;
+      }
+    }));
+  }
+  std::vector<pid_t> clients;
+  for (uint64_t c = 0; c < 3; ++c) {
+    clients.push_back(spawn([&, c] {
+      Bus b = daemon.connect("client");
+      auto client = b.client("math/double");
+      if (!client) return 2;
+      std::set<uint64_t> servers_seen;
+      for (uint64_t i = 0; i < 500; ++i) {
+        const uint64_t v = c * 1'000'000 + i;
+        auto response = client->call(bytes_of(v), 5s);
+        if (!response) return 3;
+        uint64_t answer[2];
+        std::memcpy(answer, response->bytes().data(), sizeof answer);
+        if (answer[0] != v * 2) return 4;
+        servers_seen.insert(answer[1]);
+      }
+      return static_cast<int>(10 + servers_seen.size());
+    }));
+  }
+  for (pid_t c : clients) EXPECT_GE(wait_exit(c), 11) << "a client failed";
+  auto stopper = bus.client("math/double");
+  for (int i = 0; i < 2; ++i) (void)stopper->call(bytes_of(~0ull), 5s);
+  for (pid_t s : servers) EXPECT_EQ(wait_exit(s), 0);
+  EXPECT_EQ(queue_stats(daemon, "math/double")["acked"].value_or(0LL), 1502);
+}
+
+TEST(RpcTest, ServerDeathFailsTheCallLongBeforeItsDeadline) {
+  TestDaemon daemon;
+  Bus bus = daemon.connect();
+  const pid_t server = spawn([&] {
+    Bus b = daemon.connect("doomed");
+    auto s = b.server("svc/doomed");
+    auto r = s->receive(10s);
+    raise(SIGKILL);  // dies holding the request
+    return 0;
+  });
+  auto client = bus.client("svc/doomed");
+  ASSERT_TRUE(client.ok());
+  const auto start = std::chrono::steady_clock::now();
+  auto response = client->call(bytes_of(uint64_t{1}), 20s);
+  const auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(wait_exit(server), 128 + SIGKILL);
+  ASSERT_FALSE(response.ok());
+  EXPECT_EQ(response.status().code(), Errc::kServerDied) << response.status().to_string();
+  EXPECT_LT(took, 10s);
+}
+
+TEST(RpcTest, DeadlinesErrorsAndZeroCopyBothWays) {
+  TestDaemon daemon;
+  Bus bus = daemon.connect();
+  ClientOptions co;
+  co.queue.capacity = 4;
+  co.queue.max_message_size = 1 << 20;
+  co.response_capacity = 4;
+  co.max_response_size = 1 << 20;
+  auto client = bus.client("svc/big", co);
+  ASSERT_TRUE(client.ok()) << client.status().to_string();
+  EXPECT_EQ(client->call(bytes_of(uint64_t{1}), 100ms).status().code(), Errc::kTimeout) << "no server yet";
+  uint64_t expired = 0;
+  std::thread server_thread([&] {
+    Bus b = daemon.connect("server");
+    auto server = b.server("svc/big");
+    for (int i = 0; i < 2; ++i) {  // the request that timed out first is skipped: its caller gave up
+      auto r = server->receive(5s);
+      if (!r) return;
+      if (r->bytes().size() < 16) {
+        (void)r->fail(Errc::kInvalidArgument, "too short");
+        continue;
+      }
+      auto loan = r->loan_response();  // written in place in the client's response queue
+      if (!loan) return;
+      for (std::size_t k = 0; k < r->bytes().size(); ++k) loan->data()[k] = ~r->bytes()[k];
+      loan->set_size(r->bytes().size());
+      (void)r->respond(std::move(loan).value());
+    }
+    expired = server->expired();
+  });
+  auto request = client->loan();
+  ASSERT_TRUE(request.ok());
+  for (std::size_t k = 0; k < (1u << 20); ++k) request->data()[k] = std::byte(k * 7);
+  request->set_size(1 << 20);
+  auto response = client->call(std::move(request).value(), 5s);
+  ASSERT_TRUE(response.ok()) << response.status().to_string();
+  ASSERT_EQ(response->bytes().size(), 1u << 20);
+  for (std::size_t k = 0; k < (1u << 20); k += 4099) ASSERT_EQ(response->bytes()[k], ~std::byte(k * 7));
+  const Status refused = client->call(bytes_of(uint64_t{1}), 5s).status();
+  EXPECT_EQ(refused.code(), Errc::kInvalidArgument);
+  EXPECT_NE(refused.message().find("too short"), std::string::npos);
+  server_thread.join();
+  EXPECT_EQ(expired, 1u) << "the request whose caller timed out is dropped, not served";
+}
+
+TEST(RpcTest, CliCallPrintsTheResponse) {
+  TestDaemon daemon;
+  std::thread server_thread([&] {
+    Bus b = daemon.connect("echo");
+    auto server = b.server("svc/echo");
+    auto r = server->receive(10s);
+    if (!r) return;
+    std::string text =
+        "echo: " + std::string(reinterpret_cast<const char*>(r->bytes().data()), r->bytes().size());
+    (void)r->respond(std::as_bytes(std::span(text.data(), text.size())));
+  });
+  std::this_thread::sleep_for(100ms);  // the server opens the service first (not required: requests wait)
+  auto out = run_process({SHMBUS_CLI_PATH, "call", "svc/echo", "hello"});
+  server_thread.join();
+  EXPECT_EQ(out.status, 0);
+  EXPECT_EQ(out.out, "echo: hello\n");
+  auto none = run_process({SHMBUS_CLI_PATH, "call", "svc/nobody", "x", "--timeout", "0.2"});
+  EXPECT_EQ(none.status, 1);
+}
+
+}  // namespace
+}  // namespace shmbus::test
