@@ -286,6 +286,9 @@ void WorkQueue::abandon(const ClaimedEntry& claimed, pid_t pid) {
 }
 
 QueueOp WorkQueue::pop(pid_t pid, std::chrono::nanoseconds visibility, DeliveredEntry* out) {
+  // Relaxed peek without the mutex, so that consumers polling an empty queue do not contend with producers
+  // for it. A commit this misses is seen by the next poll, or wakes the sleeper (notify_ready).
+  if (header_->ready.load(std::memory_order_relaxed) == 0) return QueueOp::kEmpty;
   bool dropped = false;
   QueueOp result = QueueOp::kEmpty;
   {
