@@ -106,7 +106,11 @@ void Inbound::deliver(Route& route, const WireHeader& header, ZmqMessage& payloa
   add(counters_.messages_in);
   add(counters_.bytes_in, size);
   if (Publisher* p = publisher_for(route)) {
+    const uint64_t id = p->id();
     const Status s = p->publish(payload.bytes());
+    // A publisher whose daemon restarted without its topic re-opens itself, under a new id: the outbound side
+    // must keep recognising our own publishers (discover() then notices the restart and starts afresh).
+    if (p->id() != id) update_own_publishers();
     if (s.code() == Errc::kMessageTooLarge) {
       add(counters_.too_large);
     } else if (!s.ok()) {
@@ -162,6 +166,7 @@ void Inbound::lose_bus(const Status& why) {
   update_own_publishers();
   stats_publisher_.reset();
   bus_.reset();
+  daemon_pid_ = 0;
   shared_.daemon_losses.fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -184,11 +189,21 @@ void Inbound::discover() {
     lose_bus(doc.status());
     return;
   }
-  auto topics = topics_with_foreign_subscribers(doc.value(), getpid());
+  int64_t daemon_pid = 0;
+  auto topics = topics_with_foreign_subscribers(doc.value(), getpid(), &daemon_pid);
   if (!topics) {
     spdlog::warn("inbound: {}", topics.status().to_string());
     return;
   }
+  // The Bus reconnects to a restarted daemon by itself, and the statistics call may be what did it: endpoints
+  // the new daemon could not hand back re-open themselves, but the outbound side's subscriptions and our own
+  // publisher ids are best started afresh, as after a daemon we found gone.
+  if (daemon_pid_ != 0 && daemon_pid != 0 && daemon_pid != daemon_pid_) {
+    lose_bus({Errc::kDaemonUnavailable, "the daemon restarted (pid " + std::to_string(daemon_pid_) +
+                                            ", now " + std::to_string(daemon_pid) + ")"});
+    return;
+  }
+  daemon_pid_ = daemon_pid;
   std::set<std::string> wanted;
   std::set<std::string> wanted_local;
   for (const auto& local : topics.value()) {

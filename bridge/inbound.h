@@ -71,6 +71,7 @@ class Inbound {
   std::chrono::steady_clock::time_point started_;
 
   std::optional<Bus> bus_;
+  int64_t daemon_pid_ = 0;  // of the daemon bus_ talks to, from its statistics (0: not known yet)
   std::chrono::steady_clock::time_point next_connect_{};
   std::unordered_map<std::string, Route, Hash, std::equal_to<>> routes_;
   std::unordered_map<std::string, Publisher> publishers_;  // by local topic

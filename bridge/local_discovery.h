@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <set>
 #include <string>
 
@@ -11,7 +12,9 @@
 
 namespace shmbus::bridge {
 
-// kProtocolError if the document does not parse.
-Result<std::set<std::string>> topics_with_foreign_subscribers(const std::string& daemon_statistics, pid_t self);
+// kProtocolError if the document does not parse. `daemon_pid` (if given) receives the daemon's pid from the
+// document's [daemon] table (0 if absent): a different pid than last time means the daemon was restarted.
+Result<std::set<std::string>> topics_with_foreign_subscribers(const std::string& daemon_statistics,
+                                                              pid_t self, int64_t* daemon_pid = nullptr);
 
 }  // namespace shmbus::bridge

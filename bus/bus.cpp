@@ -21,16 +21,6 @@ std::string program_name() {
   return name.empty() ? "unknown" : name;
 }
 
-detail::OpenRequest make_open(detail::RecordType type, std::string_view topic, const TopicSettings& settings,
-                              uint32_t history) {
-  detail::OpenRequest request{};
-  request.header = detail::make_header(type, sizeof request, 0);
-  detail::copy_string(topic, request.topic, sizeof request.topic);
-  request.settings = detail::to_wire(settings);
-  request.history = history;
-  return request;
-}
-
 }  // namespace
 
 Result<Bus> Bus::connect(BusOptions options) {
@@ -49,27 +39,10 @@ Result<Bus> Bus::connect(BusOptions options) {
 
 Result<Publisher> Bus::publisher(std::string_view topic, PublisherOptions options) {
   if (Status s = validate_topic_name(topic); !s.ok()) return s;
-  auto request = make_open(detail::RecordType::kOpenPublisher, topic, options.topic, 0);
-  detail::Reply reply{};
-  int fd = -1;
-  if (Status s = connection_->call(&request, sizeof request, &reply, &fd); !s.ok()) return s;
-  auto attachment = detail::TopicAttachment::map(fd, reply, std::string(topic));
-  if (!attachment) return attachment.status();
   auto core = std::make_unique<detail::PublisherCore>();
   core->connection = connection_;
-  core->topic = std::move(attachment).value();
   core->options = options;
-  core->slot = reply.slot;
-  core->generation = reply.generation;
-  core->id = reply.participant_id;
-  if (core->slot >= core->topic.geometry.max_publishers) {
-    return Status{Errc::kProtocolError, "the daemon assigned an out-of-range publisher slot"};
-  }
-  connection_->add_endpoint(
-      detail::make_reclaim(core->topic.topic_id, detail::kRolePublisher, core->slot, core->id));
-  core->writer = shm::RingWriter(core->topic.base(), core->topic.geometry, core->slot, core->generation,
-                                 core->topic.lossless);
-  detail::log().debug("publisher {} on {} (ring {})", core->id, core->topic.topic, core->slot);
+  if (Status s = core->attach(std::string(topic)); !s.ok()) return s;
   return Publisher(std::move(core));
 }
 

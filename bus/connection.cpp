@@ -55,15 +55,15 @@ Result<std::shared_ptr<Connection>> Connection::open(const std::string& socket_p
   return c;
 }
 
-void Connection::add_endpoint(const ReclaimRequest& endpoint) {
+void Connection::add_endpoint(const ReclaimRequest& endpoint, std::atomic<bool>* lost) {
   std::lock_guard lock(mutex_);
-  endpoints_.push_back(endpoint);
+  endpoints_.push_back({endpoint, lost});
 }
 
 void Connection::remove_endpoint(uint32_t topic_id, uint32_t role, uint32_t slot) {
   std::lock_guard lock(mutex_);
-  std::erase_if(endpoints_, [&](const ReclaimRequest& e) {
-    return e.topic_id == topic_id && e.role == role && e.slot == slot;
+  std::erase_if(endpoints_, [&](const OwnedEndpoint& e) {
+    return e.request.topic_id == topic_id && e.request.role == role && e.request.slot == slot;
   });
 }
 
@@ -74,14 +74,29 @@ Status Connection::reconnect_locked() {
   if (fd_ >= 0) close(fd_);
   fd_ = fd.value();
   participant_id_ = id;
-  for (ReclaimRequest& e : endpoints_) {
+  std::size_t reclaimed = 0, lost = 0;
+  for (auto it = endpoints_.begin(); it != endpoints_.end();) {
+    ReclaimRequest& e = it->request;
     e.header = make_header(RecordType::kReclaim, sizeof e, 0);
     Reply reply{};
-    if (Status s = call_locked(&e, sizeof e, &reply, nullptr); !s.ok()) {
+    const Status s = call_locked(&e, sizeof e, &reply, nullptr);
+    if (s.ok()) {
+      ++reclaimed, ++it;
+    } else if (s.code() == Errc::kInvalidArgument || s.code() == Errc::kPermissionDenied) {
+      // The daemon answered no: it lost the topic (a SIGTERM removed it), or the endpoint is not an orphan of
+      // ours. Its owner re-opens the topic at its next use.
+      log().info("endpoint {} on topic {} is gone with the previous daemon ({}); its owner re-opens it",
+                 e.endpoint_id, e.topic_id, s.message());
+      it->lost->store(true, std::memory_order_relaxed);  // the owner reads nothing else through it
+      it = endpoints_.erase(it);
+      ++lost;
+    } else {
+      // No answer (the daemon went away again, or timed out): keep it, to reclaim at the next reconnect.
       log().warn("could not reclaim endpoint {} on topic {}: {}", e.endpoint_id, e.topic_id, s.to_string());
+      ++it;
     }
   }
-  log().info("reconnected to a restarted shmbusd; reclaimed {} endpoint(s)", endpoints_.size());
+  log().info("reconnected to a restarted shmbusd; reclaimed {} endpoint(s), {} to re-open", reclaimed, lost);
   return Status::Ok();
 }
 

@@ -3,6 +3,7 @@
 // socket closes, which the kernel does when the process dies.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -14,6 +15,9 @@
 #include "shmbus/status.h"
 
 namespace shmbus::detail {
+
+// How often a publisher or subscriber whose daemon went away tries to re-open its topic while that fails.
+inline constexpr std::chrono::milliseconds kReopenRetry{100};
 
 class Connection {
  public:
@@ -28,8 +32,11 @@ class Connection {
   // `*fd` (the caller closes it). The reply's code is turned into the returned Status.
   Status call(void* request, std::size_t size, Reply* reply, int* fd = nullptr);
 
-  // Endpoints this connection owns, re-claimed from a restarted daemon after a reconnect.
-  void add_endpoint(const ReclaimRequest& endpoint);
+  // Endpoints this connection owns, re-claimed from a restarted daemon after a reconnect. An endpoint the
+  // restarted daemon refuses (it lost the topic, or the endpoint is not an orphan of ours) is forgotten and
+  // `*lost` is set: its owner must open a new endpoint (and must not close the old one: that daemon is gone,
+  // and a close would reach its successor). `lost` outlives the registration (remove_endpoint).
+  void add_endpoint(const ReclaimRequest& endpoint, std::atomic<bool>* lost);
   void remove_endpoint(uint32_t topic_id, uint32_t role, uint32_t slot);
 
   // Asks for the daemon's statistics document (TOML text).
@@ -57,7 +64,11 @@ class Connection {
   std::string instance_;
   std::string socket_path_;
   std::string name_;
-  std::vector<ReclaimRequest> endpoints_;
+  struct OwnedEndpoint {
+    ReclaimRequest request;
+    std::atomic<bool>* lost;
+  };
+  std::vector<OwnedEndpoint> endpoints_;
 };
 
 }  // namespace shmbus::detail

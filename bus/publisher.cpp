@@ -1,5 +1,6 @@
 #include <cstring>
 
+#include "bus/log.h"
 #include "bus/publisher_core.h"
 #include "shmbus/bus.h"
 
@@ -12,7 +13,62 @@ uint64_t now_ns() {
 
 namespace detail {
 PublisherCore::~PublisherCore() {
+  detach();
+}
+
+Status PublisherCore::attach(const std::string& topic_name) {
+  OpenRequest request{};
+  request.header = make_header(RecordType::kOpenPublisher, sizeof request, 0);
+  copy_string(topic_name, request.topic, sizeof request.topic);
+  request.settings = to_wire(options.topic);
+  Reply reply{};
+  int fd = -1;
+  if (Status s = connection->call(&request, sizeof request, &reply, &fd); !s.ok()) return s;
+  auto attachment = TopicAttachment::map(fd, reply, topic_name);
+  if (!attachment) return attachment.status();
+  if (reply.slot >= attachment->geometry.max_publishers) {
+    return Status{Errc::kProtocolError, "the daemon assigned an out-of-range publisher slot"};
+  }
+  topic = std::move(attachment).value();
+  slot = reply.slot;
+  generation = reply.generation;
+  id = reply.participant_id;
+  attached = true;
+  lost.store(false, std::memory_order_relaxed);
+  connection->add_endpoint(make_reclaim(topic.topic_id, kRolePublisher, slot, id), &lost);
+  writer = shm::RingWriter(topic.base(), topic.geometry, slot, generation, topic.lossless);
+  log().debug("publisher {} on {} (ring {})", id, topic.topic, slot);
+  return Status::Ok();
+}
+
+Status PublisherCore::reopen() {
+  const auto now = std::chrono::steady_clock::now();
+  if (now < next_reopen) return reopen_status;
+  next_reopen = now + kReopenRetry;
+  // The old endpoint went with its daemon: forget it without a close (which would reach the successor).
+  if (attached) {
+    attached = false;
+    connection->remove_endpoint(topic.topic_id, kRolePublisher, slot);
+  }
+  const std::string name = topic.topic;
+  reopen_status = attach(name);
+  if (reopen_status.ok()) {
+    log().info("publisher on {} re-opened on a restarted shmbusd (ring {})", name, slot);
+  } else {
+    reopen_status = {reopen_status.code(), "publisher on " + name + " lost its daemon and cannot re-open: " +
+                                               reopen_status.message()};
+  }
+  return reopen_status;
+}
+
+void PublisherCore::detach() {
+  if (!attached) return;
+  attached = false;
   connection->remove_endpoint(topic.topic_id, kRolePublisher, slot);
+  if (lost.load(std::memory_order_relaxed) ||
+      topic.header()->closed.load(std::memory_order_relaxed) == shm::kTopicClosed) {
+    return;  // its daemon is gone: nothing to give back
+  }
   CloseRequest request{};
   request.header = make_header(RecordType::kClose, sizeof request, 0);
   request.topic_id = topic.topic_id;
@@ -56,6 +112,9 @@ Result<Loan> Publisher::loan() {
   if (core_->loan_outstanding) {
     return Status{Errc::kInvalidArgument,
                   "publisher on " + core_->topic.topic + " already has a loan outstanding"};
+  }
+  if (core_->must_reopen()) [[unlikely]] {
+    if (Status s = core_->reopen(); !s.ok()) return s;
   }
   std::byte* data = core_->writer.claim(core_->options.full_timeout);
   if (data == nullptr) {

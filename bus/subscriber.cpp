@@ -42,7 +42,8 @@ Status SubscriberCore::attach(const std::string& topic_name) {
   slot = reply.slot;
   id = reply.participant_id;
   attached = true;
-  connection->add_endpoint(make_reclaim(topic.topic_id, kRoleSubscriber, slot, id));
+  lost.store(false, std::memory_order_relaxed);
+  connection->add_endpoint(make_reclaim(topic.topic_id, kRoleSubscriber, slot, id), &lost);
   stats = shm::subscriber_slot(topic.base(), topic.geometry, slot);
   rings.assign(topic.geometry.max_publishers, RingFollower{});
   active.clear();
@@ -58,6 +59,10 @@ void SubscriberCore::detach() {
   attached = false;
   active.clear();
   connection->remove_endpoint(topic.topic_id, kRoleSubscriber, slot);
+  if (lost.load(std::memory_order_relaxed) ||
+      topic.header()->closed.load(std::memory_order_relaxed) == shm::kTopicClosed) {
+    return;  // its daemon is gone: nothing to give back (a close would reach the successor)
+  }
   CloseRequest request{};
   request.header = make_header(RecordType::kClose, sizeof request, 0);
   request.topic_id = topic.topic_id;
@@ -65,6 +70,20 @@ void SubscriberCore::detach() {
   request.slot = slot;
   Reply reply{};
   (void)connection->call(&request, sizeof request, &reply);
+}
+
+void SubscriberCore::maybe_reopen() {
+  if (sleeping || held > 0) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (now < next_reopen) return;
+  next_reopen = now + kReopenRetry;
+  const std::string name = topic.topic;
+  detach();
+  if (Status s = attach(name); s.ok()) {
+    log().info("subscriber on {} re-opened on a restarted shmbusd (slot {})", name, slot);
+  } else {
+    log().debug("subscriber on {} lost its daemon and cannot re-open yet: {}", name, s.to_string());
+  }
 }
 
 void SubscriberCore::refresh(uint32_t epoch) {
@@ -100,6 +119,9 @@ void SubscriberCore::refresh(uint32_t epoch) {
 }
 
 RingFollower* SubscriberCore::find_ready(shm::SlotHeader** slot) {
+  if (must_reopen()) [[unlikely]] {
+    maybe_reopen();
+  }
   check_epoch();
   const std::size_t n = active.size();
   for (std::size_t i = 0; i < n; ++i) {
@@ -236,6 +258,7 @@ Sample Subscriber::take(std::chrono::nanoseconds timeout) {
     // seq_cst: Dekker with the writer's seq_cst commit then seq_cst load of sleepers: either it sees us
     // sleeping, or our re-check below sees its message.
     shm::enter_sleep(h, core_->stats);
+    core_->sleeping = true;  // the mapping must stay until leave_sleep
     std::atomic_thread_fence(std::memory_order_seq_cst);
     Sample s = try_take();
     if (!s) {
@@ -248,6 +271,7 @@ Sample Subscriber::take(std::chrono::nanoseconds timeout) {
       }
     }
     shm::leave_sleep(h, core_->stats);
+    core_->sleeping = false;
     if (s) return s;
     if (std::chrono::steady_clock::now() >= deadline) return try_take();
     if (Sample again = try_take()) return again;

@@ -2,6 +2,8 @@
 #pragma once
 
 #include <array>
+#include <atomic>
+#include <chrono>
 #include <memory>
 #include <vector>
 
@@ -34,13 +36,27 @@ struct SubscriberCore {
   uint64_t taken = 0;
   uint64_t dropped = 0;
   uint32_t held = 0;
+  // Inside a sleep (between enter_sleep and leave_sleep on the current topic): the mapping must not change.
+  bool sleeping = false;
+  // Set by the connection when a restarted daemon refused to hand this endpoint back (it lost the topic).
+  std::atomic<bool> lost{false};
+  std::chrono::steady_clock::time_point next_reopen{};
 
   ~SubscriberCore();
 
   // Opens (or re-opens) this subscriber's endpoint on `topic_name` with the daemon and maps the topic.
   Status attach(const std::string& topic_name);
-  // Gives the endpoint back to the daemon.
+  // Gives the endpoint back to the daemon, unless it already went away with its daemon.
   void detach();
+  // True when the endpoint went away with its daemon: the topic was closed by a daemon shutdown, or a
+  // restarted daemon no longer knew it. relaxed: flags; the header word shares the epoch's cache line.
+  bool must_reopen() const {
+    return !attached || lost.load(std::memory_order_relaxed) ||
+           topic.header()->closed.load(std::memory_order_relaxed) == shm::kTopicClosed;
+  }
+  // Opens the topic again (at most every kReopenRetry while that fails), once no sample is held and not
+  // while sleeping on the current mapping. Messages then flow from the daemon's new segment.
+  void maybe_reopen();
 
   // Re-reads the publisher table after the daemon changed it (publishers_epoch moved).
   void refresh(uint32_t epoch);
@@ -54,6 +70,7 @@ struct SubscriberCore {
     if (epoch == seen_publishers_epoch) return false;
     // relaxed: the epoch's acquire above already ordered it.
     if (topic.header()->closed.load(std::memory_order_relaxed) == shm::kTopicReshaped && held == 0) {
+      if (sleeping) return false;  // after the sleep: the sleeper still uses this mapping
       const std::string name = topic.topic;
       detach();
       if (Status s = attach(name); !s.ok()) log_reattach_failure(s);

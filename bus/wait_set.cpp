@@ -34,6 +34,7 @@ std::vector<Subscriber*> WaitSet::wait(std::chrono::nanoseconds timeout) {
       // acquire / seq_cst: the same sleep protocol as Subscriber::take, once per topic.
       targets[i] = {&h->wake_word, h->wake_word.load(std::memory_order_acquire)};
       shm::enter_sleep(h, subscribers_[i]->core_->stats);
+      subscribers_[i]->core_->sleeping = true;  // the mapping must stay until leave_sleep
     }
     std::atomic_thread_fence(std::memory_order_seq_cst);
     const bool found = collect();
@@ -41,7 +42,10 @@ std::vector<Subscriber*> WaitSet::wait(std::chrono::nanoseconds timeout) {
     if (!found && left > std::chrono::nanoseconds::zero()) {
       shm::futex_wait_any(targets, std::min<std::chrono::nanoseconds>(left, std::chrono::milliseconds(200)));
     }
-    for (Subscriber* s : subscribers_) shm::leave_sleep(s->core_->topic.header(), s->core_->stats);
+    for (Subscriber* s : subscribers_) {
+      shm::leave_sleep(s->core_->topic.header(), s->core_->stats);
+      s->core_->sleeping = false;
+    }
     if (found || collect() || std::chrono::steady_clock::now() >= deadline) return ready;
   }
 }

@@ -9,7 +9,9 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <initializer_list>
 #include <thread>
+#include <vector>
 
 #include "shm/segment.h"
 #include "support/peer_output.h"
@@ -50,6 +52,78 @@ TEST(DaemonTest, SigtermLeavesNoSegmentAndNoSocket) {
   ASSERT_TRUE(daemon.start());
   EXPECT_EQ(daemon.stop(SIGINT), 0);
   EXPECT_TRUE(daemon.segments().empty());
+}
+
+// Publishes on `pub` and takes from each of `subs` until every one has received a message (false after 5 s):
+// endpoints that lost their daemon re-open at their next use, retrying while that fails.
+bool flows(Publisher& pub, std::initializer_list<Subscriber*> subs) {
+  const std::array<std::byte, 8> m{};
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  std::vector<bool> got(subs.size(), false);
+  while (std::chrono::steady_clock::now() < deadline) {
+    (void)pub.publish(m);
+    std::size_t i = 0, done = 0;
+    for (Subscriber* s : subs) {
+      if (!got[i] && s->take(5ms)) got[i] = true;
+      done += got[i++];
+    }
+    if (done == subs.size()) return true;
+  }
+  return false;
+}
+
+// A daemon stopped with SIGTERM takes its topics with it, so its successor cannot hand them back: publishers
+// and subscribers re-open their topics by themselves at their next use, and messages flow again.
+TEST(DaemonTest, EndpointsReopenThemselvesAfterARestartThatLostTheirTopic) {
+  TestDaemon daemon;
+  Bus bus = daemon.connect();
+  auto pub = bus.publisher("lost/topic");
+  auto sub = bus.subscriber("lost/topic");
+  auto sub2 = bus.subscriber("lost/topic");
+  ASSERT_TRUE(pub.ok() && sub.ok() && sub2.ok());
+  ASSERT_TRUE(flows(*pub, {&*sub, &*sub2}));
+  EXPECT_EQ(daemon.stop(SIGTERM), 0);
+  EXPECT_TRUE(sub->closed());
+  const std::array<std::byte, 8> m{};
+  EXPECT_EQ(pub->publish(m).code(), Errc::kDaemonUnavailable) << "no daemon to re-open the topic with";
+  EXPECT_FALSE(sub->take(10ms));
+  ASSERT_TRUE(daemon.start());
+  EXPECT_TRUE(flows(*pub, {&*sub, &*sub2})) << "no flow after the daemon restarted";
+  EXPECT_FALSE(sub->closed());
+  const auto stats = toml::parse(daemon.statistics());
+  EXPECT_EQ(stats["topic"][0]["name"].value<std::string>(), "lost/topic");
+  EXPECT_EQ(stats["topic"][0]["publishers"].value<int64_t>(), 1);
+  EXPECT_EQ(stats["topic"][0]["subscribers"].value<int64_t>(), 2);
+  pub = Publisher(), sub = Subscriber(), sub2 = Subscriber();
+  const auto after = toml::parse(daemon.statistics());
+  const toml::array* people = after["participant"].as_array();
+  ASSERT_NE(people, nullptr);
+  for (const toml::node& p : *people) {
+    const toml::node_view<const toml::node> v{p};
+    if (v["name"].value<std::string>() == "test") {
+      EXPECT_EQ(v["endpoints"].value<int64_t>(), 0) << "every re-opened endpoint was closed";
+    }
+  }
+}
+
+// The same when the topic is lost without being closed (a kill -9 and its segment gone): the reconnect at
+// the next control call finds the new daemon without it, and the endpoints re-open.
+TEST(DaemonTest, EndpointsReopenThemselvesWhenTheRestartedDaemonCannotAdoptTheirTopic) {
+  TestDaemon daemon;
+  Bus bus = daemon.connect();
+  auto pub = bus.publisher("vanished/topic");
+  auto sub = bus.subscriber("vanished/topic");
+  ASSERT_TRUE(pub.ok() && sub.ok());
+  ASSERT_TRUE(flows(*pub, {&*sub}));
+  EXPECT_EQ(daemon.stop(SIGKILL), 128 + SIGKILL);
+  for (const auto& s : daemon.segments()) shm::Segment::remove(s);
+  ASSERT_TRUE(daemon.start());
+  // A control call: the Bus reconnects, and the new daemon does not know its endpoints' topic.
+  ASSERT_TRUE(bus.daemon_statistics().ok());
+  EXPECT_TRUE(flows(*pub, {&*sub})) << "no flow after the daemon restarted without the topic";
+  const auto stats = toml::parse(daemon.statistics());
+  EXPECT_EQ(stats["topic"][0]["publishers"].value<int64_t>(), 1);
+  EXPECT_EQ(stats["topic"][0]["subscribers"].value<int64_t>(), 1);
 }
 
 TEST(DaemonTest, RestartAfterKill9RemovesWhatDeadProcessesLeft) {

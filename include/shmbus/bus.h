@@ -150,7 +150,7 @@ class Subscriber {
   std::size_t max_message_size() const;
   uint64_t taken() const;    // messages taken
   uint64_t dropped() const;  // messages lost to overwrites (lossy topics) or corrupt slots
-  bool closed() const;       // the daemon shut the topic down; no more messages will come
+  bool closed() const;  // the daemon shut the topic down; the subscriber re-opens it once a daemon is back
 
  private:
   friend class Bus;
