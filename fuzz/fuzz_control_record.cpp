@@ -54,6 +54,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       check_settings(r.settings);
       break;
     }
+    case RecordType::kOpenQueue: {
+      const auto r = decode_as<OpenQueueRequest>(buffer);
+      if (const auto name = read_string(r.name, sizeof r.name)) {
+        if (name->size() >= sizeof r.name) __builtin_trap();
+        (void)validate_topic_name(*name);
+      }
+      const QueueSettings s = from_wire(r.settings);
+      if (s.sync && static_cast<uint32_t>(*s.sync) > static_cast<uint32_t>(SyncPolicy::kAlways))
+        __builtin_trap();
+      break;
+    }
+    case RecordType::kCloseQueue:
     case RecordType::kClose:
     case RecordType::kReclaim:
     case RecordType::kStats:

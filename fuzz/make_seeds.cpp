@@ -11,6 +11,7 @@
 #include "daemon/daemon_config.h"
 #include "shm/ring_writer.h"
 #include "shm/topic_segment_layout.h"
+#include "shm/work_queue.h"
 
 using namespace shmbus;
 using namespace shmbus::detail;
@@ -20,7 +21,8 @@ namespace {
 
 void write(const fs::path& path, const void* data, std::size_t size) {
   fs::create_directories(path.parent_path());
-  std::ofstream(path, std::ios::binary).write(static_cast<const char*>(data), static_cast<std::streamsize>(size));
+  std::ofstream(path, std::ios::binary)
+      .write(static_cast<const char*>(data), static_cast<std::streamsize>(size));
 }
 
 template <typename Record>
@@ -29,7 +31,20 @@ void write_record(const fs::path& dir, const char* name, Record r, RecordType ty
   write(dir / name, &r, sizeof r);
 }
 
+void write_queue_records(const fs::path& dir) {
+  OpenQueueRequest open{};
+  copy_string("jobs/resize", open.name, sizeof open.name);
+  open.settings = to_wire(QueueSettings{.capacity = 64, .max_message_size = 512, .durable = true});
+  open.role = kQueueConsumer;
+  write_record(dir, "open_queue", open, RecordType::kOpenQueue);
+  CloseQueueRequest close{};
+  close.queue_id = 1;
+  close.role = kQueueConsumer;
+  write_record(dir, "close_queue", close, RecordType::kCloseQueue);
+}
+
 void write_records(const fs::path& dir) {
+  write_queue_records(dir);
   HelloRequest hello{};
   copy_string("seed-peer", hello.name, sizeof hello.name);
   write_record(dir, "hello", hello, RecordType::kHello);
@@ -42,13 +57,18 @@ void write_records(const fs::path& dir) {
   write_record(dir, "open_subscriber", open, RecordType::kOpenSubscriber);
   write_record(dir, "close", CloseRequest{.topic_id = 1, .role = kRoleSubscriber, .slot = 3, .generation = 1},
                RecordType::kClose);
-  write_record(dir, "reclaim", ReclaimRequest{.topic_id = 1, .role = kRolePublisher, .slot = 0, .endpoint_id = 9},
+  write_record(dir, "reclaim",
+               ReclaimRequest{.topic_id = 1, .role = kRolePublisher, .slot = 0, .endpoint_id = 9},
                RecordType::kReclaim);
   write_record(dir, "stats", StatsRequest{}, RecordType::kStats);
   Reply reply{};
   reply.code = static_cast<int32_t>(Errc::kIncompatibleSettings);
-  reply.settings = to_wire({.max_message_size = 4096, .depth = 64, .policy = Policy::kLossy, .history = 0,
-                            .max_publishers = 8, .max_subscribers = 32});
+  reply.settings = to_wire({.max_message_size = 4096,
+                            .depth = 64,
+                            .policy = Policy::kLossy,
+                            .history = 0,
+                            .max_publishers = 8,
+                            .max_subscribers = 32});
   copy_string("topic robot/arm/pose exists with depth=64", reply.message, sizeof reply.message);
   write_record(dir, "reply", reply, RecordType::kReply);
   StatsChunk chunk{};
@@ -68,7 +88,8 @@ void write_segment(const fs::path& path, uint32_t max_message_size, uint32_t dep
   if (!g) throw std::runtime_error(error);
   std::vector<std::byte> storage(g->segment_size + shm::kCacheLine);
   std::byte* base = storage.data() + (-reinterpret_cast<uintptr_t>(storage.data()) % shm::kCacheLine);
-  shm::initialize_topic_segment(base, *g, /*topic_id=*/1, shm::kPolicyLossy, /*history=*/0, "robot/arm/pose", 1);
+  shm::initialize_topic_segment(base, *g, /*topic_id=*/1, shm::kPolicyLossy, /*history=*/0, "robot/arm/pose",
+                                1);
   shm::publisher_slot(base, *g, 0)->state.store(shm::kSlotActive);
   shm::publisher_slot(base, *g, 0)->generation.store(1);
   shm::cursor(base, *g, 0, 0)->value.store(shm::make_cursor(1, start));
@@ -80,6 +101,29 @@ void write_segment(const fs::path& path, uint32_t max_message_size, uint32_t dep
     writer.commit(size, 1000 + m);
   }
   write(path, base, g->segment_size);
+}
+
+// A small queue image with entries in every state: ready at two priorities, in flight, dead, free.
+void write_work_queue(const fs::path& path, bool durable) {
+  const shm::WorkQueueGeometry g{4, 32, 2, durable ? shm::kQueueDurable : 0u};
+  const std::size_t size = shm::work_queue_bytes(g);
+  std::vector<std::byte> image(size + 64);
+  auto* base = reinterpret_cast<std::byte*>((reinterpret_cast<uintptr_t>(image.data()) + 63) / 64 * 64);
+  shm::WorkQueue::initialize(base, size, g, 1, "seed/queue", "seed-boot");
+  auto q = shm::WorkQueue::attach(base, size, nullptr).value();
+  for (uint32_t i = 0; i < 4; ++i) {
+    shm::ClaimedEntry c;
+    q.reserve(1, &c);
+    std::memset(c.payload, 'a' + static_cast<int>(i), 8 + i);
+    q.commit(c, 1, {.size = 8 + i, .priority = i % 2 ? 9u : 0u, .correlation = i});
+  }
+  shm::DeliveredEntry d;
+  q.pop(2, std::chrono::seconds(1), &d);
+  q.reject(d.index, d.tag, false);  // a dead letter
+  q.pop(2, std::chrono::seconds(1), &d);
+  q.ack(d.index, d.tag);                  // free again
+  q.pop(2, std::chrono::seconds(1), &d);  // left in flight
+  write(path, base, size);
 }
 
 }  // namespace
@@ -94,6 +138,8 @@ int main(int argc, char** argv) {
   write_segment(corpus / "topic_header" / "smallest", 1, 2, 1, 1, 1, 0);
   write_segment(corpus / "topic_header" / "lapped", 40, 8, 2, 2, 21, 3);  // the reader fell behind
   write_segment(corpus / "topic_header" / "caught_up", 100, 4, 1, 2, 3, 0);
+  write_work_queue(corpus / "work_queue" / "mixed_states", false);
+  write_work_queue(corpus / "work_queue" / "durable_mixed_states", true);
   const std::string example = daemon::kExampleConfig;
   write(corpus / "daemon_config" / "example.toml", example.data(), example.size());
   return 0;

@@ -20,6 +20,7 @@ max_len() {
   case "$1" in
     control_record) echo 16400 ;;  # a little over kMaxRecordBytes
     topic_header) echo 65536 ;;
+    work_queue) echo 16384 ;;  # a header page, the index and a few entries
     *) echo 4096 ;;
   esac
 }
