@@ -231,6 +231,13 @@ Sample Subscriber::try_take() {
     const uint64_t latency = now > s.publish_ns_ ? now - s.publish_ns_ : 0;
     auto& bucket = c.stats->latency_ns[shm::latency_bucket(latency)];
     bucket.store(bucket.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    // Sum and count for the daemon's mean waiting time: plain stores (single writer), no read-modify-write.
+    // release on the count: pairs with the daemon's acquire load of it, so the sum it reads next holds at
+    // least the latencies that count covers.
+    c.stats->latency_sum_ns.store(c.stats->latency_sum_ns.load(std::memory_order_relaxed) + latency,
+                                  std::memory_order_relaxed);
+    c.stats->latency_samples.store(c.stats->latency_samples.load(std::memory_order_relaxed) + 1,
+                                   std::memory_order_release);
   }
   f->reader.publish_cursor(/*force=*/false);
   return s;

@@ -73,12 +73,13 @@ class TopicRegistry {
   // runs backwards); the caller disconnects them, which detaches their endpoints.
   std::vector<uint64_t> take_fenced();
 
-  // Periodic work: reclaim drained dead rings, drop unused topics, update rates.
+  // Periodic work: reclaim drained dead rings, drop unused topics, update rates, sample queueing metrics.
   void tick();
   // Marks every topic closed, wakes every sleeper, removes every segment.
   void shutdown();
 
-  // Adds [[topics]] to `doc` (statistics per topic and endpoint).
+  // Adds [[topic]] to `doc`: statistics per topic and endpoint, and queueing metrics per subscriber over a
+  // sliding window ([topic.metrics], [topic.subscriber.metrics]).
   void report(toml::table* doc) const;
   std::size_t topic_count() const { return by_name_.size(); }
 
@@ -92,6 +93,8 @@ class TopicRegistry {
   void fence(uint64_t peer_id, const std::string& why);
   Result<uint32_t> add_subscriber(Topic& t, uint64_t owner, pid_t pid, uid_t uid, uint32_t history);
   void remove_if_unused(uint32_t topic_id);
+  // Takes a queueing-metrics sample of every subscriber of `t` if the last one is kMetricsSampleNs old.
+  void sample_metrics(Topic& t, uint64_t now_ns);
 
   std::string instance_;
   DaemonConfig config_;

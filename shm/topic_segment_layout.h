@@ -153,10 +153,19 @@ struct alignas(kCacheLine) SubscriberSlot {
   std::atomic<uint64_t> dropped;  // messages overwritten before this reader took them (lossy topics)
   std::atomic<uint64_t> bytes;
   std::atomic<uint32_t> held;  // samples currently held
-  uint8_t pad1_[36];
+  uint8_t pad1_[4];
+  // The sampled publish -> take latencies (every 16th take) as a sum and a count, for the daemon's mean
+  // waiting time over its metrics window. Added in former padding: a segment is zero-filled, so a client
+  // built before these fields leaves them 0 (the daemon then reports no waiting time) - no version bump.
+  std::atomic<uint64_t> latency_sum_ns;
+  std::atomic<uint64_t> latency_samples;  // stored after latency_sum_ns (release; the daemon loads acquire)
+  uint8_t pad2_[16];
   std::atomic<uint64_t> latency_ns[kLatencyBuckets];  // publish -> take, sampled
 };
 static_assert(offsetof(SubscriberSlot, taken) == 64);
+static_assert(offsetof(SubscriberSlot, held) == 88);
+static_assert(offsetof(SubscriberSlot, latency_sum_ns) == 96);
+static_assert(offsetof(SubscriberSlot, latency_samples) == 104);
 static_assert(offsetof(SubscriberSlot, latency_ns) == 128);
 
 // Header of every ring slot; the payload follows it directly so a small message and its sequence share lines.

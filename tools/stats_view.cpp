@@ -1,6 +1,7 @@
 #include "tools/stats_view.h"
 
 #include <toml++/toml.h>
+#include <optional>
 #include <sstream>
 
 #ifdef SHMBUS_WITH_BRIDGE
@@ -20,6 +21,15 @@ std::string cell(const toml::node_view<const toml::node>& n) {
   }
   if (auto i = n.value<int64_t>()) return std::to_string(*i);
   return "-";
+}
+
+// A floating-point field with `decimals` digits after the point, scaled by `scale`; "-" when absent.
+std::string number(const toml::node_view<const toml::node>& n, int decimals, double scale = 1.0) {
+  const std::optional<double> v = n.value<double>();
+  if (!v) return "-";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.*f", decimals, *v * scale);
+  return buf;
 }
 
 void pad(std::ostream& out, const std::string& s, std::size_t width) {
@@ -60,6 +70,38 @@ Status render_stats(const std::string& document, StatsFormat format, std::ostrea
         pad(out, cell(t["name"]), 28), pad(out, cell(t["messages"]), 11), pad(out, cell(t["bytes"]), 13),
             pad(out, cell(t["drops"]), 8), pad(out, cell(t["slots_in_use"]), 8),
             pad(out, cell(t["latency_p50_ns"]), 12), out << cell(t["latency_p99_ns"]) << "\n";
+      }
+    }
+  }
+  if (format == StatsFormat::kFull && topics) {
+    // Queueing metrics per subscriber (each is a queue), over the daemon's sliding window: arrival rate λ,
+    // take rate, service rate μ (take rate while backlogged; "-" if never), ρ = λ/μ, mean backlog L, mean
+    // publish -> take wait W, and Little's law (L against λW) with its relative error.
+    bool header = false;
+    for (const toml::node& n : *topics) {
+      const toml::node_view<const toml::node> t{n};
+      const toml::array* subs = t["subscriber"].as_array();
+      if (!subs) continue;
+      for (const toml::node& sn : *subs) {
+        const toml::node_view<const toml::node> sub{sn};
+        const auto m = sub["metrics"];
+        if (!m) continue;
+        // μ (and so ρ) is known only if the subscriber had a standing backlog for a sampling interval.
+        const bool busy = m["busy_s"].value_or(0.0) > 0;
+        if (!header) {
+          out << "\n";
+          pad(out, "TOPIC", 28), pad(out, "SUB", 6), pad(out, "ARRIVE/s", 10), pad(out, "TAKE/s", 10),
+              pad(out, "SERVE/s", 10), pad(out, "UTIL", 7), pad(out, "L", 9), pad(out, "W_MS", 10),
+              pad(out, "LAMBDA*W", 10), out << "LITTLE_ERR\n";
+          header = true;
+        }
+        pad(out, cell(t["name"]), 28), pad(out, cell(sub["id"]), 6),
+            pad(out, number(m["arrival_rate"], 1), 10), pad(out, number(m["throughput"], 1), 10),
+            pad(out, busy ? number(m["service_rate"], 1) : "-", 10),
+            pad(out, busy ? number(m["utilisation"], 2) : "-", 7), pad(out, number(m["queue_length"], 2), 9),
+            pad(out, number(m["waiting_time_s"], 3, 1e3), 10),
+            pad(out, number(m["littles_law_lambda_w"], 2), 10),
+            out << number(m["littles_law_error"], 2) << "\n";
       }
     }
   }
