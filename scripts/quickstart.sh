@@ -21,7 +21,8 @@ trap cleanup EXIT
 
 build/daemon/shmbusd --log-level warn &
 daemon_pid=$!
-for _ in $(seq 100); do build/tools/shmbus list >/dev/null 2>&1 && break; sleep 0.05; done
+for _ in $(seq 200); do build/tools/shmbus list >/dev/null 2>&1 && break; sleep 0.05; done
+build/tools/shmbus list >/dev/null || { echo "quickstart: shmbusd did not come up" >&2; exit 1; }
 
 count=1000000
 build/examples/example_subscriber "$count" &

@@ -28,9 +28,13 @@ toml::table stats_of(const TestDaemon& d) {
 
 TEST(DaemonTest, SecondDaemonOnTheSameInstanceIsRefused) {
   TestDaemon daemon;
-  const auto r =
-      run_process({SHMBUSD_PATH, "--instance", daemon.instance(), "--runtime-dir", daemon.runtime_dir()}, 10);
+  const auto r = run_process({"/bin/sh", "-c",
+                              std::string(SHMBUSD_PATH) + " --instance " + daemon.instance() + " --runtime-dir " +
+                                  daemon.runtime_dir() + " 2>&1"},
+                             10);
   EXPECT_EQ(r.status, 1);
+  // A clear message naming the running daemon's pid, not just a non-zero exit.
+  EXPECT_NE(r.out.find(std::to_string(daemon.pid())), std::string::npos) << r.out;
   // The first one is unharmed.
   EXPECT_TRUE(Bus::connect().ok());
 }
