@@ -37,6 +37,12 @@ Result<int> Connection::connect_and_greet(const std::string& socket_path, const 
   probe.fd_ = -1;  // the descriptor is handed to the caller
   if (!s.ok()) {
     close(fd);
+    // The daemon answers the hello of a connection it cannot take (max_participants reached, out of
+    // descriptors) with kExhausted and the reason, then closes it.
+    if (s.code() == Errc::kExhausted) {
+      return Status{Errc::kExhausted,
+                    "shmbusd at " + socket_path + " refused the connection: " + s.message()};
+    }
     return s;
   }
   *participant_id = reply.participant_id;

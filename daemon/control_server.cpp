@@ -1,7 +1,9 @@
 #include "daemon/control_server.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -23,6 +25,21 @@
 namespace shmbus::daemon {
 
 using namespace shmbus::detail;
+
+namespace {
+
+// How long the listening socket is left alone after accept4 failed for want of descriptors or memory.
+constexpr std::chrono::milliseconds kAcceptBackoff{100};
+// How long a refused connection may take to send its hello before it is closed unanswered.
+constexpr std::chrono::seconds kRefusalTimeout{1};
+// Refused connections answered at a time; beyond that they are closed at once (without a reason).
+constexpr std::size_t kMaxRefusals = 32;
+
+int open_spare_fd() {
+  return open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+}  // namespace
 
 Result<std::unique_ptr<ControlServer>> ControlServer::start(const std::string& instance,
                                                             const std::string& runtime_dir,
@@ -65,6 +82,7 @@ Result<std::unique_ptr<ControlServer>> ControlServer::start(const std::string& i
   sigprocmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
   server->signal_fd_ = signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK);
+  server->spare_fd_ = open_spare_fd();
   spdlog::info("shmbusd serving instance '{}' on {}", instance, path);
   return server;
 }
@@ -72,6 +90,8 @@ Result<std::unique_ptr<ControlServer>> ControlServer::start(const std::string& i
 ControlServer::~ControlServer() {
   supervisor_.reset();  // supervised clients go first, while their topics still exist
   for (auto& [fd, p] : participants_) close(fd);
+  for (auto& [fd, r] : refusals_) close(fd);
+  if (spare_fd_ >= 0) close(spare_fd_);
   registry_.shutdown();
   queues_.shutdown();
   if (listen_fd_ >= 0) {
@@ -86,8 +106,10 @@ int ControlServer::run() {
   for (;;) {
     fds.clear();
     fds.push_back({signal_fd_, POLLIN, 0});
-    fds.push_back({listen_fd_, POLLIN, 0});
+    // A negative descriptor is skipped by poll: the listening socket rests while accepting fails.
+    fds.push_back({Clock::now() < accept_paused_until_ ? -1 : listen_fd_, POLLIN, 0});
     for (const auto& [fd, p] : participants_) fds.push_back({fd, POLLIN, 0});
+    for (const auto& [fd, r] : refusals_) fds.push_back({fd, POLLIN, 0});
     const int n = poll(fds.data(), fds.size(), 100);
     if (n < 0 && errno != EINTR) {
       spdlog::error("poll: {}", std::strerror(errno));
@@ -103,8 +125,24 @@ int ControlServer::run() {
     if (fds[1].revents & POLLIN) accept_participants();
     for (std::size_t i = 2; i < fds.size(); ++i) {
       if (fds[i].revents == 0) continue;
+      if (refusals_.contains(fds[i].fd)) {
+        finish_refusal(fds[i].fd);
+        continue;
+      }
       if ((fds[i].revents & POLLIN) ? !serve(fds[i].fd) : true) disconnect(fds[i].fd);
     }
+    bool spare_lent = false;
+    for (auto it = refusals_.begin(); it != refusals_.end();) {
+      auto next = std::next(it);
+      if (Clock::now() >= it->second.deadline) {
+        close_refusal(it);
+      } else {
+        spare_lent = spare_lent || it->second.holds_spare;
+      }
+      it = next;
+    }
+    // Reopening the spare fails while the daemon is at its limit; it is tried again until it succeeds.
+    if (spare_fd_ < 0 && !spare_lent) spare_fd_ = open_spare_fd();
     registry_.tick();
     queues_.tick();
     if (supervisor_) supervisor_->tick();
@@ -122,7 +160,15 @@ int ControlServer::run() {
 void ControlServer::accept_participants() {
   for (;;) {
     const int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (fd < 0) return;
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) accept_failed(errno);
+      return;
+    }
+    if (accept_failing_) {
+      spdlog::warn("accepting participants again ({} connected)", participants_.size());
+      accept_failing_ = false;
+    }
     ucred cred{};
     socklen_t len = sizeof cred;
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
@@ -132,7 +178,11 @@ void ControlServer::accept_participants() {
     if (participants_.size() >= config_.max_participants) {
       spdlog::warn("refusing pid {} uid {}: max_participants ({}) reached", cred.pid, cred.uid,
                    config_.max_participants);
-      close(fd);
+      const std::string limit = std::to_string(config_.max_participants);
+      refuse(fd,
+             {Errc::kExhausted, "max_participants (" + limit + ") reached: the daemon serves at most " +
+                                    limit + " participants at a time"},
+             /*holds_spare=*/false);
       continue;
     }
     // A participant that stops reading must not stall the daemon: replies time out after a second.
@@ -145,6 +195,65 @@ void ControlServer::accept_participants() {
     p.peer.gid = cred.gid;
     participants_[fd] = std::move(p);
   }
+}
+
+void ControlServer::accept_failed(int err) {
+  accept_paused_until_ = Clock::now() + kAcceptBackoff;
+  rlimit limit{};
+  getrlimit(RLIMIT_NOFILE, &limit);
+  const std::string why = std::string(std::strerror(err)) + "; RLIMIT_NOFILE " +
+                          std::to_string(limit.rlim_cur) + ", " + std::to_string(participants_.size()) +
+                          " participants";
+  if (!accept_failing_) {
+    spdlog::error("cannot accept participants ({}); refusing new connections until descriptors free up", why);
+    accept_failing_ = true;
+  }
+  if ((err != EMFILE && err != ENFILE) || spare_fd_ < 0) return;
+  // The spare descriptor trick: give up the reserved descriptor to accept one waiting connection and tell it
+  // why, instead of leaving it to time out.
+  close(spare_fd_);
+  spare_fd_ = -1;
+  const int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+  if (fd < 0) {
+    spare_fd_ = open_spare_fd();
+    return;
+  }
+  refuse(fd, {Errc::kExhausted, "shmbusd is out of file descriptors (" + why + "); try again later"},
+         /*holds_spare=*/true);
+}
+
+void ControlServer::refuse(int fd, Status reason, bool holds_spare) {
+  if (refusals_.size() >= kMaxRefusals && !holds_spare) {
+    close(fd);
+    return;
+  }
+  refusals_[fd] = Refusal{std::move(reason), Clock::now() + kRefusalTimeout, holds_spare};
+}
+
+void ControlServer::finish_refusal(int fd) {
+  auto it = refusals_.find(fd);
+  alignas(8) unsigned char buffer[kMaxRecordBytes];
+  int stray_fd = -1;
+  const ssize_t n = receive_record(fd, buffer, sizeof buffer, std::chrono::milliseconds(0), &stray_fd);
+  if (stray_fd >= 0) close(stray_fd);
+  RecordType type{};
+  if (n > 0 && check_record(buffer, static_cast<std::size_t>(n), &type).ok() && type == RecordType::kHello) {
+    RecordHeader header;
+    std::memcpy(&header, buffer, sizeof header);
+    Reply reply{};
+    reply.header = make_header(RecordType::kReply, sizeof reply, header.request_id);
+    reply.code = static_cast<int32_t>(it->second.reason.code());
+    copy_string(it->second.reason.message(), reply.message, sizeof reply.message);
+    // A fresh socket's buffer is empty: this does not block. The client reads the reply before the EOF.
+    send_record(fd, &reply, sizeof reply);
+  }
+  close_refusal(it);
+}
+
+void ControlServer::close_refusal(std::map<int, Refusal>::iterator it) {
+  close(it->first);
+  if (it->second.holds_spare) spare_fd_ = open_spare_fd();
+  refusals_.erase(it);
 }
 
 bool ControlServer::serve(int fd) {
@@ -202,6 +311,12 @@ bool ControlServer::serve(int fd) {
         return answer(attached.status());
       }
       const Attached& a = attached.value();
+      if (a.fd < 0) {  // duplicating the segment's descriptor failed: at RLIMIT_NOFILE, in practice
+        const std::string why = std::strerror(errno);
+        registry_.detach(a.endpoint, participant.peer.id);
+        return answer({Errc::kExhausted, "topic " + *topic + ": shmbusd cannot pass its shared memory (" +
+                                             why + "); out of file descriptors?"});
+      }
       participant.endpoints.push_back(a.endpoint);
       reply.topic_id = a.endpoint.topic_id;
       reply.slot = a.endpoint.slot;

@@ -3,6 +3,7 @@
 // connection closes, which the kernel does the moment the process dies (kill -9 included).
 #pragma once
 
+#include <chrono>
 #include <map>
 #include <memory>
 #include <string>
@@ -42,7 +43,24 @@ class ControlServer {
         registry_(instance_, config),
         queues_(instance_, config) {}
 
+  using Clock = std::chrono::steady_clock;
+
+  // A connection accepted only to be refused with a clear reason (max_participants reached, or no descriptor
+  // left): its hello is answered with a Reply carrying `reason`, then it is closed.
+  struct Refusal {
+    Status reason;
+    Clock::time_point deadline;  // closed unanswered if no hello arrived by then
+    bool holds_spare = false;    // accepted on the descriptor spare_fd_ kept free; reopen it when closed
+  };
+
   void accept_participants();
+  // accept4 failed with `err` (descriptors or memory exhausted): stop polling the listening socket for a
+  // while (it stays readable, so polling it would spin), and refuse one waiting connection on the spare.
+  void accept_failed(int err);
+  void refuse(int fd, Status reason, bool holds_spare);
+  // Answers the refused connection's hello if it arrived, then closes it.
+  void finish_refusal(int fd);
+  void close_refusal(std::map<int, Refusal>::iterator it);
   // Handles one record from `fd`; false when the participant must be disconnected.
   bool serve(int fd);
   void disconnect(int fd);
@@ -59,6 +77,11 @@ class ControlServer {
   int signal_fd_ = -1;
   uint64_t next_peer_id_ = 1;
   std::map<int, Participant> participants_;
+  std::map<int, Refusal> refusals_;
+  // /dev/null held open so that at RLIMIT_NOFILE one waiting connection can still be accepted and told why.
+  int spare_fd_ = -1;
+  Clock::time_point accept_paused_until_{};  // the listening socket is not polled before then
+  bool accept_failing_ = false;              // logged once per episode, until an accept succeeds again
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
 };
 

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -205,7 +206,7 @@ Status QueueRegistry::create_memory(Queue& q, const QueueSettings& s) {
       shm::WorkQueue::initialize(q.segment.data(), bytes, g, q.id, q.name, boot_id_);
     }
   } catch (const std::exception& e) {
-    return {Errc::kExhausted, std::string("cannot create the queue's memory: ") + e.what()};
+    return {Errc::kExhausted, "queue " + q.name + ": cannot create its memory: " + e.what()};
   }
   std::string why;
   auto view = q.durable() ? shm::WorkQueue::attach(q.file.data(), q.file.size(), &why)
@@ -320,7 +321,15 @@ Result<QueueAttached> QueueRegistry::open(const std::string& name, const QueueSe
     return Status{Errc::kProtocolError, "unknown queue role " + std::to_string(role)};
   }
   const int fd = q->duplicate_fd();
-  if (fd < 0) return Status{Errc::kInternal, "cannot duplicate the queue's descriptor"};
+  if (fd < 0) {
+    const int err = errno;
+    if (err == EMFILE || err == ENFILE) {
+      return Status{Errc::kExhausted,
+                    "queue " + q->name + ": shmbusd is out of file descriptors (" + std::strerror(err) + ")"};
+    }
+    return Status{Errc::kInternal,
+                  "cannot duplicate the queue's descriptor: " + std::string(std::strerror(err))};
+  }
   q->endpoints[peer.id].push_back(role);
   q->pids[peer.id] = peer.pid;
   // relaxed: a statistic for `shmbus stats` and the queueing metrics; nothing is ordered by it.

@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
+#include <string>
 
 namespace shmbus::shm {
 
@@ -22,11 +23,23 @@ MappedFile MappedFile::open(const std::string& path, std::size_t size, std::size
   const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) throw std::runtime_error("cannot open " + path + ": " + std::strerror(errno));
   struct stat st {};
-  if (fstat(fd, &st) != 0 ||
-      (static_cast<std::size_t>(st.st_size) < size && ftruncate(fd, static_cast<off_t>(size)) != 0)) {
+  if (fstat(fd, &st) != 0) {
     const int e = errno;
     ::close(fd);
     throw std::runtime_error("cannot size " + path + ": " + std::strerror(e));
+  }
+  if (static_cast<std::size_t>(st.st_size) < size) {
+    // Blocks are reserved now, not at the first write: ftruncate alone makes a sparse file, and a full disk
+    // would then surface as SIGBUS in whichever process first touches an unbacked page of the mapping.
+    const int e = posix_fallocate(fd, 0, static_cast<off_t>(size));
+    if (e != 0) {
+      // A file we created holds nothing yet: leave no empty file behind. A shorter existing one is kept.
+      if (st.st_size == 0) ::unlink(path.c_str());
+      ::close(fd);
+      throw std::runtime_error(
+          (e == ENOSPC || e == EDQUOT ? "not enough disk space for " : "cannot allocate ") + path + " (" +
+          std::to_string(size) + " bytes): " + std::strerror(e));
+    }
   }
   ::close(fd);
   if (previous_size) *previous_size = static_cast<std::size_t>(st.st_size);

@@ -15,8 +15,10 @@ class MappedFile {
   MappedFile(MappedFile&&) noexcept = default;
   MappedFile& operator=(MappedFile&&) noexcept = default;
 
-  // Opens `path` (created owner-only if missing), grows it to `size` bytes if shorter (zero-filled) and maps
-  // `size` bytes. `*previous_size` gets the size the file had (0 if new). Throws std::runtime_error.
+  // Opens `path` (created owner-only if missing), grows it to `size` bytes if shorter (zero-filled, its
+  // blocks allocated at once, so a full disk fails here rather than as SIGBUS later) and maps `size` bytes.
+  // `*previous_size` gets the size the file had (0 if new). Throws std::runtime_error ("not enough disk
+  // space for <path>" on ENOSPC; a file it created is removed again).
   static MappedFile open(const std::string& path, std::size_t size, std::size_t* previous_size);
   // The size of the file at `path`, or -1 if it cannot be read.
   static long long file_size(const std::string& path);

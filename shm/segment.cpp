@@ -44,6 +44,14 @@ Segment Segment::create(const std::string& name, std::size_t size, mode_t mode, 
       throw std::runtime_error("cannot set permissions on " + name + ": " + std::strerror(err));
     }
     object.truncate(static_cast<bip::offset_t>(size));
+    // Reserve the pages now: tmpfs grows lazily, MAP_POPULATE ignores a failure to allocate, and a full
+    // /dev/shm would otherwise surface as SIGBUS in whichever process first touches an unbacked page.
+    if (const int err = posix_fallocate(fd, 0, static_cast<off_t>(size)); err != 0) {
+      bip::shared_memory_object::remove(name.c_str());
+      throw std::runtime_error(
+          (err == ENOSPC ? "not enough shared memory (/dev/shm is full) for segment " : "cannot allocate ") +
+          name + " (" + std::to_string(size) + " bytes): " + std::strerror(err));
+    }
     s.region_ = bip::mapped_region(object, bip::read_write, 0, size, nullptr, kMapOptions);
     s.fd_ = fcntl(fd, F_DUPFD_CLOEXEC, 0);
   } catch (const bip::interprocess_exception& e) {

@@ -35,7 +35,7 @@ pid_t spawn(const std::vector<std::string>& argv, int stdout_fd, int stdin_fd) {
   if (pid == 0) {
     if (stdout_fd >= 0) dup2(stdout_fd, 1);
     if (stdin_fd >= 0) dup2(stdin_fd, 0);
-    execv(args[0], args.data());
+    execvp(args[0], args.data());
     _exit(127);
   }
   return pid;
@@ -55,7 +55,8 @@ int wait_for(pid_t pid, double timeout_s) {
 
 }  // namespace
 
-TestDaemon::TestDaemon(const std::string& config_toml) : instance_(unique_name()) {
+TestDaemon::TestDaemon(const std::string& config_toml, std::vector<std::string> launcher)
+    : instance_(unique_name()), launcher_(std::move(launcher)) {
   runtime_dir_ = "/tmp/shmbus-" + instance_;
   std::filesystem::create_directories(runtime_dir_);
   if (!config_toml.empty()) {
@@ -75,6 +76,7 @@ bool TestDaemon::start() {
   std::vector<std::string> argv = {SHMBUSD_PATH, "--instance",  instance_, "--runtime-dir",
                                    runtime_dir_, "--log-level", "warn"};
   if (!config_path_.empty()) argv.insert(argv.end(), {"--config", config_path_});
+  argv.insert(argv.begin(), launcher_.begin(), launcher_.end());
   pid_ = spawn(argv, -1, -1);
   const auto deadline = Clock::now() + std::chrono::seconds(10);
   while (Clock::now() < deadline) {

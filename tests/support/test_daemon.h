@@ -14,8 +14,10 @@ namespace shmbus::test {
 
 class TestDaemon {
  public:
-  // `config_toml`: written to a config file and passed with --config when non-empty.
-  explicit TestDaemon(const std::string& config_toml = "");
+  // `config_toml`: written to a config file and passed with --config when non-empty. `launcher`: a command
+  // (searched in PATH) that runs the rest of its arguments in its own place, put before shmbusd's command
+  // line, e.g. {"prlimit", "--nofile=32:32", "--"}; the daemon's pid stays the launcher's (it must exec).
+  explicit TestDaemon(const std::string& config_toml = "", std::vector<std::string> launcher = {});
   ~TestDaemon();
   TestDaemon(const TestDaemon&) = delete;
   TestDaemon& operator=(const TestDaemon&) = delete;
@@ -40,6 +42,7 @@ class TestDaemon {
   std::string instance_;
   std::string runtime_dir_;
   std::string config_path_;
+  std::vector<std::string> launcher_;
   pid_t pid_ = -1;
 };
 
