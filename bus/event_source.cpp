@@ -13,10 +13,14 @@
 #include <thread>
 #include <vector>
 
+#include "bus/call_table.h"
 #include "bus/log.h"
 #include "bus/mapping_alias.h"
+#include "bus/queue_attachment.h"
 #include "bus/subscriber_core.h"
 #include "shm/futex.h"
+#include "shmbus/rpc.h"
+#include "shmbus/work_queue.h"
 
 namespace shmbus {
 namespace detail {
@@ -70,6 +74,35 @@ struct WatchedSubscriber {
   bool ready() const { return subscriber->has_data() && !paused; }
 };
 
+// One watched work queue: a QueueConsumer's or a Server's (requests), or a Client's (its responses). The
+// thread touches only the queue's header (ready_word, ready_sleepers), through its own mapping of that page:
+// the attachment keeps its mapping while the endpoint lives, but an owner that assigns another endpoint to
+// the watched one (not allowed, yet easy to do) would unmap it under the sleeping thread.
+struct WatchedQueue {
+  const void* endpoint = nullptr;         // identity: the QueueConsumer, Server or Client
+  QueueAttachment* attachment = nullptr;  // the endpoint's; owner thread only
+  CallTable* calls = nullptr;             // a Client's pending calls; null for consumers and servers
+  bool paused = false;                    // owner thread only, as WatchedSubscriber::paused
+  bool closed_reported = false;           // owner thread only: the closing was reported (once)
+  MappingAlias alias;
+  shm::WorkQueueHeader* header = nullptr;  // in alias
+
+  // Owner thread. A consumer or server is ready while its queue holds a READY entry (competing consumers may
+  // take it first: spurious readiness); a client when a pending call has its response (which takes the
+  // waiting responses off the queue, so that answers to timed-out calls do not keep it ready). A queue the
+  // daemon closed is ready once.
+  bool ready() {
+    if (paused) return false;
+    if (attachment->queue->closed() && !closed_reported) {
+      closed_reported = true;
+      return true;
+    }
+    if (calls != nullptr) return calls->collect();
+    // relaxed: a peek, as in WorkQueue::pop; try_receive then takes the mutex that orders the entry itself.
+    return attachment->queue->header()->ready.load(std::memory_order_relaxed) > 0;
+  }
+};
+
 // kIdle: the thread waits for work on control_word. kArmed: it sleeps on the plan's words. kDisarming: the
 // owner asked it to stop sleeping (to change the plan) and waits for kIdle. kStopping: it exits.
 enum class WaiterState { kIdle, kArmed, kDisarming, kStopping };
@@ -77,15 +110,21 @@ enum class WaiterState { kIdle, kArmed, kDisarming, kStopping };
 struct EventSourceState {
   int event_fd = -1;
   std::vector<WatchedSubscriber> watched;  // owner thread only
+  std::vector<WatchedQueue> queues;        // owner thread only
 
   // The wait of an armed thread. Written by the owner only while the thread is kIdle, read by the thread only
   // while kArmed: the mutex around the state hands it over. targets[0] is control_word (the thread fills it
   // in), then one wake word per watched subscriber; headers, sleep_flags, epochs and closed run parallel.
+  // Then one ready_word per watched queue, queue_headers parallel.
   std::vector<shm::FutexWaitTarget> targets;
   std::vector<shm::TopicHeader*> headers;
   std::vector<shm::SubscriberSlot*> sleep_flags;
   std::vector<uint32_t> epochs;
   std::vector<uint32_t> closed;
+  std::vector<shm::WorkQueueHeader*> queue_headers;
+  // The plan's sleeper counts are entered (by arm(), for the thread) and not yet left: handed over with the
+  // plan.
+  bool plan_entered = false;
 
   std::mutex mutex;
   std::condition_variable became_idle;
@@ -111,15 +150,36 @@ struct EventSourceState {
     became_idle.wait(lock, [&] { return state == WaiterState::kIdle; });
   }
 
+  // Undoes the plan's sleeper counts (entered by arm()).
   void leave_sleep_all() {
+    plan_entered = false;
     for (std::size_t i = 0; i < headers.size(); ++i) shm::leave_sleep(headers[i], sleep_flags[i]);
+    for (shm::WorkQueueHeader* h : queue_headers) {
+      // seq_cst: as in WorkQueue::wait_ready (a count; a waker that still sees us only makes a spare wake).
+      h->ready_sleepers.fetch_sub(1, std::memory_order_seq_cst);
+    }
   }
+
+  bool any_ready() {
+    bool ready = false;
+    for (WatchedSubscriber& w : watched) ready = w.ready() || ready;  // every one is asked (see ready())
+    for (WatchedQueue& q : queues) ready = q.ready() || ready;
+    return ready;
+  }
+
+  // Owner thread: how many subscribers and queues are watched.
+  std::size_t size() const { return watched.size() + queues.size(); }
+
+  Status add_queue(const void* endpoint, QueueAttachment* attachment, CallTable* calls);
+  void remove_queue(const void* endpoint);
+  void set_queue_paused(const void* endpoint, bool paused);
 
   // Owner thread: makes the fd readable if a subscriber has a message, else has the thread sleep on all of
   // them. Returns whether a message is waiting.
   bool arm();
   // Owner thread: (re)maps `w`'s topic header and slot for the thread.
   static Status alias_topic(WatchedSubscriber& w);
+  Status check_capacity() const;
 
   // The background thread.
   void run();
@@ -143,8 +203,51 @@ Status EventSourceState::alias_topic(WatchedSubscriber& w) {
   return Status::Ok();
 }
 
+Status EventSourceState::check_capacity() const {
+  if (size() < EventSource::kMaxWatched) return Status::Ok();
+  return {Errc::kExhausted, "an event source watches at most " + std::to_string(EventSource::kMaxWatched) +
+                                " subscribers and queues; use another one"};
+}
+
+Status EventSourceState::add_queue(const void* endpoint, QueueAttachment* attachment, CallTable* calls) {
+  if (attachment == nullptr) return {Errc::kInvalidArgument, "an empty (moved-from) endpoint"};
+  if (std::any_of(queues.begin(), queues.end(), [&](auto& q) { return q.endpoint == endpoint; })) {
+    return Status::Ok();
+  }
+  if (Status s = check_capacity(); !s.ok()) return s;
+  // The header page only: everything the thread touches (WorkQueueHeader fits in kWorkQueueHeaderBytes).
+  auto alias = MappingAlias::create(attachment->memory.data(), shm::kWorkQueueHeaderBytes);
+  if (!alias) return alias.status();
+  WatchedQueue q;
+  q.endpoint = endpoint;
+  q.attachment = attachment;
+  q.calls = calls;
+  q.alias = std::move(alias).value();
+  q.header = reinterpret_cast<shm::WorkQueueHeader*>(q.alias.data());
+  disarm();
+  queues.push_back(std::move(q));
+  arm();
+  return Status::Ok();
+}
+
+void EventSourceState::remove_queue(const void* endpoint) {
+  auto it = std::find_if(queues.begin(), queues.end(), [&](auto& q) { return q.endpoint == endpoint; });
+  if (it == queues.end()) return;
+  disarm();  // the thread no longer sleeps on the alias, which goes with the entry
+  queues.erase(it);
+  arm();
+}
+
+void EventSourceState::set_queue_paused(const void* endpoint, bool paused) {
+  auto it = std::find_if(queues.begin(), queues.end(), [&](auto& q) { return q.endpoint == endpoint; });
+  if (it == queues.end() || it->paused == paused) return;
+  it->paused = paused;
+  // As for subscribers: the queue stayed in the thread's plan, so only entries made READY before count.
+  if (!paused && it->ready()) make_readable(event_fd);
+}
+
 bool EventSourceState::arm() {
-  if (watched.empty()) return false;
+  if (watched.empty() && queues.empty()) return false;
   bool armed = false;
   {
     std::lock_guard lock(mutex);
@@ -153,9 +256,8 @@ bool EventSourceState::arm() {
   if (armed) {
     // Still asleep since an earlier arm: its sleepers counts still make every commit wake it, so only the
     // level-triggered check is left, unless a topic was re-opened (before or by this check): then the plan
-    // shows the old segment.
-    bool ready = false;
-    for (WatchedSubscriber& w : watched) ready = w.ready() || ready;
+    // shows the old segment. (Queues are never re-opened: their plan cannot go stale.)
+    const bool ready = any_ready();
     const bool stale =
         std::any_of(watched.begin(), watched.end(), [](auto& w) { return w.mapping_changed(); });
     if (!stale) {
@@ -173,11 +275,12 @@ bool EventSourceState::arm() {
       }
     }
     const std::size_t n = watched.size();
-    targets.resize(n + 1);
+    targets.resize(n + 1 + queues.size());
     headers.resize(n);
     sleep_flags.resize(n);
     epochs.resize(n);
     closed.resize(n);
+    queue_headers.resize(queues.size());
     for (std::size_t i = 0; i < n; ++i) {
       shm::TopicHeader* h = watched[i].header;
       headers[i] = h;
@@ -191,11 +294,20 @@ bool EventSourceState::arm() {
       // seq_cst (inside): Dekker with the writer's seq_cst commit then seq_cst load of sleepers.
       shm::enter_sleep(h, sleep_flags[i]);
     }
+    for (std::size_t j = 0; j < queues.size(); ++j) {
+      shm::WorkQueueHeader* h = queues[j].header;
+      queue_headers[j] = h;
+      // As WorkQueue::wait_ready: seq_cst increment of the sleepers, then seq_cst load of the word to sleep
+      // on. Pairs with notify_ready's seq_cst bump of the word then seq_cst load of the sleepers: either that
+      // waker sees our sleeper and wakes the word, or our load sees its bump (the futex wait returns at once,
+      // and the ready() check below sees what it made READY, published by the bump).
+      h->ready_sleepers.fetch_add(1, std::memory_order_seq_cst);
+      targets[n + 1 + j] = {&h->ready_word, h->ready_word.load(std::memory_order_seq_cst)};
+    }
     // seq_cst: orders the sleepers increments before the checks for data below, as in Subscriber::take: a
     // commit either precedes them (has_data sees it) or follows them (its writer sees a sleeper and wakes).
     std::atomic_thread_fence(std::memory_order_seq_cst);
-    ready = false;
-    for (WatchedSubscriber& w : watched) ready = w.ready() || ready;
+    ready = any_ready();
     // has_data() may have re-opened a topic (reshaped, or lost with its daemon): then the plan sleeps on the
     // old segment. Start over; if that keeps happening (or an alias cannot be made), let the owner look
     // again.
@@ -211,6 +323,7 @@ bool EventSourceState::arm() {
     make_readable(event_fd);
     return true;
   }
+  plan_entered = true;
   {
     std::lock_guard lock(mutex);
     state = WaiterState::kArmed;
@@ -228,7 +341,11 @@ void EventSourceState::run() {
     {
       std::lock_guard lock(mutex);
       now = state;
-      if (now == WaiterState::kDisarming) {  // asked to disarm before it started to sleep
+      // Asked to disarm (or to stop) before it started to sleep: the owner entered sleep on our behalf when
+      // it armed us, so leave, or the sleeper counts would stay raised.
+      if ((now == WaiterState::kDisarming || now == WaiterState::kStopping) && plan_entered)
+        leave_sleep_all();
+      if (now == WaiterState::kDisarming) {
         state = WaiterState::kIdle;
         became_idle.notify_all();
         continue;
@@ -269,6 +386,11 @@ EventSourceState::WaitEnd EventSourceState::wait_armed(uint32_t seen) {
           headers[i]->closed.load(std::memory_order_relaxed) != closed[i]) {
         return WaitEnd::kPublished;
       }
+    }
+    for (std::size_t j = 0, k = headers.size() + 1; j < queue_headers.size(); ++j, ++k) {
+      // relaxed: any change means "look" (a commit, a redelivery, the close); the owner's try_receive takes
+      // the queue's mutex. The thread never reads the gauge: the owner decides readiness.
+      if (targets[k].word->load(std::memory_order_relaxed) != targets[k].expected) return WaitEnd::kPublished;
     }
     // acquire: pairs with poke(), as in run().
     const uint32_t control = control_word.load(std::memory_order_acquire);
@@ -325,10 +447,7 @@ Status EventSource::add(Subscriber& subscriber) {
   if (std::any_of(watched.begin(), watched.end(), [&](auto& w) { return w.subscriber == &subscriber; })) {
     return Status::Ok();
   }
-  if (watched.size() >= kMaxSubscribers) {
-    return {Errc::kExhausted, "an event source watches at most " + std::to_string(kMaxSubscribers) +
-                                  " subscribers; use another one"};
-  }
+  if (Status s = state_->check_capacity(); !s.ok()) return s;
   detail::WatchedSubscriber w;
   w.subscriber = &subscriber;
   w.core = subscriber.core_.get();
@@ -360,6 +479,31 @@ void EventSource::set_paused(Subscriber& subscriber, bool paused) {
   if (!paused && it->ready()) detail::make_readable(state_->event_fd);
 }
 
+Status EventSource::add(QueueConsumer& consumer) {
+  return state_->add_queue(&consumer, consumer.queue_.get(), nullptr);
+}
+Status EventSource::add(Server& server) {
+  return state_->add_queue(&server, server.requests_.get(), nullptr);
+}
+Status EventSource::add(Client& client) {
+  return state_->add_queue(&client, client.responses_.get(), client.calls_.get());
+}
+void EventSource::remove(QueueConsumer& consumer) {
+  state_->remove_queue(&consumer);
+}
+void EventSource::remove(Server& server) {
+  state_->remove_queue(&server);
+}
+void EventSource::remove(Client& client) {
+  state_->remove_queue(&client);
+}
+void EventSource::set_paused(QueueConsumer& consumer, bool paused) {
+  state_->set_queue_paused(&consumer, paused);
+}
+void EventSource::set_paused(Server& server, bool paused) {
+  state_->set_queue_paused(&server, paused);
+}
+
 int EventSource::fd() const {
   return state_->event_fd;
 }
@@ -370,7 +514,7 @@ bool EventSource::rearm() {
 }
 
 std::size_t EventSource::size() const {
-  return state_->watched.size();
+  return state_->size();
 }
 
 }  // namespace shmbus

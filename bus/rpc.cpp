@@ -3,6 +3,7 @@
 #include <cstring>
 #include <utility>
 
+#include "bus/call_table.h"
 #include "bus/log.h"
 #include "bus/queue_attachment.h"
 #include "shmbus/bus.h"
@@ -15,6 +16,26 @@ namespace {
 constexpr auto kRequestVisibility = std::chrono::hours(1);
 
 }  // namespace
+
+// --- Response ---
+
+Response& Response::operator=(Response&& other) noexcept {
+  if (this != &other) {
+    release();
+    delivery_ = std::move(other.delivery_);
+  }
+  return *this;
+}
+
+Response::~Response() {
+  release();
+}
+
+void Response::release() {
+  // Acknowledged, not rejected as a dropped Delivery is: a response read is done with. (Requeued, it would
+  // come back as a late response to the next poll.)
+  if (delivery_) (void)delivery_.ack();
+}
 
 // --- Request ---
 
@@ -124,6 +145,10 @@ Server::Server(Server&&) noexcept = default;
 Server& Server::operator=(Server&&) noexcept = default;
 Server::~Server() = default;
 
+Result<Request> Server::try_receive() {
+  return receive(std::chrono::nanoseconds::zero());
+}
+
 Result<detail::QueueAttachment*> Server::response_queue(uint32_t id) {
   auto it = responses_.find(id);
   if (it != responses_.end()) return it->second.get();
@@ -162,15 +187,86 @@ Result<Request> Server::receive(std::chrono::nanoseconds timeout) {
   }
 }
 
+// --- CallTable ---
+
+namespace detail {
+
+bool CallTable::collect() {
+  for (;;) {
+    // Zero timeout: kTimeout when empty, kClosed when closed and empty (poll reports that).
+    auto d = responses->pop(kRequestVisibility, std::chrono::nanoseconds::zero());
+    if (!d) break;
+    auto it = calls.find(d->correlation);
+    if (it == calls.end() || it->second.response) {
+      ++late;  // the answer to a call that timed out or was abandoned (or a duplicate)
+      (void)responses->ack(d->index, d->tag);
+      continue;
+    }
+    it->second.response = *d;
+    ++answered;
+  }
+  return answered > 0;
+}
+
+void CallTable::abandon(uint64_t correlation) {
+  auto it = calls.find(correlation);
+  if (it == calls.end()) return;
+  if (it->second.response) {
+    (void)responses->ack(it->second.response->index, it->second.response->tag);
+    --answered;
+  }
+  calls.erase(it);
+}
+
+}  // namespace detail
+
+// --- PendingCall ---
+
+PendingCall::PendingCall(PendingCall&& other) noexcept
+    : table_(std::exchange(other.table_, nullptr)),
+      correlation_(other.correlation_),
+      deadline_ns_(other.deadline_ns_) {}
+
+PendingCall& PendingCall::operator=(PendingCall&& other) noexcept {
+  if (this != &other) {
+    abandon();
+    table_ = std::exchange(other.table_, nullptr);
+    correlation_ = other.correlation_;
+    deadline_ns_ = other.deadline_ns_;
+  }
+  return *this;
+}
+
+PendingCall::~PendingCall() {
+  abandon();
+}
+
+void PendingCall::abandon() {
+  if (table_ != nullptr) std::exchange(table_, nullptr)->abandon(correlation_);
+}
+
+std::chrono::steady_clock::time_point PendingCall::deadline() const {
+  return std::chrono::steady_clock::time_point(std::chrono::nanoseconds(deadline_ns_));
+}
+
 // --- Client ---
 
 Client::Client() = default;
 Client::Client(std::unique_ptr<detail::QueueAttachment> requests,
                std::unique_ptr<detail::QueueAttachment> responses, ClientOptions options)
-    : requests_(std::move(requests)), responses_(std::move(responses)), options_(std::move(options)) {}
+    : requests_(std::move(requests)),
+      responses_(std::move(responses)),
+      calls_(std::make_unique<detail::CallTable>()),
+      options_(std::move(options)) {
+  calls_->responses = responses_.get();
+}
 Client::Client(Client&&) noexcept = default;
 Client& Client::operator=(Client&&) noexcept = default;
 Client::~Client() = default;
+
+uint64_t Client::late_responses() const {
+  return calls_ ? calls_->late : 0;
+}
 
 Result<QueueLoan> Client::loan() {
   auto claimed = requests_->reserve(options_.full_timeout);
@@ -184,7 +280,7 @@ Result<QueueLoan> Client::loan() {
   return loan;
 }
 
-Result<Response> Client::call(QueueLoan&& request, std::chrono::nanoseconds timeout) {
+Result<PendingCall> Client::call_async(QueueLoan&& request, std::chrono::nanoseconds timeout) {
   if (request.owner_ != requests_.get() || !request.data_) {
     return Status{Errc::kInvalidArgument, "the loan is empty or belongs to another client"};
   }
@@ -203,10 +299,15 @@ Result<Response> Client::call(QueueLoan&& request, std::chrono::nanoseconds time
                                          .reply_queue = responses_->id,
                                          .call_deadline = deadline_ns});
   if (!s.ok()) return s;
-  return await(correlation, deadline);
+  calls_->calls[correlation] = {deadline_ns, std::nullopt};
+  PendingCall call;
+  call.table_ = calls_.get();
+  call.correlation_ = correlation;
+  call.deadline_ns_ = deadline_ns;
+  return call;
 }
 
-Result<Response> Client::call(std::span<const std::byte> request, std::chrono::nanoseconds timeout) {
+Result<PendingCall> Client::call_async(std::span<const std::byte> request, std::chrono::nanoseconds timeout) {
   if (request.size() > requests_->queue->max_message_size()) {
     return Status{Errc::kMessageTooLarge, std::to_string(request.size()) + " bytes exceed service " +
                                               requests_->name + "'s max_message_size " +
@@ -216,40 +317,69 @@ Result<Response> Client::call(std::span<const std::byte> request, std::chrono::n
   if (!l) return l.status();
   std::memcpy(l->data(), request.data(), request.size());
   l->set_size(request.size());
-  return call(std::move(l).value(), timeout);
+  return call_async(std::move(l).value(), timeout);
 }
 
-Result<Response> Client::await(uint64_t correlation, std::chrono::steady_clock::time_point deadline) {
+Result<Response> Client::call(QueueLoan&& request, std::chrono::nanoseconds timeout) {
+  auto call = call_async(std::move(request), timeout);
+  if (!call) return call.status();
+  return wait(call.value());
+}
+
+Result<Response> Client::call(std::span<const std::byte> request, std::chrono::nanoseconds timeout) {
+  auto call = call_async(request, timeout);
+  if (!call) return call.status();
+  return wait(call.value());
+}
+
+std::optional<Result<Response>> Client::poll(PendingCall& call) {
+  if (call.table_ == nullptr || call.table_ != calls_.get()) {
+    return Result<Response>(Status{Errc::kInvalidArgument, "an empty call, or a call of another client"});
+  }
+  detail::CallTable& table = *calls_;
+  table.collect();
+  auto it = table.calls.find(call.correlation_);
+  std::optional<shm::DeliveredEntry> d;
+  if (it != table.calls.end() && it->second.response) {
+    d = it->second.response;
+    --table.answered;
+  } else if (it != table.calls.end() && shm::steady_now_ns() < call.deadline_ns_ &&
+             !responses_->queue->closed()) {
+    return std::nullopt;  // still pending
+  }
+  if (it != table.calls.end()) table.calls.erase(it);
+  call.table_ = nullptr;
+  if (!d) {
+    if (responses_->queue->closed()) {
+      return Result<Response>(
+          Status{Errc::kClosed, "queue " + responses_->name + " was closed by the daemon"});
+    }
+    return Result<Response>(
+        Status{Errc::kTimeout, "no response from service " + requests_->name + " before the deadline"});
+  }
+  if (d->flags & shm::kEntryErrorResponse) {
+    std::string message(reinterpret_cast<const char*>(d->payload), d->size);
+    const int code = d->status_code;
+    (void)responses_->ack(d->index, d->tag);
+    const bool known = code > 0 && code <= static_cast<int>(Errc::kClosed);
+    return Result<Response>(Status{known ? static_cast<Errc>(code) : Errc::kInternal,
+                                   "service " + requests_->name + ": " + message});
+  }
+  Response r;
+  r.delivery_.owner_ = responses_.get();
+  r.delivery_.data_ = d->payload;
+  r.delivery_.size_ = d->size;
+  r.delivery_.index_ = d->index;
+  r.delivery_.tag_ = d->tag;
+  return Result<Response>(std::move(r));
+}
+
+Result<Response> Client::wait(PendingCall& call) {
   for (;;) {
-    const auto left = std::max<std::chrono::nanoseconds>(deadline - std::chrono::steady_clock::now(),
-                                                         std::chrono::nanoseconds::zero());
-    auto d = responses_->pop(kRequestVisibility, left);
-    if (!d) {
-      if (d.status().code() == Errc::kTimeout) {
-        return Status{Errc::kTimeout, "no response from service " + requests_->name + " before the deadline"};
-      }
-      return d.status();
-    }
-    if (d->correlation != correlation) {
-      ++late_;  // the answer to an earlier call that timed out
-      (void)responses_->ack(d->index, d->tag);
-      continue;
-    }
-    if (d->flags & shm::kEntryErrorResponse) {
-      std::string message(reinterpret_cast<const char*>(d->payload), d->size);
-      const int code = d->status_code;
-      (void)responses_->ack(d->index, d->tag);
-      const bool known = code > 0 && code <= static_cast<int>(Errc::kClosed);
-      return Status{known ? static_cast<Errc>(code) : Errc::kInternal,
-                    "service " + requests_->name + ": " + message};
-    }
-    Response r;
-    r.delivery_.owner_ = responses_.get();
-    r.delivery_.data_ = d->payload;
-    r.delivery_.size_ = d->size;
-    r.delivery_.index_ = d->index;
-    r.delivery_.tag_ = d->tag;
-    return r;
+    if (auto outcome = poll(call)) return std::move(*outcome);
+    const auto left = call.deadline() - std::chrono::steady_clock::now();
+    // Woken by the response's commit; the cap only bounds one sleep (poll re-checks the deadline).
+    responses_->queue->wait_ready(std::min<std::chrono::nanoseconds>(left, std::chrono::milliseconds(100)));
   }
 }
 

@@ -165,6 +165,10 @@ Result<Delivery> QueueConsumer::receive(std::chrono::nanoseconds timeout) {
   return delivery;
 }
 
+Result<Delivery> QueueConsumer::try_receive() {
+  return receive(std::chrono::nanoseconds::zero());
+}
+
 // --- QueueInspector ---
 
 QueueInspector::QueueInspector() = default;

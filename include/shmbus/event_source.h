@@ -1,5 +1,6 @@
-// A file descriptor that becomes readable when subscribers may have messages, so that an event loop (epoll,
-// poll, select, Boost.Asio, libuv...) serves many subscriptions from one thread without busy-polling.
+// A file descriptor that becomes readable when subscribers, work-queue consumers, RPC servers or clients may
+// have something to take, so that an event loop (epoll, poll, select, Boost.Asio, libuv...) serves them all
+// from one thread without busy-polling.
 //
 //   auto source = shmbus::EventSource::create().value();
 //   (void)source.add(pose);
@@ -24,9 +25,26 @@
 // thread (publisher -> thread -> eventfd -> your loop); while messages keep coming, rearm() finds them itself
 // and the thread stays out of the way.
 //
-// Thread safety: create, add, remove, rearm and the watched Subscribers belong to one thread (the loop's);
-// fd() may be polled from any thread. The background thread never touches a Subscriber: it sleeps on the
-// topics' futex words, through its own mapping of them, and writes the eventfd.
+// Work queues and RPC (shmbus/work_queue.h, shmbus/rpc.h), the same way with the non-blocking calls:
+//
+//   (void)source.add(consumer);  (void)source.add(server);  (void)source.add(client);
+//   auto call = client.call_async(request, 1s).value();
+//   ... after each readiness:
+//   while (auto d = consumer.try_receive()) { work(d->bytes()); (void)d->ack(); }
+//   while (auto r = server.try_receive()) (void)r->respond(answer(r->bytes()));
+//   if (call) if (auto outcome = client.poll(call)) use(*outcome);      // a Result<Response>
+//   source.rearm();
+//
+// A QueueConsumer or Server is ready while its queue holds a message ready for delivery (a competing
+// consumer may take it first: try_receive then returns kTimeout). A Client is ready when one of its pending
+// calls has its response: rearm() collects the responses that arrived (and discards those of calls that had
+// timed out or were abandoned), so poll() every pending call after a readiness, or the fd stays readable. A
+// call's deadline does not make the fd readable: poll pending calls from a timer too (EventLoop does). A
+// queue the daemon closed makes the fd readable once; try_receive/poll then return kClosed.
+//
+// Thread safety: create, add, remove, rearm and the watched endpoints belong to one thread (the loop's);
+// fd() may be polled from any thread. The background thread never touches an endpoint: it sleeps on the
+// topics' and queues' futex words, through its own mapping of them, and writes the eventfd.
 #pragma once
 
 #include <cstddef>
@@ -43,8 +61,10 @@ struct EventSourceState;
 
 class EventSource {
  public:
-  // Subscribers one source can watch: one futex_waitv call takes at most 128 words, one is the source's own.
-  static constexpr std::size_t kMaxSubscribers = 127;
+  // Subscribers and queue endpoints one source can watch together: one futex_waitv call takes at most 128
+  // words, one is the source's own.
+  static constexpr std::size_t kMaxWatched = 127;
+  static constexpr std::size_t kMaxSubscribers = kMaxWatched;  // the earlier name
 
   // Creates the eventfd (non-blocking, close-on-exec) and starts the background thread. kInternal (with
   // errno's text) if either fails.
@@ -56,16 +76,28 @@ class EventSource {
   ~EventSource();
 
   // Watches `subscriber`; the fd becomes readable at once if it has a message. Adding one twice is a no-op.
-  // kExhausted beyond kMaxSubscribers; kInternal if its topic's memory cannot be mapped for the thread.
+  // kExhausted beyond kMaxWatched; kInternal if its topic's memory cannot be mapped for the thread.
   // REQUIRES: `subscriber` stays where it is (not moved from) and outlives this source, or is removed first.
   Status add(Subscriber& subscriber);
   void remove(Subscriber& subscriber);
 
-  // A paused subscriber does not count as ready in rearm(), for a consumer that cannot take its messages now
-  // (a coroutine busy elsewhere), so that its loop does not spin on them. Its publishers may still wake the
-  // thread (one spurious readiness per wake-up at most). Un-pausing makes the fd readable if it has a
-  // message.
+  // Watches a work-queue consumer, a server (its request queue) or a client (its private response queue);
+  // readiness as described above. Errors and REQUIRES as for add(Subscriber&); kInvalidArgument for an empty
+  // (moved-from) endpoint.
+  Status add(QueueConsumer& consumer);
+  Status add(Server& server);
+  Status add(Client& client);
+  void remove(QueueConsumer& consumer);
+  void remove(Server& server);
+  void remove(Client& client);
+
+  // A paused subscriber (or queue consumer, or server) does not count as ready in rearm(), for a consumer
+  // that cannot take its messages now (a coroutine busy elsewhere), so that its loop does not spin on them.
+  // Its publishers may still wake the thread (one spurious readiness per wake-up at most). Un-pausing makes
+  // the fd readable if it has a message.
   void set_paused(Subscriber& subscriber, bool paused);
+  void set_paused(QueueConsumer& consumer, bool paused);
+  void set_paused(Server& server, bool paused);
 
   // The eventfd to poll for reading. Never read it yourself: rearm() does. Owned by this source.
   int fd() const;
@@ -74,7 +106,7 @@ class EventSource {
   // readable (returns true: a message is waiting) or hands the wait to the background thread (returns false).
   bool rearm();
 
-  std::size_t size() const;  // subscribers watched
+  std::size_t size() const;  // subscribers and queue endpoints watched
 
  private:
   explicit EventSource(std::unique_ptr<detail::EventSourceState> state);

@@ -131,9 +131,12 @@ class QueueConsumer {
   // The next message (highest priority, oldest first), waiting up to `timeout`: kTimeout when none came,
   // kClosed when the daemon shut the queue down.
   Result<Delivery> receive(std::chrono::nanoseconds timeout);
+  // receive() without waiting: kTimeout when no message is ready. For event loops (shmbus/event_source.h).
+  Result<Delivery> try_receive();
 
  private:
   friend class Bus;
+  friend class EventSource;
   QueueConsumer(std::unique_ptr<detail::QueueAttachment> queue, QueueConsumerOptions options);
   std::unique_ptr<detail::QueueAttachment> queue_;
   QueueConsumerOptions options_;
