@@ -75,13 +75,7 @@ Result<QueueLoan> Request::loan_response() {
   if (!q) return q.status();
   auto claimed = q.value()->reserve(server_->options_.full_timeout);
   if (!claimed) return claimed.status();
-  QueueLoan loan;
-  loan.owner_ = q.value();
-  loan.index_ = claimed->index;
-  loan.data_ = claimed->payload;
-  loan.capacity_ = claimed->capacity;
-  loan.size_ = claimed->capacity;
-  return loan;
+  return QueueLoan(q.value(), claimed->index, claimed->payload, claimed->capacity);
 }
 
 Status Request::finish(QueueLoan* loan, uint32_t size, Errc code) {
@@ -271,13 +265,7 @@ uint64_t Client::late_responses() const {
 Result<QueueLoan> Client::loan() {
   auto claimed = requests_->reserve(options_.full_timeout);
   if (!claimed) return claimed.status();
-  QueueLoan loan;
-  loan.owner_ = requests_.get();
-  loan.index_ = claimed->index;
-  loan.data_ = claimed->payload;
-  loan.capacity_ = claimed->capacity;
-  loan.size_ = claimed->capacity;
-  return loan;
+  return QueueLoan(requests_.get(), claimed->index, claimed->payload, claimed->capacity);
 }
 
 Result<PendingCall> Client::call_async(QueueLoan&& request, std::chrono::nanoseconds timeout) {

@@ -103,13 +103,7 @@ std::size_t QueueProducer::max_message_size() const {
 Result<QueueLoan> QueueProducer::loan() {
   auto claimed = queue_->reserve(options_.full_timeout);
   if (!claimed) return claimed.status();
-  QueueLoan loan;
-  loan.owner_ = queue_.get();
-  loan.index_ = claimed->index;
-  loan.data_ = claimed->payload;
-  loan.capacity_ = claimed->capacity;
-  loan.size_ = claimed->capacity;
-  return loan;
+  return QueueLoan(queue_.get(), claimed->index, claimed->payload, claimed->capacity);
 }
 
 Status QueueProducer::send(QueueLoan&& loan, uint32_t priority) {

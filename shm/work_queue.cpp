@@ -557,6 +557,14 @@ std::vector<DeadLetter> WorkQueue::dead_letters(std::size_t max) {
 }
 
 uint32_t WorkQueue::replay_dead() {
+  return move_dead(EntryState::kReady);
+}
+
+uint32_t WorkQueue::purge_dead() {
+  return move_dead(EntryState::kFree);
+}
+
+uint32_t WorkQueue::move_dead(EntryState to) {
   uint32_t n = 0;
   {
     Lock lock(*this);
@@ -565,29 +573,13 @@ uint32_t WorkQueue::replay_dead() {
     for (uint32_t i = 0; i < header_->capacity; ++i) {
       if (index_[i].state != static_cast<uint32_t>(EntryState::kDead)) continue;
       EntryHeader* e = entry(i);
-      e->deliveries = 0;
+      e->deliveries = 0;  // a replayed message starts its count again
       e->ready_ns = now;
-      set_state(i, EntryState::kReady, now);
+      set_state(i, to, now);
       ++n;
     }
   }
-  if (n) notify_ready();
-  return n;
-}
-
-uint32_t WorkQueue::purge_dead() {
-  uint32_t n = 0;
-  {
-    Lock lock(*this);
-    if (!lock.held()) return 0;
-    const uint64_t now = steady_now_ns();
-    for (uint32_t i = 0; i < header_->capacity; ++i) {
-      if (index_[i].state != static_cast<uint32_t>(EntryState::kDead)) continue;
-      set_state(i, EntryState::kFree, now);
-      ++n;
-    }
-  }
-  if (n) notify_space();
+  if (n) to == EntryState::kReady ? notify_ready() : notify_space();
   return n;
 }
 

@@ -173,6 +173,7 @@ class WorkQueue {
   void set_state(uint32_t i, EntryState to, uint64_t now);
   void requeue_locked(uint32_t i, uint64_t now);  // IN_FLIGHT -> READY or DEAD
   void recount_locked();
+  uint32_t move_dead(EntryState to);  // every DEAD entry to READY (replay) or FREE (purge)
   void notify_ready();
   void notify_space();
 

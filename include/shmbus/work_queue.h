@@ -51,6 +51,9 @@ class QueueLoan {
   friend class QueueProducer;
   friend class Client;
   friend class Request;
+  // Lends the entry `index` of `owner`'s queue (reserved by the caller).
+  QueueLoan(detail::QueueAttachment* owner, uint32_t index, std::byte* data, std::size_t capacity)
+      : owner_(owner), index_(index), data_(data), capacity_(capacity), size_(capacity) {}
   void release();
   detail::QueueAttachment* owner_ = nullptr;
   uint32_t index_ = 0;
