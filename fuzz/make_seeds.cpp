@@ -1,10 +1,15 @@
 // Writes the binary seed corpora: one valid control record of each type, a few topic segments with messages
-// in their rings, and the example daemon configuration. Usage: fuzz_make_seeds <fuzz/corpus directory>.
-// Re-run after a protocol or layout version change; the seeds must stay valid or libFuzzer starts blind.
+// in their rings, the example daemon configuration, and (with the bridge) one valid bridge message or
+// subscription of each kind and the example bridge configuration. Usage: fuzz_make_seeds <fuzz/corpus
+// directory>. Re-run after a protocol or layout version change; the seeds must stay valid or libFuzzer starts
+// blind.
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <initializer_list>
 #include <iostream>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "bus/control_protocol.h"
@@ -12,6 +17,11 @@
 #include "shm/ring_writer.h"
 #include "shm/topic_segment_layout.h"
 #include "shm/work_queue.h"
+
+#ifdef SHMBUS_FUZZ_BRIDGE
+#include "bridge/bridge_config.h"
+#include "bridge/wire_format.h"
+#endif
 
 using namespace shmbus;
 using namespace shmbus::detail;
@@ -126,6 +136,47 @@ void write_work_queue(const fs::path& path, bool durable) {
   write(path, base, size);
 }
 
+#ifdef SHMBUS_FUZZ_BRIDGE
+// fuzz_bridge_frame's input: each frame as a 2-byte little-endian length, then its bytes.
+void write_frames(const fs::path& path, std::initializer_list<std::string_view> frames) {
+  std::string out;
+  for (const std::string_view f : frames) {
+    out.push_back(static_cast<char>(f.size() & 0xff));
+    out.push_back(static_cast<char>(f.size() >> 8));
+    out.append(f);
+  }
+  write(path, out.data(), out.size());
+}
+
+// One message per flag and origin as the bridge's own encoder makes them (version kWireVersion), and one
+// subscription and unsubscription as its XSUB sends them.
+void write_bridge_frames(const fs::path& dir) {
+  using namespace shmbus::bridge;
+  const auto header = [](const WireHeader& h) {
+    const HeaderBytes b = encode_header(h);
+    return std::string(reinterpret_cast<const char*>(b.data()), b.size());
+  };
+  const std::string topic = topic_frame("robot/arm/pose");
+  const WireHeader origin{.hops = 0,
+                          .flags = 0,
+                          .origin_id = origin_id_of("site-a"),
+                          .origin_epoch = 1764000000000000000ull,
+                          .sequence = 1,
+                          .publish_time_ns = 1764000000000500000ull};
+  write_frames(dir / "message_origin", {topic, header(origin), "pose x=1 y=2 z=3"});
+  WireHeader relayed = origin;
+  relayed.hops = 1;
+  relayed.flags = kFlagRelayed;
+  relayed.sequence = 42;
+  write_frames(dir / "message_relayed", {topic, header(relayed), "pose x=4 y=5 z=6"});
+  WireHeader empty = origin;
+  empty.sequence = 2;
+  write_frames(dir / "message_empty_payload", {topic_frame("a"), header(empty), ""});
+  write_frames(dir / "subscribe", {subscription_frame("robot/arm/pose", true)});
+  write_frames(dir / "unsubscribe", {subscription_frame("remote/site-b/camera/x", false)});
+}
+#endif
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -142,5 +193,10 @@ int main(int argc, char** argv) {
   write_work_queue(corpus / "work_queue" / "durable_mixed_states", true);
   const std::string example = daemon::kExampleConfig;
   write(corpus / "daemon_config" / "example.toml", example.data(), example.size());
+#ifdef SHMBUS_FUZZ_BRIDGE
+  write_bridge_frames(corpus / "bridge_frame");
+  const std::string bridge_example = shmbus::bridge::kExampleConfig;
+  write(corpus / "bridge_config" / "example.toml", bridge_example.data(), bridge_example.size());
+#endif
   return 0;
 }
