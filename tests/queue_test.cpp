@@ -336,6 +336,59 @@ TEST(QueueTest, DurableQueueSurvivesDaemonKillAndRebootAndReportsCorruption) {
   std::filesystem::remove_all(data_dir);
 }
 
+// A durable queue file cut short (a torn write at power loss, a full disk): the daemon grows it back, keeps
+// the intact prefix, reports the entries it lost, and `shmbus queue list / stats` show it.
+TEST(QueueTest, TruncatedDurableFileKeepsItsIntactPrefixAndReportsTheRest) {
+  const std::string data_dir =
+      std::filesystem::temp_directory_path() / ("shmbus-trunc-" + std::to_string(getpid()));
+  std::filesystem::remove_all(data_dir);
+  {
+    TestDaemon daemon("data_dir = \"" + data_dir + "\"\n");
+    {
+      Bus bus = daemon.connect();
+      QueueProducerOptions po;
+      po.queue.durable = true;
+      po.queue.capacity = 32;
+      po.queue.max_message_size = 64;
+      auto producer = bus.queue_producer("orders/cut", po);
+      ASSERT_TRUE(producer.ok()) << producer.status().to_string();
+      for (uint64_t i = 1; i <= 20; ++i) ASSERT_TRUE(producer->send(bytes_of(i)).ok());
+    }
+    ASSERT_EQ(daemon.stop(SIGTERM), 0);
+    const std::string file = data_dir + "/" + daemon.instance() + "/queue%3Aorders%2Fcut.queue";
+    shm::WorkQueueHeader h;
+    {
+      std::ifstream f(file, std::ios::binary);
+      f.read(reinterpret_cast<char*>(&h), sizeof h);
+      ASSERT_TRUE(f.good()) << file;
+    }
+    // Cut in the middle of the 11th entry: entries 1..10 (slots 0..9) stay whole.
+    std::filesystem::resize_file(file, h.entries_offset + 10 * uint64_t{h.slot_stride} + 8);
+    ASSERT_TRUE(daemon.start());
+    const toml::table s = queue_stats(daemon, "orders/cut");
+    EXPECT_EQ(s["recovered"].value_or(0LL), 10);
+    EXPECT_EQ(s["recovered_corrupt"].value_or(0LL), 10) << "the lost entries are reported, not silently gone";
+    EXPECT_EQ(s["ready"].value_or(0LL), 10);
+    auto list = run_process({SHMBUS_CLI_PATH, "queue", "list"});
+    EXPECT_EQ(list.status, 0);
+    EXPECT_NE(list.out.find("orders/cut"), std::string::npos) << list.out;
+    auto stats = run_process({SHMBUS_CLI_PATH, "queue", "stats", "orders/cut", "--json"});
+    EXPECT_EQ(stats.status, 0);
+    EXPECT_NE(stats.out.find("\"recovered_corrupt\" : 10"), std::string::npos) << stats.out;
+    Bus bus = daemon.connect();
+    auto consumer = bus.queue_consumer("orders/cut");
+    ASSERT_TRUE(consumer.ok());
+    for (uint64_t i = 1; i <= 10; ++i) {
+      auto d = consumer->receive(1s);
+      ASSERT_TRUE(d.ok()) << i;
+      EXPECT_EQ(value_of(d->bytes()), i);
+      ASSERT_TRUE(d->ack().ok());
+    }
+    EXPECT_EQ(consumer->receive(100ms).status().code(), Errc::kTimeout);
+  }
+  std::filesystem::remove_all(data_dir);
+}
+
 TEST(RpcTest, ManyClientsSeveralServersResponsesMatchTheirCalls) {
   TestDaemon daemon;
   Bus bus = daemon.connect();
