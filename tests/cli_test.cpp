@@ -1,6 +1,8 @@
 // The `shmbus` command line against a real daemon.
 #include <gtest/gtest.h>
 
+#include <thread>
+
 #include <toml++/toml.h>
 
 #include "support/test_daemon.h"
@@ -51,12 +53,34 @@ TEST(CliTest, StatsJsonIsMachineReadable) {
   EXPECT_NE(r.out.find("\"name\" : \"stats/topic\""), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("\"messages\" : 50"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("\"name\" : \"stats-test\""), std::string::npos) << r.out;
+  // What the issue asks per topic (bytes, drops, queue depth, publish->take latency) and per participant.
+  for (const char* key : {"\"bytes\" : 200", "\"drops\" : 0", "\"slots_in_use\"", "\"latency_p50_ns\"",
+                          "\"latency_p99_ns\"", "\"pid\" : ", "\"uid\" : "}) {
+    EXPECT_NE(r.out.find(key), std::string::npos) << key << " missing in\n" << r.out;
+  }
   const auto text = run_process({SHMBUS_CLI_PATH, "stats"});
   EXPECT_EQ(text.status, 0);
   EXPECT_NE(text.out.find("stats/topic"), std::string::npos);
   const auto hz = run_process({SHMBUS_CLI_PATH, "hz", "stats/topic", "--count", "1"});
   EXPECT_EQ(hz.status, 0);
   EXPECT_NE(hz.out.find("msg/s"), std::string::npos);
+}
+
+TEST(CliTest, PubRateSpacesTheMessages) {
+  TestDaemon daemon;
+  ChildProcess sub({SHMBUS_CLI_PATH, "sub", "rate/topic", "--count", "5"});
+  Bus bus = daemon.connect();
+  for (int i = 0; i < 500 && bus.daemon_statistics().value().find("rate/topic") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  const auto start = std::chrono::steady_clock::now();
+  const auto pub =
+      run_process({SHMBUS_CLI_PATH, "pub", "rate/topic", "tick", "--count", "5", "--rate", "20"});
+  const auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(pub.status, 0);
+  EXPECT_EQ(sub.read_all(30), "tick\ntick\ntick\ntick\ntick\n");
+  // 5 messages at 20 Hz take at least 4 periods (generous: a liveness-style lower bound, not a timing check).
+  EXPECT_GE(took, std::chrono::milliseconds(150));
 }
 
 TEST(CliTest, NoDaemonIsOneLineAndNonZeroFast) {
