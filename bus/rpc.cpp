@@ -363,9 +363,15 @@ std::optional<Result<Response>> Client::poll(PendingCall& call) {
 }
 
 Result<Response> Client::wait(PendingCall& call) {
+  const auto spin_end = std::chrono::steady_clock::now() + options_.spin;
   for (;;) {
     if (auto outcome = poll(call)) return std::move(*outcome);
-    const auto left = call.deadline() - std::chrono::steady_clock::now();
+    const auto now = std::chrono::steady_clock::now();
+    if (now < spin_end) {
+      __builtin_ia32_pause();  // poll() peeks without the mutex while nothing is ready: cheap to repeat
+      continue;
+    }
+    const auto left = call.deadline() - now;
     // Woken by the response's commit; the cap only bounds one sleep (poll re-checks the deadline).
     responses_->queue->wait_ready(std::min<std::chrono::nanoseconds>(left, std::chrono::milliseconds(100)));
   }

@@ -39,7 +39,7 @@ enum class SyncPolicy : uint32_t {
 // fixes them; later endpoints may leave fields unset. The daemon sizes the queue's memory from them:
 // capacity x (max_message_size + 128) bytes plus a page.
 struct QueueSettings {
-  std::optional<uint32_t> capacity;          // messages the queue holds (ready + in flight + dead); default 256
+  std::optional<uint32_t> capacity;  // messages the queue holds (ready + in flight + dead); default 256
   std::optional<uint32_t> max_message_size;  // default 4096 bytes
   std::optional<uint32_t> max_deliveries;    // deliveries before a message becomes a dead letter; default 5
   std::optional<bool> durable;               // backed by a file in the daemon's data_dir; default false
@@ -72,6 +72,9 @@ struct ClientOptions {
   uint32_t max_response_size = 4096;
   // How long call() waits for room in the service's full request queue (counts against the deadline).
   std::chrono::milliseconds full_timeout{1000};
+  // call() busy-polls for its response this long before sleeping on a futex: a wake-up from the futex costs
+  // tens of microseconds on a VM, a busy poll a fraction of one.
+  std::chrono::microseconds spin{50};
 };
 
 struct BusOptions {
