@@ -16,14 +16,22 @@ using namespace std::chrono_literals;
 
 constexpr int kBatch = 1024;  // messages received before looking at timers and monitors again
 
-void add(std::atomic<uint64_t>& counter, uint64_t n = 1) { counter.fetch_add(n, std::memory_order_relaxed); }
+void add(std::atomic<uint64_t>& counter, uint64_t n = 1) {
+  counter.fetch_add(n, std::memory_order_relaxed);
+}
 
 }  // namespace
 
-Inbound::Inbound(const BridgeConfig& config, const TopicMapper& mapper, InboundSockets sockets, uint64_t epoch,
-                 LinkMonitor links, Shared& shared)
-    : config_(config), mapper_(mapper), sockets_(sockets), epoch_(epoch), links_(std::move(links)), shared_(shared),
-      counters_(shared.counters), started_(Clock::now()) {}
+Inbound::Inbound(const BridgeConfig& config, const TopicMapper& mapper, InboundSockets sockets,
+                 uint64_t epoch, LinkMonitor links, Shared& shared)
+    : config_(config),
+      mapper_(mapper),
+      sockets_(sockets),
+      epoch_(epoch),
+      links_(std::move(links)),
+      shared_(shared),
+      counters_(shared.counters),
+      started_(Clock::now()) {}
 
 Inbound::Route& Inbound::route_of(std::string_view wire) {
   if (auto it = routes_.find(wire); it != routes_.end()) return it->second;
@@ -127,14 +135,16 @@ void Inbound::deliver(Route& route, const WireHeader& header, ZmqMessage& payloa
     WireHeader relayed = header;
     relayed.hops = static_cast<uint8_t>(header.hops + 1);
     relayed.flags |= kFlagRelayed;
-    if (!shared_.relay.push({*route.relay_frame, encode_header(relayed), std::move(payload)})) add(counters_.relay_dropped);
+    if (!shared_.relay.push({*route.relay_frame, encode_header(relayed), std::move(payload)}))
+      add(counters_.relay_dropped);
   }
 }
 
 Publisher* Inbound::publisher_for(const Route& route) {
   if (auto it = publishers_.find(route.local); it != publishers_.end()) return &it->second;
   if (!bus_) return nullptr;
-  if (auto retry = publisher_retry_.find(route.local); retry != publisher_retry_.end() && Clock::now() < retry->second) {
+  if (auto retry = publisher_retry_.find(route.local);
+      retry != publisher_retry_.end() && Clock::now() < retry->second) {
     return nullptr;
   }
   PublisherOptions o;
@@ -142,7 +152,8 @@ Publisher* Inbound::publisher_for(const Route& route) {
   o.full_timeout = config_.full_timeout;
   auto p = bus_->publisher(route.local, o);
   if (!p) {
-    spdlog::warn("inbound: cannot publish on local topic {}: {} (retrying in 1 s)", route.local, p.status().to_string());
+    spdlog::warn("inbound: cannot publish on local topic {}: {} (retrying in 1 s)", route.local,
+                 p.status().to_string());
     publisher_retry_[route.local] = Clock::now() + 1s;
     if (p.status().code() == Errc::kDaemonUnavailable) lose_bus(p.status());
     return nullptr;
@@ -174,7 +185,9 @@ bool Inbound::ensure_bus() {
   if (bus_) return true;
   if (Clock::now() < next_connect_) return false;
   next_connect_ = Clock::now() + 200ms;
-  BusOptions o{.instance = config_.instance, .runtime_dir = config_.runtime_dir, .name = "shmbus-bridge:" + config_.name + "/in"};
+  BusOptions o{.instance = config_.instance,
+               .runtime_dir = config_.runtime_dir,
+               .name = "shmbus-bridge:" + config_.name + "/in"};
   auto bus = Bus::connect(o);
   if (!bus) return false;
   bus_.emplace(std::move(bus).value());
@@ -246,16 +259,22 @@ void Inbound::discover() {
 
 void Inbound::publish_stats() {
   if (!bus_) return;
-  const std::string doc = render_stats_document({config_, epoch_,
-                                                 static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started_).count()),
-                                                 counters_, links_, tracker_, subscribed_.size(), publishers_.size(), true});
+  const std::string doc = render_stats_document(
+      {config_, epoch_,
+       static_cast<uint64_t>(
+           std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started_).count()),
+       counters_, links_, tracker_, subscribed_.size(), publishers_.size(), true});
   if (!stats_publisher_) {  // opened lazily: after a daemon restart the old one went with its Bus
     // Depth 4 with history 1: a reader that subscribes with history gets the latest document at once.
     PublisherOptions o;
-    o.topic = TopicSettings{.max_message_size = kStatsMaxSize, .depth = 4, .policy = Policy::kLossy, .history = 1,
+    o.topic = TopicSettings{.max_message_size = kStatsMaxSize,
+                            .depth = 4,
+                            .policy = Policy::kLossy,
+                            .history = 1,
                             .max_publishers = 2};
     auto p = bus_->publisher(stats_topic(config_.name), o);
-    if (!p && p.status().code() == Errc::kIncompatibleSettings) p = bus_->publisher(stats_topic(config_.name));
+    if (!p && p.status().code() == Errc::kIncompatibleSettings)
+      p = bus_->publisher(stats_topic(config_.name));
     if (!p) {
       spdlog::warn("cannot publish statistics: {}", p.status().to_string());
       return;
@@ -268,9 +287,11 @@ void Inbound::publish_stats() {
 
 void Inbound::drain_monitor(void* monitor, bool listening) {
   while (auto e = read_monitor_event(monitor)) {
-    const bool failed = e->event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH || e->event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ||
+    const bool failed = e->event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ||
+                        e->event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ||
                         e->event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL;
-    if (failed && !listening) redial_.emplace(e->address, Clock::now() + 1s);  // after every failure, not the first
+    if (failed && !listening)
+      redial_.emplace(e->address, Clock::now() + 1s);  // after every failure, not the first
     const std::string change = links_.apply(*e, listening);
     if (change.empty()) continue;
     if (failed) {
@@ -321,7 +342,8 @@ void Inbound::run() {
       next_stats = now + config_.stats_interval;
     }
     const auto wait = std::min(next_discovery, next_stats) - Clock::now();
-    const long timeout_ms = std::max<long>(0, std::chrono::duration_cast<std::chrono::milliseconds>(wait).count());
+    const long timeout_ms =
+        std::max<long>(0, std::chrono::duration_cast<std::chrono::milliseconds>(wait).count());
     if (zmq_poll(items, 3, std::min(timeout_ms, 100l)) < 0) continue;
     for (int i = 0; i < kBatch && receive_one(); ++i) {
     }

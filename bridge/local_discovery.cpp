@@ -10,7 +10,8 @@ Result<std::set<std::string>> topics_with_foreign_subscribers(const std::string&
   try {
     doc = toml::parse(daemon_statistics);
   } catch (const toml::parse_error& e) {
-    return Status{Errc::kProtocolError, std::string("unreadable daemon statistics: ") + std::string(e.description())};
+    return Status{Errc::kProtocolError,
+                  std::string("unreadable daemon statistics: ") + std::string(e.description())};
   }
   if (daemon_pid) *daemon_pid = doc["daemon"]["pid"].value_or<int64_t>(0);
   std::set<std::string> topics;

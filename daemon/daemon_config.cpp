@@ -129,8 +129,8 @@ Status read_access(const toml::table& t, std::string_view source, TopicAccess* a
 }
 
 Status read_queue_rule(const toml::table& t, std::string_view source, QueueRule* rule) {
-  static constexpr std::string_view kKnown[] = {"pattern",        "capacity", "max_message_size",
-                                                "max_deliveries", "durable",  "sync",
+  static constexpr std::string_view kKnown[] = {"pattern",          "capacity",      "max_message_size",
+                                                "max_deliveries",   "durable",       "sync",
                                                 "sync_interval_ms", "allow_publish", "allow_subscribe"};
   for (const auto& [key, node] : t) {
     if (std::find(std::begin(kKnown), std::end(kKnown), key.str()) == std::end(kKnown)) {
@@ -145,9 +145,9 @@ Status read_queue_rule(const toml::table& t, std::string_view source, QueueRule*
   }
   rule->pattern = *pattern;
   QueueSettings& s = rule->settings;
-  for (auto [key, field] : {std::pair{"capacity", &s.capacity}, std::pair{"max_message_size", &s.max_message_size},
-                            std::pair{"max_deliveries", &s.max_deliveries},
-                            std::pair{"sync_interval_ms", &s.sync_interval_ms}}) {
+  for (auto [key, field] :
+       {std::pair{"capacity", &s.capacity}, std::pair{"max_message_size", &s.max_message_size},
+        std::pair{"max_deliveries", &s.max_deliveries}, std::pair{"sync_interval_ms", &s.sync_interval_ms}}) {
     if (Status st = read_u32(t, key, source, field); !st.ok()) return st;
   }
   if (const toml::node* n = t.get("durable")) {
@@ -183,8 +183,8 @@ Result<DaemonConfig> parse_daemon_config(std::string_view text, std::string_view
   DaemonConfig config;
   for (const auto& [key, node] : root) {
     static constexpr std::string_view kKnown[] = {
-        "log_level", "max_topics", "max_participants", "dead_ring_grace_s", "defaults", "topic", "process",
-        "max_queues", "data_dir", "queue"};
+        "log_level", "max_topics", "max_participants", "dead_ring_grace_s", "defaults",
+        "topic",     "process",    "max_queues",       "data_dir",          "queue"};
     if (std::find(std::begin(kKnown), std::end(kKnown), key.str()) == std::end(kKnown)) {
       return Status{Errc::kInvalidArgument,
                     where(source, node.source()) + ": unknown key '" + std::string(key.str()) + "'"};
@@ -220,11 +220,13 @@ Result<DaemonConfig> parse_daemon_config(std::string_view text, std::string_view
   if (const toml::node* n = root.get("queue")) {
     const toml::array* rules = n->as_array();
     if (!rules) {
-      return Status{Errc::kInvalidArgument, where(source, n->source()) + ": 'queue' must be [[queue]] tables"};
+      return Status{Errc::kInvalidArgument,
+                    where(source, n->source()) + ": 'queue' must be [[queue]] tables"};
     }
     for (const toml::node& r : *rules) {
       const toml::table* t = r.as_table();
-      if (!t) return Status{Errc::kInvalidArgument, where(source, r.source()) + ": each [[queue]] must be a table"};
+      if (!t)
+        return Status{Errc::kInvalidArgument, where(source, r.source()) + ": each [[queue]] must be a table"};
       QueueRule rule;
       if (Status s = read_queue_rule(*t, source, &rule); !s.ok()) return s;
       config.queues.push_back(std::move(rule));

@@ -44,7 +44,7 @@ struct DaemonConfig {
                          .max_publishers = 8,
                          .max_subscribers = 32};
   TopicAccess default_access;
-  std::vector<TopicRule> topics;  // first match wins
+  std::vector<TopicRule> topics;       // first match wins
   std::vector<ProcessSpec> processes;  // started and kept running by the daemon
   uint32_t max_queues = 256;
   // Where durable queues keep their files (<data_dir>/<instance>/). Empty: $SHMBUS_DATA_DIR, else

@@ -29,8 +29,8 @@ toml::table stats_of(const TestDaemon& d) {
 TEST(DaemonTest, SecondDaemonOnTheSameInstanceIsRefused) {
   TestDaemon daemon;
   const auto r = run_process({"/bin/sh", "-c",
-                              std::string(SHMBUSD_PATH) + " --instance " + daemon.instance() + " --runtime-dir " +
-                                  daemon.runtime_dir() + " 2>&1"},
+                              std::string(SHMBUSD_PATH) + " --instance " + daemon.instance() +
+                                  " --runtime-dir " + daemon.runtime_dir() + " 2>&1"},
                              10);
   EXPECT_EQ(r.status, 1);
   // A clear message naming the running daemon's pid, not just a non-zero exit.
