@@ -14,7 +14,8 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
-constexpr int kBatch = 1024;  // messages received before looking at timers and monitors again
+constexpr int kBatch = 1024;               // messages received before looking at timers and monitors again
+constexpr std::size_t kPublishBatch = 64;  // messages for one topic published with one release
 
 void add(std::atomic<uint64_t>& counter, uint64_t n = 1) {
   counter.fetch_add(n, std::memory_order_relaxed);
@@ -113,31 +114,65 @@ void Inbound::deliver(Route& route, const WireHeader& header, ZmqMessage& payloa
   const std::size_t size = payload.bytes().size();
   add(counters_.messages_in);
   add(counters_.bytes_in, size);
-  if (Publisher* p = publisher_for(route)) {
-    const uint64_t id = p->id();
-    const Status s = p->publish(payload.bytes());
-    // A publisher whose daemon restarted without its topic re-opens itself, under a new id: the outbound side
-    // must keep recognising our own publishers (discover() then notices the restart and starts afresh).
-    if (p->id() != id) update_own_publishers();
-    if (s.code() == Errc::kMessageTooLarge) {
-      add(counters_.too_large);
-    } else if (!s.ok()) {
-      add(counters_.publish_failed);
-    }
-  } else {
-    add(counters_.publish_failed);
-  }
   if (route.relay_frame && route.interest_version != shared_.remote_interest.version()) {
     route.interest_version = shared_.remote_interest.version();
     route.relay_wanted = shared_.remote_interest.wanted(route.relay_topic);
   }
-  if (route.relay_frame && route.relay_wanted) {
+  const bool relay = route.relay_frame && route.relay_wanted;
+  Publisher* p = publisher_for(route);
+  if (p == nullptr) {
+    add(counters_.publish_failed);
+  } else if (size > p->max_message_size()) {
+    add(counters_.too_large);
+  } else if (relay) {
+    // The payload goes on to the relay queue: publish it now, in order after what is pending.
+    flush_pending();
+    publish_now(*p, payload.bytes());
+  } else {
+    if (pending_.publisher != p) flush_pending();
+    pending_.publisher = p;
+    pending_.payloads.push_back(std::move(payload));
+    if (pending_.payloads.size() >= kPublishBatch) flush_pending();
+    return;
+  }
+  if (relay) {
     WireHeader relayed = header;
     relayed.hops = static_cast<uint8_t>(header.hops + 1);
     relayed.flags |= kFlagRelayed;
     if (!shared_.relay.push({*route.relay_frame, encode_header(relayed), std::move(payload)}))
       add(counters_.relay_dropped);
   }
+}
+
+void Inbound::publish_now(Publisher& p, std::span<const std::byte> bytes) {
+  const uint64_t id = p.id();
+  const Status s = p.publish(bytes);
+  // A publisher whose daemon restarted without its topic re-opens itself, under a new id: the outbound side
+  // must keep recognising our own publishers (discover() then notices the restart and starts afresh).
+  if (p.id() != id) update_own_publishers();
+  if (s.code() == Errc::kMessageTooLarge) {
+    add(counters_.too_large);
+  } else if (!s.ok()) {
+    add(counters_.publish_failed);
+  }
+}
+
+void Inbound::flush_pending() {
+  if (pending_.publisher == nullptr || pending_.payloads.empty()) return;
+  Publisher& p = *pending_.publisher;
+  // Spans are taken now, not on arrival: a small ZeroMQ message keeps its bytes inside itself, so moving it
+  // into the vector moved them.
+  pending_.spans.clear();
+  for (auto& m : pending_.payloads) pending_.spans.emplace_back(m.bytes());
+  const uint64_t id = p.id();
+  auto published = p.publish_batch(pending_.spans);
+  if (p.id() != id) update_own_publishers();
+  // Sizes were checked on arrival, so an error or a short count means a lossless topic stayed full for
+  // full_timeout (or the daemon is gone): what was not published is counted, as a single publish would be.
+  const std::size_t done = published.ok() ? *published : 0;
+  add(counters_.publish_failed, pending_.payloads.size() - done);
+  pending_.payloads.clear();
+  pending_.publisher = nullptr;
 }
 
 Publisher* Inbound::publisher_for(const Route& route) {
@@ -172,6 +207,9 @@ void Inbound::update_own_publishers() {
 void Inbound::lose_bus(const Status& why) {
   if (!bus_) return;
   spdlog::warn("inbound: lost the local daemon ({}); reconnecting", why.to_string());
+  add(counters_.publish_failed, pending_.payloads.size());  // their publisher goes with the daemon
+  pending_.payloads.clear();
+  pending_.publisher = nullptr;
   publishers_.clear();
   publisher_retry_.clear();
   update_own_publishers();
@@ -196,6 +234,7 @@ bool Inbound::ensure_bus() {
 }
 
 void Inbound::discover() {
+  flush_pending();  // discovery may close publishers
   if (!ensure_bus()) return;
   auto doc = bus_->daemon_statistics();
   if (!doc) {
@@ -347,9 +386,11 @@ void Inbound::run() {
     if (zmq_poll(items, 3, std::min(timeout_ms, 100l)) < 0) continue;
     for (int i = 0; i < kBatch && receive_one(); ++i) {
     }
+    flush_pending();
     if (items[1].revents & ZMQ_POLLIN) drain_monitor(sockets_.xsub_monitor, false);
     if (items[2].revents & ZMQ_POLLIN) drain_monitor(sockets_.xpub_monitor, true);
   }
+  flush_pending();
   publish_stats();  // the final figures, for whoever reads them after we are gone
   publishers_.clear();
   stats_publisher_.reset();

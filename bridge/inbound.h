@@ -11,12 +11,14 @@
 #include <set>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "bridge/bridge_config.h"
 #include "bridge/bridge_shared.h"
 #include "bridge/link_monitor.h"
 #include "bridge/sequence_tracker.h"
 #include "bridge/topic_mapper.h"
+#include "bridge/zmq_message.h"
 #include "shmbus/bus.h"
 
 namespace shmbus::bridge {
@@ -49,8 +51,18 @@ class Inbound {
     std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
   };
 
+  // Messages for one local publisher received but not yet published: published together (one release, one
+  // wake-up of sleeping local subscribers) when the receive burst ends or a message for another topic comes.
+  struct PendingBatch {
+    Publisher* publisher = nullptr;
+    std::vector<ZmqMessage> payloads;
+    std::vector<std::span<const std::byte>> spans;  // scratch for publish_batch
+  };
+
   bool receive_one();
   void deliver(Route& route, const WireHeader& header, ZmqMessage& payload);
+  void publish_now(Publisher& p, std::span<const std::byte> bytes);
+  void flush_pending();
   Route& route_of(std::string_view wire);
   Publisher* publisher_for(const Route& route);
   void discover();
@@ -78,6 +90,7 @@ class Inbound {
   std::unordered_map<std::string, std::chrono::steady_clock::time_point> publisher_retry_;
   std::set<std::string> subscribed_;  // wire topics subscribed upstream
   SequenceTracker tracker_;
+  PendingBatch pending_;
   std::optional<Publisher> stats_publisher_;
   // Peers whose handshake failed, and when to dial them again: libzmq 4.3 gives up on a connection after a
   // handshake error (a refused key), so without this a peer fixed later would never be reached.

@@ -153,6 +153,32 @@ Status Publisher::publish(std::span<const std::byte> bytes) {
   return Status::Ok();
 }
 
+Result<std::size_t> Publisher::publish_batch(std::span<const std::span<const std::byte>> messages) {
+  const std::size_t max = core_->topic.geometry.max_message_size;
+  for (std::size_t i = 0; i < messages.size(); ++i) {
+    if (messages[i].size() > max) {
+      return Status{Errc::kMessageTooLarge, "message " + std::to_string(i) + " of the batch (" +
+                                                std::to_string(messages[i].size()) +
+                                                " bytes) exceeds topic " + core_->topic.topic +
+                                                "'s max_message_size of " + std::to_string(max)};
+    }
+  }
+  if (core_->loan_outstanding) {
+    return Status{Errc::kInvalidArgument,
+                  "publisher on " + core_->topic.topic + " has a loan outstanding: publish or drop it first"};
+  }
+  if (messages.empty()) return std::size_t{0};
+  if (core_->must_reopen()) [[unlikely]] {
+    if (Status s = core_->reopen(); !s.ok()) return s;
+  }
+  const std::size_t done = core_->writer.write_batch(messages, now_ns(), core_->options.full_timeout);
+  if (done == 0) {
+    return Status{Errc::kTimeout,
+                  "topic " + core_->topic.topic + " is full: its slowest subscriber did not keep up"};
+  }
+  return done;
+}
+
 const std::string& Publisher::topic() const {
   return core_->topic.topic;
 }

@@ -1,4 +1,4 @@
-// One thread serving several subscriptions without busy-polling: a WaitSet sleeps on all of them at once.
+// One thread serving several subscriptions: a WaitSet polls them briefly, then sleeps on all of them at once.
 #include <shmbus/bus.h>
 #include <shmbus/wait_set.h>
 

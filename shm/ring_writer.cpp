@@ -1,12 +1,13 @@
 #include "shm/ring_writer.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "shm/futex.h"
 
 namespace shmbus::shm {
 namespace {
-constexpr int kSpinsBeforeSleep = 2000;
+constexpr int kSpinsBeforeSleep = 200;
 }
 
 RingWriter::RingWriter(std::byte* base, const TopicGeometry& g, uint32_t index, uint32_t generation,
@@ -53,32 +54,36 @@ bool RingWriter::gate_open() {
   return head_ - cached_slowest_ < geometry_.depth;
 }
 
-std::byte* RingWriter::claim(std::chrono::nanoseconds timeout) {
-  if (lossless_ && !gate_open()) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    bool open = false;
-    for (int spin = 0; spin < kSpinsBeforeSleep && !open; ++spin) {
-      // Let the readers' cursor lines settle instead of pulling them back on every iteration.
-      for (int i = 0; i < 8; ++i) __builtin_ia32_pause();
-      open = gate_open();
-    }
-    while (!open) {
-      const auto left = deadline - std::chrono::steady_clock::now();
-      if (left <= std::chrono::nanoseconds::zero()) {
-        // relaxed: a statistic.
-        slot_->gate_timeouts.fetch_add(1, std::memory_order_relaxed);
-        return nullptr;
-      }
-      // seq_cst: Dekker with the readers' cursor store + load of writer_waiting (see slowest_cursor).
-      slot_->writer_waiting.store(1, std::memory_order_seq_cst);
-      open = gate_open();
-      if (!open)
-        futex_wait(&slot_->writer_waiting, 1,
-                   std::min<std::chrono::nanoseconds>(left, std::chrono::milliseconds(100)));
-      slot_->writer_waiting.store(0, std::memory_order_relaxed);
-      if (!open) open = gate_open();
-    }
+bool RingWriter::wait_for_room(std::chrono::nanoseconds timeout) {
+  if (!lossless_ || gate_open()) return true;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  // A short spin (tens of microseconds): a reader that keeps up frees a quarter ring soon; a longer spin only
+  // takes the CPU that reader needs on a small machine.
+  for (int spin = 0; spin < kSpinsBeforeSleep; ++spin) {
+    // Let the readers' cursor lines settle instead of pulling them back on every iteration.
+    for (int i = 0; i < 8; ++i) __builtin_ia32_pause();
+    if (gate_open()) return true;
   }
+  for (;;) {
+    const auto left = deadline - std::chrono::steady_clock::now();
+    if (left <= std::chrono::nanoseconds::zero()) {
+      // relaxed: a statistic.
+      slot_->gate_timeouts.fetch_add(1, std::memory_order_relaxed);
+      return false;
+    }
+    // seq_cst: Dekker with the readers' cursor store + load of writer_waiting (see slowest_cursor).
+    slot_->writer_waiting.store(1, std::memory_order_seq_cst);
+    bool open = gate_open();
+    if (!open)
+      futex_wait(&slot_->writer_waiting, 1,
+                 std::min<std::chrono::nanoseconds>(left, std::chrono::milliseconds(100)));
+    slot_->writer_waiting.store(0, std::memory_order_relaxed);
+    if (open || gate_open()) return true;
+  }
+}
+
+std::byte* RingWriter::claim(std::chrono::nanoseconds timeout) {
+  if (!wait_for_room(timeout)) return nullptr;
   SlotHeader* slot = ring_slot(ring_, geometry_, head_);
   // Mark the slot busy before touching its payload so a lapped reader (seqlock check) sees the overwrite.
   // relaxed + release fence: the busy mark is ordered before the payload stores that follow.
@@ -103,6 +108,51 @@ void RingWriter::commit(uint32_t size, uint64_t publish_ns) {
   slot_->loaned.store(0, std::memory_order_relaxed);
   // seq_cst: see above; a reader increments sleepers (seq_cst) before its last check for data.
   if (header_->sleepers.load(std::memory_order_seq_cst) != 0) wake_readers();
+}
+
+std::size_t RingWriter::write_batch(std::span<const std::span<const std::byte>> messages, uint64_t publish_ns,
+                                    std::chrono::nanoseconds timeout) {
+  std::size_t done = 0;
+  while (done < messages.size()) {
+    if (!wait_for_room(timeout)) break;
+    // Lossless: as many slots as the slowest reader left free (at least one: the gate is open). Lossy: at
+    // most a ring, so that no slot is written twice in one batch.
+    const uint64_t room = lossless_ ? geometry_.depth - (head_ - cached_slowest_) : geometry_.depth;
+    const std::size_t n = static_cast<std::size_t>(std::min<uint64_t>(room, messages.size() - done));
+    // Mark every slot busy before touching any payload, as claim() does for one (seqlock for lapped readers).
+    // relaxed stores + one release fence: the busy marks are ordered before the payload stores below.
+    for (std::size_t i = 0; i < n; ++i)
+      ring_slot(ring_, geometry_, head_ + i)
+          ->sequence.store((head_ + i + 1) | kSlotBusyBit, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_release);
+    // relaxed: a statistic for `stats` (loans outstanding at a crash).
+    slot_->loaned.store(1, std::memory_order_relaxed);
+    uint64_t bytes = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::span<const std::byte> m = messages[done + i];
+      SlotHeader* slot = ring_slot(ring_, geometry_, head_ + i);
+      if (!m.empty()) std::memcpy(slot_payload(slot), m.data(), m.size());
+      slot->publish_ns = publish_ns;
+      slot->size = static_cast<uint32_t>(m.size());
+      bytes += m.size();
+    }
+    // release: pairs with the reader's acquire load of the sequence, making that slot's payload and header
+    // visible. On x86 a release store is a plain store, so the batch costs no fence here; the one full fence
+    // below replaces the seq_cst store commit() pays for every message.
+    for (std::size_t i = 0; i < n; ++i)
+      ring_slot(ring_, geometry_, head_ + i)->sequence.store(head_ + i + 1, std::memory_order_release);
+    head_ += n;
+    // release: as in commit().
+    slot_->head.store(head_, std::memory_order_release);
+    slot_->bytes.store(slot_->bytes.load(std::memory_order_relaxed) + bytes, std::memory_order_relaxed);
+    slot_->loaned.store(0, std::memory_order_relaxed);
+    // seq_cst fence: Dekker with a reader going to sleep (seq_cst increment of sleepers, then a seq_cst fence
+    // and its last check for data): either it sees these sequences, or we see it sleeping. One wake a batch.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (header_->sleepers.load(std::memory_order_seq_cst) != 0) wake_readers();
+    done += n;
+  }
+  return done;
 }
 
 void RingWriter::wake_readers() {

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <span>
 
 #include "shm/topic_segment_layout.h"
 
@@ -31,12 +32,20 @@ class RingWriter {
   // Publishes the claimed slot. REQUIRES: claim() returned non-null since the last commit; size <= max.
   void commit(uint32_t size, uint64_t publish_ns);
 
+  // Copies `messages` into consecutive slots and publishes them with two fences (not one seq_cst store per
+  // message) and at most one check for sleepers, one wake-up, per ring's worth. A full lossless ring is
+  // waited for as in claim(). Returns how many were published: fewer than messages.size() only when the ring
+  // stayed full for `timeout`. REQUIRES: no claim outstanding; every message <= g.max_message_size.
+  std::size_t write_batch(std::span<const std::span<const std::byte>> messages, uint64_t publish_ns,
+                          std::chrono::nanoseconds timeout);
+
   // Positions committed so far (the next message's sequence number minus one).
   uint64_t head() const { return head_; }
   uint32_t index() const { return index_; }
 
  private:
-  bool gate_open();  // lossless: may the slot at head_ be (re)written?
+  bool gate_open();                                      // lossless: may the slot at head_ be (re)written?
+  bool wait_for_room(std::chrono::nanoseconds timeout);  // gate_open(), spinning then sleeping up to timeout
   uint64_t slowest_cursor();
   void wake_readers();
 

@@ -314,6 +314,72 @@ TEST(MultiProcessTest, OneMillionLosslessMessagesAllInOrder) {
   EXPECT_EQ(field(received, "dropped"), 0u);
 }
 
+// publish_batch across processes: two subscribers, batches of 1..64 of varying sizes, lossless: every message
+// once, in order, checksums equal.
+TEST(MultiProcessTest, BatchPublishIsLosslessAndInOrder) {
+  TestDaemon daemon;
+  constexpr int kMessages = 200000;
+  ChildProcess s1({TEST_PEER_PATH, "subscribe", "mp/batch", std::to_string(kMessages)});
+  ChildProcess s2({TEST_PEER_PATH, "subscribe", "mp/batch", std::to_string(kMessages)});
+  ASSERT_EQ(s1.read_line(), "ready");
+  ASSERT_EQ(s2.read_line(), "ready");
+  ChildProcess p({TEST_PEER_PATH, "publish_batch", "mp/batch", std::to_string(kMessages), "300", "lossless",
+                  "2", "5", "64"});
+  const std::string published = p.read_line(300);
+  EXPECT_EQ(p.wait(), 0);
+  EXPECT_EQ(field(published, "published"), static_cast<uint64_t>(kMessages)) << published;
+  for (ChildProcess* s : {&s1, &s2}) {
+    const std::string r = s->read_line(300);
+    EXPECT_EQ(field(r, "received"), static_cast<uint64_t>(kMessages)) << r;
+    EXPECT_EQ(field(r, "checksum"), field(published, "checksum")) << r;
+    EXPECT_EQ(field(r, "order_errors"), 0u) << r;
+    EXPECT_EQ(field(r, "corrupt"), 0u) << r;
+    EXPECT_EQ(field(r, "dropped"), 0u) << r;
+  }
+}
+
+TEST(PubSubTest, BatchPublishErrorsPublishNothing) {
+  TestDaemon daemon;
+  Bus bus = daemon.connect();
+  PublisherOptions o;
+  o.topic.depth = 8;
+  o.topic.max_message_size = 64;
+  o.topic.policy = Policy::kLossless;
+  o.full_timeout = 50ms;
+  auto pub = bus.publisher("batch/errors", o);
+  auto sub = bus.subscriber("batch/errors");
+  ASSERT_TRUE(sub.ok() && pub.ok());
+  const std::string small = "hello", big(65, 'x');
+  std::vector<std::span<const std::byte>> batch(5, std::as_bytes(std::span(small.data(), small.size())));
+  batch[3] = std::as_bytes(std::span(big.data(), big.size()));
+  auto r = pub->publish_batch(batch);
+  EXPECT_EQ(r.status().code(), Errc::kMessageTooLarge);
+  EXPECT_NE(r.status().message().find("message 3"), std::string::npos) << r.status().to_string();
+  EXPECT_EQ(pub->published(), 0u) << "an invalid batch publishes nothing";
+  batch[3] = batch[0];
+  batch.resize(12, batch[0]);
+  r = pub->publish_batch(batch);
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(*r, 8u) << "a lossless ring of 8 with a subscriber that reads nothing: 8 fit, the rest wait";
+  r = pub->publish_batch(std::span(batch).subspan(8));
+  EXPECT_EQ(r.status().code(), Errc::kTimeout) << "still full after full_timeout: nothing published";
+  for (int i = 0; i < 8; ++i) {
+    Sample m = sub->take(1s);
+    ASSERT_TRUE(m);
+    EXPECT_EQ(text_of(m), small);
+    EXPECT_EQ(m.sequence(), static_cast<uint64_t>(i + 1));
+  }
+  r = pub->publish_batch(std::span(batch).subspan(8));
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(*r, 4u);
+  {
+    auto loan = pub->loan();
+    ASSERT_TRUE(loan.ok());
+    EXPECT_EQ(pub->publish_batch(batch).status().code(), Errc::kInvalidArgument) << "a loan is outstanding";
+  }
+  EXPECT_EQ(pub->publish_batch({}).value(), 0u);
+}
+
 TEST(MultiProcessTest, LargeMessagesAcrossProcesses) {
   TestDaemon daemon;
   ChildProcess sub({TEST_PEER_PATH, "subscribe", "mp/frames", "200"});

@@ -2,9 +2,12 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
 #include <cstring>
+#include <span>
 #include <thread>
+#include <vector>
 
 #include "shm/ring_reader.h"
 #include "shm/ring_writer.h"
@@ -169,6 +172,119 @@ TEST(RingTest, MultiThreadedLosslessStress) {
     const uint64_t v[4] = {i, i * 3, ~i, i ^ (i * 3) ^ ~i};
     std::memcpy(p, v, sizeof v);
     w.commit(200, i);
+  }
+  a.join();
+  b.join();
+  EXPECT_EQ(failures.load(), 0);
+}
+
+// A batch of `n` messages: message i carries {i, i * 3, ~i, checksum} and is 32 + i % 200 bytes long.
+struct Batch {
+  std::vector<std::array<uint64_t, 32>> storage;
+  std::vector<std::span<const std::byte>> spans;
+  Batch(uint64_t first, std::size_t n) : storage(n) {
+    for (std::size_t k = 0; k < n; ++k) {
+      const uint64_t i = first + k;
+      storage[k] = {i, i * 3, ~i, i ^ (i * 3) ^ ~i};
+      spans.push_back(std::as_bytes(std::span(storage[k])).first(32 + i % 200));
+    }
+  }
+};
+
+bool holds_message(const SlotHeader* slot, uint64_t i) {
+  uint64_t v[4];
+  std::memcpy(v, slot_payload(const_cast<SlotHeader*>(slot)), sizeof v);
+  return v[0] == i && v[1] == i * 3 && v[3] == (v[0] ^ v[1] ^ v[2]) && slot->size == 32 + i % 200;
+}
+
+TEST(RingTest, BatchIsDeliveredInOrderWithEachSize) {
+  RingFixture f(256, 64, true, 1);
+  auto w = f.writer(true);
+  auto r = f.reader(0);
+  Batch batch(0, 40);
+  EXPECT_EQ(w.write_batch(batch.spans, 7, 0ns), 40u);
+  EXPECT_EQ(w.head(), 40u);
+  SlotHeader* slot = nullptr;
+  uint64_t dropped = 0;
+  for (uint64_t i = 0; i < 40; ++i) {
+    ASSERT_EQ(r.peek(&slot, &dropped), RingReader::Peek::kReady) << i;
+    EXPECT_TRUE(holds_message(slot, i)) << i;
+    EXPECT_EQ(slot->publish_ns, 7u);
+    r.skip();
+  }
+  EXPECT_EQ(r.peek(&slot, &dropped), RingReader::Peek::kEmpty);
+  EXPECT_EQ(dropped, 0u);
+}
+
+TEST(RingTest, LosslessBatchStopsAtTheSlowestReaderAndSaysHowFarItGot) {
+  RingFixture f(256, 8, true, 1);
+  auto w = f.writer(true);
+  auto r = f.reader(0);
+  Batch batch(0, 20);
+  EXPECT_EQ(w.write_batch(batch.spans, 0, 0ns), 8u) << "a ring of 8, nobody reading: 8 fit";
+  EXPECT_EQ(w.write_batch(std::span(batch.spans).subspan(8), 0, 1ms), 0u) << "full: nothing more";
+  for (uint64_t i = 0; i < 3; ++i) take_u64(r);
+  r.publish_cursor(true);
+  EXPECT_EQ(w.write_batch(std::span(batch.spans).subspan(8), 0, 0ns), 3u)
+      << "three slots freed, three written";
+}
+
+TEST(RingTest, LossyBatchLargerThanTheRingCountsWhatTheReaderMissed) {
+  RingFixture f(256, 8, false, 1);
+  auto w = f.writer(false);
+  auto r = f.reader(0);
+  Batch batch(0, 100);
+  EXPECT_EQ(w.write_batch(batch.spans, 0, 0ns), 100u) << "lossy never waits";
+  SlotHeader* slot = nullptr;
+  uint64_t dropped = 0, got = 0, next = 0;
+  while (r.peek(&slot, &dropped) == RingReader::Peek::kReady) {
+    uint64_t v = 0;
+    std::memcpy(&v, slot_payload(slot), sizeof v);
+    EXPECT_GE(v, next);
+    EXPECT_TRUE(holds_message(slot, v));
+    next = v + 1;
+    r.skip(), ++got;
+  }
+  EXPECT_EQ(got + dropped, 100u);
+  EXPECT_EQ(next, 100u) << "the newest message is the last delivered";
+}
+
+TEST(RingTest, MultiThreadedBatchStress) {
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+  constexpr uint64_t kMessages = 20000;
+#else
+  constexpr uint64_t kMessages = 100000;
+#endif
+  RingFixture f(256, 16, true, 2);
+  std::atomic<int> failures{0};
+  auto read = [&](uint32_t s) {
+    auto r = f.reader(s);
+    SlotHeader* slot = nullptr;
+    uint64_t dropped = 0;
+    for (uint64_t i = 0; i < kMessages;) {
+      if (r.peek(&slot, &dropped) != RingReader::Peek::kReady) {
+        r.publish_cursor(true);
+        continue;
+      }
+      if (!holds_message(slot, i)) ++failures;
+      r.skip();
+      r.publish_cursor(false);
+      ++i;
+    }
+    if (dropped != 0) ++failures;
+  };
+  std::thread a(read, 0), b(read, 1);
+  auto w = f.writer(true);
+  for (uint64_t i = 0; i < kMessages;) {
+    Batch batch(i,
+                std::min<uint64_t>(1 + i % 37, kMessages - i));  // batches of 1..37, larger than the ring too
+    std::span<const std::span<const std::byte>> rest(batch.spans);
+    while (!rest.empty()) {
+      const std::size_t n = w.write_batch(rest, i, 30s);
+      ASSERT_GT(n, 0u);
+      rest = rest.subspan(n);
+      i += n;
+    }
   }
   a.join();
   b.join();

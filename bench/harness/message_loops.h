@@ -57,9 +57,11 @@ void echo_round_trips(T& transport, uint64_t warmup, uint64_t count) {
 }
 
 // Side A of stream.
+// A transport that batches (send() queues, flush() hands the queue over) is flushed at the end.
 template <Transport T>
 void send_stream(T& transport, uint64_t total) {
   for (uint64_t seq = 0; seq < total; ++seq) transport.send(seq);
+  if constexpr (requires { transport.flush(); }) transport.flush();
 }
 
 // Side B of stream. Times from the arrival of the last warm-up message to the arrival of the

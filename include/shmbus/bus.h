@@ -81,6 +81,12 @@ class Publisher {
   void publish(Loan&& loan);
   // Copies `bytes` into a slot and publishes it: kMessageTooLarge, kTimeout (lossless, full) or Ok.
   Status publish(std::span<const std::byte> bytes);
+  // Copies and publishes many messages at once, in order: one release and at most one wake-up of sleeping
+  // subscribers per ring's worth, instead of one per message. Returns how many were published: all of them,
+  // or fewer when a lossless topic stayed full for full_timeout (the rest were not published; retry them).
+  // Errors publish nothing: kMessageTooLarge (naming the first oversize message), kTimeout (full for
+  // full_timeout before the first), kInvalidArgument (a loan is outstanding).
+  Result<std::size_t> publish_batch(std::span<const std::span<const std::byte>> messages);
 
   const std::string& topic() const;
   uint64_t id() const;  // this publisher's id as subscribers see it in SampleInfo::publisher_id

@@ -10,6 +10,10 @@ namespace shmbus {
 
 class WaitSet {
  public:
+  // `spin`: how long wait() busy-polls before sleeping (as SubscriberOptions::spin): a message that comes
+  // within it costs no futex wake-up on either side.
+  explicit WaitSet(std::chrono::microseconds spin = std::chrono::microseconds(50)) : spin_(spin) {}
+
   // REQUIRES: `subscriber` outlives this WaitSet (or is removed first).
   void add(Subscriber& subscriber);
   void remove(Subscriber& subscriber);
@@ -20,6 +24,7 @@ class WaitSet {
 
  private:
   std::vector<Subscriber*> subscribers_;
+  std::chrono::microseconds spin_;
 };
 
 }  // namespace shmbus

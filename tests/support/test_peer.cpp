@@ -10,6 +10,8 @@
 //       (with SEED, received and checksum count only that publisher's messages, and gaps=G counts the
 //       indices of that publisher it skipped).
 //   test_peer hold TOPIC N          takes N messages, keeps holding them, prints "holding", sleeps.
+//   test_peer publish_batch TOPIC COUNT SIZE lossless|lossy WAIT_SUBSCRIBERS SEED BATCH
+//       the same messages as publish, handed over BATCH at a time with Publisher::publish_batch.
 //   test_peer loan TOPIC            a publisher that takes a loan, prints "loaned", sleeps (kill it
 //   mid-loan). test_peer scribble TOPIC cursor|head   a hostile participant: attaches, then writes garbage
 //   into shared
@@ -165,6 +167,43 @@ int main(int argc, char** argv) {
       loan->set_size(size);
       sum += checksum(loan->data(), size);
       pub->publish(std::move(loan).value());
+    }
+    std::printf("published=%llu checksum=%llu\n", (unsigned long long)i, (unsigned long long)sum);
+    return 0;
+  }
+  if (mode == "publish_batch") {
+    if (argc < 9) return 64;
+    const uint64_t count = std::strtoull(argv[3], nullptr, 10);
+    const std::size_t size = std::max<std::size_t>(16, std::strtoull(argv[4], nullptr, 10));
+    shmbus::PublisherOptions o;
+    o.topic.policy = std::string(argv[5]) == "lossless" ? shmbus::Policy::kLossless : shmbus::Policy::kLossy;
+    o.topic.max_message_size = static_cast<uint32_t>(size);
+    o.full_timeout = 10s;
+    const std::size_t wait_subscribers = std::strtoull(argv[6], nullptr, 10);
+    const uint64_t seed = std::strtoull(argv[7], nullptr, 10);
+    const std::size_t batch = std::max<std::size_t>(1, std::strtoull(argv[8], nullptr, 10));
+    auto pub = bus->publisher(topic, o);
+    if (!pub) return fail(pub.status());
+    while (pub->subscribers() < wait_subscribers) std::this_thread::sleep_for(1ms);
+    std::vector<std::byte> storage(batch * size);
+    std::vector<std::span<const std::byte>> messages;
+    uint64_t sum = 0, i = 0;
+    while (i < count) {
+      messages.clear();
+      for (std::size_t k = 0; k < batch && i + k < count; ++k) {
+        // Sizes vary within a batch: 16 bytes up to SIZE.
+        const std::size_t n = 16 + (i + k) % (size - 15);
+        fill(storage.data() + k * size, n, seed, i + k);
+        sum += checksum(storage.data() + k * size, n);
+        messages.emplace_back(storage.data() + k * size, n);
+      }
+      std::span<const std::span<const std::byte>> rest(messages);
+      while (!rest.empty()) {
+        auto n = pub->publish_batch(rest);
+        if (!n) return fail(n.status());
+        rest = rest.subspan(*n);
+      }
+      i += messages.size();
     }
     std::printf("published=%llu checksum=%llu\n", (unsigned long long)i, (unsigned long long)sum);
     return 0;
