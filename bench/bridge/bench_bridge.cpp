@@ -227,7 +227,9 @@ void stop_bridges(BridgePair& p) {
 Result bridge(const Options& o, const BridgePair& pair, uint64_t count, int gap_ms, const std::string& topic) {
   Child sub = fork_child([&](int ready) {
     auto bus = shmbus::Bus::connect(pair.b).value();
-    auto s = bus.subscriber(topic, {.max_held_samples = 64}).value();
+    // Blocking without a spin, as the ZeroMQ subscriber above sleeps in zmq_recv: on 2 cores a spinning
+    // endpoint only takes CPU from the bridges it waits for.
+    auto s = bus.subscriber(topic, {.max_held_samples = 64, .spin = std::chrono::microseconds(0)}).value();
     signal_ready(ready);
     Tally t;
     auto last = Clock::now();

@@ -1,11 +1,12 @@
-// What the bridge refuses: peers whose CURVE key is not on the allow-list (refused and logged, counted on
-// both sides), and frames that are malformed or of an unknown wire version (counted and dropped, the bridge
-// carries on).
+// What the bridge refuses: peers whose CURVE key is not on the allow-list (refused, logged with the peer's
+// address and key, counted on both sides), and frames that are malformed or of an unknown wire version
+// (counted and dropped, the bridge carries on).
 #include <gtest/gtest.h>
 #include <zmq.h>
 
 #include <thread>
 
+#include "bridge/curve_keys.h"
 #include "bridge/wire_format.h"
 #include "common_messages.h"
 #include "support/bridge_fixture.h"
@@ -25,8 +26,9 @@ class BridgeSecurityTest : public BridgeTest {};
 TEST_P(BridgeSecurityTest, PeerWithAKeyNotOnTheAllowListIsRefused) {
   make_hosts(2, {{0, 1}});
   if (IsSkipped()) return;
-  // A allows only its own key, not B's.
-  ASSERT_TRUE(host(0).start_bridge(config(0, {}, {0}, kRules)));
+  // A allows only its own key, not B's. A's log goes to a file, to find the refusal in it.
+  const std::string log_a = host(0).dir() + "/bridge-a.log";
+  ASSERT_TRUE(host(0).start_bridge(config(0, {}, {0}, kRules), log_a));
   ASSERT_TRUE(host(1).start_bridge(config(1, {0}, {}, kRules)));
   Bus bus_b = host(1).connect("receiver");
   auto sub = bus_b.subscriber("sec/data");
@@ -45,6 +47,13 @@ TEST_P(BridgeSecurityTest, PeerWithAKeyNotOnTheAllowListIsRefused) {
   EXPECT_FALSE(sub->take(500ms)) << "a refused peer received data";
   EXPECT_EQ(pub->subscribers(), 0u) << "a refused peer's subscription got through";
   EXPECT_EQ(stat(host(0).bridge_stats(), "auth", "accepted"), 0);
+  // The refusal is logged (zap_handler.cpp) naming the peer's address and the refused key.
+  auto b_key = bridge::read_key_file(host(1).public_key());
+  ASSERT_TRUE(b_key.ok()) << b_key.status().to_string();
+  const std::string refusal = "auth: refused peer " + topology_->address(1, 0) + " key " + b_key.value() +
+                              ": key not on the allow-list";
+  const std::string log = read_text_file(log_a);
+  EXPECT_NE(log.find(refusal), std::string::npos) << "no \"" << refusal << "\" in A's log:\n" << log;
 
   // The same peer once its key is allowed: the refusal was about the key, nothing else.
   host(0).stop_bridge();

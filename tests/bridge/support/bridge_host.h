@@ -23,11 +23,18 @@ class BridgeHost {
   BridgeHost(const BridgeHost&) = delete;
   BridgeHost& operator=(const BridgeHost&) = delete;
 
-  bool start_daemon();
+  // Starts shmbusd; with `daemon_toml` non-empty, writes it to the daemon's config file and passes --config.
+  bool start_daemon(const std::string& daemon_toml = "");
   int stop_daemon(int signal = SIGTERM);
   // Writes `config_toml` (the bridge's whole configuration) and starts the bridge; true once it says "ready".
-  bool start_bridge(const std::string& config_toml);
+  // With `log_file` non-empty the bridge's stderr (its log) is appended to that file instead of the test's.
+  bool start_bridge(const std::string& config_toml, const std::string& log_file = "");
   int stop_bridge(int signal = SIGTERM);
+  // Writes a bridge configuration to a file in this host's directory (for a bridge the daemon starts).
+  std::string write_bridge_config(const std::string& config_toml,
+                                  const std::string& file = "bridge.toml") const;
+  // Runs the `shmbus` CLI against this host's daemon: cli({"stats", "--json"}).
+  ProcessResult cli(const std::vector<std::string>& args) const;
 
   Bus connect(const std::string& participant = "test") const;
   BusOptions bus_options(const std::string& participant = "test") const;
@@ -48,6 +55,7 @@ class BridgeHost {
   std::string secret_key() const { return dir_ + "/" + name_ + ".key"; }
   std::string public_key() const { return dir_ + "/" + name_ + ".pub"; }
   int index() const { return index_; }
+  const std::string& instance() const { return instance_; }
 
  private:
   std::vector<std::string> on_host(std::vector<std::string> argv) const;
@@ -65,5 +73,10 @@ class BridgeHost {
 int free_tcp_port();
 // An integer from a statistics document, 0 if absent: stat(doc, "in", "messages").
 int64_t stat(const toml::table& doc, const char* section, const char* key);
+// A JSON document (as `shmbus stats --json` prints) as a TOML table, so that stat() and toml++ node views
+// read it; JSON null becomes an absent key. Throws std::runtime_error on malformed input.
+toml::table parse_json(std::string_view json);
+// The whole content of a file ("" if unreadable).
+std::string read_text_file(const std::string& path);
 
 }  // namespace shmbus::test
