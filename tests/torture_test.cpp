@@ -1,8 +1,10 @@
 // Crash torture: while a survivor publisher streams to a survivor subscriber on a lossless and a lossy topic,
 // victims of every kind (publishers mid-publish, subscribers mid-take, holders of samples, publishers
-// mid-loan, publishers blocked on a full ring, subscribers asleep on a futex) are started and kill -9'd at
-// random moments. Afterwards: the survivors got every message of each other, in order; the topic's accounting
-// (slots in use, loans, endpoints) is back to its baseline; nothing is left in /dev/shm.
+// mid-loan, publishers blocked on a full ring, subscribers asleep on a futex) are started, reach that state
+// (each says so), and are kill -9'd at a random moment within the next 5 ms. After every round: the daemon
+// has reaped the victim (the endpoint counts are back to the survivors') and both survivor publishers are
+// still publishing. At the end: the survivors got every message of each other, in order; the topic's
+// accounting (slots in use, loans, endpoints) is back to its baseline; nothing is left in /dev/shm.
 // Rounds: $SHMBUS_TORTURE_ROUNDS (default 200; the manual long mode is 1000).
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -42,11 +44,30 @@ int64_t stat(const toml::table* t, const char* key) {
   return t ? t->at(key).value<int64_t>().value_or(-1) : -1;
 }
 
+// Messages published so far by the active publishers of `topic`, from the daemon's statistics.
+int64_t published(const toml::table& doc, const std::string& topic) {
+  const toml::table* t = topic_stats(doc, topic);
+  int64_t total = 0;
+  if (t && t->at("publisher").as_array()) {
+    for (const auto& p : *t->at("publisher").as_array()) {
+      if (p.as_table()->at("state").value<std::string>() == "active")
+        total += p.as_table()->at("published").value<int64_t>().value_or(0);
+    }
+  }
+  return total;
+}
+
+// Endpoints a topic has in the statistics (0 when the daemon dropped the topic: nobody uses it).
+int64_t endpoints(const toml::table& doc, const std::string& topic, const char* kind) {
+  const toml::table* t = topic_stats(doc, topic);
+  return t ? stat(t, kind) : 0;
+}
+
 TEST(TortureTest, SurvivorsKeepFlowingAndNothingLeaks) {
   TestDaemon daemon(
       "[defaults]\ndepth = 16\n[[topic]]\npattern = \"torture/lossless\"\npolicy = \"lossless\"\n"
       "max_message_size = 256\n[[topic]]\npattern = \"torture/lossy\"\npolicy = \"lossy\"\n"
-      "max_message_size = 256\n");
+      "max_message_size = 256\n[[topic]]\npattern = \"torture/stalled\"\npolicy = \"lossless\"\n");
   const std::vector<std::string> topics = {"torture/lossless", "torture/lossy"};
   std::vector<std::unique_ptr<ChildProcess>> subscribers, publishers;
   for (const auto& topic : topics) {
@@ -61,14 +82,16 @@ TEST(TortureTest, SurvivorsKeepFlowingAndNothingLeaks) {
   std::mt19937 random(12345);
   const int total = rounds();
   int kills = 0;
+  int64_t last_published[2] = {0, 0};
   for (int round = 0; round < total; ++round) {
     const std::string topic = topics[random() % topics.size()];
     std::vector<std::string> argv;
-    std::string ready;
-    std::vector<std::string> expect;  // lines the victim prints before it is killed
+    std::vector<std::string> expect;      // the victim's lines saying it reached its state
+    std::unique_ptr<ChildProcess> stall;  // case 4: what keeps the ring full; it goes after the victim
     switch (random() % 6) {
       case 0:  // mid-publish
-        argv = {TEST_PEER_PATH, "publish", topic, "1000000", "200", policy_of(topic)};
+        argv = {TEST_PEER_PATH, "publish", topic, "100000000", "200", policy_of(topic)},
+        expect = {"publishing"};
         break;
       case 1:  // mid-take
         argv = {TEST_PEER_PATH, "subscribe", topic, "1000000", "5"}, expect = {"ready"};
@@ -79,38 +102,56 @@ TEST(TortureTest, SurvivorsKeepFlowingAndNothingLeaks) {
       case 3:  // mid-loan
         argv = {TEST_PEER_PATH, "loan", topic}, expect = {"loaned"};
         break;
-      case 4:  // lossless publisher blocked on a full ring (a lossless topic only)
-        argv = {TEST_PEER_PATH, "block", "torture/lossless"};
+      case 4:  // lossless publisher blocked on a full ring: a subscriber that takes one message, then nothing
+        stall = std::make_unique<ChildProcess>(
+            std::vector<std::string>{TEST_PEER_PATH, "hold", "torture/stalled", "1"});
+        ASSERT_EQ(stall->read_line(), "ready");
+        argv = {TEST_PEER_PATH, "block", "torture/stalled"}, expect = {"blocked"};
         break;
       case 5:  // a subscriber asleep on the futex of a quiet topic
         argv = {TEST_PEER_PATH, "subscribe", "torture/quiet", "1", "30"}, expect = {"ready"};
         break;
     }
+    setenv("SHMBUS_TEST_PEER_ANNOUNCE", "1", 1);
     ChildProcess victim(argv);
-    for (const auto& line : expect) EXPECT_EQ(victim.read_line(10), line) << "round " << round;
+    unsetenv("SHMBUS_TEST_PEER_ANNOUNCE");
+    for (const auto& line : expect) {
+      const std::string got = victim.read_line(10);
+      ASSERT_EQ(got.substr(0, line.size()), line)
+          << "round " << round << ": the victim did not reach its state";
+    }
     std::this_thread::sleep_for(std::chrono::microseconds(random() % 5000));
     victim.kill(SIGKILL);
-    EXPECT_EQ(victim.wait(10), 128 + SIGKILL);
+    ASSERT_EQ(victim.wait(10), 128 + SIGKILL) << "round " << round;
     ++kills;
-  }
-  // Survivors are still flowing: their publishers' counts keep rising.
-  auto published = [&](const std::string& topic) {
-    const auto doc = toml::parse(daemon.statistics());
-    const toml::table* t = topic_stats(doc, topic);
-    int64_t total_published = 0;
-    if (t && t->at("publisher").as_array()) {
-      for (const auto& p : *t->at("publisher").as_array()) {
-        if (p.as_table()->at("state").value<std::string>() == "active") {
-          total_published += p.as_table()->at("published").value<int64_t>().value_or(0);
-        }
+    if (stall) stall->kill(SIGKILL), stall->wait(10);
+    // Back to the survivors: one publisher and one subscriber per topic, none on the others; and the
+    // survivors publish on. The daemon reaps a dead participant when its connection closes: poll, 10 s at
+    // most.
+    std::string state;
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    for (;;) {
+      const auto doc = toml::parse(daemon.statistics());
+      bool baseline = endpoints(doc, "torture/quiet", "subscribers") == 0 &&
+                      endpoints(doc, "torture/stalled", "publishers") == 0 &&
+                      endpoints(doc, "torture/stalled", "subscribers") == 0;
+      state.clear();
+      for (std::size_t i = 0; i < topics.size(); ++i) {
+        const int64_t pubs = endpoints(doc, topics[i], "publishers"),
+                      subs = endpoints(doc, topics[i], "subscribers");
+        const int64_t now = published(doc, topics[i]);
+        baseline = baseline && pubs == 1 && subs == 1 && now > last_published[i];
+        state += topics[i] + ": " + std::to_string(pubs) + " publishers, " + std::to_string(subs) +
+                 " subscribers, published " + std::to_string(now) + " (before " +
+                 std::to_string(last_published[i]) + "); ";
       }
+      if (baseline) {
+        for (std::size_t i = 0; i < topics.size(); ++i) last_published[i] = published(doc, topics[i]);
+        break;
+      }
+      ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "round " << round << ": " << state;
+      std::this_thread::sleep_for(5ms);
     }
-    return total_published;
-  };
-  for (const auto& topic : topics) {
-    const int64_t before = published(topic);
-    std::this_thread::sleep_for(200ms);
-    EXPECT_GT(published(topic), before) << topic << " stopped flowing";
   }
   // Stop the survivor publishers; their subscribers drain and report after 5 s of silence.
   std::vector<std::string> sent;

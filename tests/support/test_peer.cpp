@@ -13,13 +13,13 @@
 //   test_peer publish_batch TOPIC COUNT SIZE lossless|lossy WAIT_SUBSCRIBERS SEED BATCH
 //       the same messages as publish, handed over BATCH at a time with Publisher::publish_batch.
 //   test_peer loan TOPIC            a publisher that takes a loan, prints "loaned", sleeps (kill it
-//   mid-loan). test_peer scribble TOPIC cursor|head   a hostile participant: attaches, then writes garbage
-//   into shared
-//                                   memory it can reach (its own cursor far beyond the writer's head, or its
-//                                   own ring's head backwards and its slots' sizes out of range), prints
-//                                   "scribbled", then keeps its connection open.
-//   test_peer block TOPIC           a lossless publisher that publishes until a publish times out, printing
-//                                   "blocked published=N", then sleeps.
+//   mid-loan). test_peer scribble TOPIC cursor|head
+//       a hostile participant: attaches, then writes garbage into shared memory it can reach (its own cursor
+//       far beyond the writer's head, or its own ring's head backwards and its slots' sizes out of range),
+//       prints "scribbled", then keeps its connection open.
+//   test_peer block TOPIC           a lossless publisher that publishes until a publish times out, prints
+//                                   "blocked published=N", then keeps trying (blocked on the full ring).
+// With SHMBUS_TEST_PEER_ANNOUNCE set, publish prints "publishing" once its first message is out.
 #include <signal.h>
 #include <unistd.h>
 
@@ -159,6 +159,7 @@ int main(int argc, char** argv) {
     uint64_t sum = 0;
     if (count == 0) signal(SIGTERM, request_stop);
     uint64_t i = 0;
+    const bool announce = std::getenv("SHMBUS_TEST_PEER_ANNOUNCE") != nullptr;
     for (; count == 0 ? !g_stop.load() : i < count; ++i) {
       if (count == 0 && i % 100 == 0) std::this_thread::sleep_for(1ms);
       auto loan = pub->loan();
@@ -167,6 +168,10 @@ int main(int argc, char** argv) {
       loan->set_size(size);
       sum += checksum(loan->data(), size);
       pub->publish(std::move(loan).value());
+      if (announce && i == 0) {
+        std::printf("publishing\n");
+        std::fflush(stdout);
+      }
     }
     std::printf("published=%llu checksum=%llu\n", (unsigned long long)i, (unsigned long long)sum);
     return 0;
@@ -293,7 +298,8 @@ int main(int argc, char** argv) {
     }
     std::printf("blocked published=%llu\n", (unsigned long long)n);
     std::fflush(stdout);
-    sleep_forever();
+    for (const uint64_t value = n;;)
+      (void)pub->publish(std::as_bytes(std::span(&value, 1)));  // asleep in claim
   }
   if (mode == "scribble") return scribble(*bus, topic, argv[3]);
   return 64;
