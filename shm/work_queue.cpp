@@ -345,7 +345,10 @@ QueueOp WorkQueue::pop(pid_t pid, std::chrono::nanoseconds visibility, Delivered
   return result;
 }
 
-QueueOp WorkQueue::ack(uint32_t i, uint64_t tag) {
+// What ack() and reject() share: under the lock, entry `i` must still be the delivery `tag` names (not
+// redelivered, expired or reaped since). Runs `settle(entry, now)` on it, then wakes `notify`'s sleepers.
+template <typename Settle>
+QueueOp WorkQueue::settle_delivery(uint32_t i, uint64_t tag, Settle settle, void (WorkQueue::*notify)()) {
   if (i >= header_->capacity) return QueueOp::kStale;
   {
     Lock lock(*this);
@@ -354,15 +357,23 @@ QueueOp WorkQueue::ack(uint32_t i, uint64_t tag) {
     if (index_[i].state != static_cast<uint32_t>(EntryState::kInFlight) || e->delivery_tag != tag) {
       return QueueOp::kStale;
     }
-    const uint64_t now = steady_now_ns();
-    add(header_->counters.service_ns, now > e->delivered_ns ? now - e->delivered_ns : 0);
-    add(header_->counters.sojourn_ns, now > e->enqueue_ns ? now - e->enqueue_ns : 0);
-    add(header_->counters.acked, 1);
-    e->owner_pid = 0;
-    set_state(i, EntryState::kFree, now);
+    settle(e, steady_now_ns());
   }
-  notify_space();
+  (this->*notify)();
   return QueueOp::kOk;
+}
+
+QueueOp WorkQueue::ack(uint32_t i, uint64_t tag) {
+  return settle_delivery(
+      i, tag,
+      [&](EntryHeader* e, uint64_t now) {
+        add(header_->counters.service_ns, now > e->delivered_ns ? now - e->delivered_ns : 0);
+        add(header_->counters.sojourn_ns, now > e->enqueue_ns ? now - e->enqueue_ns : 0);
+        add(header_->counters.acked, 1);
+        e->owner_pid = 0;
+        set_state(i, EntryState::kFree, now);
+      },
+      &WorkQueue::notify_space);
 }
 
 void WorkQueue::requeue_locked(uint32_t i, uint64_t now) {
@@ -379,26 +390,19 @@ void WorkQueue::requeue_locked(uint32_t i, uint64_t now) {
 }
 
 QueueOp WorkQueue::reject(uint32_t i, uint64_t tag, bool requeue) {
-  if (i >= header_->capacity) return QueueOp::kStale;
-  {
-    Lock lock(*this);
-    if (!lock.held()) return QueueOp::kLockTimeout;
-    EntryHeader* e = entry(i);
-    if (index_[i].state != static_cast<uint32_t>(EntryState::kInFlight) || e->delivery_tag != tag) {
-      return QueueOp::kStale;
-    }
-    const uint64_t now = steady_now_ns();
-    add(header_->counters.rejected, 1);
-    if (requeue) {
-      requeue_locked(i, now);
-    } else {
-      e->owner_pid = 0;
-      set_state(i, EntryState::kDead, now);
-      add(header_->counters.dead_lettered, 1);
-    }
-  }
-  notify_ready();
-  return QueueOp::kOk;
+  return settle_delivery(
+      i, tag,
+      [&](EntryHeader* e, uint64_t now) {
+        add(header_->counters.rejected, 1);
+        if (requeue) {
+          requeue_locked(i, now);
+        } else {
+          e->owner_pid = 0;
+          set_state(i, EntryState::kDead, now);
+          add(header_->counters.dead_lettered, 1);
+        }
+      },
+      &WorkQueue::notify_ready);
 }
 
 void WorkQueue::wait_ready(std::chrono::nanoseconds timeout) {

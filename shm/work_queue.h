@@ -172,6 +172,8 @@ class WorkQueue {
   void advance_areas(uint64_t now);
   void set_state(uint32_t i, EntryState to, uint64_t now);
   void requeue_locked(uint32_t i, uint64_t now);  // IN_FLIGHT -> READY or DEAD
+  template <typename Settle>
+  QueueOp settle_delivery(uint32_t i, uint64_t tag, Settle settle, void (WorkQueue::*notify)());
   void recount_locked();
   uint32_t move_dead(EntryState to);  // every DEAD entry to READY (replay) or FREE (purge)
   void notify_ready();
