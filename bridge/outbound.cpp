@@ -20,8 +20,14 @@ int64_t now_ns(auto clock_now) {
 
 }  // namespace
 
-Outbound::Outbound(const BridgeConfig& config, const TopicMapper& mapper, void* xpub, uint64_t epoch, Shared& shared)
-    : config_(config), mapper_(mapper), xpub_(xpub), epoch_(epoch), shared_(shared), counters_(shared.counters) {}
+Outbound::Outbound(const BridgeConfig& config, const TopicMapper& mapper, void* xpub, uint64_t epoch,
+                   Shared& shared)
+    : config_(config),
+      mapper_(mapper),
+      xpub_(xpub),
+      epoch_(epoch),
+      shared_(shared),
+      counters_(shared.counters) {}
 
 bool Outbound::ensure_bus() {
   const uint64_t losses = shared_.daemon_losses.load(std::memory_order_relaxed);
@@ -34,7 +40,9 @@ bool Outbound::ensure_bus() {
   if (bus_) return true;
   if (Clock::now() < next_connect_) return false;
   next_connect_ = Clock::now() + 200ms;
-  BusOptions o{.instance = config_.instance, .runtime_dir = config_.runtime_dir, .name = "shmbus-bridge:" + config_.name + "/out"};
+  BusOptions o{.instance = config_.instance,
+               .runtime_dir = config_.runtime_dir,
+               .name = "shmbus-bridge:" + config_.name + "/out"};
   auto bus = Bus::connect(o);
   if (!bus) return false;
   bus_.emplace(std::move(bus).value());
@@ -50,8 +58,10 @@ void Outbound::open_route(const std::string& wire) {
   o.max_held_samples = 4;
   auto sub = bus_->subscriber(mapping->name, o);
   if (!sub) {
-    spdlog::warn("outbound: cannot subscribe to local topic {} for peers: {}", mapping->name, sub.status().to_string());
-    if (sub.status().code() == Errc::kDaemonUnavailable) shared_.daemon_losses.fetch_add(1, std::memory_order_relaxed);
+    spdlog::warn("outbound: cannot subscribe to local topic {} for peers: {}", mapping->name,
+                 sub.status().to_string());
+    if (sub.status().code() == Errc::kDaemonUnavailable)
+      shared_.daemon_losses.fetch_add(1, std::memory_order_relaxed);
     return;
   }
   auto route = std::make_unique<Route>(Route{mapping->name, topic_frame(wire), std::move(sub).value(), 0});
@@ -81,9 +91,10 @@ void Outbound::handle_subscriptions() {
   for (;;) {
     const int n = zmq_recv(xpub_, buf.data(), buf.size(), ZMQ_DONTWAIT);
     if (n < 0) return;
-    auto s = static_cast<std::size_t>(n) <= buf.size()
-                 ? parse_subscription_frame(std::span<const std::byte>(buf.data(), static_cast<std::size_t>(n)))
-                 : std::nullopt;
+    auto s =
+        static_cast<std::size_t>(n) <= buf.size()
+            ? parse_subscription_frame(std::span<const std::byte>(buf.data(), static_cast<std::size_t>(n)))
+            : std::nullopt;
     if (!s) continue;  // not a subscription of ours (a truncated or foreign frame): nothing to do
     const std::string wire(s->wire_topic);
     if (s->subscribe) {
@@ -133,17 +144,24 @@ void Outbound::drain(Route& route) {
     std::memcpy(payload.bytes().data(), sample.data(), sample.size());
     uint64_t& sequence = next_sequence_[route.frame];
     const uint64_t dropped = route.subscriber.dropped();
-    if (dropped != route.dropped_seen || !sample.still_valid()) {
+    // Read once: on a lossy topic the publisher may overwrite the slot between two reads, and a sample judged
+    // intact here but dropped below would vanish without a sequence number.
+    const bool intact = sample.still_valid();
+    if (dropped != route.dropped_seen || !intact) {
       // Losses on our own subscriber become sequence gaps downstream: skip their numbers so they are seen.
-      const uint64_t lost = dropped - route.dropped_seen + (sample.still_valid() ? 0 : 1);
+      const uint64_t lost = dropped - route.dropped_seen + (intact ? 0 : 1);
       counters_.local_dropped.fetch_add(lost, std::memory_order_relaxed);
       sequence += lost;
       route.dropped_seen = dropped;
-      if (!sample.still_valid()) continue;
+      if (!intact) continue;
     }
-    const WireHeader h{.hops = 0, .flags = 0, .origin_id = config_.origin_id, .origin_epoch = epoch_,
-                       .sequence = ++sequence,
-                       .publish_time_ns = static_cast<uint64_t>(now_ns(sample.publish_time()) + realtime_offset_ns_)};
+    const WireHeader h{
+        .hops = 0,
+        .flags = 0,
+        .origin_id = config_.origin_id,
+        .origin_epoch = epoch_,
+        .sequence = ++sequence,
+        .publish_time_ns = static_cast<uint64_t>(now_ns(sample.publish_time()) + realtime_offset_ns_)};
     const std::size_t size = sample.size();
     sample = Sample();  // release the slot before a possibly blocking send
     if (send(route.frame, encode_header(h), payload)) {
@@ -156,7 +174,8 @@ void Outbound::drain(Route& route) {
 void Outbound::send_relays() {
   shared_.relay.take_all(&relays_);
   for (auto& item : relays_) {
-    if (send(item.topic_frame, item.header, item.payload)) counters_.relayed_out.fetch_add(1, std::memory_order_relaxed);
+    if (send(item.topic_frame, item.header, item.payload))
+      counters_.relayed_out.fetch_add(1, std::memory_order_relaxed);
   }
   relays_.clear();
 }

@@ -23,15 +23,6 @@ policy = "lossless"
 depth = 1024
 )";
 
-bool wait_until(const std::function<bool()>& f, std::chrono::seconds limit = 20s) {
-  const auto deadline = Clock::now() + limit;
-  while (Clock::now() < deadline) {
-    if (f()) return true;
-    std::this_thread::sleep_for(5ms);
-  }
-  return false;
-}
-
 class BridgeFlowTest : public BridgeTest {
  protected:
   void start_pair(const std::string& rules, const std::string& network = "lossless = true") {

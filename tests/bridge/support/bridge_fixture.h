@@ -4,8 +4,11 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "support/bridge_host.h"
@@ -14,6 +17,17 @@
 namespace shmbus::test {
 
 enum class Net { kNamespaces, kLoopback };
+
+// Polls `f` every 5 ms until it holds, at most `limit` (a liveness bound, not a timing check).
+inline bool wait_until(const std::function<bool()>& f,
+                       std::chrono::seconds limit = std::chrono::seconds(20)) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (f()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return false;
+}
 
 inline std::string net_name(const ::testing::TestParamInfo<Net>& info) {
   return info.param == Net::kNamespaces ? "Namespaces" : "Loopback";
