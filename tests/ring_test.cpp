@@ -58,6 +58,26 @@ uint64_t take_u64(RingReader& r) {
   return v;
 }
 
+// A lossless reader thread's loop: takes `count` messages in order, counting in `failures` every message
+// `expected(slot, i)` rejects and any drop; publishes its cursor as a subscriber does.
+template <typename Check>
+void read_in_order(RingFixture& f, uint32_t s, uint64_t count, std::atomic<int>& failures, Check expected) {
+  auto r = f.reader(s);
+  SlotHeader* slot = nullptr;
+  uint64_t dropped = 0;
+  for (uint64_t i = 0; i < count;) {
+    if (r.peek(&slot, &dropped) != RingReader::Peek::kReady) {
+      r.publish_cursor(true);
+      continue;
+    }
+    if (!expected(slot, i)) ++failures;
+    r.skip();
+    r.publish_cursor(false);
+    ++i;
+  }
+  if (dropped != 0) ++failures;
+}
+
 TEST(RingTest, WrapsAroundManyTimesInOrder) {
   RingFixture f(64, 8, true, 1);
   auto w = f.writer(true);
@@ -147,22 +167,11 @@ TEST(RingTest, MultiThreadedLosslessStress) {
   RingFixture f(256, 16, true, 2);
   std::atomic<int> failures{0};
   auto read = [&](uint32_t s) {
-    auto r = f.reader(s);
-    SlotHeader* slot = nullptr;
-    uint64_t dropped = 0;
-    for (uint64_t i = 0; i < kMessages;) {
-      if (r.peek(&slot, &dropped) != RingReader::Peek::kReady) {
-        r.publish_cursor(true);
-        continue;
-      }
+    read_in_order(f, s, kMessages, failures, [](const SlotHeader* slot, uint64_t i) {
       uint64_t v[4];
-      std::memcpy(v, slot_payload(slot), sizeof v);
-      if (v[0] != i || v[1] != i * 3 || v[3] != (v[0] ^ v[1] ^ v[2]) || slot->size != 200) ++failures;
-      r.skip();
-      r.publish_cursor(false);
-      ++i;
-    }
-    if (dropped != 0) ++failures;
+      std::memcpy(v, slot_payload(const_cast<SlotHeader*>(slot)), sizeof v);
+      return v[0] == i && v[1] == i * 3 && v[3] == (v[0] ^ v[1] ^ v[2]) && slot->size == 200;
+    });
   };
   std::thread a(read, 0), b(read, 1);
   auto w = f.writer(true);
@@ -257,22 +266,7 @@ TEST(RingTest, MultiThreadedBatchStress) {
 #endif
   RingFixture f(256, 16, true, 2);
   std::atomic<int> failures{0};
-  auto read = [&](uint32_t s) {
-    auto r = f.reader(s);
-    SlotHeader* slot = nullptr;
-    uint64_t dropped = 0;
-    for (uint64_t i = 0; i < kMessages;) {
-      if (r.peek(&slot, &dropped) != RingReader::Peek::kReady) {
-        r.publish_cursor(true);
-        continue;
-      }
-      if (!holds_message(slot, i)) ++failures;
-      r.skip();
-      r.publish_cursor(false);
-      ++i;
-    }
-    if (dropped != 0) ++failures;
-  };
+  auto read = [&](uint32_t s) { read_in_order(f, s, kMessages, failures, holds_message); };
   std::thread a(read, 0), b(read, 1);
   auto w = f.writer(true);
   for (uint64_t i = 0; i < kMessages;) {
