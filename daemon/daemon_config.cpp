@@ -63,7 +63,9 @@ Status read_u32(const toml::table& t, std::string_view key, std::string_view sou
                 std::optional<uint32_t>* out) {
   const toml::node* n = t.get(key);
   if (!n) return Status::Ok();
-  const auto v = n->value<int64_t>();
+  // value_exact: integers only. value<int64_t>() would also convert a float, and toml++ 3.3 casts an
+  // out-of-range one (1e24) to int64_t before it checks the range: undefined behaviour, found by fuzzing.
+  const auto v = n->value_exact<int64_t>();
   if (!v || *v < 0 || *v > 0xffffffffLL) {
     return {Errc::kInvalidArgument,
             where(source, n->source()) + ": '" + std::string(key) + "' must be an integer in 0..4294967295"};

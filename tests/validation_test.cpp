@@ -71,6 +71,14 @@ TEST(DaemonConfigTest, ErrorsNameTheLine) {
   EXPECT_NE(who.status().message().find("a.toml:3"), std::string::npos) << who.status().message();
   EXPECT_NE(who.status().message().find("no such user"), std::string::npos);
   EXPECT_FALSE(daemon::parse_daemon_config("[defaults]\nallow_subscribe = [\"uid:x\"]\n", "p").ok());
+  // A float where an integer belongs is an error naming the line, never a conversion (toml++ 3.3 converts
+  // 1e24 to int64_t with undefined behaviour; found by the daemon_config fuzzer).
+  for (const char* value : {"1e24", "-1e300", "5.0", "nan", "inf"}) {
+    auto f = daemon::parse_daemon_config(std::string("\nmax_participants = ") + value + "\n", "f.toml");
+    ASSERT_FALSE(f.ok()) << value;
+    EXPECT_NE(f.status().message().find("f.toml:2: 'max_participants' must be an integer"), std::string::npos)
+        << f.status().message();
+  }
   EXPECT_TRUE(daemon::parse_daemon_config(
                   "[defaults]\nallow_subscribe = [\"*\", \"uid:7\", \"gid:0\", \"user:root\"]\n", "p")
                   .ok());
