@@ -19,6 +19,7 @@
 #include "bus/queue_attachment.h"
 #include "bus/subscriber_core.h"
 #include "shm/futex.h"
+#include "shm/sleep_fence.h"
 #include "shmbus/rpc.h"
 #include "shmbus/work_queue.h"
 
@@ -125,6 +126,7 @@ struct EventSourceState {
   // The plan's sleeper counts are entered (by arm(), for the thread) and not yet left: handed over with the
   // plan.
   bool plan_entered = false;
+  bool fenced = true;  // fence_before_sleep() worked when the plan was entered (else sleeps are capped short)
 
   std::mutex mutex;
   std::condition_variable became_idle;
@@ -304,9 +306,10 @@ bool EventSourceState::arm() {
       h->ready_sleepers.fetch_add(1, std::memory_order_seq_cst);
       targets[n + 1 + j] = {&h->ready_word, h->ready_word.load(std::memory_order_seq_cst)};
     }
-    // seq_cst: orders the sleepers increments before the checks for data below, as in Subscriber::take: a
-    // commit either precedes them (has_data sees it) or follows them (its writer sees a sleeper and wakes).
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    // Orders the sleepers increments before the checks for data below, as in Subscriber::take: a commit
+    // either precedes them (has_data sees it) or follows them (its writer sees a sleeper and wakes). The
+    // queue protocol needs only the seq_cst fence inside (see shm/sleep_fence.h).
+    fenced = shm::fence_before_sleep();
     ready = any_ready();
     // has_data() may have re-opened a topic (reshaped, or lost with its daemon): then the plan sleeps on the
     // old segment. Start over; if that keeps happening (or an alias cannot be made), let the owner look
@@ -376,7 +379,7 @@ EventSourceState::WaitEnd EventSourceState::wait_armed(uint32_t seen) {
   const auto recheck_at = std::chrono::steady_clock::now() + kRecheckEvery;
   for (;;) {
     targets[0] = {&control_word, seen};
-    shm::futex_wait_any(targets, kRecheckEvery);
+    shm::futex_wait_any(targets, fenced ? std::chrono::nanoseconds(kRecheckEvery) : shm::kUnfencedSleepCap);
     const bool recheck_closed = std::chrono::steady_clock::now() >= recheck_at;
     for (std::size_t i = 0; i < headers.size(); ++i) {
       if (recheck_closed && closed[i] == shm::kTopicClosed) return WaitEnd::kPublished;
@@ -399,6 +402,9 @@ EventSourceState::WaitEnd EventSourceState::wait_armed(uint32_t seen) {
       if (state != WaiterState::kArmed) return WaitEnd::kAsked;
       seen = control;  // the poke that announced this very arming (run() read the word just before it)
     }
+    // Without the sleep fence a commit may have missed our sleeper count and woken nobody: let the owner
+    // look.
+    if (!fenced) return WaitEnd::kPublished;
   }
 }
 

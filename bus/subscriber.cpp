@@ -3,6 +3,7 @@
 #include "bus/log.h"
 #include "bus/subscriber_core.h"
 #include "shm/futex.h"
+#include "shm/sleep_fence.h"
 #include "shmbus/bus.h"
 
 namespace shmbus {
@@ -255,8 +256,11 @@ Sample Subscriber::take(std::chrono::nanoseconds timeout) {
   const auto start = std::chrono::steady_clock::now();
   const auto deadline = start + timeout;
   const auto spin_until = start + std::min<std::chrono::nanoseconds>(timeout, core_->options.spin);
-  // Read the clock every few polls only: on a VM a clock read costs as much as a poll.
-  for (int polls = 1; polls % 16 != 0 || std::chrono::steady_clock::now() < spin_until; ++polls) {
+  // Read the clock every few polls only: on a VM a clock read costs as much as a poll. No spin: sleep at
+  // once.
+  for (int polls = 1;
+       core_->options.spin.count() > 0 && (polls % 16 != 0 || std::chrono::steady_clock::now() < spin_until);
+       ++polls) {
     if (Sample s = try_take()) return s;
   }
   shm::TopicHeader* h = core_->topic.header();
@@ -265,19 +269,20 @@ Sample Subscriber::take(std::chrono::nanoseconds timeout) {
     h = core_->topic.header();  // a reshaped topic was re-opened in another segment
     // acquire: the value we sleep on; a writer that publishes after this load changes it if it sees us.
     const uint32_t word = h->wake_word.load(std::memory_order_acquire);
-    // seq_cst: Dekker with the writer's seq_cst commit then seq_cst load of sleepers: either it sees us
-    // sleeping, or our re-check below sees its message.
+    // Dekker with the writer's commit then load of sleepers: either it sees us sleeping, or our re-check
+    // below sees its message (seq_cst increment, then fence_before_sleep; see shm/sleep_fence.h).
     shm::enter_sleep(h, core_->stats);
     core_->sleeping = true;  // the mapping must stay until leave_sleep
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    const bool fenced = shm::fence_before_sleep();
     Sample s = try_take();
     if (!s) {
       const auto left = deadline - std::chrono::steady_clock::now();
       if (left > std::chrono::nanoseconds::zero()) {
         // Cap the sleep so that a publisher ring handed out meanwhile is noticed (its epoch bump wakes
-        // nobody).
-        shm::futex_wait(&h->wake_word, word,
-                        std::min<std::chrono::nanoseconds>(left, std::chrono::milliseconds(200)));
+        // nobody), and much shorter when the fence was not available.
+        const std::chrono::nanoseconds cap =
+            fenced ? std::chrono::nanoseconds(std::chrono::milliseconds(200)) : shm::kUnfencedSleepCap;
+        shm::futex_wait(&h->wake_word, word, std::min<std::chrono::nanoseconds>(left, cap));
       }
     }
     shm::leave_sleep(h, core_->stats);

@@ -4,6 +4,7 @@
 
 #include "bus/subscriber_core.h"
 #include "shm/futex.h"
+#include "shm/sleep_fence.h"
 
 namespace shmbus {
 
@@ -30,7 +31,7 @@ std::vector<Subscriber*> WaitSet::wait(std::chrono::nanoseconds timeout) {
   const auto deadline = start + timeout;
   const auto spin_until = start + std::min<std::chrono::nanoseconds>(timeout, spin_);
   // Read the clock every few polls only: on a VM a clock read costs as much as a poll of a few rings.
-  for (int polls = 1;; ++polls) {
+  for (int polls = 1; spin_.count() > 0; ++polls) {
     if (collect()) return ready;
     if (polls % 16 == 0 && std::chrono::steady_clock::now() >= spin_until) break;
   }
@@ -43,11 +44,13 @@ std::vector<Subscriber*> WaitSet::wait(std::chrono::nanoseconds timeout) {
       shm::enter_sleep(h, subscribers_[i]->core_->stats);
       subscribers_[i]->core_->sleeping = true;  // the mapping must stay until leave_sleep
     }
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    const bool fenced = shm::fence_before_sleep();  // see shm/sleep_fence.h
     const bool found = collect();
     const auto left = deadline - std::chrono::steady_clock::now();
     if (!found && left > std::chrono::nanoseconds::zero()) {
-      shm::futex_wait_any(targets, std::min<std::chrono::nanoseconds>(left, std::chrono::milliseconds(200)));
+      const std::chrono::nanoseconds cap =
+          fenced ? std::chrono::nanoseconds(std::chrono::milliseconds(200)) : shm::kUnfencedSleepCap;
+      shm::futex_wait_any(targets, std::min<std::chrono::nanoseconds>(left, cap));
     }
     for (Subscriber* s : subscribers_) {
       shm::leave_sleep(s->core_->topic.header(), s->core_->stats);

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "shm/futex.h"
+#include "shm/sleep_fence.h"
 
 namespace shmbus::shm {
 namespace {
@@ -19,7 +20,8 @@ RingWriter::RingWriter(std::byte* base, const TopicGeometry& g, uint32_t index, 
       ring_(ring_base(base, g, index)),
       index_(index),
       generation_(generation),
-      lossless_(lossless) {
+      lossless_(lossless),
+      cheap_commit_(register_cheap_commits()) {
   // acquire: pairs with the daemon's release when it (re)initialised this ring for us.
   head_ = slot_->head.load(std::memory_order_acquire);
   seen_subscribers_epoch_ = header_->subscribers_epoch.load(std::memory_order_acquire);
@@ -99,15 +101,33 @@ void RingWriter::commit(uint32_t size, uint64_t publish_ns) {
   slot->publish_ns = publish_ns;
   slot->size = size;
   ++head_;
-  // seq_cst (a release store): pairs with the reader's acquire load of the sequence, making payload and
-  // header visible; and it orders before our load of `sleepers` below (Dekker with a reader going to sleep).
-  slot->sequence.store(head_, std::memory_order_seq_cst);
+  if (cheap_commit_) {
+    // release: pairs with the reader's acquire load of the sequence, making payload and header visible. No
+    // store-load fence before the load of `sleepers`: a reader going to sleep pays for that order with
+    // fence_before_sleep() (shm/sleep_fence.h).
+    slot->sequence.store(head_, std::memory_order_release);
+  } else {
+    // seq_cst: the release above, and ordered before our load of `sleepers` (Dekker with a reader going to
+    // sleep).
+    slot->sequence.store(head_, std::memory_order_seq_cst);
+  }
   // release: joiners and lapped readers read head with acquire to find the newest committed position.
   slot_->head.store(head_, std::memory_order_release);
   slot_->bytes.store(slot_->bytes.load(std::memory_order_relaxed) + size, std::memory_order_relaxed);
   slot_->loaned.store(0, std::memory_order_relaxed);
-  // seq_cst: see above; a reader increments sleepers (seq_cst) before its last check for data.
-  if (header_->sleepers.load(std::memory_order_seq_cst) != 0) wake_readers();
+  if (sleepers_present()) wake_readers();
+}
+
+bool RingWriter::sleepers_present() const {
+  if (cheap_commit_) {
+    // A compiler barrier keeps this load after our commit stores in program order; the CPU may still run it
+    // earlier, which the sleeper's membarrier covers. relaxed: see shm/sleep_fence.h.
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    return header_->sleepers.load(std::memory_order_relaxed) != 0;
+  }
+  // seq_cst: after our seq_cst commit (or fence); a reader increments sleepers (seq_cst) and fences before
+  // its last check for data, so either we see it or it sees our message.
+  return header_->sleepers.load(std::memory_order_seq_cst) != 0;
 }
 
 std::size_t RingWriter::write_batch(std::span<const std::span<const std::byte>> messages, uint64_t publish_ns,
@@ -146,10 +166,10 @@ std::size_t RingWriter::write_batch(std::span<const std::span<const std::byte>> 
     slot_->head.store(head_, std::memory_order_release);
     slot_->bytes.store(slot_->bytes.load(std::memory_order_relaxed) + bytes, std::memory_order_relaxed);
     slot_->loaned.store(0, std::memory_order_relaxed);
-    // seq_cst fence: Dekker with a reader going to sleep (seq_cst increment of sleepers, then a seq_cst fence
-    // and its last check for data): either it sees these sequences, or we see it sleeping. One wake a batch.
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (header_->sleepers.load(std::memory_order_seq_cst) != 0) wake_readers();
+    // One check for sleepers (and one wake-up) a batch. Without cheap commits, a seq_cst fence orders the
+    // sequences before it (Dekker with a reader going to sleep), once for the whole batch.
+    if (!cheap_commit_) std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (sleepers_present()) wake_readers();
     done += n;
   }
   return done;

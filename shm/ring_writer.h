@@ -32,8 +32,9 @@ class RingWriter {
   // Publishes the claimed slot. REQUIRES: claim() returned non-null since the last commit; size <= max.
   void commit(uint32_t size, uint64_t publish_ns);
 
-  // Copies `messages` into consecutive slots and publishes them with two fences (not one seq_cst store per
-  // message) and at most one check for sleepers, one wake-up, per ring's worth. A full lossless ring is
+  // Copies `messages` into consecutive slots and publishes them with one fence (and, without cheap commits,
+  // one full fence rather than a seq_cst store per message) and at most one check for sleepers, one
+  // wake-up, per ring's worth. A full lossless ring is
   // waited for as in claim(). Returns how many were published: fewer than messages.size() only when the ring
   // stayed full for `timeout`. REQUIRES: no claim outstanding; every message <= g.max_message_size.
   std::size_t write_batch(std::span<const std::span<const std::byte>> messages, uint64_t publish_ns,
@@ -47,6 +48,7 @@ class RingWriter {
   bool gate_open();                                      // lossless: may the slot at head_ be (re)written?
   bool wait_for_room(std::chrono::nanoseconds timeout);  // gate_open(), spinning then sleeping up to timeout
   uint64_t slowest_cursor();
+  bool sleepers_present() const;  // after a commit: is a reader asleep (or about to be)?
   void wake_readers();
 
   std::byte* base_ = nullptr;
@@ -57,6 +59,7 @@ class RingWriter {
   uint32_t index_ = 0;
   uint32_t generation_ = 0;
   bool lossless_ = false;
+  bool cheap_commit_ = false;  // this process is registered for membarrier: commits need no full fence
   uint64_t head_ = 0;
   uint64_t cached_slowest_ = 0;  // a lower bound of every active reader cursor
   uint32_t seen_subscribers_epoch_ = 0;
