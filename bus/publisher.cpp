@@ -2,15 +2,10 @@
 
 #include "bus/log.h"
 #include "bus/publisher_core.h"
+#include "bus/stamp_clock.h"
 #include "shmbus/bus.h"
 
 namespace shmbus {
-namespace {
-uint64_t now_ns() {
-  return static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
-}
-}  // namespace
-
 namespace detail {
 PublisherCore::~PublisherCore() {
   detach();
@@ -133,7 +128,7 @@ Result<Loan> Publisher::loan() {
 void Publisher::publish(Loan&& loan) {
   if (loan.owner_ != core_.get() || loan.data_ == nullptr) return;  // not ours, or empty: nothing to publish
   const auto size = static_cast<uint32_t>(std::min(loan.size_, loan.capacity_));
-  core_->writer.commit(size, now_ns());
+  core_->writer.commit(size, detail::stamp_now_ns());
   loan.owner_ = nullptr;
   loan.data_ = nullptr;
   core_->loan_outstanding = false;
@@ -171,7 +166,8 @@ Result<std::size_t> Publisher::publish_batch(std::span<const std::span<const std
   if (core_->must_reopen()) [[unlikely]] {
     if (Status s = core_->reopen(); !s.ok()) return s;
   }
-  const std::size_t done = core_->writer.write_batch(messages, now_ns(), core_->options.full_timeout);
+  const std::size_t done =
+      core_->writer.write_batch(messages, detail::stamp_now_ns(), core_->options.full_timeout);
   if (done == 0) {
     return Status{Errc::kTimeout,
                   "topic " + core_->topic.topic + " is full: its slowest subscriber did not keep up"};

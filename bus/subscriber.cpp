@@ -242,7 +242,8 @@ Sample Subscriber::try_take() {
     c.stats->latency_samples.store(c.stats->latency_samples.load(std::memory_order_relaxed) + 1,
                                    std::memory_order_release);
   }
-  f->reader.publish_cursor(/*force=*/false);
+  // No cursor publication here: the sample just taken is held, so the cursor could not pass it; release()
+  // and a reader that caught up (find_ready) publish it.
   return s;
 }
 

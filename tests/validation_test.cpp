@@ -1,9 +1,12 @@
 // Validators and decoders: topic names, patterns, configuration, control records.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstring>
+#include <thread>
 
 #include "bus/control_protocol.h"
+#include "bus/stamp_clock.h"
 #include "daemon/daemon_config.h"
 #include "shm/topic_segment_layout.h"
 #include "shmbus/topic_name.h"
@@ -82,6 +85,36 @@ TEST(DaemonConfigTest, ErrorsNameTheLine) {
   EXPECT_TRUE(daemon::parse_daemon_config(
                   "[defaults]\nallow_subscribe = [\"*\", \"uid:7\", \"gid:0\", \"user:root\"]\n", "p")
                   .ok());
+}
+
+// Publish stamps extrapolated from the TSC stay with steady_clock (the subscriber's clock for latency) and
+// never go backwards; across idle gaps too. The bound is generous (10 us): the stamp is meant to be within
+// tens of nanoseconds, but a preempted test thread may be descheduled between the two reads.
+TEST(StampClockTest, FollowsSteadyClockAndNeverDecreases) {
+  auto steady = [] {
+    return static_cast<int64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+  };
+  uint64_t previous = 0;
+  int64_t worst = 0, close = 0, samples = 0;
+  for (int round = 0; round < 4; ++round) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(20);
+    while (std::chrono::steady_clock::now() < until) {
+      const int64_t before = steady();
+      const uint64_t stamp = detail::stamp_now_ns();
+      const int64_t after = steady();
+      ASSERT_GE(stamp, previous) << "stamps never decrease within a thread";
+      previous = stamp;
+      // Distance to the interval [before, after] the stamp was taken in.
+      const int64_t s = static_cast<int64_t>(stamp);
+      const int64_t off = s < before ? before - s : (s > after ? s - after : 0);
+      worst = std::max(worst, off);
+      close += off < 10'000;
+      ++samples;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5 * round));  // idle gaps re-anchor
+  }
+  EXPECT_GT(samples, 1000);
+  EXPECT_GE(close * 100, samples * 99) << "worst " << worst << " ns";
 }
 
 TEST(ControlProtocolTest, RejectsMalformedRecords) {
