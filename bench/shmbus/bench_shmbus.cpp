@@ -5,7 +5,7 @@
 //                          wake-up latency
 //   bench-shmbus-batch     copy, handed over kBatch messages at a time with publish_batch (one release
 //                          and one sleeper check per batch); receive as bench-shmbus-copy. In rtt mode
-//                          every receive() flushes first, so batches are of one message.
+//                          every message goes out at once (batches of one).
 // Each run uses a private shmbusd; topics are lossless so stream mode measures delivered messages.
 
 #include <cstring>
@@ -28,6 +28,7 @@ class ShmbusTransport {
  public:
   ShmbusTransport(const bench::BenchOptions& o, bench::Side side) : buffer_(o.size), size_(o.size) {
     if (V == Variant::kBatch) batch_storage_.assign(kBatch * size_, std::byte{0x5a});  // pages touched now
+    batching_ = o.mode == bench::Mode::stream;  // a round trip needs each message out at once
     auto bus = shmbus::Bus::connect({.name = side == bench::Side::a ? "bench-a" : "bench-b"});
     if (!bus) throw std::runtime_error(bus.status().to_string());
     bus_.emplace(std::move(bus).value());
@@ -55,7 +56,7 @@ class ShmbusTransport {
       std::byte* p = batch_storage_.data() + batch_.size() * size_;
       std::memcpy(p, &seq, sizeof seq);
       batch_.emplace_back(p, size_);
-      if (batch_.size() == kBatch) flush();
+      if (batch_.size() == kBatch || !batching_) flush();
     } else if constexpr (V == Variant::kCopy) {
       buffer_.put_sequence(seq);
       if (!pub_.publish(std::span<const std::byte>(buffer_.data(), size_)).ok())
@@ -110,6 +111,7 @@ class ShmbusTransport {
   size_t size_;
   std::vector<std::byte> batch_storage_;           // kBatch: kBatch messages of size_ bytes
   std::vector<std::span<const std::byte>> batch_;  // kBatch: the messages queued in batch_storage_
+  bool batching_ = false;                          // kBatch: stream mode (rtt sends each message at once)
 };
 
 template <Variant V>
