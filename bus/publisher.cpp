@@ -135,6 +135,10 @@ void Publisher::publish(Loan&& loan) {
 }
 
 Status Publisher::publish(std::span<const std::byte> bytes) {
+  // Re-open first: a restarted daemon may have shaped the topic with a smaller max_message_size.
+  if (core_->must_reopen() && !core_->loan_outstanding) [[unlikely]] {
+    if (Status s = core_->reopen(); !s.ok()) return s;
+  }
   if (bytes.size() > core_->topic.geometry.max_message_size) {
     return {Errc::kMessageTooLarge, "message of " + std::to_string(bytes.size()) + " bytes exceeds topic " +
                                         core_->topic.topic + "'s max_message_size of " +
@@ -149,6 +153,14 @@ Status Publisher::publish(std::span<const std::byte> bytes) {
 }
 
 Result<std::size_t> Publisher::publish_batch(std::span<const std::span<const std::byte>> messages) {
+  if (core_->loan_outstanding) {
+    return Status{Errc::kInvalidArgument,
+                  "publisher on " + core_->topic.topic + " has a loan outstanding: publish or drop it first"};
+  }
+  // Re-open before checking sizes: a restarted daemon may have shaped the topic with a smaller max.
+  if (core_->must_reopen()) [[unlikely]] {
+    if (Status s = core_->reopen(); !s.ok()) return s;
+  }
   const std::size_t max = core_->topic.geometry.max_message_size;
   for (std::size_t i = 0; i < messages.size(); ++i) {
     if (messages[i].size() > max) {
@@ -158,14 +170,7 @@ Result<std::size_t> Publisher::publish_batch(std::span<const std::span<const std
                                                 "'s max_message_size of " + std::to_string(max)};
     }
   }
-  if (core_->loan_outstanding) {
-    return Status{Errc::kInvalidArgument,
-                  "publisher on " + core_->topic.topic + " has a loan outstanding: publish or drop it first"};
-  }
   if (messages.empty()) return std::size_t{0};
-  if (core_->must_reopen()) [[unlikely]] {
-    if (Status s = core_->reopen(); !s.ok()) return s;
-  }
   const std::size_t done =
       core_->writer.write_batch(messages, detail::stamp_now_ns(), core_->options.full_timeout);
   if (done == 0) {

@@ -28,6 +28,7 @@ bool tsc_is_the_clocksource() {
 
 constexpr uint64_t kAnchorEveryNs = 1'000'000;  // bounds the extrapolation error (rate error x 1 ms)
 constexpr uint64_t kMinRateSpanNs = 500'000;    // anchors closer than this give too rough a rate
+constexpr uint64_t kMaxPairTicks = 1'000;  // a clock read takes ~60 ticks; more: the pair was interrupted
 
 struct ThreadStampClock {
   uint64_t anchor_tsc = 0;
@@ -41,11 +42,19 @@ struct ThreadStampClock {
     const uint64_t before = __rdtsc();
     const uint64_t ns = steady_ns();
     const uint64_t after = __rdtsc();
+    // Preempted between the reads (or a TSC that jumped): the pair says nothing precise. Return the clock
+    // and leave the anchor for the next stamp.
+    if (after - before > kMaxPairTicks) return ns;
     const uint64_t tsc = before + (after - before) / 2;
     if (anchor_ns != 0 && ns >= anchor_ns + kMinRateSpanNs && tsc > anchor_tsc) {
       const double rate = static_cast<double>(ns - anchor_ns) / static_cast<double>(tsc - anchor_tsc);
-      // Smoothed: one anchor pair's rate is off by (clock read jitter) / (span), tens of ppm.
-      ns_per_tick = ns_per_tick == 0 ? rate : 0.875 * ns_per_tick + 0.125 * rate;
+      // Smoothed: one anchor pair's rate is off by (clock read jitter) / (span), tens of ppm. A pair rate
+      // more than 1% away from the estimate (a TSC step, a migration) re-anchors without moving the rate.
+      if (ns_per_tick == 0) {
+        ns_per_tick = rate;
+      } else if (rate > 0.99 * ns_per_tick && rate < 1.01 * ns_per_tick) {
+        ns_per_tick = 0.875 * ns_per_tick + 0.125 * rate;
+      }
       anchor_tsc = tsc, anchor_ns = ns;
     } else if (anchor_ns == 0 || ns_per_tick > 0) {
       // The first anchor; or a TSC that went behind the anchor (another CPU's): start from here. Before the

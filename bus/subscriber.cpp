@@ -259,7 +259,7 @@ Sample Subscriber::take(std::chrono::nanoseconds timeout) {
   const auto spin_until = start + std::min<std::chrono::nanoseconds>(timeout, core_->options.spin);
   // Read the clock every few polls only: on a VM a clock read costs as much as a poll. No spin: sleep at
   // once.
-  for (int polls = 1;
+  for (unsigned polls = 1;
        core_->options.spin.count() > 0 && (polls % 16 != 0 || std::chrono::steady_clock::now() < spin_until);
        ++polls) {
     if (Sample s = try_take()) return s;
@@ -267,6 +267,8 @@ Sample Subscriber::take(std::chrono::nanoseconds timeout) {
   shm::TopicHeader* h = core_->topic.header();
   for (;;) {
     if (closed()) return {};
+    // No time left (take(0), say): one last look, without the sleep protocol and its membarrier.
+    if (std::chrono::steady_clock::now() >= deadline) return try_take();
     h = core_->topic.header();  // a reshaped topic was re-opened in another segment
     // acquire: the value we sleep on; a writer that publishes after this load changes it if it sees us.
     const uint32_t word = h->wake_word.load(std::memory_order_acquire);

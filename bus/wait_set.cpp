@@ -31,12 +31,17 @@ std::vector<Subscriber*> WaitSet::wait(std::chrono::nanoseconds timeout) {
   const auto deadline = start + timeout;
   const auto spin_until = start + std::min<std::chrono::nanoseconds>(timeout, spin_);
   // Read the clock every few polls only: on a VM a clock read costs as much as a poll of a few rings.
-  for (int polls = 1; spin_.count() > 0; ++polls) {
+  for (unsigned polls = 1; spin_.count() > 0; ++polls) {
     if (collect()) return ready;
     if (polls % 16 == 0 && std::chrono::steady_clock::now() >= spin_until) break;
   }
   std::vector<shm::FutexWaitTarget> targets(subscribers_.size());
   for (;;) {
+    // No time left (wait(0), say): one last look, without the sleep protocol and its membarrier.
+    if (std::chrono::steady_clock::now() >= deadline) {
+      collect();
+      return ready;
+    }
     for (std::size_t i = 0; i < subscribers_.size(); ++i) {
       shm::TopicHeader* h = subscribers_[i]->core_->topic.header();
       // acquire / seq_cst: the same sleep protocol as Subscriber::take, once per topic.

@@ -139,38 +139,41 @@ std::size_t RingWriter::write_batch(std::span<const std::span<const std::byte>> 
     // most a ring, so that no slot is written twice in one batch.
     const uint64_t room = lossless_ ? geometry_.depth - (head_ - cached_slowest_) : geometry_.depth;
     const std::size_t n = static_cast<std::size_t>(std::min<uint64_t>(room, messages.size() - done));
-    // Mark every slot busy before touching any payload, as claim() does for one (seqlock for lapped readers).
-    // relaxed stores + one release fence: the busy marks are ordered before the payload stores below.
-    for (std::size_t i = 0; i < n; ++i)
-      ring_slot(ring_, geometry_, head_ + i)
-          ->sequence.store((head_ + i + 1) | kSlotBusyBit, std::memory_order_relaxed);
-    std::atomic_thread_fence(std::memory_order_release);
     // relaxed: a statistic for `stats` (loans outstanding at a crash).
     slot_->loaned.store(1, std::memory_order_relaxed);
     uint64_t bytes = 0;
-    for (std::size_t i = 0; i < n; ++i) {
-      const std::span<const std::byte> m = messages[done + i];
-      SlotHeader* slot = ring_slot(ring_, geometry_, head_ + i);
+    std::size_t written = 0;
+    // Message by message, as claim() + commit() do, so that the daemon's invariants hold at every moment:
+    // head trails the newest committed sequence by at most one (a cursor beyond head + 1 is corruption), and
+    // a subscriber joining a lossless ring (epoch bump, then a read of head) sees at most one message in
+    // flight. What the batch saves is the stamp, the sleeper check and the wake-up: once per chunk.
+    for (; written < n; ++written) {
+      // acquire: as in gate_open(); a subscriber joined: stop the chunk, wait_for_room() rescans the cursors.
+      if (lossless_ && header_->subscribers_epoch.load(std::memory_order_acquire) != seen_subscribers_epoch_)
+        break;
+      const std::span<const std::byte> m = messages[done + written];
+      SlotHeader* slot = ring_slot(ring_, geometry_, head_);
+      // Busy mark before the payload (seqlock for lapped readers); the release fence orders it before the
+      // payload stores and costs nothing on x86.
+      slot->sequence.store((head_ + 1) | kSlotBusyBit, std::memory_order_relaxed);
+      std::atomic_thread_fence(std::memory_order_release);
       if (!m.empty()) std::memcpy(slot_payload(slot), m.data(), m.size());
       slot->publish_ns = publish_ns;
       slot->size = static_cast<uint32_t>(m.size());
       bytes += m.size();
+      ++head_;
+      // release: pairs with the reader's acquire load of the sequence (payload and header visible); head as
+      // in commit(). A plain store each on x86.
+      slot->sequence.store(head_, std::memory_order_release);
+      slot_->head.store(head_, std::memory_order_release);
     }
-    // release: pairs with the reader's acquire load of the sequence, making that slot's payload and header
-    // visible. On x86 a release store is a plain store, so the batch costs no fence here; the one full fence
-    // below replaces the seq_cst store commit() pays for every message.
-    for (std::size_t i = 0; i < n; ++i)
-      ring_slot(ring_, geometry_, head_ + i)->sequence.store(head_ + i + 1, std::memory_order_release);
-    head_ += n;
-    // release: as in commit().
-    slot_->head.store(head_, std::memory_order_release);
     slot_->bytes.store(slot_->bytes.load(std::memory_order_relaxed) + bytes, std::memory_order_relaxed);
     slot_->loaned.store(0, std::memory_order_relaxed);
-    // One check for sleepers (and one wake-up) a batch. Without cheap commits, a seq_cst fence orders the
-    // sequences before it (Dekker with a reader going to sleep), once for the whole batch.
+    // One check for sleepers (and one wake-up) a chunk. Without cheap commits, a seq_cst fence orders the
+    // sequences before it (Dekker with a reader going to sleep), once for the whole chunk.
     if (!cheap_commit_) std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (sleepers_present()) wake_readers();
-    done += n;
+    if (written > 0 && sleepers_present()) wake_readers();
+    done += written;
   }
   return done;
 }

@@ -32,11 +32,11 @@ class RingWriter {
   // Publishes the claimed slot. REQUIRES: claim() returned non-null since the last commit; size <= max.
   void commit(uint32_t size, uint64_t publish_ns);
 
-  // Copies `messages` into consecutive slots and publishes them with one fence (and, without cheap commits,
-  // one full fence rather than a seq_cst store per message) and at most one check for sleepers, one
-  // wake-up, per ring's worth. A full lossless ring is
-  // waited for as in claim(). Returns how many were published: fewer than messages.size() only when the ring
-  // stayed full for `timeout`. REQUIRES: no claim outstanding; every message <= g.max_message_size.
+  // Copies `messages` into consecutive slots and publishes them with one publish stamp and at most one check
+  // for sleepers (one wake-up; without cheap commits, one full fence) per ring's worth, instead of one per
+  // message. A full lossless ring is waited for as in claim(). Returns how many were published: fewer than
+  // messages.size() only when the ring stayed full for `timeout`. REQUIRES: no claim outstanding; every
+  // message <= g.max_message_size.
   std::size_t write_batch(std::span<const std::span<const std::byte>> messages, uint64_t publish_ns,
                           std::chrono::nanoseconds timeout);
 

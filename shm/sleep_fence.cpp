@@ -12,10 +12,25 @@ bool register_cheap_commits() {
   return syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0) == 0;
 }
 
+namespace {
+// Whether this kernel has the expedited global barrier at all. Without it no process can have registered,
+// every writer commits with a seq_cst store, and the fence below is all the ordering a sleeper needs.
+bool kernel_has_global_expedited() {
+  static const bool has = [] {
+    const long commands = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+    return commands > 0 && (commands & MEMBARRIER_CMD_GLOBAL_EXPEDITED) != 0;
+  }();
+  return has;
+}
+}  // namespace
+
 bool fence_before_sleep() {
   // seq_cst: orders this thread's sleeper increments before its re-check, against writers that still use
   // seq_cst commits (unregistered processes).
   std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (!kernel_has_global_expedited()) return true;
+  // The kernel has it but may refuse this process (a seccomp filter): then a registered writer elsewhere
+  // could be missed, and the caller caps its sleep.
   return syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0) == 0;
 }
 
