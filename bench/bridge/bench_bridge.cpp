@@ -45,7 +45,9 @@ struct Result {
   double p50_us = 0, p99_us = 0;
 };
 
-int64_t now_ns() { return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count(); }
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
+}
 
 void stamp(std::vector<char>& msg, uint64_t seq) {
   const int64_t t = now_ns();
@@ -76,7 +78,8 @@ struct Tally {
   }
 };
 
-// Runs `child` in a forked process that writes its Result to a pipe; `ready` is written by the child once set up.
+// Runs `child` in a forked process that writes its Result to a pipe; `ready` is written by the child once set
+// up.
 struct Child {
   pid_t pid = -1;
   int result_fd = -1, ready_fd = -1;
@@ -197,7 +200,8 @@ BridgePair start_bridges(const Options& o, int port) {
   for (const auto& i : {ia, ib}) p.pids.push_back(spawn({SHMBUSD_PATH, "-i", i, "-r", p.dir, "-l", "warn"}));
   std::string security_a, security_b, server_key;
   if (o.curve) {
-    spawn({SHMBUS_BRIDGE_PATH, "--generate-keys", p.dir + "/a"}), spawn({SHMBUS_BRIDGE_PATH, "--generate-keys", p.dir + "/b"});
+    spawn({SHMBUS_BRIDGE_PATH, "--generate-keys", p.dir + "/a"}),
+        spawn({SHMBUS_BRIDGE_PATH, "--generate-keys", p.dir + "/b"});
     std::this_thread::sleep_for(300ms);
     security_a = "[security]\nsecret_key = \"" + p.dir + "/a.key\"\nallow = [\"" + p.dir + "/b.pub\"]\n";
     security_b = "[security]\nsecret_key = \"" + p.dir + "/b.key\"\nallow = []\n";
@@ -205,11 +209,14 @@ BridgePair start_bridges(const Options& o, int port) {
   }
   const std::string rules = "[[rule]]\npattern = \"bench/**\"\npolicy = \"lossless\"\ndepth = 1024\n";
   const std::string network = "high_water_mark = 1000000\nlossless = true\n";
-  std::ofstream(p.dir + "/a.toml") << "name = \"a\"\n[bus]\ninstance = \"" << ia << "\"\nruntime_dir = \"" << p.dir
-                                   << "\"\n[network]\nbind = [\"tcp://127.0.0.1:" << port << "\"]\n" << network << security_a << rules;
-  std::ofstream(p.dir + "/b.toml") << "name = \"b\"\n[bus]\ninstance = \"" << ib << "\"\nruntime_dir = \"" << p.dir
-                                   << "\"\n[network]\n" << network << security_b << "[[peer]]\nendpoint = \"tcp://127.0.0.1:"
-                                   << port << "\"\n" << server_key << rules;
+  std::ofstream(p.dir + "/a.toml") << "name = \"a\"\n[bus]\ninstance = \"" << ia << "\"\nruntime_dir = \""
+                                   << p.dir << "\"\n[network]\nbind = [\"tcp://127.0.0.1:" << port << "\"]\n"
+                                   << network << security_a << rules;
+  std::ofstream(p.dir + "/b.toml") << "name = \"b\"\n[bus]\ninstance = \"" << ib << "\"\nruntime_dir = \""
+                                   << p.dir << "\"\n[network]\n"
+                                   << network << security_b
+                                   << "[[peer]]\nendpoint = \"tcp://127.0.0.1:" << port << "\"\n"
+                                   << server_key << rules;
   for (auto* opts : {&p.a, &p.b}) {
     while (!shmbus::Bus::connect(*opts).ok()) std::this_thread::sleep_for(10ms);
   }
@@ -224,7 +231,8 @@ void stop_bridges(BridgePair& p) {
   std::filesystem::remove_all(p.dir);
 }
 
-Result bridge(const Options& o, const BridgePair& pair, uint64_t count, int gap_ms, const std::string& topic) {
+Result bridge(const Options& o, const BridgePair& pair, uint64_t count, int gap_ms,
+              const std::string& topic) {
   Child sub = fork_child([&](int ready) {
     auto bus = shmbus::Bus::connect(pair.b).value();
     // Blocking without a spin, as the ZeroMQ subscriber above sleeps in zmq_recv: on 2 cores a spinning
@@ -244,7 +252,8 @@ Result bridge(const Options& o, const BridgePair& pair, uint64_t count, int gap_
   wait_ready(sub);
   Child pub = fork_child([&](int ready) {
     auto bus = shmbus::Bus::connect(pair.a).value();
-    shmbus::PublisherOptions po{.topic = {.max_message_size = static_cast<uint32_t>(o.size), .depth = 1024,
+    shmbus::PublisherOptions po{.topic = {.max_message_size = static_cast<uint32_t>(o.size),
+                                          .depth = 1024,
                                           .policy = shmbus::Policy::kLossless},
                                 .full_timeout = 5000ms};
     auto p = bus.publisher(topic, po).value();
@@ -268,10 +277,12 @@ Result bridge(const Options& o, const BridgePair& pair, uint64_t count, int gap_
 }
 
 void print(const char* transport, const char* mode, int round, uint64_t sent, const Result& r) {
-  std::printf("{\"transport\":\"%s\",\"mode\":\"%s\",\"round\":%d,\"sent\":%llu,\"received\":%llu,\"msg_per_s\":%.0f,"
-              "\"p50_us\":%.1f,\"p99_us\":%.1f}\n",
-              transport, mode, round, static_cast<unsigned long long>(sent), static_cast<unsigned long long>(r.received),
-              r.seconds > 0 ? static_cast<double>(r.received) / r.seconds : 0.0, r.p50_us, r.p99_us);
+  std::printf(
+      "{\"transport\":\"%s\",\"mode\":\"%s\",\"round\":%d,\"sent\":%llu,\"received\":%llu,\"msg_per_s\":%.0f,"
+      "\"p50_us\":%.1f,\"p99_us\":%.1f}\n",
+      transport, mode, round, static_cast<unsigned long long>(sent),
+      static_cast<unsigned long long>(r.received),
+      r.seconds > 0 ? static_cast<double>(r.received) / r.seconds : 0.0, r.p50_us, r.p99_us);
   std::fflush(stdout);
 }
 
@@ -287,14 +298,22 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&] { return i + 1 < argc ? std::strtoull(argv[++i], nullptr, 10) : 0ull; };
-    if (a == "--count") o.count = next();
-    else if (a == "--size") o.size = std::max<std::size_t>(16, next());
-    else if (a == "--spaced") o.spaced = next();
-    else if (a == "--gap-ms") o.gap_ms = static_cast<int>(next());
-    else if (a == "--rounds") o.rounds = static_cast<int>(next());
-    else if (a == "--curve") o.curve = true;
+    if (a == "--count")
+      o.count = next();
+    else if (a == "--size")
+      o.size = std::max<std::size_t>(16, next());
+    else if (a == "--spaced")
+      o.spaced = next();
+    else if (a == "--gap-ms")
+      o.gap_ms = static_cast<int>(next());
+    else if (a == "--rounds")
+      o.rounds = static_cast<int>(next());
+    else if (a == "--curve")
+      o.curve = true;
     else {
-      std::fprintf(stderr, "usage: bench-bridge [--count N] [--size B] [--spaced N] [--gap-ms MS] [--rounds R] [--curve]\n");
+      std::fprintf(
+          stderr,
+          "usage: bench-bridge [--count N] [--size B] [--spaced N] [--gap-ms MS] [--rounds R] [--curve]\n");
       return 2;
     }
   }
@@ -317,14 +336,15 @@ int main(int argc, char** argv) {
     br_gap_p50.push_back(r.p50_us), br_gap_p99.push_back(r.p99_us);
   }
   stop_bridges(pair);
-  std::printf("\nmedians over %d rounds, %zu-byte messages, loopback TCP%s:\n", o.rounds, o.size, o.curve ? ", CURVE on the bridge" : "");
-  std::printf("  back-to-back rate   zmq %.0f msg/s   bridge %.0f msg/s   zmq/bridge = %.2fx\n", median(raw_rate),
-              median(br_rate), median(raw_rate) / median(br_rate));
-  std::printf("  back-to-back p50    zmq %.1f us   bridge %.1f us   bridge/zmq = %.2fx\n", median(raw_p50), median(br_p50),
-              median(br_p50) / median(raw_p50));
-  std::printf("  spaced %d ms p50     zmq %.1f us   bridge %.1f us   bridge/zmq = %.2fx\n", o.gap_ms, median(raw_gap_p50),
-              median(br_gap_p50), median(br_gap_p50) / median(raw_gap_p50));
-  std::printf("  spaced %d ms p99     zmq %.1f us   bridge %.1f us   bridge/zmq = %.2fx\n", o.gap_ms, median(raw_gap_p99),
-              median(br_gap_p99), median(br_gap_p99) / median(raw_gap_p99));
+  std::printf("\nmedians over %d rounds, %zu-byte messages, loopback TCP%s:\n", o.rounds, o.size,
+              o.curve ? ", CURVE on the bridge" : "");
+  std::printf("  back-to-back rate   zmq %.0f msg/s   bridge %.0f msg/s   zmq/bridge = %.2fx\n",
+              median(raw_rate), median(br_rate), median(raw_rate) / median(br_rate));
+  std::printf("  back-to-back p50    zmq %.1f us   bridge %.1f us   bridge/zmq = %.2fx\n", median(raw_p50),
+              median(br_p50), median(br_p50) / median(raw_p50));
+  std::printf("  spaced %d ms p50     zmq %.1f us   bridge %.1f us   bridge/zmq = %.2fx\n", o.gap_ms,
+              median(raw_gap_p50), median(br_gap_p50), median(br_gap_p50) / median(raw_gap_p50));
+  std::printf("  spaced %d ms p99     zmq %.1f us   bridge %.1f us   bridge/zmq = %.2fx\n", o.gap_ms,
+              median(raw_gap_p99), median(br_gap_p99), median(br_gap_p99) / median(raw_gap_p99));
   return 0;
 }
