@@ -19,21 +19,13 @@
 #include "shmbus/task.h"
 #include "shmbus/work_queue.h"
 #include "support/test_daemon.h"
+#include "support/word_bytes.h"
 
 namespace shmbus::test {
 namespace {
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
-
-std::span<const std::byte> bytes_of(const uint64_t& v) {
-  return std::as_bytes(std::span(&v, 1));
-}
-uint64_t value_of(std::span<const std::byte> b) {
-  uint64_t v = 0;
-  std::memcpy(&v, b.data(), std::min(b.size(), sizeof v));
-  return v;
-}
 
 // Message `index` of a producer: the index in the first 8 bytes, then bytes derived from it.
 std::vector<std::byte> payload(uint64_t index) {

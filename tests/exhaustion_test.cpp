@@ -23,16 +23,13 @@
 
 #include "shmbus/work_queue.h"
 #include "support/test_daemon.h"
+#include "support/word_bytes.h"
 
 namespace shmbus::test {
 namespace {
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
-
-std::span<const std::byte> bytes_of(const uint64_t& v) {
-  return std::as_bytes(std::span(&v, 1));
-}
 
 std::string unique_suffix() {
   static int counter = 0;

@@ -20,20 +20,12 @@
 #include "shmbus/rpc.h"
 #include "shmbus/work_queue.h"
 #include "support/test_daemon.h"
+#include "support/word_bytes.h"
 
 namespace shmbus::test {
 namespace {
 
 using namespace std::chrono_literals;
-
-std::span<const std::byte> bytes_of(const uint64_t& v) {
-  return std::as_bytes(std::span(&v, 1));
-}
-uint64_t value_of(std::span<const std::byte> b) {
-  uint64_t v = 0;
-  std::memcpy(&v, b.data(), std::min(b.size(), sizeof v));
-  return v;
-}
 
 // Runs `body` in a forked child with its own Bus; the child's exit status is body's return value.
 pid_t spawn(const std::function<int()>& body) {
