@@ -132,19 +132,14 @@ RingFollower* SubscriberCore::find_ready(shm::SlotHeader** slot) {
     for (;;) {
       uint64_t lost = 0;
       const auto peek = f->reader.peek(slot, &lost);
-      if (lost) {
-        dropped += lost;
-        // relaxed: a statistic read by the daemon.
-        stats->dropped.store(dropped, std::memory_order_relaxed);
-      }
+      if (lost) count_dropped(lost);
       if (peek == shm::RingReader::Peek::kReady) {
         next = at + 1 == n ? 0 : at + 1;
         return f;
       }
       if (peek == shm::RingReader::Peek::kCorrupt) {
         f->reader.skip();
-        ++dropped;
-        stats->dropped.store(dropped, std::memory_order_relaxed);
+        count_dropped(1);
         continue;
       }
       f->reader.publish_cursor(/*force=*/true);  // caught up: let a waiting lossless writer move on
@@ -152,6 +147,27 @@ RingFollower* SubscriberCore::find_ready(shm::SlotHeader** slot) {
     }
   }
   return nullptr;
+}
+
+void SubscriberCore::count_taken(uint64_t count, uint64_t bytes, uint64_t publish_ns) {
+  const uint64_t before = taken;
+  taken += count;
+  // relaxed: statistics for `stats`, single writer (this subscriber).
+  stats->taken.store(taken, std::memory_order_relaxed);
+  stats->bytes.store(stats->bytes.load(std::memory_order_relaxed) + bytes, std::memory_order_relaxed);
+  // Sample when this call took the 1st, 17th, 33rd... message.
+  if (before != 0 && (taken - 1) / kLatencySampleEvery == (before - 1) / kLatencySampleEvery) return;
+  const uint64_t now = now_ns();
+  const uint64_t latency = now > publish_ns ? now - publish_ns : 0;
+  auto& bucket = stats->latency_ns[shm::latency_bucket(latency)];
+  bucket.store(bucket.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  // Sum and count for the daemon's mean waiting time: plain stores (single writer), no read-modify-write.
+  // release on the count: pairs with the daemon's acquire load of it, so the sum it reads next holds at
+  // least the latencies that count covers.
+  stats->latency_sum_ns.store(stats->latency_sum_ns.load(std::memory_order_relaxed) + latency,
+                              std::memory_order_relaxed);
+  stats->latency_samples.store(stats->latency_samples.load(std::memory_order_relaxed) + 1,
+                               std::memory_order_release);
 }
 
 void SubscriberCore::release(uint32_t ring, uint32_t generation, uint64_t position) {
@@ -197,9 +213,11 @@ void Sample::release() {
 }
 
 bool Sample::still_valid() const {
-  if (owner_ == nullptr) return false;
-  const auto& f = owner_->rings[ring_];
-  return f.present && f.reader.generation() == generation_ && f.reader.still_valid(sequence_ - 1);
+  return owner_ != nullptr && owner_->still_valid(ring_, generation_, sequence_ - 1);
+}
+
+bool SampleView::still_valid() const {
+  return owner_ != nullptr && owner_->still_valid(ring_, generation_, sequence_ - 1);
 }
 
 Subscriber::Subscriber() = default;
@@ -224,27 +242,50 @@ Sample Subscriber::try_take() {
   s.generation_ = f->reader.generation();
   s.sequence_ = f->reader.hold() + 1;
   ++c.held;
-  ++c.taken;
   // relaxed: statistics for `stats`, single writer (this subscriber).
-  c.stats->taken.store(c.taken, std::memory_order_relaxed);
-  c.stats->bytes.store(c.stats->bytes.load(std::memory_order_relaxed) + s.size_, std::memory_order_relaxed);
   c.stats->held.store(c.held, std::memory_order_relaxed);
-  if (c.taken % detail::kLatencySampleEvery == 1) {
-    const uint64_t now = detail::now_ns();
-    const uint64_t latency = now > s.publish_ns_ ? now - s.publish_ns_ : 0;
-    auto& bucket = c.stats->latency_ns[shm::latency_bucket(latency)];
-    bucket.store(bucket.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-    // Sum and count for the daemon's mean waiting time: plain stores (single writer), no read-modify-write.
-    // release on the count: pairs with the daemon's acquire load of it, so the sum it reads next holds at
-    // least the latencies that count covers.
-    c.stats->latency_sum_ns.store(c.stats->latency_sum_ns.load(std::memory_order_relaxed) + latency,
-                                  std::memory_order_relaxed);
-    c.stats->latency_samples.store(c.stats->latency_samples.load(std::memory_order_relaxed) + 1,
-                                   std::memory_order_release);
-  }
+  c.count_taken(1, s.size_, s.publish_ns_);
   // No cursor publication here: the sample just taken is held, so the cursor could not pass it; release()
   // and a reader that caught up (find_ready) publish it.
   return s;
+}
+
+std::size_t Subscriber::drain(std::size_t max, DrainCallback on_message, void* context) {
+  detail::SubscriberCore& c = *core_;
+  std::size_t n = 0;
+  uint64_t bytes = 0, first_publish_ns = 0;
+  while (n < max) {
+    shm::SlotHeader* slot = nullptr;
+    detail::RingFollower* f = c.find_ready(&slot);  // re-opens, follows new publishers, serves rings in turn
+    if (f == nullptr) break;
+    shm::RingReader& reader = f->reader;
+    SampleView v;
+    v.owner_ = &c;
+    v.publisher_id_ = f->publisher_id;
+    v.ring_ = reader.ring();
+    v.generation_ = reader.generation();
+    if (n == 0) first_publish_ns = slot->publish_ns;
+    // This ring's consecutive ready slots: a peek each, no Sample, nothing held.
+    for (;;) {
+      v.data_ = shm::slot_payload(slot);
+      v.size_ = slot->size;  // peek() checked it against max_message_size
+      v.publish_ns_ = slot->publish_ns;
+      v.sequence_ = reader.read_position() + 1;
+      on_message(context, v);
+      reader.skip();  // consumed: the cursor may pass it
+      ++n;
+      bytes += v.size_;
+      if (n == max) break;
+      uint64_t lost = 0;
+      const auto peek = reader.peek(&slot, &lost);
+      if (lost) c.count_dropped(lost);
+      if (peek != shm::RingReader::Peek::kReady) break;  // empty, or corrupt: find_ready skips and counts it
+    }
+    // Once per ring visited; a reader that caught up publishes in full at its next look (find_ready).
+    reader.publish_cursor(/*force=*/false);
+  }
+  if (n > 0) c.count_taken(n, bytes, first_publish_ns);
+  return n;
 }
 
 bool Subscriber::has_data() {

@@ -64,6 +64,21 @@ struct SubscriberCore {
   RingFollower* find_ready(shm::SlotHeader** slot);
   static void log_reattach_failure(const Status& s);
   void release(uint32_t ring, uint32_t generation, uint64_t position);
+  // True if the message at `position` of that ring (and generation) has not been overwritten since.
+  bool still_valid(uint32_t ring, uint32_t generation, uint64_t position) const {
+    if (ring >= rings.size()) return false;
+    const RingFollower& f = rings[ring];
+    return f.present && f.reader.generation() == generation && f.reader.still_valid(position);
+  }
+  // Counts `count` messages of `bytes` taken, and samples the publish-to-take latency of a message published
+  // at `publish_ns` every kLatencySampleEvery messages.
+  void count_taken(uint64_t count, uint64_t bytes, uint64_t publish_ns);
+  // Counts a lapped or corrupt stretch of a ring.
+  void count_dropped(uint64_t count) {
+    dropped += count;
+    // relaxed: a statistic read by the daemon.
+    stats->dropped.store(dropped, std::memory_order_relaxed);
+  }
   bool check_epoch() {
     // acquire: pairs with the daemon's release bump after it changed a publisher slot.
     const uint32_t epoch = topic.header()->publishers_epoch.load(std::memory_order_acquire);

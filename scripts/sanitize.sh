@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-deps.sh
 which="${1:-all}"
-tsan_labels='^(ring_test|work_queue_test|queue_test|async_test|async_queue_test|pubsub_test|daemon_test)$'
+tsan_labels='^(ring_test|work_queue_test|queue_test|async_test|async_queue_test|pubsub_test|drain_test|daemon_test)$'
 failed=0
 
 # run <build dir> <sanitizers> <ctest args...>

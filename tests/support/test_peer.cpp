@@ -4,6 +4,7 @@
 //       publishes COUNT messages of SIZE bytes (index + a pattern derived from SEED and the index);
 //       COUNT 0: in bursts of 100 per millisecond until SIGTERM; prints "published=N checksum=C".
 //   test_peer subscribe TOPIC COUNT [IDLE_SECONDS] [SEED]
+//   test_peer drain TOPIC COUNT [IDLE_SECONDS] [SEED]     as subscribe, receiving with Subscriber::drain
 //       takes until COUNT messages arrived or nothing came for IDLE_SECONDS (default 20); checks that each
 //       publisher's sequence rises and that each payload matches its pattern; prints
 //       "ready" once attached, then "received=N checksum=C order_errors=E corrupt=K dropped=D"
@@ -36,6 +37,7 @@
 
 #include "shm/topic_segment_layout.h"
 #include "shmbus/bus.h"
+#include "shmbus/wait_set.h"
 
 namespace {
 
@@ -213,9 +215,12 @@ int main(int argc, char** argv) {
     std::printf("published=%llu checksum=%llu\n", (unsigned long long)i, (unsigned long long)sum);
     return 0;
   }
-  if (mode == "subscribe") {
+  if (mode == "subscribe" || mode == "drain") {
+    // "drain" receives with Subscriber::drain (64 at a time, waiting in a WaitSet) instead of take.
     const uint64_t count = std::strtoull(argv[3], nullptr, 10);
     const double idle = argc > 4 ? std::atof(argv[4]) : 20.0;
+    const auto idle_ns =
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::duration<double>(idle));
     const bool filter = argc > 5;
     const uint64_t seed = filter ? std::strtoull(argv[5], nullptr, 10) : 0;
     uint64_t gaps = 0, next_index = 0, overwritten = 0;
@@ -225,10 +230,7 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
     uint64_t received = 0, sum = 0, order_errors = 0, corrupt = 0;
     std::map<uint64_t, uint64_t> last_sequence;  // per publisher
-    while (received < count) {
-      auto m = sub->take(
-          std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::duration<double>(idle)));
-      if (!m) break;
+    auto on_message = [&](const auto& m) {       // a Sample or a SampleView
       uint64_t& last = last_sequence[m.publisher_id()];
       if (m.sequence() <= last) ++order_errors;
       last = m.sequence();
@@ -237,18 +239,32 @@ int main(int argc, char** argv) {
       // counts as missed, not as corrupt. (Always valid on lossless topics.)
       if (!m.still_valid()) {
         ++overwritten;
-        continue;
+        return;
       }
       if (!intact) ++corrupt;
       if (filter) {
         uint64_t header[2] = {0, 0};
         std::memcpy(header, m.data(), std::min(m.size(), sizeof header));
-        if (header[1] != seed) continue;
+        if (header[1] != seed) return;
         gaps += header[0] - std::min(header[0], next_index);
         next_index = header[0] + 1;
       }
       sum += checksum(m.data(), m.size());
       ++received;
+    };
+    shmbus::WaitSet ready;
+    ready.add(*sub);
+    while (received < count) {
+      if (mode == "drain") {
+        if (sub->drain(64, [&](const shmbus::SampleView& v) { on_message(v); }) == 0 &&
+            ready.wait(idle_ns).empty()) {
+          break;
+        }
+        continue;
+      }
+      auto m = sub->take(idle_ns);
+      if (!m) break;
+      on_message(m);
     }
     std::printf(
         "received=%llu checksum=%llu order_errors=%llu corrupt=%llu dropped=%llu gaps=%llu "

@@ -1,0 +1,207 @@
+// Subscriber::drain: many messages per call, no Sample each, through a real daemon and across processes.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <map>
+#include <thread>
+
+#include "shmbus/bus.h"
+#include "shmbus/wait_set.h"
+#include "support/peer_output.h"
+#include "support/test_daemon.h"
+#include "support/word_bytes.h"
+
+namespace shmbus::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Drains everything ready now; returns the values (first 8 bytes) in the order they were handed over.
+std::vector<uint64_t> drain_values(Subscriber& sub, std::size_t max, std::size_t* handed = nullptr) {
+  std::vector<uint64_t> values;
+  const std::size_t n = sub.drain(max, [&](const SampleView& v) {
+    EXPECT_EQ(v.size(), sizeof(uint64_t));
+    values.push_back(value_of(v.bytes()));
+  });
+  if (handed != nullptr) *handed = n;
+  EXPECT_EQ(n, values.size()) << "drain returns what it handed over";
+  return values;
+}
+
+TEST(DrainTest, HandsOverInOrderUpToMaxWithMetadata) {
+  TestDaemon daemon;
+  Bus bus = daemon.connect();
+  PublisherOptions o;
+  o.topic.depth = 128;
+  o.topic.policy = Policy::kLossless;
+  auto sub = bus.subscriber("drain/order", {.topic = o.topic});
+  auto pub = bus.publisher("drain/order", o);
+  ASSERT_TRUE(sub.ok() && pub.ok());
+  for (uint64_t i = 0; i < 100; ++i) ASSERT_TRUE(pub->publish(bytes_of(i)).ok());
+  std::vector<uint64_t> sequences;
+  const std::size_t n = sub->drain(30, [&](const SampleView& v) {
+    EXPECT_EQ(value_of(v.bytes()), v.sequence() - 1);
+    EXPECT_EQ(v.publisher_id(), pub->id());
+    EXPECT_LE(v.publish_time(), std::chrono::steady_clock::now());
+    EXPECT_TRUE(v.still_valid());
+    sequences.push_back(v.sequence());
+  });
+  ASSERT_EQ(n, 30u) << "at most max";
+  for (uint64_t i = 0; i < 30; ++i) EXPECT_EQ(sequences[i], i + 1);
+  const auto rest = drain_values(*sub, 1000);
+  ASSERT_EQ(rest.size(), 70u);
+  for (uint64_t i = 0; i < 70; ++i) EXPECT_EQ(rest[i], 30 + i);
+  EXPECT_EQ(drain_values(*sub, 1000).size(), 0u) << "nothing left: returns 0 at once";
+  EXPECT_EQ(sub->taken(), 100u);
+  EXPECT_FALSE(sub->try_take());
+}
+
+TEST(DrainTest, MixesWithTakeAndHeldSamples) {
+  TestDaemon daemon;
+  Bus bus = daemon.connect();
+  auto sub = bus.subscriber("drain/mixed");
+  auto pub = bus.publisher("drain/mixed");
+  ASSERT_TRUE(sub.ok() && pub.ok());
+  for (uint64_t i = 0; i < 10; ++i) ASSERT_TRUE(pub->publish(bytes_of(i)).ok());
+  Sample held = sub->try_take();
+  ASSERT_TRUE(held);
+  EXPECT_EQ(value_of(held.bytes()), 0u);
+  const auto drained = drain_values(*sub, 5);
+  EXPECT_EQ(drained, (std::vector<uint64_t>{1, 2, 3, 4, 5}));
+  EXPECT_EQ(value_of(held.bytes()), 0u) << "a held sample is untouched by drain";
+  Sample next = sub->try_take();
+  ASSERT_TRUE(next);
+  EXPECT_EQ(value_of(next.bytes()), 6u);
+  EXPECT_EQ(drain_values(*sub, 100), (std::vector<uint64_t>{7, 8, 9}));
+}
+
+TEST(DrainTest, FreesRoomForABlockedLosslessPublisher) {
+  TestDaemon daemon;
+  Bus bus = daemon.connect();
+  PublisherOptions o;
+  o.topic.depth = 8;
+  o.topic.policy = Policy::kLossless;
+  o.full_timeout = 50ms;
+  auto pub = bus.publisher("drain/lossless", o);
+  auto sub = bus.subscriber("drain/lossless");
+  ASSERT_TRUE(sub.ok() && pub.ok());
+  uint64_t sent = 0;
+  while (pub->publish(bytes_of(sent)).ok()) ++sent;
+  ASSERT_EQ(sent, 8u);
+  EXPECT_EQ(drain_values(*sub, 3), (std::vector<uint64_t>{0, 1, 2}));
+  for (uint64_t i = 0; i < 3; ++i) {
+    EXPECT_TRUE(pub->publish(bytes_of(sent++)).ok()) << "drain gave the consumed slots back";
+  }
+  EXPECT_EQ(pub->publish(bytes_of(sent)).code(), Errc::kTimeout) << "and no more than those";
+  const auto rest = drain_values(*sub, 100);
+  ASSERT_EQ(rest.size(), 8u);
+  for (uint64_t i = 0; i < rest.size(); ++i) EXPECT_EQ(rest[i], 3 + i);
+}
+
+TEST(DrainTest, LappedLossyReaderCountsEveryLossExactly) {
+  TestDaemon daemon;
+  Bus bus = daemon.connect();
+  PublisherOptions o;
+  o.topic.depth = 16;
+  auto sub = bus.subscriber("drain/lossy", {.topic = o.topic});
+  auto pub = bus.publisher("drain/lossy", o);
+  ASSERT_TRUE(sub.ok() && pub.ok());
+  constexpr uint64_t kSent = 100000;
+  uint64_t received = 0, last = 0;
+  for (uint64_t i = 0; i < kSent; ++i) {
+    ASSERT_TRUE(pub->publish(bytes_of(i)).ok());
+    if (i % 1000 == 999) {  // a reader that looks far too rarely: lapped between looks
+      for (uint64_t v : drain_values(*sub, 7)) {
+        EXPECT_TRUE(received == 0 || v > last);
+        last = v;
+        ++received;
+      }
+    }
+  }
+  for (;;) {
+    const auto values = drain_values(*sub, 7);
+    if (values.empty()) break;
+    for (uint64_t v : values) {
+      EXPECT_TRUE(received == 0 || v > last);
+      last = v;
+      ++received;
+    }
+  }
+  EXPECT_EQ(last, kSent - 1);
+  EXPECT_GT(sub->dropped(), 0u);
+  EXPECT_EQ(received + sub->dropped(), kSent) << "every message is either handed over or counted as dropped";
+  EXPECT_EQ(sub->taken(), received);
+}
+
+// Two publisher threads and a draining thread: each publisher's messages once, in order (run under TSan).
+TEST(DrainTest, ThreadedPublishersLosslessInOrder) {
+  TestDaemon daemon;
+  Bus bus = daemon.connect();
+  PublisherOptions o;
+  o.topic.depth = 64;
+  o.topic.policy = Policy::kLossless;
+  o.full_timeout = 10s;
+  auto sub = bus.subscriber("drain/threads", {.topic = o.topic});
+  ASSERT_TRUE(sub.ok());
+  constexpr uint64_t kPerPublisher = 100000;
+  std::vector<std::thread> publishers;
+  std::vector<uint64_t> ids(2);
+  for (int t = 0; t < 2; ++t) {
+    auto pub = bus.publisher("drain/threads", o);
+    ASSERT_TRUE(pub.ok());
+    ids[t] = pub->id();
+    publishers.emplace_back([p = std::move(pub).value()]() mutable {
+      for (uint64_t i = 0; i < kPerPublisher; ++i) ASSERT_TRUE(p.publish(bytes_of(i)).ok());
+    });
+  }
+  std::map<uint64_t, uint64_t> next;  // per publisher id: the value expected next
+  uint64_t received = 0, out_of_order = 0;
+  WaitSet ready;
+  ready.add(*sub);
+  const auto give_up = std::chrono::steady_clock::now() + 120s;
+  while (received < 2 * kPerPublisher && std::chrono::steady_clock::now() < give_up) {
+    const std::size_t n = sub->drain(50, [&](const SampleView& v) {
+      uint64_t& expected = next[v.publisher_id()];
+      if (value_of(v.bytes()) != expected) ++out_of_order;
+      expected = value_of(v.bytes()) + 1;
+      ++received;
+    });
+    if (n == 0) (void)ready.wait(100ms);
+  }
+  for (auto& t : publishers) t.join();
+  EXPECT_EQ(received, 2 * kPerPublisher);
+  EXPECT_EQ(out_of_order, 0u);
+  EXPECT_EQ(next[ids[0]], kPerPublisher);
+  EXPECT_EQ(next[ids[1]], kPerPublisher);
+  EXPECT_EQ(sub->dropped(), 0u);
+}
+
+// Real processes: a publish and a publish_batch publisher, one subscriber draining and one taking; both
+// receive every message once, in order, with equal checksums.
+TEST(DrainMultiProcessTest, DrainingAndTakingSubscribersAgree) {
+  TestDaemon daemon;
+  constexpr int kPerPublisher = 100000;
+  ChildProcess drainer({TEST_PEER_PATH, "drain", "mp/drain", std::to_string(2 * kPerPublisher)});
+  ChildProcess taker({TEST_PEER_PATH, "subscribe", "mp/drain", std::to_string(2 * kPerPublisher)});
+  ASSERT_EQ(drainer.read_line(), "ready");
+  ASSERT_EQ(taker.read_line(), "ready");
+  ChildProcess p1(
+      {TEST_PEER_PATH, "publish", "mp/drain", std::to_string(kPerPublisher), "200", "lossless", "2", "11"});
+  ChildProcess p2({TEST_PEER_PATH, "publish_batch", "mp/drain", std::to_string(kPerPublisher), "200",
+                   "lossless", "2", "22", "64"});
+  const std::string o1 = p1.read_line(300), o2 = p2.read_line(300);
+  EXPECT_EQ(p1.wait(), 0);
+  EXPECT_EQ(p2.wait(), 0);
+  const uint64_t sum = field(o1, "checksum") + field(o2, "checksum");
+  for (ChildProcess* s : {&drainer, &taker}) {
+    const std::string r = s->read_line(300);
+    EXPECT_EQ(field(r, "received"), 2u * kPerPublisher) << r;
+    EXPECT_EQ(field(r, "checksum"), sum) << r;
+    EXPECT_EQ(field(r, "order_errors"), 0u) << r;
+    EXPECT_EQ(field(r, "corrupt"), 0u) << r;
+    EXPECT_EQ(field(r, "dropped"), 0u) << r;
+  }
+}
+
+}  // namespace
+}  // namespace shmbus::test
