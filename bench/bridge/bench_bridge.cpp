@@ -37,6 +37,7 @@ struct Options {
   std::size_t size = 64;
   int rounds = 3;
   bool curve = false;
+  std::string only;  // "zmq" or "bridge": run one transport (for profiling); empty runs both
 };
 
 struct Result {
@@ -310,32 +311,48 @@ int main(int argc, char** argv) {
       o.rounds = static_cast<int>(next());
     else if (a == "--curve")
       o.curve = true;
+    else if (a == "--only" && i + 1 < argc &&
+             (std::string(argv[i + 1]) == "zmq" || std::string(argv[i + 1]) == "bridge"))
+      o.only = argv[++i];
     else {
       std::fprintf(
           stderr,
-          "usage: bench-bridge [--count N] [--size B] [--spaced N] [--gap-ms MS] [--rounds R] [--curve]\n");
+          "usage: bench-bridge [--count N] [--size B] [--spaced N] [--gap-ms MS] [--rounds R] [--curve]\n"
+          "                    [--only zmq|bridge]\n");
       return 2;
     }
   }
   const int raw_port = 20000 + getpid() % 20000, bridge_port = raw_port + 1;
   BridgePair pair = start_bridges(o, bridge_port);
   std::vector<double> raw_rate, br_rate, raw_p50, br_p50, raw_gap_p50, br_gap_p50, raw_gap_p99, br_gap_p99;
+  const bool run_zmq = o.only != "bridge", run_bridge = o.only != "zmq";
   for (int round = 1; round <= o.rounds; ++round) {
     const std::string topic = "bench/r" + std::to_string(round);
-    Result r = raw_zmq(o, o.count, 0, raw_port);
-    print("zmq", "back-to-back", round, o.count, r);
-    raw_rate.push_back(r.received / std::max(r.seconds, 1e-9)), raw_p50.push_back(r.p50_us);
-    r = bridge(o, pair, o.count, 0, topic);
-    print("bridge", "back-to-back", round, o.count, r);
-    br_rate.push_back(r.received / std::max(r.seconds, 1e-9)), br_p50.push_back(r.p50_us);
-    r = raw_zmq(o, o.spaced, o.gap_ms, raw_port);
-    print("zmq", "spaced", round, o.spaced, r);
-    raw_gap_p50.push_back(r.p50_us), raw_gap_p99.push_back(r.p99_us);
-    r = bridge(o, pair, o.spaced, o.gap_ms, topic + "s");
-    print("bridge", "spaced", round, o.spaced, r);
-    br_gap_p50.push_back(r.p50_us), br_gap_p99.push_back(r.p99_us);
+    Result r;
+    if (run_zmq) {
+      r = raw_zmq(o, o.count, 0, raw_port);
+      print("zmq", "back-to-back", round, o.count, r);
+      raw_rate.push_back(r.received / std::max(r.seconds, 1e-9)), raw_p50.push_back(r.p50_us);
+    }
+    if (run_bridge) {
+      r = bridge(o, pair, o.count, 0, topic);
+      print("bridge", "back-to-back", round, o.count, r);
+      br_rate.push_back(r.received / std::max(r.seconds, 1e-9)), br_p50.push_back(r.p50_us);
+    }
+    if (o.spaced == 0) continue;
+    if (run_zmq) {
+      r = raw_zmq(o, o.spaced, o.gap_ms, raw_port);
+      print("zmq", "spaced", round, o.spaced, r);
+      raw_gap_p50.push_back(r.p50_us), raw_gap_p99.push_back(r.p99_us);
+    }
+    if (run_bridge) {
+      r = bridge(o, pair, o.spaced, o.gap_ms, topic + "s");
+      print("bridge", "spaced", round, o.spaced, r);
+      br_gap_p50.push_back(r.p50_us), br_gap_p99.push_back(r.p99_us);
+    }
   }
   stop_bridges(pair);
+  if (!o.only.empty()) return 0;  // one transport: no ratios to print
   std::printf("\nmedians over %d rounds, %zu-byte messages, loopback TCP%s:\n", o.rounds, o.size,
               o.curve ? ", CURVE on the bridge" : "");
   std::printf("  back-to-back rate   zmq %.0f msg/s   bridge %.0f msg/s   zmq/bridge = %.2fx\n",
