@@ -287,14 +287,13 @@ bool EventSourceState::arm() {
       shm::TopicHeader* h = watched[i].header;
       headers[i] = h;
       sleep_flags[i] = watched[i].sleep_flag;
-      // acquire: the value to sleep on, as in Subscriber::take; a writer that commits after our enter_sleep
-      // below sees the sleeper and changes it.
-      targets[i + 1] = {&h->wake_word, h->wake_word.load(std::memory_order_acquire)};
       // relaxed: hints to wake the owner, who re-reads them with acquire (SubscriberCore::check_epoch).
       epochs[i] = h->publishers_epoch.load(std::memory_order_relaxed);
       closed[i] = h->closed.load(std::memory_order_relaxed);
-      // seq_cst (inside): Dekker with the writer's seq_cst commit then seq_cst load of sleepers.
+      // seq_cst (inside): Dekker with the writer's commit then load of sleepers and of the armed word, as in
+      // Subscriber::take; a writer that commits after this sees the sleeper and changes the armed value.
       shm::enter_sleep(h, sleep_flags[i]);
+      targets[i + 1] = {&h->wake_word, shm::arm_wake_word(h)};
     }
     for (std::size_t j = 0; j < queues.size(); ++j) {
       shm::WorkQueueHeader* h = queues[j].header;

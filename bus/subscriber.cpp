@@ -311,12 +311,12 @@ Sample Subscriber::take(std::chrono::nanoseconds timeout) {
     // No time left (take(0), say): one last look, without the sleep protocol and its membarrier.
     if (std::chrono::steady_clock::now() >= deadline) return try_take();
     h = core_->topic.header();  // a reshaped topic was re-opened in another segment
-    // acquire: the value we sleep on; a writer that publishes after this load changes it if it sees us.
-    const uint32_t word = h->wake_word.load(std::memory_order_acquire);
-    // Dekker with the writer's commit then load of sleepers: either it sees us sleeping, or our re-check
-    // below sees its message (seq_cst increment, then fence_before_sleep; see shm/sleep_fence.h).
+    // Dekker with the writer's commit then load of sleepers and of the armed word: either it sees us sleeping
+    // and wakes us, or our re-check below sees its message (seq_cst increment and arming, then
+    // fence_before_sleep; see shm/sleep_fence.h).
     shm::enter_sleep(h, core_->stats);
-    core_->sleeping = true;  // the mapping must stay until leave_sleep
+    const uint32_t word = shm::arm_wake_word(h);  // the value we sleep on
+    core_->sleeping = true;                       // the mapping must stay until leave_sleep
     const bool fenced = shm::fence_before_sleep();
     Sample s = try_take();
     if (!s) {

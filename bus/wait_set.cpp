@@ -44,9 +44,9 @@ std::vector<Subscriber*> WaitSet::wait(std::chrono::nanoseconds timeout) {
     }
     for (std::size_t i = 0; i < subscribers_.size(); ++i) {
       shm::TopicHeader* h = subscribers_[i]->core_->topic.header();
-      // acquire / seq_cst: the same sleep protocol as Subscriber::take, once per topic.
-      targets[i] = {&h->wake_word, h->wake_word.load(std::memory_order_acquire)};
+      // The same sleep protocol as Subscriber::take, once per topic.
       shm::enter_sleep(h, subscribers_[i]->core_->stats);
+      targets[i] = {&h->wake_word, shm::arm_wake_word(h)};
       subscribers_[i]->core_->sleeping = true;  // the mapping must stay until leave_sleep
     }
     const bool fenced = shm::fence_before_sleep();  // see shm/sleep_fence.h

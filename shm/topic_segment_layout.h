@@ -86,7 +86,7 @@ struct alignas(kCacheLine) TopicHeader {
   uint8_t pad1_[56];
 
   // Read by every writer on every publish: it changes only when a reader sleeps or a subscriber joins/leaves.
-  alignas(kCacheLine) std::atomic<uint32_t> wake_word;  // futex word blocking readers sleep on
+  alignas(kCacheLine) std::atomic<uint32_t> wake_word;  // futex word blocking readers sleep on; bit 0: armed
   std::atomic<uint32_t> sleepers;                       // readers inside (or about to enter) futex_wait
   std::atomic<uint32_t> subscribers_epoch;              // bumped by the daemon on join/leave: writers rescan
   uint8_t pad2_[52];
@@ -243,6 +243,13 @@ inline void enter_sleep(TopicHeader* h, SubscriberSlot* me) {
   // seq_cst: Dekker with the writer's seq_cst commit + load of sleepers (see RingWriter::commit).
   h->sleepers.fetch_add(1, std::memory_order_seq_cst);
   me->sleeping.store(1, std::memory_order_relaxed);
+}
+// The value a reader about to sleep waits on: the wake word with its low bit set, asking the next writer for
+// a wake-up. Writers wake only an armed word and disarm it as they bump it (RingWriter::wake_readers): one
+// futex_wake per sleep, not one per message while a woken reader is still on its way out of the sleep.
+// seq_cst: a locked RMW, ordered before the caller's fence_before_sleep() like the sleepers increment.
+inline uint32_t arm_wake_word(TopicHeader* h) {
+  return h->wake_word.fetch_or(1, std::memory_order_seq_cst) | 1;
 }
 // Decrements `sleepers` unless it is already 0 (a crash repair may have raced us). relaxed: a count.
 inline void decrement_sleepers(TopicHeader* h) {
