@@ -135,25 +135,25 @@ bool Outbound::send(const std::string& frame, const HeaderBytes& header, ZmqMess
 }
 
 void Outbound::drain(Route& route) {
-  for (int i = 0; i < kBatch; ++i) {
-    Sample sample = route.subscriber.try_take();
-    if (!sample) break;
-    if (own(sample.publisher_id())) continue;  // came from the network: the inbound side relays those
+  uint64_t& sequence = next_sequence_[route.frame];  // once per call, not per message
+  uint64_t sent = 0, bytes = 0;
+  route.subscriber.drain(kBatch, [&](const SampleView& m) {
+    if (own(m.publisher_id())) return;  // came from the network: the inbound side relays those
     // Copy out first: on a lossy topic the publisher may overwrite the slot while we read it.
-    ZmqMessage payload(sample.size());
-    std::memcpy(payload.bytes().data(), sample.data(), sample.size());
-    uint64_t& sequence = next_sequence_[route.frame];
+    ZmqMessage payload(m.size());
+    std::memcpy(payload.bytes().data(), m.data(), m.size());
+    // Losses so far, including a lap just before this message (drain counts it before handing this over).
     const uint64_t dropped = route.subscriber.dropped();
-    // Read once: on a lossy topic the publisher may overwrite the slot between two reads, and a sample judged
-    // intact here but dropped below would vanish without a sequence number.
-    const bool intact = sample.still_valid();
+    // Read once: on a lossy topic the publisher may overwrite the slot between two reads, and a message
+    // judged intact here but dropped below would vanish without a sequence number.
+    const bool intact = m.still_valid();
     if (dropped != route.dropped_seen || !intact) {
       // Losses on our own subscriber become sequence gaps downstream: skip their numbers so they are seen.
       const uint64_t lost = dropped - route.dropped_seen + (intact ? 0 : 1);
       counters_.local_dropped.fetch_add(lost, std::memory_order_relaxed);
       sequence += lost;
       route.dropped_seen = dropped;
-      if (!intact) continue;
+      if (!intact) return;
     }
     const WireHeader h{
         .hops = 0,
@@ -161,14 +161,18 @@ void Outbound::drain(Route& route) {
         .origin_id = config_.origin_id,
         .origin_epoch = epoch_,
         .sequence = ++sequence,
-        .publish_time_ns = static_cast<uint64_t>(now_ns(sample.publish_time()) + realtime_offset_ns_)};
-    const std::size_t size = sample.size();
-    sample = Sample();  // release the slot before a possibly blocking send
+        .publish_time_ns = static_cast<uint64_t>(now_ns(m.publish_time()) + realtime_offset_ns_)};
+    const std::size_t size = m.size();
+    // May block (lossless backpressure from the peers); the slot is ours until drain returns.
     if (send(route.frame, encode_header(h), payload)) {
-      counters_.messages_out.fetch_add(1, std::memory_order_relaxed);
-      counters_.bytes_out.fetch_add(size, std::memory_order_relaxed);
+      ++sent;
+      bytes += size;
     }
-  }
+  });
+  if (sent == 0) return;
+  // relaxed: statistics, read by the stats thread.
+  counters_.messages_out.fetch_add(sent, std::memory_order_relaxed);
+  counters_.bytes_out.fetch_add(bytes, std::memory_order_relaxed);
 }
 
 void Outbound::send_relays() {

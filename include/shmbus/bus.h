@@ -180,7 +180,7 @@ class Subscriber {
   // Hands up to `max` messages that are ready now to `on_message(const SampleView&)`, in order per publisher,
   // and returns how many it handed over; never waits (pair it with WaitSet or has_data). Cheaper per message
   // than try_take: no Sample, nothing held, the read position published once per ring visited. Each view is
-  // consumed when the callback returns. REQUIRES: the callback does not call back into this subscriber.
+  // consumed when the callback returns. REQUIRES: the callback does not take from or drain this subscriber.
   template <typename F>
   std::size_t drain(std::size_t max, F&& on_message) {
     return drain(
