@@ -4,6 +4,8 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include <cstring>
+
 #include "bridge/local_discovery.h"
 #include "bridge/stats_document.h"
 #include "bridge/wire_format.h"
@@ -67,7 +69,14 @@ bool Inbound::receive_one() {
     ZmqMessage extra;
     zmq_msg_recv(extra.get(), sockets_.xsub, 0), ++frames, more = extra.more();
   }
-  auto wire = parse_topic_frame(topic.bytes());
+  const std::span<const std::byte> topic_bytes = topic.bytes();
+  // The same frame as the last message's: already validated, its route known.
+  const bool same_topic = last_route_ != nullptr && topic_bytes.size() == last_topic_frame_.size() &&
+                          std::memcmp(topic_bytes.data(), last_topic_frame_.data(), topic_bytes.size()) == 0;
+  const auto wire = same_topic
+                        ? std::optional<std::string_view>(
+                              std::string_view(last_topic_frame_).substr(0, last_topic_frame_.size() - 1))
+                        : parse_topic_frame(topic_bytes);
   WireHeader h;
   if (frames != 3 || !wire) {
     add(counters_.malformed);
@@ -91,7 +100,11 @@ bool Inbound::receive_one() {
     add(counters_.hop_limit);
     return true;
   }
-  Route& route = route_of(*wire);
+  if (!same_topic) {
+    last_route_ = &route_of(*wire);
+    last_topic_frame_.assign(reinterpret_cast<const char*>(topic_bytes.data()), topic_bytes.size());
+  }
+  Route& route = *last_route_;
   if (!route.selected) {
     add(counters_.unselected);
     return true;

@@ -85,7 +85,10 @@ class Inbound {
   std::optional<Bus> bus_;
   int64_t daemon_pid_ = 0;  // of the daemon bus_ talks to, from its statistics (0: not known yet)
   std::chrono::steady_clock::time_point next_connect_{};
-  std::unordered_map<std::string, Route, Hash, std::equal_to<>> routes_;
+  std::unordered_map<std::string, Route, Hash, std::equal_to<>> routes_;  // never erased: stable addresses
+  // The last topic frame seen and its route: a stream of one topic skips the parse and the lookup.
+  std::string last_topic_frame_;
+  Route* last_route_ = nullptr;
   std::unordered_map<std::string, Publisher> publishers_;  // by local topic
   std::unordered_map<std::string, std::chrono::steady_clock::time_point> publisher_retry_;
   std::set<std::string> subscribed_;  // wire topics subscribed upstream

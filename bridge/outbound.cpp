@@ -188,11 +188,11 @@ void Outbound::run() {
   // A relay waits for our next wake-up: with peers to relay from, wake at least every millisecond.
   const auto idle = (config_.relay && !config_.peers.empty()) ? 1ms : 2ms;
   auto next_check = Clock::now();
+  realtime_offset_ns_ = now_ns(std::chrono::system_clock::now()) - now_ns(next_check);
   while (!shared_.stop.load(std::memory_order_relaxed)) {
     ensure_bus();
     handle_subscriptions();
     send_relays();
-    realtime_offset_ns_ = now_ns(std::chrono::system_clock::now()) - now_ns(Clock::now());
     if (routes_.empty()) {
       zmq_pollitem_t item{xpub_, 0, ZMQ_POLLIN, 0};
       zmq_poll(&item, 1, static_cast<long>(idle.count()));
@@ -203,9 +203,12 @@ void Outbound::run() {
         if (&route->subscriber == ready) drain(*route);
       }
     }
-    if (Clock::now() >= next_check) {
+    if (const auto now = Clock::now(); now >= next_check) {
+      next_check = now + 100ms;
+      // Publish times go out on the system clock: follow its steps (NTP) ten times a second, not on every
+      // wake-up (two clock reads each, a measurable share of this thread at a million messages a second).
+      realtime_offset_ns_ = now_ns(std::chrono::system_clock::now()) - now_ns(Clock::now());
       // A daemon stopped by SIGTERM closes its topics; one killed outright is noticed by the inbound side.
-      next_check = Clock::now() + 100ms;
       for (auto& [wire, route] : routes_) {
         if (route->subscriber.closed()) {
           shared_.daemon_losses.fetch_add(1, std::memory_order_relaxed);

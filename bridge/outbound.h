@@ -56,14 +56,16 @@ class Outbound {
   std::optional<Bus> bus_;
   std::chrono::steady_clock::time_point next_connect_{};
   uint64_t losses_seen_ = 0;
-  std::set<std::string> wanted_;                               // wire topics peers want that a rule selects
-  std::map<std::string, std::unique_ptr<Route>> routes_;        // by wire topic; stable addresses for WaitSet
-  std::unordered_map<std::string, uint64_t> next_sequence_;     // by wire topic; survives route re-opening
-  WaitSet wait_set_;
+  std::set<std::string> wanted_;                             // wire topics peers want that a rule selects
+  std::map<std::string, std::unique_ptr<Route>> routes_;     // by wire topic; stable addresses for WaitSet
+  std::unordered_map<std::string, uint64_t> next_sequence_;  // by wire topic; survives route re-opening
+  // No spin before sleeping: the bridge shares the machine with the publishers it waits for, and a spinning
+  // thread takes their CPU (on 2 cores: 0.92 -> 1.25 M msg/s bridged without the default 50 us spin).
+  WaitSet wait_set_{std::chrono::microseconds(0)};
   std::vector<uint64_t> own_ids_;
   uint64_t own_version_ = ~0ull;
   std::vector<RelayQueue::Item> relays_;
-  int64_t realtime_offset_ns_ = 0;  // system_clock - steady_clock, refreshed on every wake
+  int64_t realtime_offset_ns_ = 0;  // system_clock - steady_clock, refreshed every 100 ms
 };
 
 }  // namespace shmbus::bridge
