@@ -182,13 +182,11 @@ void RingWriter::wake_readers() {
   // Only an armed word (a reader asked since the last wake-up, arm_wake_word) costs a system call. The bump
   // to the next even value disarms it and changes the value every sleeper waits on. A failed exchange saw
   // another change: an even value was bumped by a waker who wakes; an odd one was re-armed: try again.
-  // relaxed/release: a woken reader re-checks the rings anyway; the word orders nothing else. Sleepers arm
-  // before their fence_before_sleep(), so a commit they may miss finds the armed bit here (the same Dekker
-  // argument as the sleepers count, shm/sleep_fence.h).
-  uint32_t w = header_->wake_word.load(std::memory_order_relaxed);
+  // seq_cst (a plain load and the locked exchange on x86): after our commit and our load of sleepers, as
+  // that load is (Dekker with the sleeper, which arms before its fence; shm/sleep_fence.h).
+  uint32_t w = header_->wake_word.load(std::memory_order_seq_cst);
   while ((w & 1) != 0) {
-    if (header_->wake_word.compare_exchange_weak(w, w + 1, std::memory_order_release,
-                                                 std::memory_order_relaxed)) {
+    if (header_->wake_word.compare_exchange_weak(w, w + 1, std::memory_order_seq_cst)) {
       futex_wake(&header_->wake_word);
       return;
     }
