@@ -6,6 +6,8 @@
 //   bench-shmbus-batch     copy, handed over kBatch messages at a time with publish_batch (one release
 //                          and one sleeper check per batch), received with Subscriber::drain (up to kBatch
 //                          per call, each copied out). In rtt mode every message goes out at once.
+//   bench-shmbus-drain     zero-copy as bench-shmbus, one message per publish; received with
+//                          Subscriber::drain (up to kBatch per call, the sequence read in place)
 // Each run uses a private shmbusd; topics are lossless so stream mode measures delivered messages.
 
 #include <algorithm>
@@ -22,7 +24,7 @@
 
 namespace {
 
-enum class Variant { kZeroCopy, kCopy, kBlocking, kBatch };
+enum class Variant { kZeroCopy, kCopy, kBlocking, kBatch, kDrain };
 constexpr std::size_t kBatch = 64;
 
 // The naive ring's rule (bench/naive_ring): up to 16 MiB of slots, at most 1024 and at least 4.
@@ -36,10 +38,8 @@ template <Variant V>
 class ShmbusTransport {
  public:
   ShmbusTransport(const bench::BenchOptions& o, bench::Side side) : buffer_(o.size), size_(o.size) {
-    if (V == Variant::kBatch) {
-      batch_storage_.assign(kBatch * size_, std::byte{0x5a});  // pages touched now
-      drained_.reserve(kBatch);
-    }
+    if (V == Variant::kBatch) batch_storage_.assign(kBatch * size_, std::byte{0x5a});  // pages touched now
+    drained_.reserve(kBatch);
     batching_ = o.mode == bench::Mode::stream;  // a round trip needs each message out at once
     auto bus = shmbus::Bus::connect({.name = side == bench::Side::a ? "bench-a" : "bench-b"});
     if (!bus) throw std::runtime_error(bus.status().to_string());
@@ -98,13 +98,19 @@ class ShmbusTransport {
 
   uint64_t receive() {
     flush();
-    if constexpr (V == Variant::kBatch) {
+    if constexpr (V == Variant::kBatch || V == Variant::kDrain) {
       while (drained_next_ == drained_.size()) {
         drained_.clear();
         drained_next_ = 0;
         sub_.drain(kBatch, [this](const shmbus::SampleView& v) {
-          std::memcpy(buffer_.data(), v.data(), v.size());  // copied out, as bench-shmbus-copy does
-          drained_.push_back(buffer_.sequence());
+          uint64_t seq;
+          if constexpr (V == Variant::kBatch) {
+            std::memcpy(buffer_.data(), v.data(), v.size());  // copied out, as bench-shmbus-copy does
+            seq = buffer_.sequence();
+          } else {
+            std::memcpy(&seq, v.data(), sizeof seq);  // read in place, as bench-shmbus does
+          }
+          drained_.push_back(seq);
         });
       }
       return drained_[drained_next_++];
@@ -136,7 +142,7 @@ class ShmbusTransport {
   std::vector<std::byte> batch_storage_;           // kBatch: kBatch messages of size_ bytes
   std::vector<std::span<const std::byte>> batch_;  // kBatch: the messages queued in batch_storage_
   bool batching_ = false;                          // kBatch: stream mode (rtt sends each message at once)
-  std::vector<uint64_t> drained_;                  // kBatch: sequences of the last drain, handed out in turn
+  std::vector<uint64_t> drained_;  // kBatch, kDrain: sequences of the last drain, handed out in turn
   std::size_t drained_next_ = 0;
 };
 
@@ -146,6 +152,7 @@ class ShmbusPeer {
   static constexpr const char* kName = V == Variant::kZeroCopy ? "shmbus"
                                        : V == Variant::kCopy   ? "shmbus-copy"
                                        : V == Variant::kBatch  ? "shmbus-batch"
+                                       : V == Variant::kDrain  ? "shmbus-drain"
                                                                : "shmbus-blocking";
   static constexpr bool kSupportsStream = true;
   static constexpr bool kCopiesPayload = V == Variant::kCopy || V == Variant::kBatch;
