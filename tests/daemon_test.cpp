@@ -130,6 +130,39 @@ TEST(DaemonTest, EndpointsReopenThemselvesWhenTheRestartedDaemonCannotAdoptTheir
   EXPECT_EQ(stats["topic"][0]["subscribers"].value<int64_t>(), 1);
 }
 
+// A restarted daemon may shape a publisher's topic smaller than before: publish() must re-open first and
+// check the size against the new topic, never copy into a slot shorter than the message.
+TEST(DaemonTest, PublishReopensBeforeCheckingTheSizeOnARestartedDaemon) {
+  TestDaemon daemon;
+  Bus bus = daemon.connect();
+  PublisherOptions big;
+  big.topic.max_message_size = 1024;
+  auto shaper = bus.publisher("shrunk/topic", big);
+  auto pub = bus.publisher("shrunk/topic");  // no settings of its own: it takes the topic's
+  ASSERT_TRUE(shaper.ok() && pub.ok());
+  const std::vector<std::byte> message(1000, std::byte{0x5a});
+  ASSERT_TRUE(pub->publish(message).ok());
+  shaper = Publisher();
+  EXPECT_EQ(daemon.stop(SIGTERM), 0);
+  ASSERT_TRUE(daemon.start());
+  PublisherOptions small;
+  small.topic.max_message_size = 64;
+  auto new_shaper = bus.publisher("shrunk/topic", small);  // the successor's topic is 64 bytes wide
+  ASSERT_TRUE(new_shaper.ok()) << new_shaper.status().to_string();
+  auto sub = bus.subscriber("shrunk/topic");
+  ASSERT_TRUE(sub.ok());
+  EXPECT_EQ(pub->publish(message).code(), Errc::kMessageTooLarge);
+  EXPECT_EQ(pub->max_message_size(), 64u) << "re-opened on the new topic";
+  const std::vector<std::byte> fits(64, std::byte{0x33});
+  ASSERT_TRUE(pub->publish(fits).ok());
+  Sample m = sub->take(5s);
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m.size(), 64u);
+  EXPECT_EQ(std::memcmp(m.data(), fits.data(), fits.size()), 0);
+  const std::vector<std::span<const std::byte>> batch{fits, message};
+  EXPECT_EQ(pub->publish_batch(batch).status().code(), Errc::kMessageTooLarge);
+}
+
 TEST(DaemonTest, RestartAfterKill9RemovesWhatDeadProcessesLeft) {
   TestDaemon daemon;
   ChildProcess loaner({TEST_PEER_PATH, "loan", "crash/topic"});
