@@ -189,14 +189,9 @@ Sample::Sample(Sample&& other) noexcept {
 Sample& Sample::operator=(Sample&& other) noexcept {
   if (this != &other) {
     release();
-    owner_ = std::exchange(other.owner_, nullptr);
-    data_ = std::exchange(other.data_, nullptr);
-    size_ = other.size_;
-    sequence_ = other.sequence_;
-    publish_ns_ = other.publish_ns_;
-    publisher_id_ = other.publisher_id_;
-    ring_ = other.ring_;
-    generation_ = other.generation_;
+    static_cast<SampleView&>(*this) = other;  // every field; then `other` lets go of the slot
+    other.owner_ = nullptr;
+    other.data_ = nullptr;
   }
   return *this;
 }
@@ -210,10 +205,6 @@ void Sample::release() {
   owner_->release(ring_, generation_, sequence_ - 1);
   owner_ = nullptr;
   data_ = nullptr;
-}
-
-bool Sample::still_valid() const {
-  return owner_ != nullptr && owner_->still_valid(ring_, generation_, sequence_ - 1);
 }
 
 bool SampleView::still_valid() const {

@@ -101,17 +101,10 @@ class Publisher {
   std::unique_ptr<detail::PublisherCore> core_;
 };
 
-// A received message, read in place in shared memory. The slot stays reserved while the sample lives
-// (lossless topics), so release samples promptly; a subscriber holds at most
-// SubscriberOptions::max_held_samples. REQUIRES: released before its Subscriber is destroyed.
-class Sample {
+// A received message, read in place in shared memory: what Subscriber::drain hands its callback (valid only
+// during that call), and what a Sample is while it lives.
+class SampleView {
  public:
-  Sample() = default;
-  Sample(Sample&& other) noexcept;
-  Sample& operator=(Sample&& other) noexcept;
-  ~Sample();
-
-  explicit operator bool() const { return data_ != nullptr; }
   std::span<const std::byte> bytes() const { return {data_, size_}; }
   const std::byte* data() const { return data_; }
   std::size_t size() const { return size_; }
@@ -121,13 +114,12 @@ class Sample {
     return std::chrono::steady_clock::time_point(std::chrono::nanoseconds(publish_ns_));
   }
   uint64_t publisher_id() const { return publisher_id_; }
-  // Lossy topics only: false once the publisher lapped the ring and overwrote this sample. Check it after
+  // Lossy topics only: false once the publisher lapped the ring and overwrote this message. Check it after
   // reading to know that what was read is intact (always true on lossless topics).
   bool still_valid() const;
 
- private:
+ protected:
   friend class Subscriber;
-  void release();
   detail::SubscriberCore* owner_ = nullptr;
   const std::byte* data_ = nullptr;
   std::size_t size_ = 0;
@@ -138,30 +130,21 @@ class Sample {
   uint32_t generation_ = 0;
 };
 
-// A message handed to a Subscriber::drain callback, read in place: valid only during that call.
-class SampleView {
+// A taken message: a SampleView that keeps its slot. The slot stays reserved while the sample lives (lossless
+// topics), so release samples promptly; a subscriber holds at most SubscriberOptions::max_held_samples.
+// REQUIRES: released before its Subscriber is destroyed.
+class Sample : public SampleView {
  public:
-  std::span<const std::byte> bytes() const { return {data_, size_}; }
-  const std::byte* data() const { return data_; }
-  std::size_t size() const { return size_; }
-  uint64_t sequence() const { return sequence_; }  // as Sample::sequence
-  std::chrono::steady_clock::time_point publish_time() const {
-    return std::chrono::steady_clock::time_point(std::chrono::nanoseconds(publish_ns_));
-  }
-  uint64_t publisher_id() const { return publisher_id_; }
-  // As Sample::still_valid: on lossy topics, check it after copying out what you need.
-  bool still_valid() const;
+  Sample() = default;
+  Sample(Sample&& other) noexcept;
+  Sample& operator=(Sample&& other) noexcept;
+  ~Sample();
+
+  explicit operator bool() const { return data_ != nullptr; }
 
  private:
   friend class Subscriber;
-  const detail::SubscriberCore* owner_ = nullptr;
-  const std::byte* data_ = nullptr;
-  std::size_t size_ = 0;
-  uint64_t sequence_ = 0;
-  uint64_t publish_ns_ = 0;
-  uint64_t publisher_id_ = 0;
-  uint32_t ring_ = 0;
-  uint32_t generation_ = 0;
+  void release();
 };
 
 class Subscriber {
