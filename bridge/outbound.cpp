@@ -163,7 +163,8 @@ void Outbound::drain(Route& route) {
         .sequence = ++sequence,
         .publish_time_ns = static_cast<uint64_t>(now_ns(m.publish_time()) + realtime_offset_ns_)};
     const std::size_t size = m.size();
-    // May block (lossless backpressure from the peers); the slot is ours until drain returns.
+    // May block (lossless backpressure from the peers); the payload is our copy, the slot stays unread-past
+    // (and, lossless, unreused) until drain moves on.
     if (send(route.frame, encode_header(h), payload)) {
       ++sent;
       bytes += size;

@@ -120,6 +120,9 @@ void SubscriberCore::refresh(uint32_t epoch) {
 }
 
 RingFollower* SubscriberCore::find_ready(shm::SlotHeader** slot) {
+  if (draining) [[unlikely]] {
+    return nullptr;  // called from a drain callback: see Subscriber::drain's REQUIRES
+  }
   if (must_reopen()) [[unlikely]] {
     maybe_reopen();
   }
@@ -149,14 +152,15 @@ RingFollower* SubscriberCore::find_ready(shm::SlotHeader** slot) {
   return nullptr;
 }
 
-void SubscriberCore::count_taken(uint64_t count, uint64_t bytes, uint64_t publish_ns) {
-  const uint64_t before = taken;
+void SubscriberCore::count_taken(uint64_t count, uint64_t bytes) {
   taken += count;
   // relaxed: statistics for `stats`, single writer (this subscriber).
   stats->taken.store(taken, std::memory_order_relaxed);
   stats->bytes.store(stats->bytes.load(std::memory_order_relaxed) + bytes, std::memory_order_relaxed);
-  // Sample when this call took the 1st, 17th, 33rd... message.
-  if (before != 0 && (taken - 1) / kLatencySampleEvery == (before - 1) / kLatencySampleEvery) return;
+}
+
+void SubscriberCore::sample_latency(uint64_t index, uint64_t publish_ns) {
+  if (index % kLatencySampleEvery != 0) return;  // the 1st, 17th, 33rd... message
   const uint64_t now = now_ns();
   const uint64_t latency = now > publish_ns ? now - publish_ns : 0;
   auto& bucket = stats->latency_ns[shm::latency_bucket(latency)];
@@ -226,7 +230,7 @@ Sample Subscriber::try_take() {
   Sample s;
   s.owner_ = &c;
   s.data_ = shm::slot_payload(slot);
-  s.size_ = slot->size;
+  s.size_ = c.slot_size(slot);
   s.publish_ns_ = slot->publish_ns;
   s.publisher_id_ = f->publisher_id;
   s.ring_ = f->reader.ring();
@@ -235,16 +239,29 @@ Sample Subscriber::try_take() {
   ++c.held;
   // relaxed: statistics for `stats`, single writer (this subscriber).
   c.stats->held.store(c.held, std::memory_order_relaxed);
-  c.count_taken(1, s.size_, s.publish_ns_);
+  c.sample_latency(c.taken, s.publish_ns_);
+  c.count_taken(1, s.size_);
   // No cursor publication here: the sample just taken is held, so the cursor could not pass it; release()
   // and a reader that caught up (find_ready) publish it.
   return s;
 }
 
+namespace {
+// Sets a flag for its lifetime (also when a drain callback throws).
+struct DrainingScope {
+  explicit DrainingScope(bool& flag) : flag_(flag) { flag_ = true; }
+  ~DrainingScope() { flag_ = false; }
+  DrainingScope(const DrainingScope&) = delete;
+  DrainingScope& operator=(const DrainingScope&) = delete;
+  bool& flag_;
+};
+}  // namespace
+
 std::size_t Subscriber::drain(std::size_t max, DrainCallback on_message, void* context) {
   detail::SubscriberCore& c = *core_;
+  if (c.draining) return 0;  // called from its own callback
   std::size_t n = 0;
-  uint64_t bytes = 0, first_publish_ns = 0;
+  uint64_t bytes = 0;
   while (n < max) {
     shm::SlotHeader* slot = nullptr;
     detail::RingFollower* f = c.find_ready(&slot);  // re-opens, follows new publishers, serves rings in turn
@@ -255,15 +272,20 @@ std::size_t Subscriber::drain(std::size_t max, DrainCallback on_message, void* c
     v.publisher_id_ = f->publisher_id;
     v.ring_ = reader.ring();
     v.generation_ = reader.generation();
-    if (n == 0) first_publish_ns = slot->publish_ns;
     // This ring's consecutive ready slots: a peek each, no Sample, nothing held.
     for (;;) {
       v.data_ = shm::slot_payload(slot);
-      v.size_ = slot->size;  // peek() checked it against max_message_size
+      v.size_ = c.slot_size(slot);
       v.publish_ns_ = slot->publish_ns;
       v.sequence_ = reader.read_position() + 1;
-      on_message(context, v);
-      reader.skip();  // consumed: the cursor may pass it
+      c.sample_latency(c.taken + n, v.publish_ns_);  // before the callback: what waiting cost, not handling
+      {
+        // The view points into this mapping: no re-open and no look for messages while the callback runs.
+        const DrainingScope busy(c.draining);
+        on_message(context, v);
+      }
+      reader.skip();                           // consumed: the cursor may pass it
+      reader.publish_cursor(/*force=*/false);  // every quarter ring, as release() does for a Sample
       ++n;
       bytes += v.size_;
       if (n == max) break;
@@ -272,10 +294,10 @@ std::size_t Subscriber::drain(std::size_t max, DrainCallback on_message, void* c
       if (lost) c.count_dropped(lost);
       if (peek != shm::RingReader::Peek::kReady) break;  // empty, or corrupt: find_ready skips and counts it
     }
-    // Once per ring visited; a reader that caught up publishes in full at its next look (find_ready).
-    reader.publish_cursor(/*force=*/false);
+    // What this visit consumed is free now, also short of a quarter ring (one store a visit).
+    reader.publish_cursor(/*force=*/true);
   }
-  if (n > 0) c.count_taken(n, bytes, first_publish_ns);
+  if (n > 0) c.count_taken(n, bytes);
   return n;
 }
 

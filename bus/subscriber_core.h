@@ -1,6 +1,7 @@
 // What a Subscriber owns: its topic mapping, a reader per live publisher ring, and its daemon registration.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -38,6 +39,9 @@ struct SubscriberCore {
   uint32_t held = 0;
   // Inside a sleep (between enter_sleep and leave_sleep on the current topic): the mapping must not change.
   bool sleeping = false;
+  // Inside a drain callback: a view points into the current mapping and a reader is mid-visit, so nothing
+  // may look for messages (find_ready returns nothing) or re-open.
+  bool draining = false;
   // Set by the connection when a restarted daemon refused to hand this endpoint back (it lost the topic).
   std::atomic<bool> lost{false};
   std::chrono::steady_clock::time_point next_reopen{};
@@ -70,9 +74,15 @@ struct SubscriberCore {
     const RingFollower& f = rings[ring];
     return f.present && f.reader.generation() == generation && f.reader.still_valid(position);
   }
-  // Counts `count` messages of `bytes` taken, and samples the publish-to-take latency of a message published
-  // at `publish_ns` every kLatencySampleEvery messages.
-  void count_taken(uint64_t count, uint64_t bytes, uint64_t publish_ns);
+  // Counts `count` messages of `bytes` taken.
+  void count_taken(uint64_t count, uint64_t bytes);
+  // The `index`-th message taken (0-based, over this subscriber's life) was published at `publish_ns`: sample
+  // its publish-to-take latency if it is one of every kLatencySampleEvery.
+  void sample_latency(uint64_t index, uint64_t publish_ns);
+  // A slot's size as peek() checked it; a writer may rewrite it since (a buggy one beyond the maximum).
+  std::size_t slot_size(const shm::SlotHeader* slot) const {
+    return std::min<std::size_t>(slot->size, topic.geometry.max_message_size);
+  }
   // Counts a lapped or corrupt stretch of a ring.
   void count_dropped(uint64_t count) {
     dropped += count;

@@ -219,7 +219,7 @@ Result<TopicRegistry::Topic*> TopicRegistry::find_or_create(const std::string& n
       by_name_.erase(it);
       t->header()->closed.store(shm::kTopicReshaped, std::memory_order_release);
       t->header()->publishers_epoch.fetch_add(1, std::memory_order_release);
-      t->header()->wake_word.fetch_add(1, std::memory_order_release);
+      shm::bump_wake_word(t->header());
       shm::futex_wake(&t->header()->wake_word);
       shm::Segment::remove(t->segment.name());
       auto reshaped = find_or_create(name, requested, for_publisher);
@@ -824,7 +824,7 @@ void TopicRegistry::shutdown() {
   for (auto& [id, t] : topics_) {
     // release: readers that see closed stop waiting; then wake every sleeper.
     if (!t->reshaped) t->header()->closed.store(shm::kTopicClosed, std::memory_order_release);
-    t->header()->wake_word.fetch_add(1, std::memory_order_release);
+    shm::bump_wake_word(t->header());
     shm::futex_wake(&t->header()->wake_word);
     t->wake_writers();
     shm::Segment::remove(t->segment.name());

@@ -23,7 +23,7 @@ namespace shmbus::shm {
 // A fixed constant, not hardware_destructive_interference_size: every binary must agree on the layout.
 inline constexpr std::size_t kCacheLine = 64;
 inline constexpr uint64_t kTopicMagic = 0x3150'4f54'5355'4253;  // "SBUSTOP1" little-endian
-inline constexpr uint32_t kLayoutVersion = 1;
+inline constexpr uint32_t kLayoutVersion = 2;  // 2: readers arm the wake word (bit 0) before sleeping
 inline constexpr std::size_t kMaxTopicNameBytes = 255;
 
 // Limits that keep every size computation far from overflow.
@@ -250,6 +250,15 @@ inline void enter_sleep(TopicHeader* h, SubscriberSlot* me) {
 // seq_cst: a locked RMW, ordered before the caller's fence_before_sleep() like the sleepers increment.
 inline uint32_t arm_wake_word(TopicHeader* h) {
   return h->wake_word.fetch_or(1, std::memory_order_seq_cst) | 1;
+}
+// Wakes every reader asleep on `h`'s wake word whatever its state (the daemon, at shutdown or reclaim): moves
+// it to the next even value, disarmed. Returns after the change; the caller makes the futex_wake.
+// relaxed/release: a woken reader re-checks everything it sleeps for.
+inline void bump_wake_word(TopicHeader* h) {
+  uint32_t w = h->wake_word.load(std::memory_order_relaxed);
+  while (!h->wake_word.compare_exchange_weak(w, (w | 1) + 1, std::memory_order_release,
+                                             std::memory_order_relaxed)) {
+  }
 }
 // Decrements `sleepers` unless it is already 0 (a crash repair may have raced us). relaxed: a count.
 inline void decrement_sleepers(TopicHeader* h) {

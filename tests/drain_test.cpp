@@ -98,6 +98,37 @@ TEST(DrainTest, FreesRoomForABlockedLosslessPublisher) {
   for (uint64_t i = 0; i < rest.size(); ++i) EXPECT_EQ(rest[i], 3 + i);
 }
 
+std::size_t handed_to_function = 0;
+void count_in_function(const SampleView& v) {
+  handed_to_function += v.size() == sizeof(uint64_t) ? 1 : 0;
+}
+
+TEST(DrainTest, TakesPlainFunctionsAndCannotBeReenteredFromItsCallback) {
+  TestDaemon daemon;
+  Bus bus = daemon.connect();
+  PublisherOptions o;
+  o.topic.depth = 64;
+  o.topic.policy = Policy::kLossless;
+  auto sub = bus.subscriber("drain/reenter", {.topic = o.topic});
+  auto pub = bus.publisher("drain/reenter", o);
+  ASSERT_TRUE(sub.ok() && pub.ok());
+  for (uint64_t i = 0; i < 10; ++i) ASSERT_TRUE(pub->publish(bytes_of(i)).ok());
+  handed_to_function = 0;
+  EXPECT_EQ(sub->drain(3, count_in_function), 3u);
+  EXPECT_EQ(handed_to_function, 3u);
+  std::vector<uint64_t> seen;
+  const std::size_t n = sub->drain(100, [&](const SampleView& v) {
+    seen.push_back(value_of(v.bytes()));
+    // From inside, the subscriber hands out nothing: the view's mapping and the reader must stay as they are.
+    EXPECT_FALSE(sub->try_take());
+    EXPECT_FALSE(sub->has_data());
+    EXPECT_EQ(sub->drain(10, [](const SampleView&) { ADD_FAILURE() << "re-entered"; }), 0u);
+  });
+  EXPECT_EQ(n, 7u);
+  EXPECT_EQ(seen, (std::vector<uint64_t>{3, 4, 5, 6, 7, 8, 9}));
+  EXPECT_EQ(sub->taken(), 10u);
+}
+
 TEST(DrainTest, LappedLossyReaderCountsEveryLossExactly) {
   TestDaemon daemon;
   Bus bus = daemon.connect();

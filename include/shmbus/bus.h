@@ -130,10 +130,10 @@ class SampleView {
   uint32_t generation_ = 0;
 };
 
-// A taken message: a SampleView that keeps its slot. The slot stays reserved while the sample lives (lossless
-// topics), so release samples promptly; a subscriber holds at most SubscriberOptions::max_held_samples.
-// REQUIRES: released before its Subscriber is destroyed.
-class Sample : public SampleView {
+// A taken message: a SampleView that keeps its slot (the same accessors). The slot stays reserved while the
+// sample lives (lossless topics), so release samples promptly; a subscriber holds at most
+// SubscriberOptions::max_held_samples. REQUIRES: released before its Subscriber is destroyed.
+class Sample : private SampleView {  // private: a SampleView& to a Sample could overwrite what it holds
  public:
   Sample() = default;
   Sample(Sample&& other) noexcept;
@@ -141,6 +141,13 @@ class Sample : public SampleView {
   ~Sample();
 
   explicit operator bool() const { return data_ != nullptr; }
+  using SampleView::bytes;
+  using SampleView::data;
+  using SampleView::publish_time;
+  using SampleView::publisher_id;
+  using SampleView::sequence;
+  using SampleView::size;
+  using SampleView::still_valid;
 
  private:
   friend class Subscriber;
@@ -162,13 +169,15 @@ class Subscriber {
   bool has_data();
   // Hands up to `max` messages that are ready now to `on_message(const SampleView&)`, in order per publisher,
   // and returns how many it handed over; never waits (pair it with WaitSet or has_data). Cheaper per message
-  // than try_take: no Sample, nothing held, the read position published once per ring visited. Each view is
-  // consumed when the callback returns. REQUIRES: the callback does not take from or drain this subscriber.
+  // than try_take: no Sample, nothing held; each view is consumed when the callback returns, and the read
+  // position goes out every quarter ring and when drain leaves a publisher's ring (what it consumed is free).
+  // taken() counts them when drain returns. REQUIRES: the callback calls nothing on this subscriber but its
+  // const accessors (a take, has_data or drain from inside finds nothing).
   template <typename F>
   std::size_t drain(std::size_t max, F&& on_message) {
+    auto call = [&on_message](const SampleView& v) { on_message(v); };  // functions, lambdas, functors alike
     return drain(
-        max, [](void* f, const SampleView& v) { (*static_cast<std::remove_reference_t<F>*>(f))(v); },
-        const_cast<void*>(static_cast<const void*>(&on_message)));
+        max, [](void* c, const SampleView& v) { (*static_cast<decltype(call)*>(c))(v); }, &call);
   }
   using DrainCallback = void (*)(void* context, const SampleView& view);
   std::size_t drain(std::size_t max, DrainCallback on_message, void* context);
