@@ -28,15 +28,29 @@ std::vector<uint64_t> drain_values(Subscriber& sub, std::size_t max, std::size_t
   return values;
 }
 
-TEST(DrainTest, HandsOverInOrderUpToMaxWithMetadata) {
+// A daemon, and a subscriber and a publisher on one topic of `depth` slots.
+struct OneTopic {
   TestDaemon daemon;
   Bus bus = daemon.connect();
-  PublisherOptions o;
-  o.topic.depth = 128;
-  o.topic.policy = Policy::kLossless;
-  auto sub = bus.subscriber("drain/order", {.topic = o.topic});
-  auto pub = bus.publisher("drain/order", o);
-  ASSERT_TRUE(sub.ok() && pub.ok());
+  Subscriber sub;
+  Publisher pub;
+  OneTopic(const std::string& name, uint32_t depth, Policy policy) {
+    PublisherOptions o;
+    o.topic.depth = depth;
+    o.topic.policy = policy;
+    o.full_timeout = 50ms;
+    auto s = bus.subscriber(name, {.topic = o.topic});
+    auto p = bus.publisher(name, o);
+    EXPECT_TRUE(s.ok() && p.ok()) << s.status().to_string() << " " << p.status().to_string();
+    if (s.ok()) sub = std::move(s).value();
+    if (p.ok()) pub = std::move(p).value();
+  }
+};
+
+TEST(DrainTest, HandsOverInOrderUpToMaxWithMetadata) {
+  OneTopic t("drain/order", 128, Policy::kLossless);
+  Subscriber* sub = &t.sub;
+  Publisher* pub = &t.pub;
   for (uint64_t i = 0; i < 100; ++i) ASSERT_TRUE(pub->publish(bytes_of(i)).ok());
   std::vector<uint64_t> sequences;
   const std::size_t n = sub->drain(30, [&](const SampleView& v) {
@@ -57,11 +71,9 @@ TEST(DrainTest, HandsOverInOrderUpToMaxWithMetadata) {
 }
 
 TEST(DrainTest, MixesWithTakeAndHeldSamples) {
-  TestDaemon daemon;
-  Bus bus = daemon.connect();
-  auto sub = bus.subscriber("drain/mixed");
-  auto pub = bus.publisher("drain/mixed");
-  ASSERT_TRUE(sub.ok() && pub.ok());
+  OneTopic t("drain/mixed", 64, Policy::kLossy);
+  Subscriber* sub = &t.sub;
+  Publisher* pub = &t.pub;
   for (uint64_t i = 0; i < 10; ++i) ASSERT_TRUE(pub->publish(bytes_of(i)).ok());
   Sample held = sub->try_take();
   ASSERT_TRUE(held);
@@ -76,15 +88,9 @@ TEST(DrainTest, MixesWithTakeAndHeldSamples) {
 }
 
 TEST(DrainTest, FreesRoomForABlockedLosslessPublisher) {
-  TestDaemon daemon;
-  Bus bus = daemon.connect();
-  PublisherOptions o;
-  o.topic.depth = 8;
-  o.topic.policy = Policy::kLossless;
-  o.full_timeout = 50ms;
-  auto pub = bus.publisher("drain/lossless", o);
-  auto sub = bus.subscriber("drain/lossless");
-  ASSERT_TRUE(sub.ok() && pub.ok());
+  OneTopic t("drain/lossless", 8, Policy::kLossless);
+  Subscriber* sub = &t.sub;
+  Publisher* pub = &t.pub;
   uint64_t sent = 0;
   while (pub->publish(bytes_of(sent)).ok()) ++sent;
   ASSERT_EQ(sent, 8u);
@@ -104,14 +110,9 @@ void count_in_function(const SampleView& v) {
 }
 
 TEST(DrainTest, TakesPlainFunctionsAndCannotBeReenteredFromItsCallback) {
-  TestDaemon daemon;
-  Bus bus = daemon.connect();
-  PublisherOptions o;
-  o.topic.depth = 64;
-  o.topic.policy = Policy::kLossless;
-  auto sub = bus.subscriber("drain/reenter", {.topic = o.topic});
-  auto pub = bus.publisher("drain/reenter", o);
-  ASSERT_TRUE(sub.ok() && pub.ok());
+  OneTopic t("drain/reenter", 64, Policy::kLossless);
+  Subscriber* sub = &t.sub;
+  Publisher* pub = &t.pub;
   for (uint64_t i = 0; i < 10; ++i) ASSERT_TRUE(pub->publish(bytes_of(i)).ok());
   handed_to_function = 0;
   EXPECT_EQ(sub->drain(3, count_in_function), 3u);
@@ -130,13 +131,9 @@ TEST(DrainTest, TakesPlainFunctionsAndCannotBeReenteredFromItsCallback) {
 }
 
 TEST(DrainTest, LappedLossyReaderCountsEveryLossExactly) {
-  TestDaemon daemon;
-  Bus bus = daemon.connect();
-  PublisherOptions o;
-  o.topic.depth = 16;
-  auto sub = bus.subscriber("drain/lossy", {.topic = o.topic});
-  auto pub = bus.publisher("drain/lossy", o);
-  ASSERT_TRUE(sub.ok() && pub.ok());
+  OneTopic t("drain/lossy", 16, Policy::kLossy);
+  Subscriber* sub = &t.sub;
+  Publisher* pub = &t.pub;
   constexpr uint64_t kSent = 100000;
   uint64_t received = 0, last = 0;
   for (uint64_t i = 0; i < kSent; ++i) {
