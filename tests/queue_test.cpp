@@ -129,6 +129,15 @@ TEST(QueueTest, KilledConsumersDeliveriesComeBackWithTheirDeliveryCount) {
   ASSERT_EQ(read(ready[0], &c, 1), 1);
   kill(victim, SIGKILL);
   EXPECT_EQ(wait_exit(victim), 128 + SIGKILL);
+  // The daemon takes the dead consumer's three deliveries back within a tick. Wait for that (a liveness
+  // bound) before receiving: otherwise 4 and 5, still ready, may go out before the reclaim puts 1..3 back in
+  // place.
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (queue_stats(daemon, "jobs/kill")["in_flight"].value_or(-1LL) != 0 &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_EQ(queue_stats(daemon, "jobs/kill")["in_flight"].value_or(-1LL), 0) << "not reclaimed within 10 s";
   auto consumer = bus.queue_consumer("jobs/kill");
   ASSERT_TRUE(consumer.ok());
   std::vector<uint64_t> order;
