@@ -10,7 +10,6 @@ namespace shmbus {
 namespace detail {
 
 namespace {
-constexpr uint64_t kLatencySampleEvery = 16;  // publish->take latency is sampled, not measured every time
 
 uint64_t now_ns() {
   return static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
@@ -159,8 +158,7 @@ void SubscriberCore::count_taken(uint64_t count, uint64_t bytes) {
   stats->bytes.store(stats->bytes.load(std::memory_order_relaxed) + bytes, std::memory_order_relaxed);
 }
 
-void SubscriberCore::sample_latency(uint64_t index, uint64_t publish_ns) {
-  if (index % kLatencySampleEvery != 0) return;  // the 1st, 17th, 33rd... message
+void SubscriberCore::record_latency(uint64_t publish_ns) {
   const uint64_t now = now_ns();
   const uint64_t latency = now > publish_ns ? now - publish_ns : 0;
   auto& bucket = stats->latency_ns[shm::latency_bucket(latency)];
@@ -258,8 +256,7 @@ struct DrainingScope {
 }  // namespace
 
 std::size_t Subscriber::drain(std::size_t max, DrainCallback on_message, void* context) {
-  detail::SubscriberCore& c = *core_;
-  if (c.draining) return 0;  // called from its own callback
+  detail::SubscriberCore& c = *core_;  // from its own callback: find_ready finds nothing, 0 is returned
   std::size_t n = 0;
   uint64_t bytes = 0;
   while (n < max) {

@@ -2,27 +2,22 @@
 // direction. What a shared-memory bus costs if it copies and does nothing clever.
 
 #include <algorithm>
-#include <bit>
 
 #include "harness/message_buffer.h"
+#include "harness/ring_budget.h"
 #include "harness/shared_region.h"
 #include "harness/two_process_bench.h"
 #include "naive_ring/spsc_copy_ring.h"
 
 namespace {
 
-// Up to 16 MiB of slots per ring, at most 1024 slots (plenty to keep a stream flowing) and at
-// least 4, so even 4 MiB messages can be in flight while the previous one is copied out.
-constexpr size_t kRingBudgetBytes = 16u << 20;
-
-size_t slot_count_for(size_t slot_bytes) {
-  return std::clamp<size_t>(std::bit_floor(kRingBudgetBytes / slot_bytes), 4, 1024);
-}
-
 class NaiveRingTransport {
  public:
   NaiveRingTransport(void* tx_ring, void* rx_ring, size_t slot_count, size_t slot_bytes, size_t message_bytes)
-      : tx_(tx_ring, slot_count, slot_bytes), rx_(rx_ring, slot_count, slot_bytes), out_(message_bytes), in_(message_bytes) {}
+      : tx_(tx_ring, slot_count, slot_bytes),
+        rx_(rx_ring, slot_count, slot_bytes),
+        out_(message_bytes),
+        in_(message_bytes) {}
 
   void send(uint64_t seq) {
     out_.put_sequence(seq);
@@ -49,14 +44,15 @@ class NaiveRingPeer {
   explicit NaiveRingPeer(const bench::BenchOptions& options)
       : message_bytes_(options.size),
         slot_bytes_((options.size + bench::kCacheLine - 1) / bench::kCacheLine * bench::kCacheLine),
-        slot_count_(slot_count_for(slot_bytes_)),
+        slot_count_(bench::ring_slots_for(slot_bytes_)),
         ring_bytes_(bench::spsc_ring_bytes(slot_count_, slot_bytes_)),
         region_(2 * ring_bytes_) {}
 
   NaiveRingTransport open(bench::Side side) {
     std::byte* a_to_b = static_cast<std::byte*>(region_.data());
     std::byte* b_to_a = a_to_b + ring_bytes_;  // ring_bytes_ is a multiple of the cache line
-    if (side == bench::Side::a) return NaiveRingTransport(a_to_b, b_to_a, slot_count_, slot_bytes_, message_bytes_);
+    if (side == bench::Side::a)
+      return NaiveRingTransport(a_to_b, b_to_a, slot_count_, slot_bytes_, message_bytes_);
     return NaiveRingTransport(b_to_a, a_to_b, slot_count_, slot_bytes_, message_bytes_);
   }
 
@@ -70,4 +66,6 @@ class NaiveRingPeer {
 
 }  // namespace
 
-int main(int argc, char** argv) { return bench::run_two_process_bench<NaiveRingPeer>(argc, argv); }
+int main(int argc, char** argv) {
+  return bench::run_two_process_bench<NaiveRingPeer>(argc, argv);
+}

@@ -11,7 +11,6 @@
 // Each run uses a private shmbusd; topics are lossless so stream mode measures delivered messages.
 
 #include <algorithm>
-#include <bit>
 #include <cstring>
 #include <optional>
 #include <thread>
@@ -19,6 +18,7 @@
 
 #include "bench_private_daemon.h"
 #include "harness/message_buffer.h"
+#include "harness/ring_budget.h"
 #include "harness/two_process_bench.h"
 #include "shmbus/bus.h"
 
@@ -26,13 +26,6 @@ namespace {
 
 enum class Variant { kZeroCopy, kCopy, kBlocking, kBatch, kDrain };
 constexpr std::size_t kBatch = 64;
-
-// The naive ring's rule (bench/naive_ring): up to 16 MiB of slots, at most 1024 and at least 4.
-uint32_t ring_depth_for(std::size_t message_bytes) {
-  constexpr std::size_t kRingBudgetBytes = 16u << 20;
-  return static_cast<uint32_t>(
-      std::clamp<std::size_t>(std::bit_floor(kRingBudgetBytes / (message_bytes + 32)), 4, 1024));
-}
 
 template <Variant V>
 class ShmbusTransport {
@@ -46,7 +39,7 @@ class ShmbusTransport {
     bus_.emplace(std::move(bus).value());
     shmbus::TopicSettings settings;
     settings.max_message_size = static_cast<uint32_t>(o.size);
-    settings.depth = ring_depth_for(o.size);
+    settings.depth = static_cast<uint32_t>(bench::ring_slots_for(o.size + 32));  // as the naive ring
     settings.policy = shmbus::Policy::kLossless;
     settings.max_publishers = 1;
     settings.max_subscribers = 2;
