@@ -21,7 +21,7 @@ instance = "default"
 
 [network]
 bind = ["tcp://10.0.0.1:7447"]       # peers connect here to receive what this host offers ('*' port: any)
-high_water_mark = 100000             # messages queued per peer connection
+high_water_mark = 10000              # batches (1-256 messages, <= 64 KiB) queued per peer connection
 lossless = false                     # true: wait for slow peers (send_timeout_ms) instead of dropping
 discovery_interval_ms = 50           # how often local subscribers are looked up
 stats_interval_ms = 1000

@@ -1,5 +1,6 @@
-// shmbus-bridge's configuration: a TOML file. Every error names the file, the line and the key. The documented
-// example is kExampleConfig (printed by `shmbus-bridge --print-config`, repeated in bridge/README.md).
+// shmbus-bridge's configuration: a TOML file. Every error names the file, the line and the key. The
+// documented example is kExampleConfig (printed by `shmbus-bridge --print-config`, repeated in
+// bridge/README.md).
 #pragma once
 
 #include <chrono>
@@ -46,7 +47,8 @@ struct BridgeConfig {
   // [network]
   std::vector<std::string> bind;  // our XPUB endpoints (tcp://addr:port, port may be '*'); peers connect here
   std::vector<Peer> peers;        // [[peer]]: XPUB endpoints we connect our XSUB to
-  int high_water_mark = 100000;   // messages queued per peer connection before ZeroMQ drops (or blocks)
+  int high_water_mark =
+      10000;  // ZeroMQ messages (batches) queued per peer connection before ZeroMQ drops (or blocks)
   // false: a slow peer loses messages at the high-water mark (counted downstream as sequence gaps).
   // true: the bridge waits up to send_timeout for the slowest peer (back-pressure to lossless local topics),
   // then drops and counts; one slow peer then slows every peer.
@@ -55,14 +57,14 @@ struct BridgeConfig {
   std::chrono::milliseconds discovery_interval{50};  // how often local subscribers are looked up
   std::chrono::milliseconds stats_interval{1000};    // how often the stats topic is published
   std::chrono::milliseconds full_timeout{1000};      // wait on a full lossless local topic before dropping
-  int max_hops = 8;     // a message that crossed more bridges is dropped (a guard, loops are cut before)
-  bool relay = true;    // re-offer what arrives from one peer to the others (multi-hop topologies)
+  int max_hops = 8;   // a message that crossed more bridges is dropped (a guard, loops are cut before)
+  bool relay = true;  // re-offer what arrives from one peer to the others (multi-hop topologies)
 
   // [security]: CURVE on when secret_key_file is set.
   bool curve = false;
-  std::string public_key;                // Z85, derived from the secret key
-  std::string secret_key;                // Z85
-  std::vector<std::string> allowed_keys; // Z85 public keys of peers allowed to connect to us
+  std::string public_key;                 // Z85, derived from the secret key
+  std::string secret_key;                 // Z85
+  std::vector<std::string> allowed_keys;  // Z85 public keys of peers allowed to connect to us
   std::vector<std::string> allowed_key_files;
 
   std::vector<Rule> rules;  // [[rule]], first match wins

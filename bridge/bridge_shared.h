@@ -1,6 +1,6 @@
-// What the bridge's threads share: the stop flag, counters, the relay hand-off and the ids of the bridge's own
-// local publishers. The outbound thread owns the XPUB socket, the inbound thread the XSUB socket, the local
-// publishers and the statistics; each counter is written by one thread and read by the inbound thread.
+// What the bridge's threads share: the stop flag, counters, the relay hand-off and the ids of the bridge's
+// own local publishers. The outbound thread owns the XPUB socket, the inbound thread the XSUB socket, the
+// local publishers and the statistics; each counter is written by one thread and read by the inbound thread.
 #pragma once
 
 #include <atomic>
@@ -11,19 +11,18 @@
 #include <vector>
 
 #include "bridge/wire_format.h"
-#include "bridge/zmq_message.h"
 
 namespace shmbus::bridge {
 
 // Monotonic counters. Relaxed: each is a tally read for display, ordering nothing.
 struct Counters {
-  // Outbound thread: local bus -> peers.
+  // Outbound thread: local bus -> peers. Messages, not ZeroMQ messages: a batch counts each it carries.
   std::atomic<uint64_t> messages_out{0};
   std::atomic<uint64_t> bytes_out{0};
-  std::atomic<uint64_t> relayed_out{0};     // messages of other origins passed on to our peers
-  std::atomic<uint64_t> send_dropped{0};    // lossless mode: a peer stayed full for send_timeout
-  std::atomic<uint64_t> local_dropped{0};   // lost on our local subscriber before we could forward them
-  std::atomic<uint64_t> remote_topics{0};   // wire topics our peers subscribe to right now (a gauge)
+  std::atomic<uint64_t> relayed_out{0};    // messages of other origins passed on to our peers
+  std::atomic<uint64_t> send_dropped{0};   // lossless mode: a peer stayed full for send_timeout
+  std::atomic<uint64_t> local_dropped{0};  // lost on our local subscriber before we could forward them
+  std::atomic<uint64_t> remote_topics{0};  // wire topics our peers subscribe to right now (a gauge)
   std::atomic<uint64_t> unselected_subscriptions{0};  // peer subscriptions no out rule selects
   // Inbound thread: peers -> local bus.
   std::atomic<uint64_t> messages_in{0};
@@ -31,8 +30,8 @@ struct Counters {
   std::atomic<uint64_t> duplicates{0};       // seen before via another path: suppressed
   std::atomic<uint64_t> own_origin{0};       // our own messages coming back round a loop: suppressed
   std::atomic<uint64_t> stale_epoch{0};      // from an origin bridge's previous run
-  std::atomic<uint64_t> malformed{0};        // wrong frame count, bad topic frame, bad header
-  std::atomic<uint64_t> unknown_version{0};  // a header of another wire version
+  std::atomic<uint64_t> malformed{0};        // ZeroMQ messages: wrong frame count, bad topic frame, bad batch
+  std::atomic<uint64_t> unknown_version{0};  // ZeroMQ messages of another wire version
   std::atomic<uint64_t> hop_limit{0};        // crossed more than max_hops bridges
   std::atomic<uint64_t> unselected{0};       // a topic no in rule selects
   std::atomic<uint64_t> gaps{0};             // sequences missing, all origins and topics
@@ -49,8 +48,7 @@ class RelayQueue {
  public:
   struct Item {
     std::string topic_frame;
-    HeaderBytes header;
-    ZmqMessage payload;
+    std::vector<std::byte> batch;  // one record, its header already marked relayed
   };
   static constexpr std::size_t kMaxQueued = 65536;
 
@@ -86,7 +84,9 @@ class OwnPublishers {
     ids_ = std::move(ids);
     version_.fetch_add(1, std::memory_order_release);  // pairs with the acquire in changed()
   }
-  bool changed(uint64_t seen_version) const { return version_.load(std::memory_order_acquire) != seen_version; }
+  bool changed(uint64_t seen_version) const {
+    return version_.load(std::memory_order_acquire) != seen_version;
+  }
   uint64_t snapshot(std::vector<uint64_t>* out) const {
     std::lock_guard lock(mutex_);
     *out = ids_;

@@ -16,8 +16,8 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
-constexpr int kBatch = 1024;               // messages received before looking at timers and monitors again
-constexpr std::size_t kPublishBatch = 64;  // messages for one topic published with one release
+constexpr int kBatch = 1024;                // ZeroMQ messages received before looking at timers and monitors
+constexpr std::size_t kPublishBatch = 256;  // messages for one topic published with one release
 
 void add(std::atomic<uint64_t>& counter, uint64_t n = 1) {
   counter.fetch_add(n, std::memory_order_relaxed);
@@ -54,16 +54,13 @@ Inbound::Route& Inbound::route_of(std::string_view wire) {
 }
 
 bool Inbound::receive_one() {
-  ZmqMessage topic, header, payload;
+  ZmqMessage topic, batch;
   if (zmq_msg_recv(topic.get(), sockets_.xsub, ZMQ_DONTWAIT) < 0) return false;
-  // Exactly three frames; anything else is drained whole and counted, never half-read into the next message.
+  // Exactly two frames; anything else is drained whole and counted, never half-read into the next message.
   int frames = 1;
   bool more = topic.more();
   if (more) {
-    zmq_msg_recv(header.get(), sockets_.xsub, 0), ++frames, more = header.more();
-  }
-  if (more) {
-    zmq_msg_recv(payload.get(), sockets_.xsub, 0), ++frames, more = payload.more();
+    zmq_msg_recv(batch.get(), sockets_.xsub, 0), ++frames, more = batch.more();
   }
   while (more) {
     ZmqMessage extra;
@@ -77,27 +74,33 @@ bool Inbound::receive_one() {
                         ? std::optional<std::string_view>(
                               std::string_view(last_topic_frame_).substr(0, last_topic_frame_.size() - 1))
                         : parse_topic_frame(topic_bytes);
-  WireHeader h;
-  if (frames != 3 || !wire) {
+  if (frames < 2 || !wire) {
     add(counters_.malformed);
     return true;
   }
-  switch (decode_header(header.bytes(), &h)) {
-    case HeaderError::kNone:
+  // The version first: a peer of another version (version 1 sent three frames) is told apart from garbage.
+  BatchHeader h;
+  switch (decode_batch(batch.bytes(), &h, &records_)) {
+    case BatchError::kNone:
       break;
-    case HeaderError::kUnknownVersion:
+    case BatchError::kUnknownVersion:
       add(counters_.unknown_version);
       return true;
-    case HeaderError::kMalformed:
+    case BatchError::kMalformed:
       add(counters_.malformed);
       return true;
   }
-  if (h.origin_id == config_.origin_id) {  // our own message came back round a loop
-    add(counters_.own_origin);
+  if (frames != 2) {
+    add(counters_.malformed);
+    return true;
+  }
+  const uint64_t n = records_.size();
+  if (h.origin_id == config_.origin_id) {  // our own messages came back round a loop
+    add(counters_.own_origin, n);
     return true;
   }
   if (h.hops >= config_.max_hops) {
-    add(counters_.hop_limit);
+    add(counters_.hop_limit, n);
     return true;
   }
   if (!same_topic) {
@@ -106,55 +109,66 @@ bool Inbound::receive_one() {
   }
   Route& route = *last_route_;
   if (!route.selected) {
-    add(counters_.unselected);
+    add(counters_.unselected, n);
     return true;
   }
-  const auto outcome = tracker_.observe(h.origin_id, h.origin_epoch, route.local, h.sequence);
-  if (outcome.verdict == SequenceTracker::Verdict::kDuplicate) {
-    add(counters_.duplicates);
-    return true;
-  }
-  if (outcome.verdict == SequenceTracker::Verdict::kStale) {
-    add(counters_.stale_epoch);
-    return true;
-  }
-  if (outcome.missing) add(counters_.gaps, outcome.missing);
-  deliver(route, h, payload);
+  deliver(route, h, records_, std::move(batch));
   return true;
 }
 
-void Inbound::deliver(Route& route, const WireHeader& header, ZmqMessage& payload) {
-  const std::size_t size = payload.bytes().size();
-  add(counters_.messages_in);
-  add(counters_.bytes_in, size);
+void Inbound::deliver(Route& route, const BatchHeader& header, const std::vector<WireRecord>& records,
+                      ZmqMessage&& frame) {
   if (route.relay_frame && route.interest_version != shared_.remote_interest.version()) {
     route.interest_version = shared_.remote_interest.version();
     route.relay_wanted = shared_.remote_interest.wanted(route.relay_topic);
   }
   const bool relay = route.relay_frame && route.relay_wanted;
   Publisher* p = publisher_for(route);
-  if (p == nullptr) {
-    add(counters_.publish_failed);
-  } else if (size > p->max_message_size()) {
-    add(counters_.too_large);
-  } else if (relay) {
-    // The payload goes on to the relay queue: publish it now, in order after what is pending.
-    flush_pending();
-    publish_now(*p, payload.bytes());
-  } else {
-    if (pending_.publisher != p) flush_pending();
-    pending_.publisher = p;
-    pending_.payloads.push_back(std::move(payload));
-    if (pending_.payloads.size() >= kPublishBatch) flush_pending();
-    return;
+  const std::byte* base = frame.bytes().data();
+  bool pending = false;
+  for (const WireRecord& r : records) {
+    const auto outcome = tracker_.observe(header.origin_id, header.origin_epoch, route.local, r.sequence);
+    if (outcome.verdict == SequenceTracker::Verdict::kDuplicate) {
+      add(counters_.duplicates);
+      continue;
+    }
+    if (outcome.verdict == SequenceTracker::Verdict::kStale) {
+      add(counters_.stale_epoch);
+      continue;
+    }
+    if (outcome.missing) add(counters_.gaps, outcome.missing);
+    add(counters_.messages_in);
+    add(counters_.bytes_in, r.payload.size());
+    if (p == nullptr) {
+      add(counters_.publish_failed);
+    } else if (r.payload.size() > p->max_message_size()) {
+      add(counters_.too_large);
+    } else if (relay) {
+      // The message goes on to the relay queue too: publish it now, in order after what is pending.
+      flush_pending();
+      publish_now(*p, r.payload);
+    } else {
+      if (pending_.publisher != p) flush_pending();
+      pending_.publisher = p;
+      // Offsets, not spans: the frame is moved into pending_ below (a frame's bytes do not move with it in
+      // libzmq 4.3, but offsets do not depend on that).
+      pending_.records.push_back(
+          {pending_.frames.size(), static_cast<std::size_t>(r.payload.data() - base), r.payload.size()});
+      pending = true;
+      continue;
+    }
+    if (relay) {
+      const BatchHeader relayed{.hops = static_cast<uint8_t>(header.hops + 1),
+                                .flags = static_cast<uint16_t>(header.flags | kFlagRelayed),
+                                .origin_id = header.origin_id,
+                                .origin_epoch = header.origin_epoch};
+      if (!shared_.relay.push({*route.relay_frame, encode_batch(relayed, std::span(&r, 1))}))
+        add(counters_.relay_dropped);
+    }
   }
-  if (relay) {
-    WireHeader relayed = header;
-    relayed.hops = static_cast<uint8_t>(header.hops + 1);
-    relayed.flags |= kFlagRelayed;
-    if (!shared_.relay.push({*route.relay_frame, encode_header(relayed), std::move(payload)}))
-      add(counters_.relay_dropped);
-  }
+  if (!pending) return;
+  pending_.frames.push_back(std::move(frame));
+  if (pending_.records.size() >= kPublishBatch) flush_pending();
 }
 
 void Inbound::publish_now(Publisher& p, std::span<const std::byte> bytes) {
@@ -171,20 +185,24 @@ void Inbound::publish_now(Publisher& p, std::span<const std::byte> bytes) {
 }
 
 void Inbound::flush_pending() {
-  if (pending_.publisher == nullptr || pending_.payloads.empty()) return;
+  if (pending_.publisher == nullptr || pending_.records.empty()) {
+    pending_.frames.clear();
+    return;
+  }
   Publisher& p = *pending_.publisher;
-  // Spans are taken now, not on arrival: a small ZeroMQ message keeps its bytes inside itself, so moving it
-  // into the vector moved them.
   pending_.spans.clear();
-  for (auto& m : pending_.payloads) pending_.spans.emplace_back(m.bytes());
+  for (const auto& r : pending_.records) {
+    pending_.spans.push_back(pending_.frames[r.frame].bytes().subspan(r.offset, r.size));
+  }
   const uint64_t id = p.id();
   auto published = p.publish_batch(pending_.spans);
   if (p.id() != id) update_own_publishers();
   // Sizes were checked on arrival, so an error or a short count means a lossless topic stayed full for
   // full_timeout (or the daemon is gone): what was not published is counted, as a single publish would be.
   const std::size_t done = published.ok() ? *published : 0;
-  add(counters_.publish_failed, pending_.payloads.size() - done);
-  pending_.payloads.clear();
+  add(counters_.publish_failed, pending_.records.size() - done);
+  pending_.records.clear();
+  pending_.frames.clear();
   pending_.publisher = nullptr;
 }
 
@@ -220,8 +238,9 @@ void Inbound::update_own_publishers() {
 void Inbound::lose_bus(const Status& why) {
   if (!bus_) return;
   spdlog::warn("inbound: lost the local daemon ({}); reconnecting", why.to_string());
-  add(counters_.publish_failed, pending_.payloads.size());  // their publisher goes with the daemon
-  pending_.payloads.clear();
+  add(counters_.publish_failed, pending_.records.size());  // their publisher goes with the daemon
+  pending_.records.clear();
+  pending_.frames.clear();
   pending_.publisher = nullptr;
   publishers_.clear();
   publisher_retry_.clear();

@@ -18,6 +18,7 @@
 #include "bridge/link_monitor.h"
 #include "bridge/sequence_tracker.h"
 #include "bridge/topic_mapper.h"
+#include "bridge/wire_format.h"
 #include "bridge/zmq_message.h"
 #include "shmbus/bus.h"
 
@@ -54,13 +55,20 @@ class Inbound {
   // Messages for one local publisher received but not yet published: published together (one release, one
   // wake-up of sleeping local subscribers) when the receive burst ends or a message for another topic comes.
   struct PendingBatch {
+    struct Record {
+      std::size_t frame;  // index into frames
+      std::size_t offset;
+      std::size_t size;
+    };
     Publisher* publisher = nullptr;
-    std::vector<ZmqMessage> payloads;
+    std::vector<ZmqMessage> frames;  // the batch frames the records are in
+    std::vector<Record> records;
     std::vector<std::span<const std::byte>> spans;  // scratch for publish_batch
   };
 
   bool receive_one();
-  void deliver(Route& route, const WireHeader& header, ZmqMessage& payload);
+  void deliver(Route& route, const BatchHeader& header, const std::vector<WireRecord>& records,
+               ZmqMessage&& frame);
   void publish_now(Publisher& p, std::span<const std::byte> bytes);
   void flush_pending();
   Route& route_of(std::string_view wire);
@@ -94,6 +102,7 @@ class Inbound {
   std::set<std::string> subscribed_;  // wire topics subscribed upstream
   SequenceTracker tracker_;
   PendingBatch pending_;
+  std::vector<WireRecord> records_;  // scratch: the records of the batch being received
   std::optional<Publisher> stats_publisher_;
   // Peers whose handshake failed, and when to dial them again: libzmq 4.3 gives up on a connection after a
   // handshake error (a refused key), so without this a peer fixed later would never be reached.

@@ -12,8 +12,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
-constexpr int kBatch = 256;  // messages taken from one subscriber before serving the others
-
 int64_t now_ns(auto clock_now) {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(clock_now.time_since_epoch()).count();
 }
@@ -122,65 +120,94 @@ bool Outbound::own(uint64_t publisher_id) {
   return false;
 }
 
-bool Outbound::send(const std::string& frame, const HeaderBytes& header, ZmqMessage& payload) {
+bool Outbound::send(const std::string& frame, ZmqMessage& batch, std::size_t records) {
   // Lossless mode blocks on the first frame (SNDTIMEO); otherwise ZeroMQ drops at a full peer by itself.
   const int first_flags = ZMQ_SNDMORE | (config_.lossless ? 0 : ZMQ_DONTWAIT);
   if (zmq_send(xpub_, frame.data(), frame.size(), first_flags) < 0) {
-    counters_.send_dropped.fetch_add(1, std::memory_order_relaxed);
+    counters_.send_dropped.fetch_add(records, std::memory_order_relaxed);
     return false;
   }
-  zmq_send(xpub_, header.data(), header.size(), ZMQ_SNDMORE);
-  zmq_msg_send(payload.get(), xpub_, 0);
+  zmq_msg_send(batch.get(), xpub_, 0);
+  return true;
+}
+
+void Outbound::start_batch() {
+  encode_batch_header({.hops = 0, .flags = 0, .origin_id = config_.origin_id, .origin_epoch = epoch_},
+                      std::span(batch_).first<kBatchHeaderSize>());
+  batch_used_ = kBatchHeaderSize;
+  batch_records_ = 0;
+  batch_payload_bytes_ = 0;
+}
+
+void Outbound::flush_batch(const Route& route) {
+  if (batch_records_ == 0) return;
+  ZmqMessage frame(batch_used_);
+  std::memcpy(frame.bytes().data(), batch_.data(), batch_used_);
+  // May block (lossless backpressure from the peers); the slots this batch was read from stay unread-past
+  // (and, lossless, unreused) until drain moves on.
+  if (send(route.frame, frame, batch_records_)) {
+    // relaxed: statistics, read by the stats thread.
+    counters_.messages_out.fetch_add(batch_records_, std::memory_order_relaxed);
+    counters_.bytes_out.fetch_add(batch_payload_bytes_, std::memory_order_relaxed);
+  }
+  start_batch();
+}
+
+bool Outbound::encode_record(Route& route, const SampleView& m, uint64_t& sequence,
+                             std::span<std::byte> out) {
+  const std::size_t size = m.size();
+  // Copy out first: on a lossy topic the publisher may overwrite the slot while we read it.
+  std::memcpy(out.data() + kRecordHeaderSize, m.data(), size);
+  // Losses so far, including a lap just before this message (drain counts it before handing this over).
+  const uint64_t dropped = route.subscriber.dropped();
+  // Read once: on a lossy topic the publisher may overwrite the slot between two reads, and a message
+  // judged intact here but dropped below would vanish without a sequence number.
+  const bool intact = m.still_valid();
+  if (dropped != route.dropped_seen || !intact) {
+    // Losses on our own subscriber become sequence gaps downstream: skip their numbers so they are seen.
+    const uint64_t lost = dropped - route.dropped_seen + (intact ? 0 : 1);
+    counters_.local_dropped.fetch_add(lost, std::memory_order_relaxed);
+    sequence += lost;
+    route.dropped_seen = dropped;
+    if (!intact) return false;
+  }
+  const auto publish_time = static_cast<uint64_t>(now_ns(m.publish_time()) + realtime_offset_ns_);
+  encode_record_header(++sequence, publish_time, static_cast<uint32_t>(size), out.first<kRecordHeaderSize>());
   return true;
 }
 
 void Outbound::drain(Route& route) {
   uint64_t& sequence = next_sequence_[route.frame];  // once per call, not per message
-  uint64_t sent = 0, bytes = 0;
-  route.subscriber.drain(kBatch, [&](const SampleView& m) {
+  route.subscriber.drain(kMaxBatchRecords, [&](const SampleView& m) {
     if (own(m.publisher_id())) return;  // came from the network: the inbound side relays those
-    // Copy out first: on a lossy topic the publisher may overwrite the slot while we read it.
-    ZmqMessage payload(m.size());
-    std::memcpy(payload.bytes().data(), m.data(), m.size());
-    // Losses so far, including a lap just before this message (drain counts it before handing this over).
-    const uint64_t dropped = route.subscriber.dropped();
-    // Read once: on a lossy topic the publisher may overwrite the slot between two reads, and a message
-    // judged intact here but dropped below would vanish without a sequence number.
-    const bool intact = m.still_valid();
-    if (dropped != route.dropped_seen || !intact) {
-      // Losses on our own subscriber become sequence gaps downstream: skip their numbers so they are seen.
-      const uint64_t lost = dropped - route.dropped_seen + (intact ? 0 : 1);
-      counters_.local_dropped.fetch_add(lost, std::memory_order_relaxed);
-      sequence += lost;
-      route.dropped_seen = dropped;
-      if (!intact) return;
+    const std::size_t record = kRecordHeaderSize + m.size();
+    if (kBatchHeaderSize + record > kMaxBatchBytes) {
+      // Too large to share a batch: sent at once, alone, from a frame of its own (one copy, not two).
+      flush_batch(route);
+      ZmqMessage frame(kBatchHeaderSize + record);
+      std::memcpy(frame.bytes().data(), batch_.data(), kBatchHeaderSize);  // start_batch's header
+      if (encode_record(route, m, sequence, frame.bytes().subspan(kBatchHeaderSize)) &&
+          send(route.frame, frame, 1)) {
+        counters_.messages_out.fetch_add(1, std::memory_order_relaxed);
+        counters_.bytes_out.fetch_add(m.size(), std::memory_order_relaxed);
+      }
+      return;
     }
-    const WireHeader h{
-        .hops = 0,
-        .flags = 0,
-        .origin_id = config_.origin_id,
-        .origin_epoch = epoch_,
-        .sequence = ++sequence,
-        .publish_time_ns = static_cast<uint64_t>(now_ns(m.publish_time()) + realtime_offset_ns_)};
-    const std::size_t size = m.size();
-    // May block (lossless backpressure from the peers); the payload is our copy, the slot stays unread-past
-    // (and, lossless, unreused) until drain moves on.
-    if (send(route.frame, encode_header(h), payload)) {
-      ++sent;
-      bytes += size;
-    }
+    if (batch_used_ + record > kMaxBatchBytes) flush_batch(route);
+    if (!encode_record(route, m, sequence, std::span(batch_).subspan(batch_used_, record))) return;
+    batch_used_ += record;
+    ++batch_records_;
+    batch_payload_bytes_ += m.size();
   });
-  if (sent == 0) return;
-  // relaxed: statistics, read by the stats thread.
-  counters_.messages_out.fetch_add(sent, std::memory_order_relaxed);
-  counters_.bytes_out.fetch_add(bytes, std::memory_order_relaxed);
+  flush_batch(route);
 }
 
 void Outbound::send_relays() {
   shared_.relay.take_all(&relays_);
   for (auto& item : relays_) {
-    if (send(item.topic_frame, item.header, item.payload))
-      counters_.relayed_out.fetch_add(1, std::memory_order_relaxed);
+    ZmqMessage frame(item.batch.size());
+    std::memcpy(frame.bytes().data(), item.batch.data(), item.batch.size());
+    if (send(item.topic_frame, frame, 1)) counters_.relayed_out.fetch_add(1, std::memory_order_relaxed);
   }
   relays_.clear();
 }
@@ -189,6 +216,7 @@ void Outbound::run() {
   // A relay waits for our next wake-up: with peers to relay from, wake at least every millisecond.
   const auto idle = (config_.relay && !config_.peers.empty()) ? 1ms : 2ms;
   auto next_check = Clock::now();
+  start_batch();
   realtime_offset_ns_ = now_ns(std::chrono::system_clock::now()) - now_ns(next_check);
   while (!shared_.stop.load(std::memory_order_relaxed)) {
     ensure_bus();

@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -16,6 +17,8 @@
 #include "bridge/bridge_config.h"
 #include "bridge/bridge_shared.h"
 #include "bridge/topic_mapper.h"
+#include "bridge/wire_format.h"
+#include "bridge/zmq_message.h"
 #include "shmbus/bus.h"
 #include "shmbus/wait_set.h"
 
@@ -42,7 +45,12 @@ class Outbound {
   void close_all_routes();
   bool ensure_bus();
   void drain(Route& route);
-  bool send(const std::string& frame, const HeaderBytes& header, ZmqMessage& payload);
+  // Copies m into `out` (a record's header and payload) and numbers it; false if a lossy publisher
+  // overwrote it meanwhile (counted, its number skipped).
+  bool encode_record(Route& route, const SampleView& m, uint64_t& sequence, std::span<std::byte> out);
+  void start_batch();
+  void flush_batch(const Route& route);
+  bool send(const std::string& frame, ZmqMessage& batch, std::size_t records);
   void send_relays();
   bool own(uint64_t publisher_id);
 
@@ -65,6 +73,13 @@ class Outbound {
   std::vector<uint64_t> own_ids_;
   uint64_t own_version_ = ~0ull;
   std::vector<RelayQueue::Item> relays_;
+  // The batch being filled by drain(): header and records, sent when drain is done or the next record would
+  // not fit (kMaxBatchBytes). The first kBatchHeaderSize bytes always hold this bridge's batch header.
+  std::unique_ptr<std::byte[]> batch_storage_ = std::make_unique<std::byte[]>(kMaxBatchBytes);
+  std::span<std::byte> batch_{batch_storage_.get(), kMaxBatchBytes};
+  std::size_t batch_used_ = 0;
+  std::size_t batch_records_ = 0;
+  uint64_t batch_payload_bytes_ = 0;
   int64_t realtime_offset_ns_ = 0;  // system_clock - steady_clock, refreshed every 100 ms
 };
 

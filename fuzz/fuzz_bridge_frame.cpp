@@ -1,6 +1,6 @@
 // Fuzzes the bridge's wire-format decoders on arbitrary multipart messages, the way a peer's bytes reach
 // them: the inbound side's checks (bridge/inbound.cpp, Inbound::receive_one: frame count, topic frame,
-// header, then the sequence tracker) and the outbound side's subscription parser
+// batch, then the sequence tracker per record) and the outbound side's subscription parser
 // (Outbound::handle_subscriptions, whose XPUB hands it the first frame in a 512-byte buffer). Whatever
 // arrives must be refused or decoded without reading outside its frame, and what is decoded must be what the
 // encoder would have sent.
@@ -25,7 +25,7 @@ using namespace shmbus::bridge;
 
 namespace {
 
-constexpr std::size_t kMaxFrames = 5;          // three make a message; more exercise the "drained whole" path
+constexpr std::size_t kMaxFrames = 4;          // two make a message; more exercise the "drained whole" path
 constexpr std::size_t kSubscriptionBuf = 512;  // Outbound::handle_subscriptions' receive buffer
 
 using Frame = std::vector<std::byte>;
@@ -62,30 +62,34 @@ std::optional<std::string_view> checked_topic(std::span<const std::byte> frame) 
   return topic;
 }
 
-// decode_header's promise: kNone only for a 40-byte frame of magic and version 1, which the encoder rebuilds
-// byte for byte (every byte of the header is a field); kUnknownVersion only with the magic and another
-// version.
-std::optional<WireHeader> checked_header(std::span<const std::byte> frame) {
-  WireHeader h;
-  const HeaderError e = decode_header(frame, &h);
+// decode_batch's promise: kNone only for a frame of magic and version kWireVersion holding one or more whole
+// records, which the encoder rebuilds byte for byte (every byte is a field) from payloads inside the frame;
+// kUnknownVersion only with the magic and another version.
+std::optional<BatchHeader> checked_batch(std::span<const std::byte> frame, std::vector<WireRecord>* records) {
+  BatchHeader h;
+  const BatchError e = decode_batch(frame, &h, records);
   const bool magic = frame.size() >= 5 && frame[0] == std::byte{0x42} && frame[1] == std::byte{0x53} &&
                      frame[2] == std::byte{0x42} && frame[3] == std::byte{0x52};
   switch (e) {
-    case HeaderError::kNone: {
-      if (frame.size() != kHeaderSize || !magic || frame[kOffsetVersion] != std::byte{kWireVersion}) {
-        __builtin_trap();
+    case BatchError::kNone: {
+      if (!magic || frame[kOffsetVersion] != std::byte{kWireVersion} || records->empty()) __builtin_trap();
+      for (const WireRecord& r : *records) {
+        if (r.payload.data() < frame.data() + kBatchHeaderSize + kRecordHeaderSize ||
+            r.payload.data() + r.payload.size() > frame.data() + frame.size()) {
+          __builtin_trap();
+        }
       }
-      const HeaderBytes again = encode_header(h);
-      if (std::memcmp(again.data(), frame.data(), kHeaderSize) != 0) __builtin_trap();
+      const std::vector<std::byte> again = encode_batch(h, *records);
+      if (again.size() != frame.size() || std::memcmp(again.data(), frame.data(), frame.size()) != 0)
+        __builtin_trap();
       return h;
     }
-    case HeaderError::kUnknownVersion:
+    case BatchError::kUnknownVersion:
       if (!magic || frame[kOffsetVersion] == std::byte{kWireVersion}) __builtin_trap();
       return std::nullopt;
-    case HeaderError::kMalformed:
+    case BatchError::kMalformed:
       if (magic && frame[kOffsetVersion] != std::byte{kWireVersion})
-        __builtin_trap();                                          // that is kUnknownVersion
-      if (magic && frame.size() == kHeaderSize) __builtin_trap();  // that is kNone
+        __builtin_trap();  // that is kUnknownVersion
       return std::nullopt;
   }
   __builtin_trap();  // no other value
@@ -103,40 +107,48 @@ void subscription(std::span<const std::byte> frame) {
   if (!same_bytes(frame, subscription_frame(s->wire_topic, s->subscribe))) __builtin_trap();
 }
 
-// What Inbound::receive_one does before it publishes: frame count and topic, header, then de-duplication.
+// What Inbound::receive_one does before it publishes: topic, batch, frame count, then de-duplication of
+// each record (Inbound::deliver).
 void message(const std::vector<Frame>& frames) {
   const auto wire = checked_topic(frames[0]);
-  if (frames.size() != 3 || !wire) return;  // counted as malformed, dropped whole
-  const auto h = checked_header(frames[1]);
-  if (!h) return;
-  // A fresh tracker: the first message of a stream is delivered, the same sequence again (from another path,
+  if (frames.size() < 2 || !wire) return;  // counted as malformed, dropped whole
+  std::vector<WireRecord> records;
+  const auto h = checked_batch(frames[1], &records);
+  if (!h || frames.size() != 2) return;
+  // A fresh tracker: the first record of a stream is delivered, the same sequence again (from another path,
   // or relayed with one more hop) is a duplicate, and an earlier epoch of the same origin is stale.
   SequenceTracker tracker;
-  const auto first = tracker.observe(h->origin_id, h->origin_epoch, *wire, h->sequence);
+  const WireRecord& r = records.front();
+  const auto first = tracker.observe(h->origin_id, h->origin_epoch, *wire, r.sequence);
   if (first.verdict != SequenceTracker::Verdict::kDeliver || first.missing != 0) __builtin_trap();
-  WireHeader relayed = *h;  // as Inbound::deliver relays it
-  relayed.hops = static_cast<uint8_t>(h->hops + 1);
-  relayed.flags |= kFlagRelayed;
-  WireHeader back;
-  const HeaderBytes bytes = encode_header(relayed);
-  if (decode_header(bytes, &back) != HeaderError::kNone || back.hops != relayed.hops ||
-      back.flags != relayed.flags || back.sequence != h->sequence || back.origin_id != h->origin_id) {
+  const BatchHeader relayed{.hops = static_cast<uint8_t>(h->hops + 1),  // as Inbound::deliver relays it
+                            .flags = static_cast<uint16_t>(h->flags | kFlagRelayed),
+                            .origin_id = h->origin_id,
+                            .origin_epoch = h->origin_epoch};
+  const std::vector<std::byte> bytes = encode_batch(relayed, std::span(&r, 1));
+  BatchHeader back;
+  std::vector<WireRecord> back_records;
+  if (decode_batch(bytes, &back, &back_records) != BatchError::kNone || back.hops != relayed.hops ||
+      back.flags != relayed.flags || back.origin_id != h->origin_id || back_records.size() != 1 ||
+      back_records[0].sequence != r.sequence || back_records[0].payload.size() != r.payload.size()) {
     __builtin_trap();
   }
-  if (tracker.observe(back.origin_id, back.origin_epoch, *wire, back.sequence).verdict !=
+  if (tracker.observe(back.origin_id, back.origin_epoch, *wire, back_records[0].sequence).verdict !=
       SequenceTracker::Verdict::kDuplicate) {
     __builtin_trap();
   }
   if (h->origin_epoch > 0 &&
-      tracker.observe(h->origin_id, h->origin_epoch - 1, *wire, h->sequence + 1).verdict !=
+      tracker.observe(h->origin_id, h->origin_epoch - 1, *wire, r.sequence + 1).verdict !=
           SequenceTracker::Verdict::kStale) {
     __builtin_trap();
   }
-  if (h->sequence < UINT64_MAX - 1) {
-    const auto next = tracker.observe(h->origin_id, h->origin_epoch, *wire, h->sequence + 2);
+  if (r.sequence < UINT64_MAX - 1) {
+    const auto next = tracker.observe(h->origin_id, h->origin_epoch, *wire, r.sequence + 2);
     if (next.verdict != SequenceTracker::Verdict::kDeliver || next.missing != 1) __builtin_trap();
   }
-  (void)frames[2].size();  // the payload is published as it is: any bytes
+  // The rest of the batch as the inbound side sees it: each record delivered or refused, never a crash.
+  for (std::size_t i = 1; i < records.size(); ++i)
+    (void)tracker.observe(h->origin_id, h->origin_epoch, *wire, records[i].sequence);
 }
 
 }  // namespace

@@ -148,30 +148,32 @@ void write_frames(const fs::path& path, std::initializer_list<std::string_view> 
   write(path, out.data(), out.size());
 }
 
-// One message per flag and origin as the bridge's own encoder makes them (version kWireVersion), and one
-// subscription and unsubscription as its XSUB sends them.
+// Batches as the bridge's own encoder makes them (version kWireVersion): from the origin, relayed, with an
+// empty payload and with several records; and one subscription and unsubscription as its XSUB sends them.
 void write_bridge_frames(const fs::path& dir) {
   using namespace shmbus::bridge;
-  const auto header = [](const WireHeader& h) {
-    const HeaderBytes b = encode_header(h);
+  const auto batch = [](const BatchHeader& h,
+                        std::initializer_list<std::pair<uint64_t, std::string_view>> m) {
+    std::vector<WireRecord> records;
+    for (const auto& [sequence, payload] : m) {
+      records.push_back({.sequence = sequence,
+                         .publish_time_ns = 1764000000000500000ull + sequence,
+                         .payload = std::as_bytes(std::span(payload.data(), payload.size()))});
+    }
+    const std::vector<std::byte> b = encode_batch(h, records);
     return std::string(reinterpret_cast<const char*>(b.data()), b.size());
   };
   const std::string topic = topic_frame("robot/arm/pose");
-  const WireHeader origin{.hops = 0,
-                          .flags = 0,
-                          .origin_id = origin_id_of("site-a"),
-                          .origin_epoch = 1764000000000000000ull,
-                          .sequence = 1,
-                          .publish_time_ns = 1764000000000500000ull};
-  write_frames(dir / "message_origin", {topic, header(origin), "pose x=1 y=2 z=3"});
-  WireHeader relayed = origin;
+  const BatchHeader origin{
+      .hops = 0, .flags = 0, .origin_id = origin_id_of("site-a"), .origin_epoch = 1764000000000000000ull};
+  write_frames(dir / "message_origin", {topic, batch(origin, {{1, "pose x=1 y=2 z=3"}})});
+  BatchHeader relayed = origin;
   relayed.hops = 1;
   relayed.flags = kFlagRelayed;
-  relayed.sequence = 42;
-  write_frames(dir / "message_relayed", {topic, header(relayed), "pose x=4 y=5 z=6"});
-  WireHeader empty = origin;
-  empty.sequence = 2;
-  write_frames(dir / "message_empty_payload", {topic_frame("a"), header(empty), ""});
+  write_frames(dir / "message_relayed", {topic, batch(relayed, {{42, "pose x=4 y=5 z=6"}})});
+  write_frames(dir / "message_empty_payload", {topic_frame("a"), batch(origin, {{2, ""}})});
+  write_frames(dir / "message_batch",
+               {topic, batch(origin, {{3, "pose 3"}, {4, ""}, {6, "pose 6 after a gap"}})});
   write_frames(dir / "subscribe", {subscription_frame("robot/arm/pose", true)});
   write_frames(dir / "unsubscribe", {subscription_frame("remote/site-b/camera/x", false)});
 }

@@ -98,22 +98,27 @@ TEST(BridgeRobustnessTest, MalformedAndUnknownVersionFramesAreCountedAndDropped)
   const int n = zmq_recv(fake, buf, sizeof buf, 0);
   ASSERT_EQ(std::string(buf, static_cast<std::size_t>(std::max(n, 0))), std::string("\1bad/t\0", 7));
 
-  using bridge::encode_header;
-  using bridge::WireHeader;
+  using bridge::encode_batch;
+  using bridge::WireRecord;
   const std::string topic("bad/t\0", 6);
-  const auto good = encode_header(WireHeader{.origin_id = 77, .origin_epoch = 1, .sequence = 1});
-  auto v2 = good;
-  v2[bridge::kOffsetVersion] = std::byte{2};
-  auto bad_magic = good;
-  bad_magic[0] = std::byte{0};
-  const std::string header(reinterpret_cast<const char*>(good.data()), good.size());
+  const auto as_string = [](const std::vector<std::byte>& b) {
+    return std::string(reinterpret_cast<const char*>(b.data()), b.size());
+  };
+  const Numbered valid = numbered(7);
+  const WireRecord record{.sequence = 1, .payload = std::as_bytes(std::span(&valid, 1))};
+  const std::string batch =
+      as_string(encode_batch({.origin_id = 77, .origin_epoch = 1}, std::span(&record, 1)));
+  std::string v1 = batch;
+  v1[bridge::kOffsetVersion] = 1;
+  std::string bad_magic = batch;
+  bad_magic[0] = 0;
   const std::vector<std::vector<std::string>> garbage = {
-      {topic},                             // one frame
-      {topic, header},                     // two frames
-      {topic, header, "x", "extra"},       // four frames
-      {topic, header.substr(0, 20), "x"},  // short header
-      {topic, std::string(reinterpret_cast<const char*>(bad_magic.data()), bad_magic.size()), "x"},
-      {std::string("bad/t\0zz", 8), header, "x"},  // NUL inside the topic
+      {topic},                                     // one frame
+      {topic, batch, "extra"},                     // three frames
+      {topic, batch.substr(0, 20)},                // short batch header
+      {topic, batch.substr(0, batch.size() - 1)},  // record cut short
+      {topic, bad_magic},
+      {std::string("bad/t\0zz", 8), batch},  // NUL inside the topic
   };
   auto send = [&](const std::vector<std::string>& frames) {
     for (std::size_t i = 0; i < frames.size(); ++i) {
@@ -121,9 +126,8 @@ TEST(BridgeRobustnessTest, MalformedAndUnknownVersionFramesAreCountedAndDropped)
     }
   };
   for (const auto& g : garbage) send(g);
-  send({topic, std::string(reinterpret_cast<const char*>(v2.data()), v2.size()), "from the future"});
-  const Numbered valid = numbered(7);
-  send({topic, header, std::string(reinterpret_cast<const char*>(&valid), sizeof valid)});
+  send({topic, v1, "a version 1 payload frame"});  // what a bridge of version 1 sends
+  send({topic, batch});
 
   Sample m = sub->take(10s);
   ASSERT_TRUE(m) << "the valid message after the garbage never arrived";

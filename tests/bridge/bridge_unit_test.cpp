@@ -20,40 +20,68 @@ std::span<const std::byte> bytes(const std::string& s) {
   return std::as_bytes(std::span(s.data(), s.size()));
 }
 
-TEST(WireFormatTest, HeaderRoundTripsAndIsLittleEndian) {
-  const WireHeader h{.hops = 3,
-                     .flags = kFlagRelayed,
-                     .origin_id = 0x1122334455667788,
-                     .origin_epoch = 42,
-                     .sequence = 0x0102030405060708,
-                     .publish_time_ns = 99};
-  const HeaderBytes b = encode_header(h);
+std::span<const std::byte> bytes_of(const char* s) {
+  return std::as_bytes(std::span(s, std::strlen(s)));
+}
+
+TEST(WireFormatTest, BatchRoundTripsAndIsLittleEndian) {
+  const BatchHeader h{.hops = 3, .flags = kFlagRelayed, .origin_id = 0x1122334455667788, .origin_epoch = 42};
+  const std::vector<WireRecord> records = {
+      {.sequence = 0x0102030405060708, .publish_time_ns = 99, .payload = bytes_of("first")},
+      {.sequence = 0x0102030405060709, .publish_time_ns = 100, .payload = {}},  // an empty message
+      {.sequence = 0x010203040506070b, .publish_time_ns = 101, .payload = bytes_of("third")}};
+  const std::vector<std::byte> b = encode_batch(h, records);
+  ASSERT_EQ(b.size(), kBatchHeaderSize + 3 * kRecordHeaderSize + 10);
   EXPECT_EQ(std::memcmp(b.data(), "BSBR", 4), 0);
   EXPECT_EQ(b[kOffsetVersion], std::byte{kWireVersion});
-  EXPECT_EQ(b[kOffsetSequence], std::byte{0x08});
-  WireHeader d;
-  ASSERT_EQ(decode_header(b, &d), HeaderError::kNone);
+  EXPECT_EQ(b[kOffsetOrigin], std::byte{0x88});
+  EXPECT_EQ(b[kBatchHeaderSize + kRecordSequence], std::byte{0x08});
+  EXPECT_EQ(b[kBatchHeaderSize + kRecordSize], std::byte{5});
+  BatchHeader d;
+  std::vector<WireRecord> got;
+  ASSERT_EQ(decode_batch(b, &d, &got), BatchError::kNone);
   EXPECT_EQ(d.hops, 3);
   EXPECT_EQ(d.flags, kFlagRelayed);
   EXPECT_EQ(d.origin_id, h.origin_id);
   EXPECT_EQ(d.origin_epoch, 42u);
-  EXPECT_EQ(d.sequence, h.sequence);
-  EXPECT_EQ(d.publish_time_ns, 99u);
+  ASSERT_EQ(got.size(), 3u);
+  for (std::size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(got[i].sequence, records[i].sequence);
+    EXPECT_EQ(got[i].publish_time_ns, records[i].publish_time_ns);
+    ASSERT_EQ(got[i].payload.size(), records[i].payload.size());
+    EXPECT_TRUE(std::equal(got[i].payload.begin(), got[i].payload.end(), records[i].payload.begin()));
+    EXPECT_TRUE(got[i].payload.empty() ||
+                (got[i].payload.data() > b.data() && &got[i].payload.back() < &b.back() + 1))
+        << "payloads are read in place, inside the frame";
+  }
 }
 
-TEST(WireFormatTest, BadHeadersAreClassifiedNotRead) {
-  WireHeader d;
-  HeaderBytes b = encode_header({});
-  EXPECT_EQ(decode_header(std::span(b).first(3), &d), HeaderError::kMalformed);
-  EXPECT_EQ(decode_header(std::span(b).first(kHeaderSize - 1), &d), HeaderError::kMalformed);
-  EXPECT_EQ(decode_header({}, &d), HeaderError::kMalformed);
+TEST(WireFormatTest, BadBatchesAreClassifiedNotRead) {
+  BatchHeader d;
+  std::vector<WireRecord> got;
+  const std::vector<WireRecord> one = {{.sequence = 1, .payload = bytes_of("abc")}};
+  std::vector<std::byte> b = encode_batch({}, one);
+  const std::span<const std::byte> all(b);
+  EXPECT_EQ(decode_batch(all.first(3), &d, &got), BatchError::kMalformed);
+  EXPECT_EQ(decode_batch({}, &d, &got), BatchError::kMalformed);
+  EXPECT_EQ(decode_batch(all.first(kBatchHeaderSize - 1), &d, &got), BatchError::kMalformed);
+  EXPECT_EQ(decode_batch(all.first(kBatchHeaderSize), &d, &got), BatchError::kMalformed) << "no record";
+  EXPECT_EQ(decode_batch(all.first(kBatchHeaderSize + kRecordHeaderSize - 1), &d, &got),
+            BatchError::kMalformed);
+  EXPECT_EQ(decode_batch(all.first(b.size() - 1), &d, &got), BatchError::kMalformed) << "payload cut short";
+  std::vector<std::byte> longer = b;
+  longer.push_back(std::byte{0});
+  EXPECT_EQ(decode_batch(longer, &d, &got), BatchError::kMalformed) << "a stray byte after the last record";
+  std::vector<std::byte> huge = b;
+  huge[kBatchHeaderSize + kRecordSize + 3] = std::byte{0xff};  // a size far past the frame's end
+  EXPECT_EQ(decode_batch(huge, &d, &got), BatchError::kMalformed);
   b[0] = std::byte{'X'};
-  EXPECT_EQ(decode_header(b, &d), HeaderError::kMalformed);
-  b = encode_header({});
-  b[kOffsetVersion] = std::byte{2};
-  EXPECT_EQ(decode_header(b, &d), HeaderError::kUnknownVersion);
-  EXPECT_EQ(decode_header(std::span(b).first(6), &d),
-            HeaderError::kUnknownVersion);  // any size of another version
+  EXPECT_EQ(decode_batch(b, &d, &got), BatchError::kMalformed);
+  b = encode_batch({}, one);
+  b[kOffsetVersion] = std::byte{1};
+  EXPECT_EQ(decode_batch(b, &d, &got), BatchError::kUnknownVersion);
+  EXPECT_EQ(decode_batch(std::span<const std::byte>(b).first(6), &d, &got),
+            BatchError::kUnknownVersion);  // any size of another version
 }
 
 TEST(WireFormatTest, TopicFramesAreTerminatedSoNoneIsAPrefixOfAnother) {
