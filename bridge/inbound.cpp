@@ -412,9 +412,10 @@ void Inbound::run() {
       publish_stats();
       next_stats = now + config_.stats_interval;
     }
+    // Rounded up: rounded down, the last millisecond before each deadline was a busy loop of zero-timeout
+    // polls (51 poll calls per message measured at one message per 10 ms).
     const auto wait = std::min(next_discovery, next_stats) - Clock::now();
-    const long timeout_ms =
-        std::max<long>(0, std::chrono::duration_cast<std::chrono::milliseconds>(wait).count());
+    const long timeout_ms = std::max<long>(0, std::chrono::ceil<std::chrono::milliseconds>(wait).count());
     if (zmq_poll(items, 3, std::min(timeout_ms, 100l)) < 0) continue;
     for (int i = 0; i < kBatch && receive_one(); ++i) {
     }

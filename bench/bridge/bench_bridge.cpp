@@ -4,6 +4,11 @@
 // both clocks are this machine's CLOCK_MONOTONIC, so one-way latency is exact.
 //
 //   bench-bridge [--count N] [--size BYTES] [--spaced N] [--gap-ms MS] [--rounds R] [--curve]
+//                [--only zmq|bridge] [--cpus A,B]
+//
+// --cpus A,B runs each "host" on a core of its own, as two machines would: the publisher, its daemon and
+// bridge (or the ZeroMQ publisher and its I/O thread) on core A, the subscriber side on core B. Unpinned, the
+// scheduler spreads every thread over the machine's cores.
 //
 // Per round and transport: back-to-back (N messages as fast as the link takes them: rate, and latency under
 // load) and spaced (N messages --gap-ms apart: latency of a message that finds the path idle).
@@ -23,6 +28,7 @@
 #include <thread>
 #include <vector>
 
+#include "harness/pinning.h"
 #include "shmbus/bus.h"
 
 namespace {
@@ -37,7 +43,8 @@ struct Options {
   std::size_t size = 64;
   int rounds = 3;
   bool curve = false;
-  std::string only;  // "zmq" or "bridge": run one transport (for profiling); empty runs both
+  std::string only;            // "zmq" or "bridge": run one transport (for profiling); empty runs both
+  int cpu_a = -1, cpu_b = -1;  // --cpus: the core of each host's processes; -1 leaves them unpinned
 };
 
 struct Result {
@@ -117,9 +124,10 @@ Result join(Child& c) {
   return r;
 }
 
-pid_t spawn(const std::vector<std::string>& argv) {
+pid_t spawn(const std::vector<std::string>& argv, int cpu = -1) {
   const pid_t pid = fork();
   if (pid == 0) {
+    bench::pin_to_cpu(cpu);  // before exec: every thread the program starts inherits the mask
     const int null = open("/dev/null", O_WRONLY);
     dup2(null, 1);
     std::vector<char*> args;
@@ -139,6 +147,7 @@ void stop(pid_t pid) {
 Result raw_zmq(const Options& o, uint64_t count, int gap_ms, int port) {
   const std::string endpoint = "tcp://127.0.0.1:" + std::to_string(port);
   Child sub = fork_child([&](int ready) {
+    bench::pin_to_cpu(o.cpu_b);  // before zmq_ctx_new: the I/O thread inherits the mask
     void* ctx = zmq_ctx_new();
     void* s = zmq_socket(ctx, ZMQ_SUB);
     const int hwm = 0, timeout = 3000;  // unlimited queue: count what the link carries, not what HWM drops
@@ -159,6 +168,7 @@ Result raw_zmq(const Options& o, uint64_t count, int gap_ms, int port) {
     return t.result();
   });
   Child pub = fork_child([&](int ready) {
+    bench::pin_to_cpu(o.cpu_a);
     void* ctx = zmq_ctx_new();
     void* p = zmq_socket(ctx, ZMQ_PUB);
     const int hwm = 0, linger = 2000;
@@ -198,7 +208,8 @@ BridgePair start_bridges(const Options& o, int port) {
   const std::string ia = "benchA" + std::to_string(getpid()), ib = "benchB" + std::to_string(getpid());
   p.a = {.instance = ia, .runtime_dir = p.dir, .name = "bench"};
   p.b = {.instance = ib, .runtime_dir = p.dir, .name = "bench"};
-  for (const auto& i : {ia, ib}) p.pids.push_back(spawn({SHMBUSD_PATH, "-i", i, "-r", p.dir, "-l", "warn"}));
+  p.pids.push_back(spawn({SHMBUSD_PATH, "-i", ia, "-r", p.dir, "-l", "warn"}, o.cpu_a));
+  p.pids.push_back(spawn({SHMBUSD_PATH, "-i", ib, "-r", p.dir, "-l", "warn"}, o.cpu_b));
   std::string security_a, security_b, server_key;
   if (o.curve) {
     spawn({SHMBUS_BRIDGE_PATH, "--generate-keys", p.dir + "/a"}),
@@ -221,9 +232,8 @@ BridgePair start_bridges(const Options& o, int port) {
   for (auto* opts : {&p.a, &p.b}) {
     while (!shmbus::Bus::connect(*opts).ok()) std::this_thread::sleep_for(10ms);
   }
-  for (const char* n : {"/a.toml", "/b.toml"}) {
-    p.pids.push_back(spawn({SHMBUS_BRIDGE_PATH, "-c", p.dir + n, "-l", "warn"}));
-  }
+  p.pids.push_back(spawn({SHMBUS_BRIDGE_PATH, "-c", p.dir + "/a.toml", "-l", "warn"}, o.cpu_a));
+  p.pids.push_back(spawn({SHMBUS_BRIDGE_PATH, "-c", p.dir + "/b.toml", "-l", "warn"}, o.cpu_b));
   return p;
 }
 
@@ -235,6 +245,7 @@ void stop_bridges(BridgePair& p) {
 Result bridge(const Options& o, const BridgePair& pair, uint64_t count, int gap_ms,
               const std::string& topic) {
   Child sub = fork_child([&](int ready) {
+    bench::pin_to_cpu(o.cpu_b);
     auto bus = shmbus::Bus::connect(pair.b).value();
     // Blocking without a spin, as the ZeroMQ subscriber above sleeps in zmq_recv: on 2 cores a spinning
     // endpoint only takes CPU from the bridges it waits for.
@@ -252,6 +263,7 @@ Result bridge(const Options& o, const BridgePair& pair, uint64_t count, int gap_
   });
   wait_ready(sub);
   Child pub = fork_child([&](int ready) {
+    bench::pin_to_cpu(o.cpu_a);
     auto bus = shmbus::Bus::connect(pair.a).value();
     shmbus::PublisherOptions po{.topic = {.max_message_size = static_cast<uint32_t>(o.size),
                                           .depth = 1024,
@@ -314,11 +326,14 @@ int main(int argc, char** argv) {
     else if (a == "--only" && i + 1 < argc &&
              (std::string(argv[i + 1]) == "zmq" || std::string(argv[i + 1]) == "bridge"))
       o.only = argv[++i];
+    else if (a == "--cpus" && i + 1 < argc && std::sscanf(argv[i + 1], "%d,%d", &o.cpu_a, &o.cpu_b) == 2 &&
+             o.cpu_a >= 0 && o.cpu_b >= 0)
+      ++i;
     else {
       std::fprintf(
           stderr,
           "usage: bench-bridge [--count N] [--size B] [--spaced N] [--gap-ms MS] [--rounds R] [--curve]\n"
-          "                    [--only zmq|bridge]\n");
+          "                    [--only zmq|bridge] [--cpus A,B]\n");
       return 2;
     }
   }
@@ -353,8 +368,12 @@ int main(int argc, char** argv) {
   }
   stop_bridges(pair);
   if (!o.only.empty()) return 0;  // one transport: no ratios to print
-  std::printf("\nmedians over %d rounds, %zu-byte messages, loopback TCP%s:\n", o.rounds, o.size,
-              o.curve ? ", CURVE on the bridge" : "");
+  std::printf(
+      "\nmedians over %d rounds, %zu-byte messages, loopback TCP%s, %s:\n", o.rounds, o.size,
+      o.curve ? ", CURVE on the bridge" : "",
+      o.cpu_a < 0
+          ? "unpinned"
+          : ("host A on cpu " + std::to_string(o.cpu_a) + ", B on cpu " + std::to_string(o.cpu_b)).c_str());
   std::printf("  back-to-back rate   zmq %.0f msg/s   bridge %.0f msg/s   zmq/bridge = %.2fx\n",
               median(raw_rate), median(br_rate), median(raw_rate) / median(br_rate));
   std::printf("  back-to-back p50    zmq %.1f us   bridge %.1f us   bridge/zmq = %.2fx\n", median(raw_p50),
