@@ -75,26 +75,9 @@ void PublisherCore::detach() {
 }
 }  // namespace detail
 
-Loan::Loan(Loan&& other) noexcept
-    : owner_(std::exchange(other.owner_, nullptr)),
-      data_(std::exchange(other.data_, nullptr)),
-      capacity_(other.capacity_),
-      size_(other.size_) {}
-
-Loan& Loan::operator=(Loan&& other) noexcept {
-  if (this != &other) {
-    if (owner_) owner_->loan_outstanding = false;
-    owner_ = std::exchange(other.owner_, nullptr);
-    data_ = std::exchange(other.data_, nullptr);
-    capacity_ = other.capacity_;
-    size_ = other.size_;
-  }
-  return *this;
-}
-
-// An unpublished slot stays marked busy for the position it was lent for; the next loan reuses it.
-Loan::~Loan() {
-  if (owner_) owner_->loan_outstanding = false;
+void Loan::abandon(detail::PublisherCore* owner) {
+  // The slot stays marked busy for the position it was lent for; the next loan reuses it.
+  owner->loan_outstanding = false;
 }
 
 Publisher::Publisher() = default;

@@ -184,26 +184,7 @@ void SubscriberCore::release(uint32_t ring, uint32_t generation, uint64_t positi
 
 }  // namespace detail
 
-Sample::Sample(Sample&& other) noexcept {
-  *this = std::move(other);
-}
-
-Sample& Sample::operator=(Sample&& other) noexcept {
-  if (this != &other) {
-    release();
-    static_cast<SampleView&>(*this) = other;  // every field; then `other` lets go of the slot
-    other.owner_ = nullptr;
-    other.data_ = nullptr;
-  }
-  return *this;
-}
-
-Sample::~Sample() {
-  release();
-}
-
-void Sample::release() {
-  if (owner_ == nullptr) return;
+void Sample::release_held() {
   owner_->release(ring_, generation_, sequence_ - 1);
   owner_ = nullptr;
   data_ = nullptr;
@@ -225,23 +206,24 @@ Sample Subscriber::try_take() {
   shm::SlotHeader* slot = nullptr;
   detail::RingFollower* f = c.find_ready(&slot);
   if (f == nullptr) return {};
-  Sample s;
-  s.owner_ = &c;
-  s.data_ = shm::slot_payload(slot);
-  s.size_ = c.slot_size(slot);
-  s.publish_ns_ = slot->publish_ns;
-  s.publisher_id_ = f->publisher_id;
-  s.ring_ = f->reader.ring();
-  s.generation_ = f->reader.generation();
-  s.sequence_ = f->reader.hold() + 1;
+  SampleView v;
+  v.owner_ = &c;
+  v.data_ = shm::slot_payload(slot);
+  v.size_ = c.slot_size(slot);
+  v.publish_ns_ = slot->publish_ns;
+  v.publisher_id_ = f->publisher_id;
+  v.ring_ = f->reader.ring();
+  v.generation_ = f->reader.generation();
+  v.sequence_ = f->reader.hold() + 1;
   ++c.held;
   // relaxed: statistics for `stats`, single writer (this subscriber).
   c.stats->held.store(c.held, std::memory_order_relaxed);
-  c.sample_latency(c.taken, s.publish_ns_);
-  c.count_taken(1, s.size_);
+  c.sample_latency(c.taken, v.publish_ns_);
+  c.count_taken(1, v.size_);
   // No cursor publication here: the sample just taken is held, so the cursor could not pass it; release()
-  // and a reader that caught up (find_ready) publish it.
-  return s;
+  // and a reader that caught up (find_ready) publish it. Returned as a prvalue: built in the caller's Sample,
+  // with no move (a named Sample beside `return {}` is moved).
+  return Sample(v);
 }
 
 namespace {

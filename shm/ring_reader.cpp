@@ -17,24 +17,15 @@ RingReader::RingReader(std::byte* base, const TopicGeometry& g, uint32_t ring, u
       generation_(generation),
       read_position_(start),
       published_(start),
-      max_held_(max_held) {
+      max_held_(max_held),
+      quarter_(std::max<uint32_t>(1, g.depth / 4)) {
   held_.reserve(max_held);
   // seq_cst: this cursor gates the writer from now on (see publish_cursor).
   cursor_->value.store(make_cursor(generation_, start), std::memory_order_seq_cst);
 }
 
-RingReader::Peek RingReader::peek(SlotHeader** out, uint64_t* dropped) {
+RingReader::Peek RingReader::peek_lapped(SlotHeader** out, uint64_t* dropped) {
   for (;;) {
-    SlotHeader* slot = ring_slot(ring_, geometry_, read_position_);
-    const uint64_t expected = read_position_ + 1;
-    // acquire: pairs with the writer's commit store; the payload and header fields are visible after it.
-    const uint64_t seq = slot->sequence.load(std::memory_order_acquire);
-    if (seq == expected) {
-      if (slot->size > geometry_.max_message_size) return Peek::kCorrupt;
-      *out = slot;
-      return Peek::kReady;
-    }
-    if ((seq & ~kSlotBusyBit) <= expected) return Peek::kEmpty;  // not yet written, or being written for us
     // Lapped: the slot already holds a later position. The oldest intact slot is head - depth + 1 (the writer
     // may be rewriting head - depth right now). acquire: pairs with the writer's release store of head.
     const uint64_t head = slot_->head.load(std::memory_order_acquire);
@@ -45,19 +36,17 @@ RingReader::Peek RingReader::peek(SlotHeader** out, uint64_t* dropped) {
     }
     *dropped += oldest - read_position_;
     read_position_ = oldest;
+    SlotHeader* slot = ring_slot(ring_, geometry_, read_position_);
+    const uint64_t expected = read_position_ + 1;
+    // acquire: as in peek().
+    const uint64_t seq = slot->sequence.load(std::memory_order_acquire);
+    if (seq == expected) {
+      if (slot->size > geometry_.max_message_size) return Peek::kCorrupt;
+      *out = slot;
+      return Peek::kReady;
+    }
+    if ((seq & ~kSlotBusyBit) <= expected) return Peek::kEmpty;
   }
-}
-
-uint64_t RingReader::hold() {
-  held_.push_back(read_position_);
-  return read_position_++;
-}
-
-void RingReader::release(uint64_t position) {
-  const auto it = std::find(held_.begin(), held_.end(), position);
-  if (it == held_.end()) return;
-  *it = held_.back();
-  held_.pop_back();
 }
 
 uint64_t RingReader::oldest_in_use() const {
@@ -66,10 +55,10 @@ uint64_t RingReader::oldest_in_use() const {
   return oldest;
 }
 
-void RingReader::publish_cursor(bool force) {
+void RingReader::publish_cursor_slow(bool force) {
   const uint64_t oldest = oldest_in_use();
   if (oldest == published_) return;
-  if (!force && oldest - published_ < std::max<uint32_t>(1, geometry_.depth / 4)) return;
+  if (!force && oldest - published_ < quarter_) return;
   published_ = oldest;
   // seq_cst store then seq_cst load of writer_waiting: Dekker with the writer, which sets writer_waiting
   // before rescanning cursors; one of us sees the other. Also a release: our reads of the slots happen before

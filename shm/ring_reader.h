@@ -5,6 +5,7 @@
 // Thread safety: one RingReader per (subscriber, ring), used by one thread at a time.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -27,18 +28,48 @@ class RingReader {
   // Looks at the slot at the read position. kReady: `*slot` is committed for that position. A lapped reader
   // (lossy ring) jumps to the oldest slot still intact and adds the skipped count to `*dropped`. kCorrupt:
   // the slot's size field exceeds the maximum (a buggy writer); the caller skips it with skip().
-  Peek peek(SlotHeader** slot, uint64_t* dropped);
+  // Inline, the poll of the next slot; a lap goes out of line.
+  Peek peek(SlotHeader** slot, uint64_t* dropped) {
+    SlotHeader* s = ring_slot(ring_, geometry_, read_position_);
+    const uint64_t expected = read_position_ + 1;
+    // acquire: pairs with the writer's commit store; the payload and header fields are visible after it.
+    const uint64_t seq = s->sequence.load(std::memory_order_acquire);
+    if (seq == expected) {
+      if (s->size > geometry_.max_message_size) return Peek::kCorrupt;
+      *slot = s;
+      return Peek::kReady;
+    }
+    if ((seq & ~kSlotBusyBit) <= expected) return Peek::kEmpty;  // not yet written, or being written for us
+    return peek_lapped(slot, dropped);
+  }
 
   // Takes the slot peek() returned and marks it held. Returns its position. REQUIRES: can_hold().
-  uint64_t hold();
+  uint64_t hold() {
+    held_.push_back(read_position_);  // within the capacity reserved at construction
+    return read_position_++;
+  }
   // Skips the slot peek() returned without holding it.
   void skip() { ++read_position_; }
   // Releases a held position (any order).
-  void release(uint64_t position);
+  void release(uint64_t position) {
+    for (auto it = held_.begin(); it != held_.end(); ++it) {
+      if (*it == position) {
+        *it = held_.back();
+        held_.pop_back();
+        return;
+      }
+    }
+  }
   bool can_hold() const { return held_.size() < max_held_; }
 
-  // Publishes the cursor if it moved a quarter ring, or `force` and it moved at all.
-  void publish_cursor(bool force);
+  // Publishes the cursor if it moved a quarter ring, or `force` and it moved at all. Inline, the test that
+  // nothing is due: it runs after every release and every empty poll. The oldest position in use never passes
+  // read_position_, so a read position less than a quarter ring on means no publication yet.
+  void publish_cursor(bool force) {
+    if (force ? (held_.empty() && read_position_ == published_) : read_position_ - published_ < quarter_)
+      return;
+    publish_cursor_slow(force);
+  }
 
   // True if a sample taken at `position` still holds that message (a lossy writer may have overwritten it).
   bool still_valid(uint64_t position) const;
@@ -49,7 +80,9 @@ class RingReader {
   std::size_t held() const { return held_.size(); }
 
  private:
+  Peek peek_lapped(SlotHeader** slot, uint64_t* dropped);
   uint64_t oldest_in_use() const;
+  void publish_cursor_slow(bool force);
 
   std::byte* base_ = nullptr;
   TopicGeometry geometry_{};
@@ -61,6 +94,7 @@ class RingReader {
   uint64_t read_position_ = 0;
   uint64_t published_ = 0;
   uint32_t max_held_ = 0;
+  uint64_t quarter_ = 1;        // max(1, depth / 4): how far the cursor moves before it is published
   std::vector<uint64_t> held_;  // reserved at construction: no allocation on the hot path
 };
 

@@ -84,52 +84,6 @@ bool RingWriter::wait_for_room(std::chrono::nanoseconds timeout) {
   }
 }
 
-std::byte* RingWriter::claim(std::chrono::nanoseconds timeout) {
-  if (!wait_for_room(timeout)) return nullptr;
-  SlotHeader* slot = ring_slot(ring_, geometry_, head_);
-  // Mark the slot busy before touching its payload so a lapped reader (seqlock check) sees the overwrite.
-  // relaxed + release fence: the busy mark is ordered before the payload stores that follow.
-  slot->sequence.store((head_ + 1) | kSlotBusyBit, std::memory_order_relaxed);
-  std::atomic_thread_fence(std::memory_order_release);
-  // relaxed: a statistic for `stats` (loans outstanding at a crash).
-  slot_->loaned.store(1, std::memory_order_relaxed);
-  return slot_payload(slot);
-}
-
-void RingWriter::commit(uint32_t size, uint64_t publish_ns) {
-  SlotHeader* slot = ring_slot(ring_, geometry_, head_);
-  slot->publish_ns = publish_ns;
-  slot->size = size;
-  ++head_;
-  if (cheap_commit_) {
-    // release: pairs with the reader's acquire load of the sequence, making payload and header visible. No
-    // store-load fence before the load of `sleepers`: a reader going to sleep pays for that order with
-    // fence_before_sleep() (shm/sleep_fence.h).
-    slot->sequence.store(head_, std::memory_order_release);
-  } else {
-    // seq_cst: the release above, and ordered before our load of `sleepers` (Dekker with a reader going to
-    // sleep).
-    slot->sequence.store(head_, std::memory_order_seq_cst);
-  }
-  // release: joiners and lapped readers read head with acquire to find the newest committed position.
-  slot_->head.store(head_, std::memory_order_release);
-  slot_->bytes.store(slot_->bytes.load(std::memory_order_relaxed) + size, std::memory_order_relaxed);
-  slot_->loaned.store(0, std::memory_order_relaxed);
-  if (sleepers_present()) wake_readers();
-}
-
-bool RingWriter::sleepers_present() const {
-  if (cheap_commit_) {
-    // A compiler barrier keeps this load after our commit stores in program order; the CPU may still run it
-    // earlier, which the sleeper's membarrier covers. relaxed: see shm/sleep_fence.h.
-    std::atomic_signal_fence(std::memory_order_seq_cst);
-    return header_->sleepers.load(std::memory_order_relaxed) != 0;
-  }
-  // seq_cst: after our seq_cst commit (or fence); a reader increments sleepers (seq_cst) and fences before
-  // its last check for data, so either we see it or it sees our message.
-  return header_->sleepers.load(std::memory_order_seq_cst) != 0;
-}
-
 std::size_t RingWriter::write_batch(std::span<const std::span<const std::byte>> messages, uint64_t publish_ns,
                                     std::chrono::nanoseconds timeout) {
   std::size_t done = 0;

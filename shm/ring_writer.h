@@ -9,6 +9,7 @@
 // Thread safety: one RingWriter per ring, used by one thread at a time.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -27,10 +28,51 @@ class RingWriter {
 
   // Returns the payload area (g.max_message_size bytes) of the next slot, or nullptr when a lossless ring is
   // full for longer than `timeout` (zero: do not wait). Spins first, then sleeps on a futex.
-  std::byte* claim(std::chrono::nanoseconds timeout);
+  std::byte* claim(std::chrono::nanoseconds timeout) {
+    // Inline, the common case: a lossy ring, or a lossless one whose cached slowest cursor leaves room and
+    // whose subscribers did not change (acquire: pairs with the daemon's release bump after it set a joining
+    // reader's cursor).
+    const bool room =
+        !lossless_ || (head_ - cached_slowest_ < geometry_.depth &&
+                       header_->subscribers_epoch.load(std::memory_order_acquire) == seen_subscribers_epoch_);
+    if (!room && !wait_for_room(timeout)) [[unlikely]] {
+      return nullptr;
+    }
+    SlotHeader* slot = ring_slot(ring_, geometry_, head_);
+    // Mark the slot busy before touching its payload so a lapped reader (seqlock check) sees the overwrite.
+    // relaxed + release fence: the busy mark is ordered before the payload stores that follow.
+    slot->sequence.store((head_ + 1) | kSlotBusyBit, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_release);
+    // relaxed: a statistic for `stats` (loans outstanding at a crash).
+    slot_->loaned.store(1, std::memory_order_relaxed);
+    return slot_payload(slot);
+  }
 
   // Publishes the claimed slot. REQUIRES: claim() returned non-null since the last commit; size <= max.
-  void commit(uint32_t size, uint64_t publish_ns);
+  void commit(uint32_t size, uint64_t publish_ns) {
+    SlotHeader* slot = ring_slot(ring_, geometry_, head_);
+    slot->publish_ns = publish_ns;
+    slot->size = size;
+    ++head_;
+    if (cheap_commit_) {
+      // release: pairs with the reader's acquire load of the sequence, making payload and header visible. No
+      // store-load fence before the load of `sleepers`: a reader going to sleep pays for that order with
+      // fence_before_sleep() (shm/sleep_fence.h).
+      slot->sequence.store(head_, std::memory_order_release);
+    } else {
+      // seq_cst: the release above, and ordered before our load of `sleepers` (Dekker with a reader going to
+      // sleep).
+      slot->sequence.store(head_, std::memory_order_seq_cst);
+    }
+    // release: joiners and lapped readers read head with acquire to find the newest committed position.
+    slot_->head.store(head_, std::memory_order_release);
+    // relaxed: statistics for `stats`, single writer.
+    slot_->bytes.store(slot_->bytes.load(std::memory_order_relaxed) + size, std::memory_order_relaxed);
+    slot_->loaned.store(0, std::memory_order_relaxed);
+    if (sleepers_present()) [[unlikely]] {
+      wake_readers();
+    }
+  }
 
   // Copies `messages` into consecutive slots and publishes them with one publish stamp and at most one check
   // for sleepers (one wake-up; without cheap commits, one full fence) per ring's worth, instead of one per
@@ -48,7 +90,18 @@ class RingWriter {
   bool gate_open();                                      // lossless: may the slot at head_ be (re)written?
   bool wait_for_room(std::chrono::nanoseconds timeout);  // gate_open(), spinning then sleeping up to timeout
   uint64_t slowest_cursor();
-  bool sleepers_present() const;  // after a commit: is a reader asleep (or about to be)?
+  // After a commit: is a reader asleep (or about to be)?
+  bool sleepers_present() const {
+    if (cheap_commit_) {
+      // A compiler barrier keeps this load after our commit stores in program order; the CPU may still run it
+      // earlier, which the sleeper's membarrier covers. relaxed: see shm/sleep_fence.h.
+      std::atomic_signal_fence(std::memory_order_seq_cst);
+      return header_->sleepers.load(std::memory_order_relaxed) != 0;
+    }
+    // seq_cst: after our seq_cst commit (or fence); a reader increments sleepers (seq_cst) and fences before
+    // its last check for data, so either we see it or it sees our message.
+    return header_->sleepers.load(std::memory_order_seq_cst) != 0;
+  }
   void wake_readers();
 
   std::byte* base_ = nullptr;

@@ -22,6 +22,7 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <utility>
 
 #include "shmbus/options.h"
 #include "shmbus/status.h"
@@ -47,9 +48,26 @@ class Client;
 class Loan {
  public:
   Loan() = default;
-  Loan(Loan&& other) noexcept;
-  Loan& operator=(Loan&& other) noexcept;
-  ~Loan();
+  // Inline: a loan is made, moved and dropped once per message.
+  Loan(Loan&& other) noexcept
+      : owner_(std::exchange(other.owner_, nullptr)),
+        data_(std::exchange(other.data_, nullptr)),
+        capacity_(other.capacity_),
+        size_(other.size_) {}
+  Loan& operator=(Loan&& other) noexcept {
+    if (this != &other) {
+      if (owner_ != nullptr) abandon(owner_);
+      owner_ = std::exchange(other.owner_, nullptr);
+      data_ = std::exchange(other.data_, nullptr);
+      capacity_ = other.capacity_;
+      size_ = other.size_;
+    }
+    return *this;
+  }
+  // An unpublished loan gives its slot back: the next loan reuses it.
+  ~Loan() {
+    if (owner_ != nullptr) abandon(owner_);
+  }
 
   explicit operator bool() const { return data_ != nullptr; }
   // The whole writable area: the topic's max_message_size bytes.
@@ -61,6 +79,7 @@ class Loan {
 
  private:
   friend class Publisher;
+  static void abandon(detail::PublisherCore* owner);
   detail::PublisherCore* owner_ = nullptr;
   std::byte* data_ = nullptr;
   std::size_t capacity_ = 0;
@@ -136,9 +155,21 @@ class SampleView {
 class Sample : private SampleView {  // private: a SampleView& to a Sample could overwrite what it holds
  public:
   Sample() = default;
-  Sample(Sample&& other) noexcept;
-  Sample& operator=(Sample&& other) noexcept;
-  ~Sample();
+  // Inline: a sample is taken, moved and released once per message.
+  Sample(Sample&& other) noexcept : SampleView(other) {
+    other.owner_ = nullptr;
+    other.data_ = nullptr;
+  }
+  Sample& operator=(Sample&& other) noexcept {
+    if (this != &other) {
+      release();
+      static_cast<SampleView&>(*this) = other;  // every field; then `other` lets go of the slot
+      other.owner_ = nullptr;
+      other.data_ = nullptr;
+    }
+    return *this;
+  }
+  ~Sample() { release(); }
 
   explicit operator bool() const { return data_ != nullptr; }
   using SampleView::bytes;
@@ -151,7 +182,11 @@ class Sample : private SampleView {  // private: a SampleView& to a Sample could
 
  private:
   friend class Subscriber;
-  void release();
+  Sample(const SampleView& taken) : SampleView(taken) {}  // NOLINT(google-explicit-constructor)
+  void release() {
+    if (owner_ != nullptr) release_held();
+  }
+  void release_held();  // gives the slot back; REQUIRES: owner_
 };
 
 class Subscriber {
