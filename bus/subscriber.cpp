@@ -118,46 +118,6 @@ void SubscriberCore::refresh(uint32_t epoch) {
   next = 0;
 }
 
-RingFollower* SubscriberCore::find_ready(shm::SlotHeader** slot) {
-  if (draining) [[unlikely]] {
-    return nullptr;  // called from a drain callback: see Subscriber::drain's REQUIRES
-  }
-  if (must_reopen()) [[unlikely]] {
-    maybe_reopen();
-  }
-  check_epoch();
-  const std::size_t n = active.size();
-  // Round robin from `next` without a division per call (a division costs as much as the whole take).
-  std::size_t at = next < n ? next : 0;
-  for (std::size_t i = 0; i < n; ++i, at = at + 1 == n ? 0 : at + 1) {
-    RingFollower* f = active[at];
-    for (;;) {
-      uint64_t lost = 0;
-      const auto peek = f->reader.peek(slot, &lost);
-      if (lost) count_dropped(lost);
-      if (peek == shm::RingReader::Peek::kReady) {
-        next = at + 1 == n ? 0 : at + 1;
-        return f;
-      }
-      if (peek == shm::RingReader::Peek::kCorrupt) {
-        f->reader.skip();
-        count_dropped(1);
-        continue;
-      }
-      f->reader.publish_cursor(/*force=*/true);  // caught up: let a waiting lossless writer move on
-      break;
-    }
-  }
-  return nullptr;
-}
-
-void SubscriberCore::count_taken(uint64_t count, uint64_t bytes) {
-  taken += count;
-  // relaxed: statistics for `stats`, single writer (this subscriber).
-  stats->taken.store(taken, std::memory_order_relaxed);
-  stats->bytes.store(stats->bytes.load(std::memory_order_relaxed) + bytes, std::memory_order_relaxed);
-}
-
 void SubscriberCore::record_latency(uint64_t publish_ns) {
   const uint64_t now = now_ns();
   const uint64_t latency = now > publish_ns ? now - publish_ns : 0;
@@ -170,16 +130,6 @@ void SubscriberCore::record_latency(uint64_t publish_ns) {
                               std::memory_order_relaxed);
   stats->latency_samples.store(stats->latency_samples.load(std::memory_order_relaxed) + 1,
                                std::memory_order_release);
-}
-
-void SubscriberCore::release(uint32_t ring, uint32_t generation, uint64_t position) {
-  if (ring >= rings.size()) return;
-  RingFollower& f = rings[ring];
-  if (!f.present || f.reader.generation() != generation) return;  // ring handed to a new publisher since
-  f.reader.release(position);
-  --held;
-  stats->held.store(held, std::memory_order_relaxed);
-  f.reader.publish_cursor(/*force=*/false);
 }
 
 }  // namespace detail

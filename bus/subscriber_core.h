@@ -64,7 +64,8 @@ struct SubscriberCore {
 
   // Re-reads the publisher table after the daemon changed it (publishers_epoch moved).
   void refresh(uint32_t epoch);
-  // The follower with a ready slot, or nullptr.
+  // The follower with a ready slot, or nullptr. Inline (below), as are count_taken and release: they run per
+  // message.
   RingFollower* find_ready(shm::SlotHeader** slot);
   static void log_reattach_failure(const Status& s);
   void release(uint32_t ring, uint32_t generation, uint64_t position);
@@ -110,5 +111,56 @@ struct SubscriberCore {
     return true;
   }
 };
+
+inline RingFollower* SubscriberCore::find_ready(shm::SlotHeader** slot) {
+  if (draining) [[unlikely]] {
+    return nullptr;  // called from a drain callback: see Subscriber::drain's REQUIRES
+  }
+  if (must_reopen()) [[unlikely]] {
+    maybe_reopen();
+  }
+  check_epoch();
+  const std::size_t n = active.size();
+  // Round robin from `next` without a division per call (a division costs as much as the whole take).
+  std::size_t at = next < n ? next : 0;
+  for (std::size_t i = 0; i < n; ++i, at = at + 1 == n ? 0 : at + 1) {
+    RingFollower* f = active[at];
+    for (;;) {
+      uint64_t lost = 0;
+      const auto peek = f->reader.peek(slot, &lost);
+      if (lost) count_dropped(lost);
+      if (peek == shm::RingReader::Peek::kReady) {
+        next = at + 1 == n ? 0 : at + 1;
+        return f;
+      }
+      if (peek == shm::RingReader::Peek::kCorrupt) {
+        f->reader.skip();
+        count_dropped(1);
+        continue;
+      }
+      f->reader.publish_cursor(/*force=*/true);  // caught up: let a waiting lossless writer move on
+      break;
+    }
+  }
+  return nullptr;
+}
+
+inline void SubscriberCore::count_taken(uint64_t count, uint64_t bytes) {
+  taken += count;
+  // relaxed: statistics for `stats`, single writer (this subscriber).
+  stats->taken.store(taken, std::memory_order_relaxed);
+  stats->bytes.store(stats->bytes.load(std::memory_order_relaxed) + bytes, std::memory_order_relaxed);
+}
+
+inline void SubscriberCore::release(uint32_t ring, uint32_t generation, uint64_t position) {
+  if (ring >= rings.size()) return;
+  RingFollower& f = rings[ring];
+  if (!f.present || f.reader.generation() != generation) return;  // ring handed to a new publisher since
+  f.reader.release(position);
+  --held;
+  // relaxed: a statistic for `stats`, single writer.
+  stats->held.store(held, std::memory_order_relaxed);
+  f.reader.publish_cursor(/*force=*/false);
+}
 
 }  // namespace shmbus::detail
