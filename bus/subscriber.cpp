@@ -201,18 +201,16 @@ std::size_t Subscriber::drain(std::size_t max, DrainCallback on_message, void* c
     v.publisher_id_ = f->publisher_id;
     v.ring_ = reader.ring();
     v.generation_ = reader.generation();
-    // This ring's consecutive ready slots: a peek each, no Sample, nothing held.
+    // This ring's consecutive ready slots: a peek each, no Sample, nothing held. The views point into this
+    // mapping: no re-open and no look for messages while a callback runs (find_ready returns nothing).
+    const DrainingScope busy(c.draining);
     for (;;) {
       v.data_ = shm::slot_payload(slot);
       v.size_ = c.slot_size(slot);
       v.publish_ns_ = slot->publish_ns;
       v.sequence_ = reader.read_position() + 1;
       c.sample_latency(c.taken + n, v.publish_ns_);  // before the callback: what waiting cost, not handling
-      {
-        // The view points into this mapping: no re-open and no look for messages while the callback runs.
-        const DrainingScope busy(c.draining);
-        on_message(context, v);
-      }
+      on_message(context, v);
       reader.skip();                           // consumed: the cursor may pass it
       reader.publish_cursor(/*force=*/false);  // every quarter ring, as release() does for a Sample
       ++n;
