@@ -95,6 +95,19 @@ $quick && peer_args+=(--quick --sizes "64 4096")
 [[ -n "$cpu_a" ]] && peer_args+=(--cpu-a "$cpu_a" --cpu-b "$cpu_b") || peer_args+=(--no-pin)
 BENCH_CDF_DIR="$raw/cdf" "$bench_dir/run_peers.sh" "${peer_args[@]}" "$raw/peers.jsonl" || failed+=("run_peers.sh")
 
+# 1b. The 64 B rows the targets compare, again, in alternating rounds: the hypervisor moves the vCPUs between
+# near and far cores from minute to minute, so one row each compares two placements as often as two
+# transports. The report checks the 64 B targets on the median of the rounds whose probes agree.
+rounds=5
+$quick && rounds=1
+echo "run_comparison.sh: [1b/4] (+$(($(date +%s) - started)) s) 64 B target rows, $rounds alternating rounds"
+round_args=(--bin-dir "$bin_dir" --peers "floor naive-ring shmbus shmbus-drain shmbus-batch" --sizes 64)
+$quick && round_args+=(--quick)
+[[ -n "$cpu_a" ]] && round_args+=(--cpu-a "$cpu_a" --cpu-b "$cpu_b") || round_args+=(--no-pin)
+for ((r = 1; r <= rounds; r++)); do
+  "$bench_dir/run_peers.sh" "${round_args[@]}" "$raw/rounds.jsonl" >/dev/null || failed+=("run_peers.sh round $r")
+done
+
 # 2. Fan-out: publish-call cost and delivery latency, 1 -> N blocking subscribers.
 echo "run_comparison.sh: [2/4] (+$(($(date +%s) - started)) s) fan-out (bench-shmbus-fanout)"
 fanout="$bin_dir/shmbus/bench-shmbus-fanout"
