@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "bridge/wire_format.h"
+#include "shmbus/wait_set.h"
 
 namespace shmbus::bridge {
 
@@ -52,13 +53,24 @@ class RelayQueue {
   };
   static constexpr std::size_t kMaxQueued = 65536;
 
-  // Inbound thread. False (and nothing queued) when full.
+  // Inbound thread. False (and nothing queued) when full. The first item after the queue was taken wakes
+  // the outbound thread's wait (one system call per batch of relays, not per item).
   bool push(Item&& item) {
     std::lock_guard lock(mutex_);
     if (items_.size() >= kMaxQueued) return false;
     items_.push_back(std::move(item));
-    pending_.store(true, std::memory_order_release);  // pairs with the acquire in take_all
+    // relaxed load: under the lock, which take_all's store also holds. release store: pairs with the acquire
+    // in take_all.
+    const bool was_pending = pending_.load(std::memory_order_relaxed);
+    pending_.store(true, std::memory_order_release);
+    if (!was_pending && waiter_ != nullptr) waiter_->notify();
     return true;
+  }
+  // Outbound thread: the wait set to notify when relays arrive (nullptr: none; set before waiting on it,
+  // cleared before it goes away).
+  void set_waiter(WaitSet* waiter) {
+    std::lock_guard lock(mutex_);
+    waiter_ = waiter;
   }
   // Outbound thread: moves everything queued into *out (cleared first).
   void take_all(std::vector<Item>* out) {
@@ -73,6 +85,7 @@ class RelayQueue {
   std::mutex mutex_;
   std::vector<Item> items_;
   std::atomic<bool> pending_{false};
+  WaitSet* waiter_ = nullptr;  // guarded by mutex_
 };
 
 // Ids of the local publishers the inbound thread opened: the outbound thread must not send their messages

@@ -143,8 +143,9 @@ void Outbound::flush_batch(const Route& route) {
   if (batch_records_ == 0) return;
   ZmqMessage frame(batch_used_);
   std::memcpy(frame.bytes().data(), batch_.data(), batch_used_);
-  // May block (lossless backpressure from the peers); the slots this batch was read from stay unread-past
-  // (and, lossless, unreused) until drain moves on.
+  // May block (lossless backpressure from the peers). The batch is a copy: the slots it was read from may
+  // already be free (a flush after drain returned), so a lossless local publisher feels the backpressure up
+  // to one batch later.
   if (send(route.frame, frame, batch_records_)) {
     // relaxed: statistics, read by the stats thread.
     counters_.messages_out.fetch_add(batch_records_, std::memory_order_relaxed);
@@ -213,8 +214,12 @@ void Outbound::send_relays() {
 }
 
 void Outbound::run() {
-  // A relay waits for our next wake-up: with peers to relay from, wake at least every millisecond.
-  const auto idle = (config_.relay && !config_.peers.empty()) ? 1ms : 2ms;
+  // Woken by local messages and by relays (RelayQueue notifies wait_set_); otherwise every kIdle, to read
+  // peer subscriptions from the XPUB. Without local routes we sleep in zmq_poll on the XPUB instead, which a
+  // relay does not wake; a relay is wanted only for a topic a peer subscribes to, which has a route unless
+  // opening it failed: then poll every millisecond.
+  constexpr auto kIdle = 20ms;
+  shared_.relay.set_waiter(&wait_set_);
   auto next_check = Clock::now();
   start_batch();
   realtime_offset_ns_ = now_ns(std::chrono::system_clock::now()) - now_ns(next_check);
@@ -224,10 +229,11 @@ void Outbound::run() {
     send_relays();
     if (routes_.empty()) {
       zmq_pollitem_t item{xpub_, 0, ZMQ_POLLIN, 0};
-      zmq_poll(&item, 1, static_cast<long>(idle.count()));
+      const auto poll_idle = (config_.relay && !wanted_.empty()) ? 1ms : kIdle;
+      zmq_poll(&item, 1, static_cast<long>(poll_idle.count()));
       continue;
     }
-    for (Subscriber* ready : wait_set_.wait(idle)) {
+    for (Subscriber* ready : wait_set_.wait(kIdle)) {
       for (auto& [wire, route] : routes_) {
         if (&route->subscriber == ready) drain(*route);
       }
@@ -246,6 +252,7 @@ void Outbound::run() {
       }
     }
   }
+  shared_.relay.set_waiter(nullptr);
   close_all_routes();
   bus_.reset();
 }

@@ -18,6 +18,20 @@ void WaitSet::remove(Subscriber& subscriber) {
   std::erase(subscribers_, &subscriber);
 }
 
+void WaitSet::notify() {
+  // release: what the notifier did before (queued work) is visible to the waiter that sees the new count.
+  notifications_.fetch_add(1, std::memory_order_release);
+  shm::futex_wake(&notifications_);
+}
+
+bool WaitSet::notified() {
+  // acquire: pairs with notify()'s release.
+  const uint32_t n = notifications_.load(std::memory_order_acquire);
+  if (n == seen_notifications_) return false;
+  seen_notifications_ = n;
+  return true;
+}
+
 std::vector<Subscriber*> WaitSet::wait(std::chrono::nanoseconds timeout) {
   std::vector<Subscriber*> ready;
   auto collect = [&] {
@@ -26,16 +40,16 @@ std::vector<Subscriber*> WaitSet::wait(std::chrono::nanoseconds timeout) {
     }
     return !ready.empty();
   };
-  if (collect() || subscribers_.empty()) return ready;
+  if (collect() || subscribers_.empty() || notified()) return ready;
   const auto start = std::chrono::steady_clock::now();
   const auto deadline = start + timeout;
   const auto spin_until = start + std::min<std::chrono::nanoseconds>(timeout, spin_);
   // Read the clock every few polls only: on a VM a clock read costs as much as a poll of a few rings.
   for (unsigned polls = 1; spin_.count() > 0; ++polls) {
-    if (collect()) return ready;
+    if (collect() || notified()) return ready;
     if (polls % 16 == 0 && std::chrono::steady_clock::now() >= spin_until) break;
   }
-  std::vector<shm::FutexWaitTarget> targets(subscribers_.size());
+  std::vector<shm::FutexWaitTarget> targets(subscribers_.size() + 1);  // the topics, then notifications_
   for (;;) {
     // No time left (wait(0), say): one last look, without the sleep protocol and its membarrier.
     if (std::chrono::steady_clock::now() >= deadline) {
@@ -49,8 +63,10 @@ std::vector<Subscriber*> WaitSet::wait(std::chrono::nanoseconds timeout) {
       targets[i] = {&h->wake_word, shm::arm_wake_word(h)};
       subscribers_[i]->core_->sleeping = true;  // the mapping must stay until leave_sleep
     }
+    // A notify() from here on changes the word before or while we sleep on it: futex_waitv returns at once.
+    targets.back() = {&notifications_, seen_notifications_};
     const bool fenced = shm::fence_before_sleep();  // see shm/sleep_fence.h
-    const bool found = collect();
+    const bool found = collect() || notified();
     const auto left = deadline - std::chrono::steady_clock::now();
     if (!found && left > std::chrono::nanoseconds::zero()) {
       const std::chrono::nanoseconds cap =
@@ -61,7 +77,7 @@ std::vector<Subscriber*> WaitSet::wait(std::chrono::nanoseconds timeout) {
       shm::leave_sleep(s->core_->topic.header(), s->core_->stats);
       s->core_->sleeping = false;
     }
-    if (found || collect() || std::chrono::steady_clock::now() >= deadline) return ready;
+    if (found || collect() || notified() || std::chrono::steady_clock::now() >= deadline) return ready;
   }
 }
 

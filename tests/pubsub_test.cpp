@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <toml++/toml.h>
+#include <atomic>
 #include <cstring>
 #include <thread>
 
@@ -272,6 +273,39 @@ TEST(PubSubTest, WaitSetWakesOnAnyOfSeveralTopics) {
   later.join();
   ASSERT_EQ(ready.size(), 1u);
   EXPECT_EQ(ready[0], &b);
+}
+
+// notify() from another thread ends a wait() without a message; one made between two waits ends the next one
+// at once (nothing is lost between the caller's own check and its wait), and it is seen once.
+TEST(PubSubTest, WaitSetNotifyEndsAWaitFromAnotherThreadAndIsSeenOnce) {
+  TestDaemon daemon;
+  Bus bus = daemon.connect();
+  auto a = bus.subscriber("ws/n").value();
+  auto pa = bus.publisher("ws/n").value();
+  WaitSet ws(std::chrono::microseconds(0));
+  ws.add(a);
+  std::atomic<bool> queued{false};
+  std::thread notifier([&] {
+    std::this_thread::sleep_for(50ms);
+    queued.store(true);
+    ws.notify();
+  });
+  const auto start = std::chrono::steady_clock::now();
+  const auto ready = ws.wait(20s);
+  const auto waited = std::chrono::steady_clock::now() - start;
+  notifier.join();
+  EXPECT_TRUE(ready.empty());
+  EXPECT_TRUE(queued.load()) << "returned before the notify";
+  EXPECT_LT(waited, 10s) << "the notify did not end the wait";
+
+  ws.notify();  // between two waits
+  EXPECT_TRUE(ws.wait(20s).empty());
+  EXPECT_TRUE(ws.wait(50ms).empty());  // seen once: this one times out
+  // Messages still wake it as before.
+  (void)publish_text(pa, "m");
+  const auto again = ws.wait(10s);
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0], &a);
 }
 
 // Real processes: two publishers and two subscribers, each its own process, lossless, with checksums.
