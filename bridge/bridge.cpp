@@ -22,9 +22,13 @@ Status zmq_failure(const std::string& what) {
   return {Errc::kInternal, what + ": " + zmq_strerror(zmq_errno())};
 }
 
-void set_int(void* socket, int option, int value) { zmq_setsockopt(socket, option, &value, sizeof value); }
+void set_int(void* socket, int option, int value) {
+  zmq_setsockopt(socket, option, &value, sizeof value);
+}
 
-void set_key(void* socket, int option, const std::string& z85) { zmq_setsockopt(socket, option, z85.c_str(), 41); }
+void set_key(void* socket, int option, const std::string& z85) {
+  zmq_setsockopt(socket, option, z85.c_str(), 41);
+}
 
 // Connection-level settings both sides share: quick reconnects, and heartbeats so that a peer host that
 // vanishes without closing its connection is noticed in seconds, not at the TCP timeout.
@@ -40,7 +44,8 @@ void set_link_options(void* socket) {
 // The monitor's PAIR must be connected before the socket binds or connects: libzmq 4.3 sends each event
 // blocking, so an event with nobody at the other end would hang the monitored socket.
 Status monitor(void* context, void* socket, const std::string& endpoint, void** pair) {
-  if (zmq_socket_monitor(socket, endpoint.c_str(), ZMQ_EVENT_ALL) != 0) return zmq_failure("zmq_socket_monitor");
+  if (zmq_socket_monitor(socket, endpoint.c_str(), ZMQ_EVENT_ALL) != 0)
+    return zmq_failure("zmq_socket_monitor");
   *pair = zmq_socket(context, ZMQ_PAIR);
   set_int(*pair, ZMQ_LINGER, 0);
   if (zmq_connect(*pair, endpoint.c_str()) != 0) return zmq_failure("connecting to " + endpoint);
@@ -50,8 +55,9 @@ Status monitor(void* context, void* socket, const std::string& endpoint, void** 
 }  // namespace
 
 Bridge::Bridge(BridgeConfig config) : config_(std::move(config)), mapper_(config_.rules) {
-  epoch_ = static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+  epoch_ = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                     std::chrono::system_clock::now().time_since_epoch())
+                                     .count());
 }
 
 Result<std::unique_ptr<Bridge>> Bridge::start(BridgeConfig config) {
@@ -61,7 +67,8 @@ Result<std::unique_ptr<Bridge>> Bridge::start(BridgeConfig config) {
   for (const auto& e : b->bound_) links.add(e, true);
   for (const auto& p : b->config_.peers) links.add(p.endpoint, false);
   Bridge* raw = b.get();
-  b->outbound_ = std::thread([raw] { Outbound(raw->config_, raw->mapper_, raw->xpub_, raw->epoch_, raw->shared_).run(); });
+  b->outbound_ = std::thread(
+      [raw] { Outbound(raw->config_, raw->mapper_, raw->xpub_, raw->epoch_, raw->shared_).run(); });
   b->inbound_ = std::thread([raw, links = std::move(links)]() mutable {
     Inbound(raw->config_, raw->mapper_, {raw->xsub_, raw->xsub_monitor_, raw->xpub_monitor_}, raw->epoch_,
             std::move(links), raw->shared_)
@@ -98,7 +105,8 @@ Status Bridge::open_sockets() {
     std::size_t size = sizeof enforced;
     if (zmq_setsockopt(xpub_, ZMQ_ZAP_ENFORCE_DOMAIN, &enforce, sizeof enforce) != 0 ||
         zmq_getsockopt(xpub_, ZMQ_ZAP_ENFORCE_DOMAIN, &enforced, &size) != 0 || enforced != 1) {
-      return {Errc::kInternal, "this libzmq cannot enforce ZAP authentication (ZMQ_ZAP_ENFORCE_DOMAIN): refusing to run"};
+      return {Errc::kInternal,
+              "this libzmq cannot enforce ZAP authentication (ZMQ_ZAP_ENFORCE_DOMAIN): refusing to run"};
     }
   }
   const std::string tag = std::to_string(getpid()) + "-" + std::to_string(reinterpret_cast<uintptr_t>(this));
@@ -124,7 +132,8 @@ Status Bridge::open_sockets() {
       set_key(xsub_, ZMQ_CURVE_SECRETKEY, config_.secret_key);
       set_key(xsub_, ZMQ_CURVE_SERVERKEY, peer.server_key);
     }
-    if (zmq_connect(xsub_, peer.endpoint.c_str()) != 0) return zmq_failure("cannot connect to " + peer.endpoint);
+    if (zmq_connect(xsub_, peer.endpoint.c_str()) != 0)
+      return zmq_failure("cannot connect to " + peer.endpoint);
   }
   return Status::Ok();
 }

@@ -1,10 +1,10 @@
 #include "bridge/bridge_config.h"
 
+#include <toml++/toml.h>
 #include <filesystem>
 #include <fstream>
 #include <initializer_list>
 #include <sstream>
-#include <toml++/toml.h>
 
 #include "bridge/curve_keys.h"
 #include "shmbus/topic_name.h"
@@ -12,7 +12,8 @@
 
 namespace shmbus::bridge {
 
-const char* const kExampleConfig = R"(# shmbus-bridge configuration. Relative key paths are relative to this file.
+const char* const kExampleConfig =
+    R"(# shmbus-bridge configuration. Relative key paths are relative to this file.
 name = "site-a"                      # participant name, stats topic shmbus/bridge/site-a/stats, origin id
 # origin_id = 1                      # default: a hash of name; must differ between bridges that talk
 
@@ -66,12 +67,14 @@ class Parser {
   }
 
   // Every key of `table` must be one of `allowed`: a typo must not silently mean "default".
-  Status only_keys(const toml::table& table, std::string_view section, std::initializer_list<std::string_view> allowed) const {
+  Status only_keys(const toml::table& table, std::string_view section,
+                   std::initializer_list<std::string_view> allowed) const {
     for (const auto& [key, value] : table) {
       bool known = false;
       for (auto a : allowed) known = known || key.str() == a;
       if (!known) {
-        std::string name = section.empty() ? std::string(key.str()) : std::string(section) + "." + std::string(key.str());
+        std::string name =
+            section.empty() ? std::string(key.str()) : std::string(section) + "." + std::string(key.str());
         return error(&value, name, "unknown key");
       }
     }
@@ -130,7 +133,8 @@ class Parser {
     return Status::Ok();
   }
 
-  Result<std::string> key_from_file(const toml::node* n, std::string_view key, const std::string& path) const {
+  Result<std::string> key_from_file(const toml::node* n, std::string_view key,
+                                    const std::string& path) const {
     std::filesystem::path p(path);
     if (p.is_relative() && !base_dir_.empty()) p = std::filesystem::path(base_dir_) / p;
     auto k = read_key_file(p.string());
@@ -140,12 +144,14 @@ class Parser {
 
   static bool valid_prefix(const std::string& prefix) {
     if (prefix.empty()) return true;
-    return prefix.back() == '/' && validate_topic_name(std::string_view(prefix).substr(0, prefix.size() - 1)).ok();
+    return prefix.back() == '/' &&
+           validate_topic_name(std::string_view(prefix).substr(0, prefix.size() - 1)).ok();
   }
 
   Status parse_rule(const toml::table& t, Rule* rule) const {
-    if (auto s = only_keys(t, "rule", {"pattern", "direction", "local_prefix", "remote_prefix", "max_message_size",
-                                       "depth", "policy", "history", "max_publishers", "max_subscribers"});
+    if (auto s = only_keys(t, "rule",
+                           {"pattern", "direction", "local_prefix", "remote_prefix", "max_message_size",
+                            "depth", "policy", "history", "max_publishers", "max_subscribers"});
         !s.ok()) {
       return s;
     }
@@ -153,7 +159,8 @@ class Parser {
     const toml::node* pattern = t.get("pattern");
     if (!pattern) return error(&t, "rule.pattern", "missing (every [[rule]] needs a pattern)");
     if (auto s = get_string(t, "pattern", &rule->pattern); !s.ok()) return s;
-    if (auto s = validate_topic_pattern(rule->pattern); !s.ok()) return error(pattern, "rule.pattern", s.message());
+    if (auto s = validate_topic_pattern(rule->pattern); !s.ok())
+      return error(pattern, "rule.pattern", s.message());
     std::string direction = "both";
     if (auto s = get_string(t, "direction", &direction); !s.ok()) return s;
     if (direction == "out") {
@@ -165,7 +172,8 @@ class Parser {
     } else {
       return error(t.get("direction"), "rule.direction", "\"" + direction + "\" is not one of out, in, both");
     }
-    for (auto [key, field] : {std::pair{"local_prefix", &rule->local_prefix}, std::pair{"remote_prefix", &rule->remote_prefix}}) {
+    for (auto [key, field] :
+         {std::pair{"local_prefix", &rule->local_prefix}, std::pair{"remote_prefix", &rule->remote_prefix}}) {
       if (auto s = get_string(t, key, field); !s.ok()) return s;
       if (!valid_prefix(*field)) {
         return error(t.get(key), std::string("rule.") + key,
@@ -174,8 +182,9 @@ class Parser {
     }
     auto& ts = rule->topic;
     for (auto [key, field, min, max] :
-         {std::tuple{"max_message_size", &ts.max_message_size, 1ll, 1ll << 30}, std::tuple{"depth", &ts.depth, 2ll, 1ll << 20},
-          std::tuple{"history", &ts.history, 0ll, 1ll << 20}, std::tuple{"max_publishers", &ts.max_publishers, 1ll, 4096ll},
+         {std::tuple{"max_message_size", &ts.max_message_size, 1ll, 1ll << 30},
+          std::tuple{"depth", &ts.depth, 2ll, 1ll << 20}, std::tuple{"history", &ts.history, 0ll, 1ll << 20},
+          std::tuple{"max_publishers", &ts.max_publishers, 1ll, 4096ll},
           std::tuple{"max_subscribers", &ts.max_subscribers, 1ll, 4096ll}}) {
       int64_t v = -1;
       if (auto s = get_int(t, key, min, max, &v); !s.ok()) return s;
@@ -195,7 +204,9 @@ class Parser {
 
   Result<BridgeConfig> parse(const toml::table& doc) const {
     BridgeConfig c;
-    if (auto s = only_keys(doc, "", {"name", "origin_id", "bus", "network", "security", "peer", "rule"}); !s.ok()) return s;
+    if (auto s = only_keys(doc, "", {"name", "origin_id", "bus", "network", "security", "peer", "rule"});
+        !s.ok())
+      return s;
     if (!doc.get("name")) return error(nullptr, "name", "missing (the bridge needs a name)");
     if (auto s = get_string(doc, "name", &c.name); !s.ok()) return s;
     if (c.name.empty() || c.name.find('/') != std::string::npos || !validate_topic_name(c.name).ok()) {
@@ -216,8 +227,10 @@ class Parser {
     if (const toml::node* n = doc.get("network")) {
       const toml::table* t = n->as_table();
       if (!t) return error(n, "network", "must be a table");
-      if (auto s = only_keys(*t, "network", {"bind", "high_water_mark", "lossless", "send_timeout_ms", "discovery_interval_ms",
-                                             "stats_interval_ms", "full_timeout_ms", "max_hops", "relay"});
+      if (auto s =
+              only_keys(*t, "network",
+                        {"bind", "high_water_mark", "lossless", "send_timeout_ms", "discovery_interval_ms",
+                         "stats_interval_ms", "full_timeout_ms", "max_hops", "relay"});
           !s.ok()) {
         return s;
       }
@@ -226,7 +239,8 @@ class Parser {
       for (std::size_t i = 0; i < c.bind.size(); ++i) {
         if (c.bind[i].rfind("tcp://", 0) != 0) {
           return Status{Errc::kInvalidArgument, std::string(source_) + ":" + std::to_string(lines[i]) +
-                                              ": network.bind: \"" + c.bind[i] + "\" is not a tcp:// endpoint"};
+                                                    ": network.bind: \"" + c.bind[i] +
+                                                    "\" is not a tcp:// endpoint"};
         }
       }
       int64_t v = c.high_water_mark;
@@ -274,7 +288,8 @@ class Parser {
         Peer p;
         if (auto s = get_string(t, "endpoint", &p.endpoint); !s.ok()) return s;
         if (p.endpoint.rfind("tcp://", 0) != 0) {
-          return error(t.get("endpoint") ? t.get("endpoint") : &t, "peer.endpoint", "\"" + p.endpoint + "\" is not a tcp:// endpoint");
+          return error(t.get("endpoint") ? t.get("endpoint") : &t, "peer.endpoint",
+                       "\"" + p.endpoint + "\" is not a tcp:// endpoint");
         }
         if (const toml::node* k = t.get("server_key")) {
           std::string path;
@@ -283,7 +298,8 @@ class Parser {
           if (!key) return key.status();
           p.server_key = key.value();
         } else if (c.curve) {
-          return error(&t, "peer.server_key", "missing: with [security] every peer needs its public key file");
+          return error(&t, "peer.server_key",
+                       "missing: with [security] every peer needs its public key file");
         }
         c.peers.push_back(std::move(p));
       }
@@ -298,7 +314,8 @@ class Parser {
       }
     }
     if (c.rules.empty()) return error(nullptr, "rule", "no [[rule]]: the bridge would forward nothing");
-    if (c.bind.empty() && c.peers.empty()) return error(nullptr, "network", "neither bind endpoints nor peers");
+    if (c.bind.empty() && c.peers.empty())
+      return error(nullptr, "network", "neither bind endpoints nor peers");
     return c;
   }
 
@@ -315,7 +332,8 @@ Result<BridgeConfig> parse_bridge_config(std::string_view toml_text, std::string
   try {
     doc = toml::parse(toml_text, source_name);
   } catch (const toml::parse_error& e) {
-    return Status{Errc::kInvalidArgument, std::string(source_name) + ":" + std::to_string(e.source().begin.line) + ": " +
+    return Status{Errc::kInvalidArgument, std::string(source_name) + ":" +
+                                              std::to_string(e.source().begin.line) + ": " +
                                               std::string(e.description())};
   }
   return Parser(source_name, base_dir).parse(doc);

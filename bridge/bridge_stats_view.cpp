@@ -26,7 +26,8 @@ Result<std::vector<BridgeStatsDocument>> read_bridge_stats(Bus& bus, const std::
   try {
     doc = toml::parse(daemon_statistics);
   } catch (const toml::parse_error& e) {
-    return Status{Errc::kProtocolError, std::string("unreadable daemon statistics: ") + std::string(e.description())};
+    return Status{Errc::kProtocolError,
+                  std::string("unreadable daemon statistics: ") + std::string(e.description())};
   }
   std::vector<BridgeStatsDocument> found;
   const toml::array* topics = doc["topic"].as_array();
@@ -55,8 +56,15 @@ Status render_bridge_stats(Bus& bus, const std::string& daemon_statistics, bool 
   if (docs->empty()) return Status::Ok();
   if (!json) {
     out << "\n";
-    for (auto [h, w] : {std::pair{"BRIDGE", 14}, {"OUT_MSGS", 11}, {"OUT_BYTES", 13}, {"IN_MSGS", 11}, {"IN_BYTES", 13},
-                        {"GAPS", 8}, {"DUPS", 8}, {"MALFORMED", 10}, {"REFUSED", 8}}) {
+    for (auto [h, w] : {std::pair{"BRIDGE", 14},
+                        {"OUT_MSGS", 11},
+                        {"OUT_BYTES", 13},
+                        {"IN_MSGS", 11},
+                        {"IN_BYTES", 13},
+                        {"GAPS", 8},
+                        {"DUPS", 8},
+                        {"MALFORMED", 10},
+                        {"REFUSED", 8}}) {
       pad(out, h, w);
     }
     out << "\n";
@@ -75,9 +83,13 @@ Status render_bridge_stats(Bus& bus, const std::string& daemon_statistics, bool 
     }
     const toml::node_view<const toml::node> v{t};
     pad(out, d.name, 14), pad(out, cell(v["out"]["messages"]), 11), pad(out, cell(v["out"]["bytes"]), 13);
-    pad(out, cell(v["in"]["messages"]), 11), pad(out, cell(v["in"]["bytes"]), 13), pad(out, cell(v["in"]["gaps"]), 8);
+    pad(out, cell(v["in"]["messages"]), 11), pad(out, cell(v["in"]["bytes"]), 13),
+        pad(out, cell(v["in"]["gaps"]), 8);
     pad(out, cell(v["in"]["duplicates"]), 8);
-    pad(out, std::to_string(v["in"]["malformed"].value_or<int64_t>(0) + v["in"]["unknown_version"].value_or<int64_t>(0)), 10);
+    pad(out,
+        std::to_string(v["in"]["malformed"].value_or<int64_t>(0) +
+                       v["in"]["unknown_version"].value_or<int64_t>(0)),
+        10);
     out << cell(v["auth"]["refused"]) << "\n";
     for (const char* kind : {"peer", "listener"}) {
       if (const toml::array* links = t[kind].as_array()) {

@@ -19,11 +19,13 @@ struct BridgeStatsDocument {
 
 // The latest document of every bridge listed in `daemon_statistics` (the text of Bus::daemon_statistics()).
 // A bridge whose document does not arrive within `wait` is left out.
-Result<std::vector<BridgeStatsDocument>> read_bridge_stats(Bus& bus, const std::string& daemon_statistics,
-                                                           std::chrono::milliseconds wait = std::chrono::milliseconds(500));
+Result<std::vector<BridgeStatsDocument>> read_bridge_stats(
+    Bus& bus, const std::string& daemon_statistics,
+    std::chrono::milliseconds wait = std::chrono::milliseconds(500));
 
-// Prints a BRIDGE table (messages and bytes each way, gaps, duplicates, malformed, refused peers), link states
-// and the streams with sequence gaps; with `json`, one JSON object per bridge. Prints nothing without bridges.
+// Prints a BRIDGE table (messages and bytes each way, gaps, duplicates, malformed, refused peers), link
+// states and the streams with sequence gaps; with `json`, one JSON object per bridge. Prints nothing without
+// bridges.
 Status render_bridge_stats(Bus& bus, const std::string& daemon_statistics, bool json, std::ostream& out);
 
 }  // namespace shmbus::bridge

@@ -32,13 +32,15 @@ bool is_z85_key(const std::string& key) {
 
 Result<std::string> read_key_file(const std::string& path) {
   std::ifstream in(path);
-  if (!in) return Status{Errc::kInvalidArgument, "cannot read key file " + path + ": " + std::strerror(errno)};
+  if (!in)
+    return Status{Errc::kInvalidArgument, "cannot read key file " + path + ": " + std::strerror(errno)};
   for (std::string line; std::getline(in, line);) {
     const auto first = line.find_first_not_of(" \t\r");
     if (first == std::string::npos || line[first] == '#') continue;
     const auto last = line.find_last_not_of(" \t\r");
     std::string key = line.substr(first, last - first + 1);
-    if (!is_z85_key(key)) return Status{Errc::kInvalidArgument, "key file " + path + " does not hold a Z85 CURVE key"};
+    if (!is_z85_key(key))
+      return Status{Errc::kInvalidArgument, "key file " + path + " does not hold a Z85 CURVE key"};
     return key;
   }
   return Status{Errc::kInvalidArgument, "key file " + path + " is empty"};
@@ -57,10 +59,12 @@ Status generate_key_files(const std::string& prefix) {
   if (zmq_curve_keypair(pub.data(), sec.data()) != 0) {
     return {Errc::kInternal, std::string("zmq_curve_keypair: ") + zmq_strerror(zmq_errno())};
   }
-  auto s = write_new_file(prefix + ".key", "# shmbus-bridge CURVE secret key: keep private\n" +
-                                               std::string(sec.data(), 40) + "\n", 0600);
+  auto s = write_new_file(
+      prefix + ".key",
+      "# shmbus-bridge CURVE secret key: keep private\n" + std::string(sec.data(), 40) + "\n", 0600);
   if (!s.ok()) return s;
-  return write_new_file(prefix + ".pub", "# shmbus-bridge CURVE public key\n" + std::string(pub.data(), 40) + "\n", 0644);
+  return write_new_file(prefix + ".pub",
+                        "# shmbus-bridge CURVE public key\n" + std::string(pub.data(), 40) + "\n", 0644);
 }
 
 }  // namespace shmbus::bridge

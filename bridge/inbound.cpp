@@ -4,6 +4,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include <cassert>
 #include <cstring>
 
 #include "bridge/local_discovery.h"
@@ -16,7 +17,10 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
-constexpr int kBatch = 1024;                // ZeroMQ messages received before looking at timers and monitors
+// Received before looking at the stop flag, timers and monitors again: ZeroMQ messages, and the messages
+// they carry (a lossless local topic that stays full makes each publish wait up to full_timeout).
+constexpr int kBatch = 1024;
+constexpr std::size_t kRecordsPerRound = 4096;
 constexpr std::size_t kPublishBatch = 256;  // messages for one topic published with one release
 
 void add(std::atomic<uint64_t>& counter, uint64_t n = 1) {
@@ -53,9 +57,9 @@ Inbound::Route& Inbound::route_of(std::string_view wire) {
   return routes_.emplace(std::string(wire), std::move(r)).first->second;
 }
 
-bool Inbound::receive_one() {
+int Inbound::receive_one() {
   ZmqMessage topic, batch;
-  if (zmq_msg_recv(topic.get(), sockets_.xsub, ZMQ_DONTWAIT) < 0) return false;
+  if (zmq_msg_recv(topic.get(), sockets_.xsub, ZMQ_DONTWAIT) < 0) return -1;
   // Exactly two frames; anything else is drained whole and counted, never half-read into the next message.
   int frames = 1;
   bool more = topic.more();
@@ -76,7 +80,7 @@ bool Inbound::receive_one() {
                         : parse_topic_frame(topic_bytes);
   if (frames < 2 || !wire) {
     add(counters_.malformed);
-    return true;
+    return 0;
   }
   // The version first: a peer of another version (version 1 sent three frames) is told apart from garbage.
   BatchHeader h;
@@ -85,23 +89,23 @@ bool Inbound::receive_one() {
       break;
     case BatchError::kUnknownVersion:
       add(counters_.unknown_version);
-      return true;
+      return 0;
     case BatchError::kMalformed:
       add(counters_.malformed);
-      return true;
+      return 0;
   }
   if (frames != 2) {
     add(counters_.malformed);
-    return true;
+    return 0;
   }
   const uint64_t n = records_.size();
   if (h.origin_id == config_.origin_id) {  // our own messages came back round a loop
     add(counters_.own_origin, n);
-    return true;
+    return 0;
   }
   if (h.hops >= config_.max_hops) {
     add(counters_.hop_limit, n);
-    return true;
+    return 0;
   }
   if (!same_topic) {
     last_route_ = &route_of(*wire);
@@ -110,10 +114,10 @@ bool Inbound::receive_one() {
   Route& route = *last_route_;
   if (!route.selected) {
     add(counters_.unselected, n);
-    return true;
+    return 0;
   }
   deliver(route, h, records_, std::move(batch));
-  return true;
+  return static_cast<int>(records_.size());
 }
 
 void Inbound::deliver(Route& route, const BatchHeader& header, const std::vector<WireRecord>& records,
@@ -150,8 +154,10 @@ void Inbound::deliver(Route& route, const BatchHeader& header, const std::vector
     } else {
       if (pending_.publisher != p) flush_pending();
       pending_.publisher = p;
-      // Offsets, not spans: the frame is moved into pending_ below (a frame's bytes do not move with it in
-      // libzmq 4.3, but offsets do not depend on that).
+      // Offsets, not spans: the frame is moved into pending_ after this loop (its bytes stay where they are:
+      // a batch frame, 44 bytes at least, is never one of the small messages ZeroMQ keeps inside the
+      // zmq_msg_t; offsets would survive that too). No flush can come between: route and publisher are the
+      // same for every record of the frame, so only the first pending record may flush what came before.
       pending_.records.push_back(
           {pending_.frames.size(), static_cast<std::size_t>(r.payload.data() - base), r.payload.size()});
       pending = true;
@@ -192,6 +198,8 @@ void Inbound::flush_pending() {
   Publisher& p = *pending_.publisher;
   pending_.spans.clear();
   for (const auto& r : pending_.records) {
+    // deliver() pushes a frame after the records it holds, and flushes only before the first of them.
+    assert(r.frame < pending_.frames.size());
     pending_.spans.push_back(pending_.frames[r.frame].bytes().subspan(r.offset, r.size));
   }
   const uint64_t id = p.id();
@@ -417,7 +425,12 @@ void Inbound::run() {
     const auto wait = std::min(next_discovery, next_stats) - Clock::now();
     const long timeout_ms = std::max<long>(0, std::chrono::ceil<std::chrono::milliseconds>(wait).count());
     if (zmq_poll(items, 3, std::min(timeout_ms, 100l)) < 0) continue;
-    for (int i = 0; i < kBatch && receive_one(); ++i) {
+    std::size_t records = 0;
+    for (int i = 0; i < kBatch && records < kRecordsPerRound && !shared_.stop.load(std::memory_order_relaxed);
+         ++i) {
+      const int n = receive_one();
+      if (n < 0) break;
+      records += static_cast<std::size_t>(n);
     }
     flush_pending();
     if (items[1].revents & ZMQ_POLLIN) drain_monitor(sockets_.xsub_monitor, false);

@@ -66,7 +66,8 @@ class Inbound {
     std::vector<std::span<const std::byte>> spans;  // scratch for publish_batch
   };
 
-  bool receive_one();
+  // Receives and handles one ZeroMQ message: -1 when none was waiting, else the records it delivered.
+  int receive_one();
   void deliver(Route& route, const BatchHeader& header, const std::vector<WireRecord>& records,
                ZmqMessage&& frame);
   void publish_now(Publisher& p, std::span<const std::byte> bytes);

@@ -80,7 +80,8 @@ std::string LinkMonitor::apply(const MonitorEvent& e, bool listening) {
                                            e.event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL))) {
     return {};
   }
-  return (listening ? "listener " : "peer ") + it->first + ": " + (listening ? "handshake failed" : before + " -> " + s.state);
+  return (listening ? "listener " : "peer ") + it->first + ": " +
+         (listening ? "handshake failed" : before + " -> " + s.state);
 }
 
 }  // namespace shmbus::bridge

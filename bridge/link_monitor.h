@@ -1,5 +1,5 @@
-// Connection state of the bridge's links, from ZeroMQ socket monitor events: one LinkState per peer we connect
-// to (XSUB) and one per endpoint we listen on (XPUB). Owned by the inbound thread.
+// Connection state of the bridge's links, from ZeroMQ socket monitor events: one LinkState per peer we
+// connect to (XSUB) and one per endpoint we listen on (XPUB). Owned by the inbound thread.
 #pragma once
 
 #include <cstdint>
@@ -14,7 +14,7 @@ struct LinkState {
   uint64_t connections = 0;          // current (listeners: peers connected to us)
   uint64_t connects = 0;             // handshakes completed
   uint64_t disconnects = 0;
-  uint64_t handshake_failures = 0;   // refused keys included
+  uint64_t handshake_failures = 0;  // refused keys included
 };
 
 struct MonitorEvent {

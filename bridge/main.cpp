@@ -1,8 +1,8 @@
 // shmbus-bridge: forwards selected topics between shmbus instances on different hosts over ZeroMQ.
-#include <CLI/CLI.hpp>
 #include <signal.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
 
 #include <iostream>
 
@@ -35,7 +35,9 @@ int show_stats(const shmbus::BusOptions& options, bool json) {
 
 int main(int argc, char** argv) {
   using namespace shmbus::bridge;
-  CLI::App app{"shmbus-bridge: forwards the topics its configuration selects to and from peer bridges on other hosts."};
+  CLI::App app{
+      "shmbus-bridge: forwards the topics its configuration selects to and from peer bridges on other "
+      "hosts."};
   std::string config_path, instance, runtime_dir, log_level, key_prefix;
   bool check = false, print_config = false, stats = false, json = false;
   app.add_option("-c,--config", config_path, "TOML configuration file (see --print-config)");
@@ -44,7 +46,8 @@ int main(int argc, char** argv) {
   app.add_option("-l,--log-level", log_level, "trace, debug, info, warn, error (default info)");
   app.add_flag("--check", check, "validate the configuration and exit (0 valid, 2 invalid)");
   app.add_flag("--print-config", print_config, "print a documented example configuration and exit");
-  app.add_option("--generate-keys", key_prefix, "write a new CURVE key pair to PREFIX.key and PREFIX.pub and exit");
+  app.add_option("--generate-keys", key_prefix,
+                 "write a new CURVE key pair to PREFIX.key and PREFIX.pub and exit");
   app.add_flag("--stats", stats, "print the statistics of every bridge of the instance and exit");
   app.add_flag("--json", json, "with --stats: JSON, one object per bridge");
   CLI11_PARSE(app, argc, argv);
@@ -60,7 +63,9 @@ int main(int argc, char** argv) {
     }
     return 0;
   }
-  if (stats) return show_stats({.instance = instance, .runtime_dir = runtime_dir, .name = "shmbus-bridge-stats"}, json);
+  if (stats)
+    return show_stats({.instance = instance, .runtime_dir = runtime_dir, .name = "shmbus-bridge-stats"},
+                      json);
   if (config_path.empty()) {
     std::cerr << "shmbus-bridge: --config is required (see --help)\n";
     return 2;

@@ -26,10 +26,11 @@ class SequenceTracker {
     uint64_t last = 0;     // last delivered sequence
     uint64_t missing = 0;  // total skipped so far
     uint64_t delivered = 0;
-    bool fresh = true;     // no message of the current epoch seen yet
+    bool fresh = true;  // no message of the current epoch seen yet
   };
   // Calls f(origin, epoch, topic, state) for every tracked stream.
-  void for_each(const std::function<void(uint64_t, uint64_t, const std::string&, const TopicState&)>& f) const;
+  void for_each(
+      const std::function<void(uint64_t, uint64_t, const std::string&, const TopicState&)>& f) const;
 
  private:
   // Heterogeneous lookup: the hot path looks topics up by string_view without building a std::string.

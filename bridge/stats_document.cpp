@@ -2,9 +2,9 @@
 
 #include <unistd.h>
 
+#include <toml++/toml.h>
 #include <cstdio>
 #include <sstream>
-#include <toml++/toml.h>
 
 namespace shmbus::bridge {
 namespace {
@@ -15,7 +15,9 @@ std::string hex(uint64_t v) {
   return buf;
 }
 
-int64_t n(const std::atomic<uint64_t>& a) { return static_cast<int64_t>(a.load(std::memory_order_relaxed)); }
+int64_t n(const std::atomic<uint64_t>& a) {
+  return static_cast<int64_t>(a.load(std::memory_order_relaxed));
+}
 
 toml::array links(const std::map<std::string, LinkState>& all) {
   toml::array out;
@@ -32,7 +34,9 @@ toml::array links(const std::map<std::string, LinkState>& all) {
 
 }  // namespace
 
-std::string stats_topic(std::string_view bridge_name) { return "shmbus/bridge/" + std::string(bridge_name) + "/stats"; }
+std::string stats_topic(std::string_view bridge_name) {
+  return "shmbus/bridge/" + std::string(bridge_name) + "/stats";
+}
 
 std::string render_stats_document(const StatsInput& in) {
   const Counters& c = in.counters;
@@ -71,14 +75,15 @@ std::string render_stats_document(const StatsInput& in) {
   doc.insert("peer", links(in.links.peers()));
   doc.insert("listener", links(in.links.listeners()));
   toml::array streams;
-  in.tracker.for_each([&](uint64_t origin, uint64_t epoch, const std::string& topic, const SequenceTracker::TopicState& s) {
-    streams.push_back(toml::table{{"origin_id", hex(origin)},
-                                  {"epoch_ns", static_cast<int64_t>(epoch)},
-                                  {"topic", topic},
-                                  {"delivered", static_cast<int64_t>(s.delivered)},
-                                  {"missing", static_cast<int64_t>(s.missing)},
-                                  {"last_sequence", static_cast<int64_t>(s.last)}});
-  });
+  in.tracker.for_each(
+      [&](uint64_t origin, uint64_t epoch, const std::string& topic, const SequenceTracker::TopicState& s) {
+        streams.push_back(toml::table{{"origin_id", hex(origin)},
+                                      {"epoch_ns", static_cast<int64_t>(epoch)},
+                                      {"topic", topic},
+                                      {"delivered", static_cast<int64_t>(s.delivered)},
+                                      {"missing", static_cast<int64_t>(s.missing)},
+                                      {"last_sequence", static_cast<int64_t>(s.last)}});
+      });
   doc.insert("stream", std::move(streams));
   std::ostringstream out;
   out << doc << "\n";

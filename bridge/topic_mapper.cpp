@@ -8,7 +8,9 @@ namespace {
 
 constexpr std::string_view kReservedPrefix = "shmbus/";
 
-bool applies(Direction rule, Direction way) { return rule == Direction::kBoth || rule == way; }
+bool applies(Direction rule, Direction way) {
+  return rule == Direction::kBoth || rule == way;
+}
 
 }  // namespace
 

@@ -12,8 +12,8 @@
 namespace shmbus::bridge {
 
 struct Mapping {
-  std::string name;    // the topic on the other side
-  const Rule* rule;    // the rule that selected it (points into the mapper's rules)
+  std::string name;  // the topic on the other side
+  const Rule* rule;  // the rule that selected it (points into the mapper's rules)
 };
 
 class TopicMapper {

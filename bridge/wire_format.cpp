@@ -72,7 +72,8 @@ BatchError decode_batch(std::span<const std::byte> frame, BatchHeader* header,
   std::size_t at = kBatchHeaderSize;
   while (at < frame.size()) {
     // Both subtractions are of a smaller from a larger: at < frame.size() here, and the record header fits.
-    if (frame.size() - at < kRecordHeaderSize) return BatchError::kMalformed;
+    if (frame.size() - at < kRecordHeaderSize || records->size() == kMaxBatchRecords)
+      return BatchError::kMalformed;
     const std::span<const std::byte> record = frame.subspan(at);
     const uint32_t size = get<uint32_t>(record, kRecordSize);
     if (size > record.size() - kRecordHeaderSize) return BatchError::kMalformed;

@@ -42,7 +42,8 @@ inline constexpr std::size_t kRecordPublishTime =
     8;                                          // u64: publish time at the origin, ns since the Unix epoch
 inline constexpr std::size_t kRecordSize = 16;  // u32: payload bytes that follow
 
-// What a sender puts in one batch at most. A single message larger than the byte bound travels alone.
+// What a sender puts in one batch at most. A single message larger than the byte bound travels alone. A
+// receiver refuses a batch of more records (what one frame may cost it stays bounded).
 inline constexpr std::size_t kMaxBatchRecords = 256;
 inline constexpr std::size_t kMaxBatchBytes = 64 * 1024;
 
@@ -71,8 +72,9 @@ std::vector<std::byte> encode_batch(const BatchHeader& header, std::span<const W
 
 enum class BatchError { kNone, kMalformed, kUnknownVersion };
 // Checks the whole frame before it reports anything: kNone only for a frame of magic, this version, a full
-// header and one or more whole records that end exactly at the frame's end. Then *header is filled and
-// *records (cleared first) holds every record, its payload a span into `frame`. Never reads out of bounds.
+// header and 1..kMaxBatchRecords whole records that end exactly at the frame's end. Then *header is filled
+// and *records (cleared first) holds every record, its payload a span into `frame`. Never reads out of
+// bounds.
 BatchError decode_batch(std::span<const std::byte> frame, BatchHeader* header,
                         std::vector<WireRecord>* records);
 

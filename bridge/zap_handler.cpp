@@ -11,7 +11,9 @@
 namespace shmbus::bridge {
 namespace {
 
-std::string text(ZmqMessage& m) { return {reinterpret_cast<const char*>(m.bytes().data()), m.bytes().size()}; }
+std::string text(ZmqMessage& m) {
+  return {reinterpret_cast<const char*>(m.bytes().data()), m.bytes().size()};
+}
 
 void send_frame(void* socket, const std::string& s, bool more) {
   zmq_send(socket, s.data(), s.size(), more ? ZMQ_SNDMORE : 0);
@@ -37,7 +39,9 @@ Result<std::unique_ptr<ZapHandler>> ZapHandler::start(void* context, std::vector
 ZapHandler::ZapHandler(void* socket, std::vector<std::string> allowed_keys, Counters& counters)
     : socket_(socket), allowed_(std::move(allowed_keys)), counters_(counters) {}
 
-ZapHandler::~ZapHandler() { stop(); }
+ZapHandler::~ZapHandler() {
+  stop();
+}
 
 void ZapHandler::stop() {
   stop_.store(true, std::memory_order_relaxed);
@@ -91,14 +95,15 @@ void ZapHandler::serve_one() {
   } else {
     // ZeroMQ retries refused clients; log the first refusals of a run in full, then one in a hundred.
     const uint64_t n = counters_.auth_refused.fetch_add(1, std::memory_order_relaxed);
-    if (n < 10 || n % 100 == 0) spdlog::warn("auth: refused peer {} key {}: {} ({} refusals)", who, key, reason, n + 1);
+    if (n < 10 || n % 100 == 0)
+      spdlog::warn("auth: refused peer {} key {}: {} ({} refusals)", who, key, reason, n + 1);
   }
   send_frame(socket_, "1.0", true);
   send_frame(socket_, request_id, true);
   send_frame(socket_, status, true);
   send_frame(socket_, reason, true);
   send_frame(socket_, status == "200" ? key : "", true);  // user id
-  send_frame(socket_, "", false);                           // metadata
+  send_frame(socket_, "", false);                         // metadata
 }
 
 }  // namespace shmbus::bridge

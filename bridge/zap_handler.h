@@ -18,7 +18,8 @@ inline constexpr const char* kZapDomain = "shmbus-bridge";
 class ZapHandler {
  public:
   // Binds inproc://zeromq.zap.01 in `context` and serves it on a thread until stop() or destruction.
-  static Result<std::unique_ptr<ZapHandler>> start(void* context, std::vector<std::string> allowed_keys, Counters& counters);
+  static Result<std::unique_ptr<ZapHandler>> start(void* context, std::vector<std::string> allowed_keys,
+                                                   Counters& counters);
   ~ZapHandler();
   void stop();
 

@@ -63,8 +63,8 @@ std::optional<std::string_view> checked_topic(std::span<const std::byte> frame) 
 }
 
 // decode_batch's promise: kNone only for a frame of magic and version kWireVersion holding one or more whole
-// records, which the encoder rebuilds byte for byte (every byte is a field) from payloads inside the frame;
-// kUnknownVersion only with the magic and another version.
+// records (at most kMaxBatchRecords), which the encoder rebuilds byte for byte (every byte is a field) from
+// payloads inside the frame; kUnknownVersion only with the magic and another version.
 std::optional<BatchHeader> checked_batch(std::span<const std::byte> frame, std::vector<WireRecord>* records) {
   BatchHeader h;
   const BatchError e = decode_batch(frame, &h, records);
@@ -72,7 +72,10 @@ std::optional<BatchHeader> checked_batch(std::span<const std::byte> frame, std::
                      frame[2] == std::byte{0x42} && frame[3] == std::byte{0x52};
   switch (e) {
     case BatchError::kNone: {
-      if (!magic || frame[kOffsetVersion] != std::byte{kWireVersion} || records->empty()) __builtin_trap();
+      if (!magic || frame[kOffsetVersion] != std::byte{kWireVersion} || records->empty() ||
+          records->size() > kMaxBatchRecords) {
+        __builtin_trap();
+      }
       for (const WireRecord& r : *records) {
         if (r.payload.data() < frame.data() + kBatchHeaderSize + kRecordHeaderSize ||
             r.payload.data() + r.payload.size() > frame.data() + frame.size()) {

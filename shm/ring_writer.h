@@ -66,7 +66,7 @@ class RingWriter {
     }
     // release: joiners and lapped readers read head with acquire to find the newest committed position.
     slot_->head.store(head_, std::memory_order_release);
-    // relaxed: statistics for `stats`, single writer.
+    // relaxed: statistics for `stats` (bytes committed, loans outstanding at a crash), single writer.
     slot_->bytes.store(slot_->bytes.load(std::memory_order_relaxed) + size, std::memory_order_relaxed);
     slot_->loaned.store(0, std::memory_order_relaxed);
     if (sleepers_present()) [[unlikely]] {

@@ -182,7 +182,7 @@ class Sample : private SampleView {  // private: a SampleView& to a Sample could
 
  private:
   friend class Subscriber;
-  Sample(const SampleView& taken) : SampleView(taken) {}  // NOLINT(google-explicit-constructor)
+  explicit Sample(const SampleView& taken) : SampleView(taken) {}  // owns what `taken` points at: held
   void release() {
     if (owner_ != nullptr) release_held();
   }

@@ -77,6 +77,12 @@ TEST(WireFormatTest, BadBatchesAreClassifiedNotRead) {
   EXPECT_EQ(decode_batch(huge, &d, &got), BatchError::kMalformed);
   b[0] = std::byte{'X'};
   EXPECT_EQ(decode_batch(b, &d, &got), BatchError::kMalformed);
+  // At most kMaxBatchRecords records: what one frame can cost a receiver stays bounded.
+  std::vector<WireRecord> many(kMaxBatchRecords, WireRecord{.sequence = 1});
+  EXPECT_EQ(decode_batch(encode_batch({}, many), &d, &got), BatchError::kNone);
+  EXPECT_EQ(got.size(), kMaxBatchRecords);
+  many.push_back({.sequence = 2});
+  EXPECT_EQ(decode_batch(encode_batch({}, many), &d, &got), BatchError::kMalformed);
   b = encode_batch({}, one);
   b[kOffsetVersion] = std::byte{1};
   EXPECT_EQ(decode_batch(b, &d, &got), BatchError::kUnknownVersion);
