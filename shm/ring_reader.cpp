@@ -36,16 +36,9 @@ RingReader::Peek RingReader::peek_lapped(SlotHeader** out, uint64_t* dropped) {
     }
     *dropped += oldest - read_position_;
     read_position_ = oldest;
-    SlotHeader* slot = ring_slot(ring_, geometry_, read_position_);
-    const uint64_t expected = read_position_ + 1;
-    // acquire: as in peek().
-    const uint64_t seq = slot->sequence.load(std::memory_order_acquire);
-    if (seq == expected) {
-      if (slot->size > geometry_.max_message_size) return Peek::kCorrupt;
-      *out = slot;
-      return Peek::kReady;
-    }
-    if ((seq & ~kSlotBusyBit) <= expected) return Peek::kEmpty;
+    bool lapped = false;
+    const Peek p = look(out, &lapped);
+    if (!lapped) return p;
   }
 }
 

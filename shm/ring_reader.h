@@ -30,17 +30,9 @@ class RingReader {
   // the slot's size field exceeds the maximum (a buggy writer); the caller skips it with skip().
   // Inline, the poll of the next slot; a lap goes out of line.
   Peek peek(SlotHeader** slot, uint64_t* dropped) {
-    SlotHeader* s = ring_slot(ring_, geometry_, read_position_);
-    const uint64_t expected = read_position_ + 1;
-    // acquire: pairs with the writer's commit store; the payload and header fields are visible after it.
-    const uint64_t seq = s->sequence.load(std::memory_order_acquire);
-    if (seq == expected) {
-      if (s->size > geometry_.max_message_size) return Peek::kCorrupt;
-      *slot = s;
-      return Peek::kReady;
-    }
-    if ((seq & ~kSlotBusyBit) <= expected) return Peek::kEmpty;  // not yet written, or being written for us
-    return peek_lapped(slot, dropped);
+    bool lapped = false;
+    const Peek p = look(slot, &lapped);
+    return lapped ? peek_lapped(slot, dropped) : p;
   }
 
   // Takes the slot peek() returned and marks it held. Returns its position. REQUIRES: can_hold().
@@ -80,6 +72,21 @@ class RingReader {
   std::size_t held() const { return held_.size(); }
 
  private:
+  // The slot at the read position, as peek() reports it; *lapped (and no report) if it holds a later
+  // position.
+  Peek look(SlotHeader** slot, bool* lapped) {
+    SlotHeader* s = ring_slot(ring_, geometry_, read_position_);
+    const uint64_t expected = read_position_ + 1;
+    // acquire: pairs with the writer's commit store; the payload and header fields are visible after it.
+    const uint64_t seq = s->sequence.load(std::memory_order_acquire);
+    if (seq == expected) {
+      if (s->size > geometry_.max_message_size) return Peek::kCorrupt;
+      *slot = s;
+      return Peek::kReady;
+    }
+    *lapped = (seq & ~kSlotBusyBit) > expected;  // else not yet written, or being written for us
+    return Peek::kEmpty;
+  }
   Peek peek_lapped(SlotHeader** slot, uint64_t* dropped);
   uint64_t oldest_in_use() const;
   void publish_cursor_slow(bool force);
