@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <thread>
+#include <vector>
 
+#include "bridge/wire_format.h"
 #include "common_messages.h"
 #include "support/bridge_fixture.h"
 
@@ -134,6 +136,66 @@ policy = "lossless"
     EXPECT_GE(sent, uint64_t{kCount} * 1000);
     EXPECT_LT(sent, uint64_t{kCount} * 1000 * 3 / 2) << "bytes on the wire: " << sent;
   }
+}
+
+// Sizes around the batch bound (wire format 2: small messages share a ZeroMQ message, one that does not fit
+// in kMaxBatchBytes travels alone, after the batch before it): every message arrives whole, in order. The
+// publisher publishes a cycle at a time so that batches form.
+TEST_P(BridgeFlowTest, MessagesOfEverySizeAroundTheBatchBoundArriveWholeAndInOrder) {
+  start_pair(R"(
+[[rule]]
+pattern = "flow/**"
+policy = "lossless"
+depth = 64
+max_message_size = 262144
+)",
+             "lossless = true");
+  if (IsSkipped()) return;
+  const std::size_t fits = bridge::kMaxBatchBytes - bridge::kBatchHeaderSize - bridge::kRecordHeaderSize;
+  const std::vector<std::size_t> sizes = {0, 1, 100, 4096, fits, fits + 1, 100000, 262144, 7};
+  constexpr int kCycles = 60;
+  const TopicSettings topic{.max_message_size = 262144, .depth = 64, .policy = Policy::kLossless};
+  Bus bus_b = host(1).connect("receiver");
+  auto sub = bus_b.subscriber("flow/sizes", {.topic = topic});
+  ASSERT_TRUE(sub.ok()) << sub.status().to_string();
+  Bus bus_a = host(0).connect("sender");
+  auto pub = bus_a.publisher("flow/sizes", {.topic = topic, .full_timeout = 5000ms});
+  ASSERT_TRUE(pub.ok()) << pub.status().to_string();
+  ASSERT_TRUE(wait_until([&] { return pub->subscribers() > 0; })) << "the subscription never reached host A";
+  // Message i: its size from the cycle, every byte derived from i and its offset.
+  auto byte_of = [](uint64_t i, std::size_t at) { return static_cast<std::byte>((i * 131 + at * 7) & 0xff); };
+  const uint64_t total = kCycles * sizes.size();
+  uint64_t received = 0, wrong = 0;
+  std::thread receiver([&] {
+    auto last_progress = Clock::now();
+    while (received < total && Clock::now() - last_progress < 20s) {
+      Sample m = sub->take(100ms);
+      if (!m) continue;
+      const uint64_t i = received++;
+      bool ok = m.size() == sizes[i % sizes.size()];
+      for (std::size_t at = 0; ok && at < m.size(); ++at) ok = m.bytes()[at] == byte_of(i, at);
+      wrong += ok ? 0 : 1;
+      last_progress = Clock::now();
+    }
+  });
+  std::vector<std::byte> buf(262144);
+  for (uint64_t i = 0; i < total; ++i) {
+    const std::size_t n = sizes[i % sizes.size()];
+    for (std::size_t at = 0; at < n; ++at) buf[at] = byte_of(i, at);
+    Status st;
+    while ((st = pub->publish(std::span<const std::byte>(buf.data(), n))).code() == Errc::kTimeout) {
+    }
+    ASSERT_TRUE(st.ok()) << st.to_string();
+  }
+  receiver.join();
+  EXPECT_EQ(received, total);
+  EXPECT_EQ(wrong, 0u) << "messages of the wrong size or content, or out of order";
+  EXPECT_TRUE(
+      host(1).wait_stats([&](const toml::table& s) { return stat(s, "in", "messages") == int64_t(total); }));
+  const toml::table in = host(1).bridge_stats();
+  EXPECT_EQ(stat(in, "in", "gaps"), 0);
+  EXPECT_EQ(stat(in, "in", "malformed"), 0);
+  EXPECT_EQ(stat(in, "in", "too_large"), 0);
 }
 
 TEST_P(BridgeFlowTest, SubscriberStartedBeforeTheRemotePublisherGetsTheFirstMessage) {
