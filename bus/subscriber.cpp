@@ -118,6 +118,19 @@ void SubscriberCore::refresh(uint32_t epoch) {
   next = 0;
 }
 
+bool SubscriberCore::follow_epoch(uint32_t epoch) {
+  // relaxed: check_epoch's acquire load of the epoch already ordered it.
+  if (topic.header()->closed.load(std::memory_order_relaxed) == shm::kTopicReshaped && held == 0) {
+    if (sleeping) return false;  // after the sleep: the sleeper still uses this mapping
+    const std::string name = topic.topic;
+    detach();
+    if (Status s = attach(name); !s.ok()) log_reattach_failure(s);
+    return true;
+  }
+  refresh(epoch);
+  return true;
+}
+
 void SubscriberCore::record_latency(uint64_t publish_ns) {
   const uint64_t now = now_ns();
   const uint64_t latency = now > publish_ns ? now - publish_ns : 0;
