@@ -362,6 +362,15 @@ class Report:
             single = (f"{rate(a['msgs_per_s'])} vs {rate(b['msgs_per_s'])} msg/s in the table's rows" if a and b
                       else "")
             v, note = self.over_rounds(peer, base, "stream", lambda x, y: x["msgs_per_s"] / y["msgs_per_s"])
+            if v is None and b:
+                # A base that is not in the rounds (iceoryx): the peer's rows (the table's and the rounds') that
+                # ran on the same placement as the base's row, by their probes.
+                rows = [r for r in [a] + [rnd.get((peer, "stream")) for rnd in self.rounds]
+                        if r and probes_agree_across(r, b)]
+                if rows:
+                    v = median([r["msgs_per_s"] for r in rows]) / b["msgs_per_s"]
+                    note = (f"median of the {len(rows)} {peer} rows whose probes agree with the {base} row's: "
+                            f"{rate(median([r['msgs_per_s'] for r in rows]))} vs {rate(b['msgs_per_s'])} msg/s")
             if v is not None:
                 measured = f"{ratio(v) if factor < 10 else f'{v:.1f}×'} ({note}; {single})"
             elif a and b:
