@@ -106,20 +106,11 @@ std::size_t RingWriter::write_batch(std::span<const std::span<const std::byte>> 
       if (lossless_ && header_->subscribers_epoch.load(std::memory_order_acquire) != seen_subscribers_epoch_)
         break;
       const std::span<const std::byte> m = messages[done + written];
-      SlotHeader* slot = ring_slot(ring_, geometry_, head_);
-      // Busy mark before the payload (seqlock for lapped readers); the release fence orders it before the
-      // payload stores and costs nothing on x86.
-      slot->sequence.store((head_ + 1) | kSlotBusyBit, std::memory_order_relaxed);
-      std::atomic_thread_fence(std::memory_order_release);
+      SlotHeader* slot = begin_slot();
       if (!m.empty()) std::memcpy(slot_payload(slot), m.data(), m.size());
-      slot->publish_ns = publish_ns;
-      slot->size = static_cast<uint32_t>(m.size());
       bytes += m.size();
-      ++head_;
-      // release: pairs with the reader's acquire load of the sequence (payload and header visible); head as
-      // in commit(). A plain store each on x86.
-      slot->sequence.store(head_, std::memory_order_release);
-      slot_->head.store(head_, std::memory_order_release);
+      // release: the sequence as in commit(); the sleeper check's order comes once a chunk, below.
+      end_slot(slot, static_cast<uint32_t>(m.size()), publish_ns, /*seq_cst=*/false);
     }
     slot_->bytes.store(slot_->bytes.load(std::memory_order_relaxed) + bytes, std::memory_order_relaxed);
     slot_->loaned.store(0, std::memory_order_relaxed);

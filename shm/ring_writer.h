@@ -38,11 +38,7 @@ class RingWriter {
     if (!room && !wait_for_room(timeout)) [[unlikely]] {
       return nullptr;
     }
-    SlotHeader* slot = ring_slot(ring_, geometry_, head_);
-    // Mark the slot busy before touching its payload so a lapped reader (seqlock check) sees the overwrite.
-    // relaxed + release fence: the busy mark is ordered before the payload stores that follow.
-    slot->sequence.store((head_ + 1) | kSlotBusyBit, std::memory_order_relaxed);
-    std::atomic_thread_fence(std::memory_order_release);
+    SlotHeader* slot = begin_slot();
     // relaxed: a statistic for `stats` (loans outstanding at a crash).
     slot_->loaned.store(1, std::memory_order_relaxed);
     return slot_payload(slot);
@@ -50,22 +46,11 @@ class RingWriter {
 
   // Publishes the claimed slot. REQUIRES: claim() returned non-null since the last commit; size <= max.
   void commit(uint32_t size, uint64_t publish_ns) {
-    SlotHeader* slot = ring_slot(ring_, geometry_, head_);
-    slot->publish_ns = publish_ns;
-    slot->size = size;
-    ++head_;
-    if (cheap_commit_) {
-      // release: pairs with the reader's acquire load of the sequence, making payload and header visible. No
-      // store-load fence before the load of `sleepers`: a reader going to sleep pays for that order with
-      // fence_before_sleep() (shm/sleep_fence.h).
-      slot->sequence.store(head_, std::memory_order_release);
-    } else {
-      // seq_cst: the release above, and ordered before our load of `sleepers` (Dekker with a reader going to
-      // sleep).
-      slot->sequence.store(head_, std::memory_order_seq_cst);
-    }
-    // release: joiners and lapped readers read head with acquire to find the newest committed position.
-    slot_->head.store(head_, std::memory_order_release);
+    // release: pairs with the reader's acquire load of the sequence, making payload and header visible. No
+    // store-load fence before the load of `sleepers`: a reader going to sleep pays for that order with
+    // fence_before_sleep() (shm/sleep_fence.h). Without cheap commits, seq_cst: also ordered before our load
+    // of `sleepers` (Dekker with a reader going to sleep).
+    end_slot(ring_slot(ring_, geometry_, head_), size, publish_ns, /*seq_cst=*/!cheap_commit_);
     // relaxed: statistics for `stats` (bytes committed, loans outstanding at a crash), single writer.
     slot_->bytes.store(slot_->bytes.load(std::memory_order_relaxed) + size, std::memory_order_relaxed);
     slot_->loaned.store(0, std::memory_order_relaxed);
@@ -87,6 +72,31 @@ class RingWriter {
   uint32_t index() const { return index_; }
 
  private:
+  // The two halves of writing one message, shared by claim()/commit() and write_batch().
+  // Marks the slot at head_ busy before its payload is touched, so that a lapped reader (seqlock check) sees
+  // the overwrite. relaxed + release fence: the mark is ordered before the payload stores that follow (free
+  // on x86).
+  SlotHeader* begin_slot() {
+    SlotHeader* slot = ring_slot(ring_, geometry_, head_);
+    slot->sequence.store((head_ + 1) | kSlotBusyBit, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_release);
+    return slot;
+  }
+  // Fills in the header of the slot begun at head_, commits it and advances head_. The sequence store is a
+  // release (pairs with the reader's acquire load), or seq_cst if asked. A branch, not a runtime
+  // memory_order: GCC treats a non-constant order as seq_cst (a locked instruction on x86).
+  void end_slot(SlotHeader* slot, uint32_t size, uint64_t publish_ns, bool seq_cst) {
+    slot->publish_ns = publish_ns;
+    slot->size = size;
+    ++head_;
+    if (seq_cst) {
+      slot->sequence.store(head_, std::memory_order_seq_cst);
+    } else {
+      slot->sequence.store(head_, std::memory_order_release);
+    }
+    // release: joiners and lapped readers read head with acquire to find the newest committed position.
+    slot_->head.store(head_, std::memory_order_release);
+  }
   bool gate_open();                                      // lossless: may the slot at head_ be (re)written?
   bool wait_for_room(std::chrono::nanoseconds timeout);  // gate_open(), spinning then sleeping up to timeout
   uint64_t slowest_cursor();
