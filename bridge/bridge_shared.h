@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "bridge/wire_format.h"
+#include "bridge/zmq_message.h"
 #include "shmbus/wait_set.h"
 
 namespace shmbus::bridge {
@@ -49,7 +50,7 @@ class RelayQueue {
  public:
   struct Item {
     std::string topic_frame;
-    std::vector<std::byte> batch;  // one record, its header already marked relayed
+    ZmqMessage batch;  // one record, its header already marked relayed: sent as it is
   };
   static constexpr std::size_t kMaxQueued = 65536;
 

@@ -129,15 +129,17 @@ void Inbound::deliver(Route& route, const BatchHeader& header, const std::vector
   const bool relay = route.relay_frame && route.relay_wanted;
   Publisher* p = publisher_for(route);
   const std::byte* base = frame.bytes().data();
+  // One stream lookup a batch: its records share origin, epoch and topic.
+  SequenceTracker::TopicState* stream = tracker_.stream(header.origin_id, header.origin_epoch, route.local);
+  if (stream == nullptr) {
+    add(counters_.stale_epoch, records.size());
+    return;
+  }
   bool pending = false;
   for (const WireRecord& r : records) {
-    const auto outcome = tracker_.observe(header.origin_id, header.origin_epoch, route.local, r.sequence);
+    const auto outcome = SequenceTracker::observe(*stream, r.sequence);
     if (outcome.verdict == SequenceTracker::Verdict::kDuplicate) {
       add(counters_.duplicates);
-      continue;
-    }
-    if (outcome.verdict == SequenceTracker::Verdict::kStale) {
-      add(counters_.stale_epoch);
       continue;
     }
     if (outcome.missing) add(counters_.gaps, outcome.missing);
@@ -168,8 +170,9 @@ void Inbound::deliver(Route& route, const BatchHeader& header, const std::vector
                                 .flags = static_cast<uint16_t>(header.flags | kFlagRelayed),
                                 .origin_id = header.origin_id,
                                 .origin_epoch = header.origin_epoch};
-      if (!shared_.relay.push({*route.relay_frame, encode_batch(relayed, std::span(&r, 1))}))
-        add(counters_.relay_dropped);
+      ZmqMessage batch(batch_size(std::span(&r, 1)));
+      encode_batch(relayed, std::span(&r, 1), batch.bytes());
+      if (!shared_.relay.push({*route.relay_frame, std::move(batch)})) add(counters_.relay_dropped);
     }
   }
   if (!pending) return;

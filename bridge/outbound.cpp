@@ -131,9 +131,12 @@ bool Outbound::send(const std::string& frame, ZmqMessage& batch, std::size_t rec
   return true;
 }
 
+void Outbound::encode_own_batch_header(std::span<std::byte, kBatchHeaderSize> out) const {
+  encode_batch_header({.hops = 0, .flags = 0, .origin_id = config_.origin_id, .origin_epoch = epoch_}, out);
+}
+
 void Outbound::start_batch() {
-  encode_batch_header({.hops = 0, .flags = 0, .origin_id = config_.origin_id, .origin_epoch = epoch_},
-                      std::span(batch_).first<kBatchHeaderSize>());
+  encode_own_batch_header(std::span(batch_).first<kBatchHeaderSize>());
   batch_used_ = kBatchHeaderSize;
   batch_records_ = 0;
   batch_payload_bytes_ = 0;
@@ -186,7 +189,7 @@ void Outbound::drain(Route& route) {
       // Too large to share a batch: sent at once, alone, from a frame of its own (one copy, not two).
       flush_batch(route);
       ZmqMessage frame(kBatchHeaderSize + record);
-      std::memcpy(frame.bytes().data(), batch_.data(), kBatchHeaderSize);  // start_batch's header
+      encode_own_batch_header(frame.bytes().first<kBatchHeaderSize>());
       if (encode_record(route, m, sequence, frame.bytes().subspan(kBatchHeaderSize)) &&
           send(route.frame, frame, 1)) {
         counters_.messages_out.fetch_add(1, std::memory_order_relaxed);
@@ -206,9 +209,7 @@ void Outbound::drain(Route& route) {
 void Outbound::send_relays() {
   shared_.relay.take_all(&relays_);
   for (auto& item : relays_) {
-    ZmqMessage frame(item.batch.size());
-    std::memcpy(frame.bytes().data(), item.batch.data(), item.batch.size());
-    if (send(item.topic_frame, frame, 1)) counters_.relayed_out.fetch_add(1, std::memory_order_relaxed);
+    if (send(item.topic_frame, item.batch, 1)) counters_.relayed_out.fetch_add(1, std::memory_order_relaxed);
   }
   relays_.clear();
 }

@@ -48,6 +48,8 @@ class Outbound {
   // Copies m into `out` (a record's header and payload) and numbers it; false if a lossy publisher
   // overwrote it meanwhile (counted, its number skipped).
   bool encode_record(Route& route, const SampleView& m, uint64_t& sequence, std::span<std::byte> out);
+  // The header of a batch of our own messages (no hops, our origin and epoch).
+  void encode_own_batch_header(std::span<std::byte, kBatchHeaderSize> out) const;
   void start_batch();
   void flush_batch(const Route& route);
   bool send(const std::string& frame, ZmqMessage& batch, std::size_t records);

@@ -2,10 +2,10 @@
 
 namespace shmbus::bridge {
 
-SequenceTracker::Outcome SequenceTracker::observe(uint64_t origin, uint64_t epoch, std::string_view topic,
-                                                  uint64_t sequence) {
+SequenceTracker::TopicState* SequenceTracker::stream(uint64_t origin, uint64_t epoch,
+                                                     std::string_view topic) {
   Origin& o = origins_[origin];
-  if (epoch < o.epoch) return {Verdict::kStale, 0};
+  if (epoch < o.epoch) return nullptr;
   if (epoch > o.epoch) {
     // The origin's bridge restarted: its sequences start again at 1. Streams keep their loss totals.
     o.epoch = epoch;
@@ -13,7 +13,10 @@ SequenceTracker::Outcome SequenceTracker::observe(uint64_t origin, uint64_t epoc
   }
   auto it = o.topics.find(topic);
   if (it == o.topics.end()) it = o.topics.emplace(std::string(topic), TopicState{}).first;
-  TopicState& t = it->second;
+  return &it->second;
+}
+
+SequenceTracker::Outcome SequenceTracker::observe(TopicState& t, uint64_t sequence) {
   if (t.fresh) {
     // First message of this stream (or epoch) seen here: what came before it was never ours to miss.
     t.fresh = false;

@@ -20,14 +20,25 @@ class SequenceTracker {
     uint64_t missing = 0;  // sequences skipped just before this one (a gap), when delivered
   };
 
-  Outcome observe(uint64_t origin, uint64_t epoch, std::string_view topic, uint64_t sequence);
-
   struct TopicState {
     uint64_t last = 0;     // last delivered sequence
     uint64_t missing = 0;  // total skipped so far
     uint64_t delivered = 0;
     bool fresh = true;  // no message of the current epoch seen yet
   };
+
+  // The stream of (origin, topic) for a message of `epoch`, created on first sight; nullptr when `epoch` is
+  // older than the origin's (stale). A newer epoch starts the origin's streams afresh. The pointer stays
+  // valid as long as the tracker (map nodes do not move). One lookup serves a whole batch: its records share
+  // origin, epoch and topic.
+  TopicState* stream(uint64_t origin, uint64_t epoch, std::string_view topic);
+  // Classifies `sequence` within `s` (from stream()) and records it.
+  static Outcome observe(TopicState& s, uint64_t sequence);
+  // stream() and observe() in one call.
+  Outcome observe(uint64_t origin, uint64_t epoch, std::string_view topic, uint64_t sequence) {
+    TopicState* s = stream(origin, epoch, topic);
+    return s == nullptr ? Outcome{Verdict::kStale, 0} : observe(*s, sequence);
+  }
   // Calls f(origin, epoch, topic, state) for every tracked stream.
   void for_each(
       const std::function<void(uint64_t, uint64_t, const std::string&, const TopicState&)>& f) const;

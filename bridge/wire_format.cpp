@@ -44,20 +44,27 @@ void encode_record_header(uint64_t sequence, uint64_t publish_time_ns, uint32_t 
   put<uint32_t>(out, kRecordSize, size);
 }
 
-std::vector<std::byte> encode_batch(const BatchHeader& header, std::span<const WireRecord> records) {
+std::size_t batch_size(std::span<const WireRecord> records) {
   std::size_t size = kBatchHeaderSize;
   for (const WireRecord& r : records) size += kRecordHeaderSize + r.payload.size();
-  std::vector<std::byte> frame(size);
-  std::span<std::byte> out(frame);
+  return size;
+}
+
+void encode_batch(const BatchHeader& header, std::span<const WireRecord> records, std::span<std::byte> out) {
   encode_batch_header(header, out.first<kBatchHeaderSize>());
   std::size_t at = kBatchHeaderSize;
   for (const WireRecord& r : records) {
     encode_record_header(r.sequence, r.publish_time_ns, static_cast<uint32_t>(r.payload.size()),
                          out.subspan(at).first<kRecordHeaderSize>());
     at += kRecordHeaderSize;
-    if (!r.payload.empty()) std::memcpy(frame.data() + at, r.payload.data(), r.payload.size());
+    if (!r.payload.empty()) std::memcpy(out.data() + at, r.payload.data(), r.payload.size());
     at += r.payload.size();
   }
+}
+
+std::vector<std::byte> encode_batch(const BatchHeader& header, std::span<const WireRecord> records) {
+  std::vector<std::byte> frame(batch_size(records));
+  encode_batch(header, records, frame);
   return frame;
 }
 

@@ -67,7 +67,11 @@ struct WireRecord {
 void encode_batch_header(const BatchHeader& header, std::span<std::byte, kBatchHeaderSize> out);
 void encode_record_header(uint64_t sequence, uint64_t publish_time_ns, uint32_t size,
                           std::span<std::byte, kRecordHeaderSize> out);
-// A whole batch frame (relays, tests, fuzzing; the outbound hot path encodes in place).
+// Bytes of the batch frame holding `records`.
+std::size_t batch_size(std::span<const WireRecord> records);
+// Writes the batch frame of `records` into `out`. REQUIRES: out.size() == batch_size(records).
+void encode_batch(const BatchHeader& header, std::span<const WireRecord> records, std::span<std::byte> out);
+// A whole batch frame in a vector (tests, fuzzing; the outbound hot path encodes in place).
 std::vector<std::byte> encode_batch(const BatchHeader& header, std::span<const WireRecord> records);
 
 enum class BatchError { kNone, kMalformed, kUnknownVersion };

@@ -49,7 +49,10 @@ std::vector<Subscriber*> WaitSet::wait(std::chrono::nanoseconds timeout) {
     if (collect() || notified()) return ready;
     if (polls % 16 == 0 && std::chrono::steady_clock::now() >= spin_until) break;
   }
-  std::vector<shm::FutexWaitTarget> targets(subscribers_.size() + 1);  // the topics, then notifications_
+  // The topics, then notifications_. Kept per thread: a wait that sleeps allocates nothing once the set has
+  // been waited on at its size (the bridge's outbound thread waits once per wake-up).
+  thread_local std::vector<shm::FutexWaitTarget> targets;
+  targets.resize(subscribers_.size() + 1);
   for (;;) {
     // No time left (wait(0), say): one last look, without the sleep protocol and its membarrier.
     if (std::chrono::steady_clock::now() >= deadline) {
