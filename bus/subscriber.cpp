@@ -96,12 +96,22 @@ void SubscriberCore::refresh(uint32_t epoch) {
     const uint32_t state = ps->state.load(std::memory_order_acquire);
     const uint32_t generation = ps->generation.load(std::memory_order_relaxed);
     RingFollower& f = rings[p];
+    // Samples still held from a ring that is freed or handed to another publisher no longer count against
+    // max_held_samples: their release() finds the ring gone and does nothing.
+    const auto forget_held = [&] {
+      if (f.present && f.reader.held() > 0) {
+        held -= static_cast<uint32_t>(f.reader.held());
+        // relaxed: a statistic for `stats`, single writer.
+        stats->held.store(held, std::memory_order_relaxed);
+      }
+    };
     if (state != shm::kSlotActive && state != shm::kSlotDead) {
+      forget_held();
       f.present = false;
       continue;
     }
     if (!f.present || f.reader.generation() != generation) {
-      if (f.present && f.reader.held() > 0) held -= static_cast<uint32_t>(f.reader.held());
+      forget_held();
       // The daemon placed our start position in our cursor when we joined or when the ring was handed out.
       // acquire: pairs with the daemon's release of the cursor before its epoch bump.
       const uint64_t v = shm::cursor(topic.base(), g, p, slot)->value.load(std::memory_order_acquire);
@@ -165,7 +175,9 @@ Subscriber::~Subscriber() = default;
 
 Sample Subscriber::try_take() {
   detail::SubscriberCore& c = *core_;
-  if (c.held >= c.options.max_held_samples) return {};
+  // At the limit, follow a publisher change first: samples held from a ring freed since stop counting.
+  if (c.held >= c.options.max_held_samples && (c.check_epoch(), c.held >= c.options.max_held_samples))
+    return {};
   shm::SlotHeader* slot = nullptr;
   detail::RingFollower* f = c.find_ready(&slot);
   if (f == nullptr) return {};

@@ -31,8 +31,11 @@ RingReader::Peek RingReader::peek_lapped(SlotHeader** out, uint64_t* dropped) {
     const uint64_t head = slot_->head.load(std::memory_order_acquire);
     const uint64_t oldest = head >= geometry_.depth ? head - geometry_.depth + 1 : 0;
     if (oldest <= read_position_) {
-      // A sequence from the future that head does not confirm: the writer is corrupting its ring. Skip it.
-      return Peek::kCorrupt;
+      // A sequence from the future that head does not confirm: the writer is corrupting its ring. Below head
+      // the slot is skipped (at most a ring of them: then we are at head). At or past head there is nothing
+      // committed to read: empty, until the writer overwrites the garbage. Skipping there would follow a
+      // ring full of garbage round and round, for ever.
+      return read_position_ < head ? Peek::kCorrupt : Peek::kEmpty;
     }
     *dropped += oldest - read_position_;
     read_position_ = oldest;

@@ -27,7 +27,9 @@ class RingReader {
 
   // Looks at the slot at the read position. kReady: `*slot` is committed for that position. A lapped reader
   // (lossy ring) jumps to the oldest slot still intact and adds the skipped count to `*dropped`. kCorrupt:
-  // the slot's size field exceeds the maximum (a buggy writer); the caller skips it with skip().
+  // the slot's size field exceeds the maximum, or it holds a later sequence than the writer's head admits
+  // (a buggy writer); the caller skips it with skip(). Never more than a ring of kCorrupt in a row: past
+  // the writer's head a garbage slot reads as kEmpty.
   // Inline, the poll of the next slot; a lap goes out of line.
   Peek peek(SlotHeader** slot, uint64_t* dropped) {
     bool lapped = false;

@@ -239,6 +239,36 @@ TEST(PubSubTest, LosslessPublisherWaitsForSlowSubscriberThenTimesOut) {
   EXPECT_TRUE(publish_text(*pub, "x").ok()) << "space again once the subscriber caught up";
 }
 
+// Samples kept from a publisher that left, after the daemon freed its ring, stop counting against
+// max_held_samples: the subscriber takes from the next publisher (it took nothing more, for ever, before).
+TEST(PubSubTest, SamplesHeldFromAFreedRingStopCountingAgainstTheLimit) {
+  TestDaemon daemon("dead_ring_grace_s = 0.1\n");
+  Bus bus = daemon.connect();
+  auto sub = bus.subscriber("held/freed", {.max_held_samples = 2});
+  ASSERT_TRUE(sub.ok()) << sub.status().to_string();
+  std::vector<Sample> kept;
+  {
+    auto pub = bus.publisher("held/freed");
+    ASSERT_TRUE(pub.ok());
+    for (int i = 0; i < 2; ++i) ASSERT_TRUE(publish_text(*pub, "old").ok());
+    for (int i = 0; i < 2; ++i) {
+      kept.push_back(sub->take(5s));
+      ASSERT_TRUE(kept.back());
+    }
+  }  // the publisher leaves; its ring is freed after the grace period although our samples pin it
+  EXPECT_FALSE(sub->try_take()) << "at the limit";
+  auto pub = bus.publisher("held/freed");
+  ASSERT_TRUE(pub.ok());
+  ASSERT_TRUE(publish_text(*pub, "new").ok());
+  Sample m;
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (!(m = sub->try_take()) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(5ms);
+  ASSERT_TRUE(m) << "still at the limit 10 s after the old ring's grace period of 0.1 s";
+  EXPECT_EQ(text_of(m), "new");
+  EXPECT_EQ(text_of(kept[0]), "old") << "the kept samples are still readable";
+}
+
 TEST(PubSubTest, BlockingTakeWakesOnPublish) {
   TestDaemon daemon;
   Bus bus = daemon.connect();
