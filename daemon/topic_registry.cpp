@@ -470,6 +470,8 @@ Result<uint32_t> TopicRegistry::add_subscriber(Topic& t, uint64_t owner, pid_t p
 }
 
 void TopicRegistry::forget_peer(uint64_t peer_id) {
+  // Collected first, detached after: a detach ticks, and a tick may remove a topic this loop stands on.
+  std::vector<std::pair<uint32_t, uint32_t>> reserved;  // (topic id, subscriber slot)
   for (auto& [id, topic] : topics_) {
     Topic& t = *topic;
     for (auto it = t.moved_in.begin(); it != t.moved_in.end();) {
@@ -477,11 +479,11 @@ void TopicRegistry::forget_peer(uint64_t peer_id) {
         ++it;
         continue;
       }
-      const uint32_t slot = it->second;
+      reserved.emplace_back(t.id, it->second);
       it = t.moved_in.erase(it);
-      detach({t.id, kRoleSubscriber, slot, 0, 0}, peer_id);
     }
   }
+  for (const auto& [topic_id, slot] : reserved) detach({topic_id, kRoleSubscriber, slot, 0, 0}, peer_id);
 }
 
 void TopicRegistry::detach(const Endpoint& e, uint64_t peer_id) {

@@ -163,6 +163,33 @@ TEST(DaemonTest, PublishReopensBeforeCheckingTheSizeOnARestartedDaemon) {
   EXPECT_EQ(pub->publish_batch(batch).status().code(), Errc::kMessageTooLarge);
 }
 
+// A subscriber whose topic a publisher reshaped (the daemon reserved it a slot in the new topic) leaves
+// before it followed: the daemon detaches the reservation and removes the topic nobody uses now. It used to
+// do that while walking its topic table (a use after free, a crash under ASan), so it must still answer.
+TEST(DaemonTest, SubscriberLeavingBeforeItFollowedAReshapeIsForgotten) {
+  TestDaemon daemon;
+  {
+    Bus subscriber_bus = daemon.connect("leaver");
+    auto sub = subscriber_bus.subscriber("reshape/leave");  // creates the topic with defaults
+    ASSERT_TRUE(sub.ok()) << sub.status().to_string();
+    {
+      Bus publisher_bus = daemon.connect("reshaper");
+      PublisherOptions o;
+      o.topic.max_message_size = 100000;
+      auto pub = publisher_bus.publisher("reshape/leave", o);
+      ASSERT_TRUE(pub.ok()) << pub.status().to_string();
+    }  // the publisher leaves; the new topic holds only the subscriber's reservation
+  }    // and the subscriber's connection closes without its having re-opened
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (!daemon.segments().empty() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(10ms);
+  EXPECT_TRUE(daemon.segments().empty()) << "both shapes of the topic are removed";
+  Bus bus = daemon.connect();
+  auto again = bus.publisher("reshape/leave");
+  EXPECT_TRUE(again.ok()) << "the daemon still serves: " << again.status().to_string();
+  EXPECT_EQ(kill(daemon.pid(), 0), 0);
+}
+
 TEST(DaemonTest, RestartAfterKill9RemovesWhatDeadProcessesLeft) {
   TestDaemon daemon;
   ChildProcess loaner({TEST_PEER_PATH, "loan", "crash/topic"});
