@@ -4,7 +4,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstddef>
 #include <cstring>
 
 #include "bus/log.h"
@@ -80,6 +82,9 @@ Status Connection::reconnect_locked() {
   if (fd_ >= 0) close(fd_);
   fd_ = fd.value();
   participant_id_ = id;
+  // Late answers would come on the old socket, from a daemon that is gone with what it opened.
+  abandoned_.clear();
+  late_opens_.clear();
   std::size_t reclaimed = 0, lost = 0;
   for (auto it = endpoints_.begin(); it != endpoints_.end();) {
     ReclaimRequest& e = it->request;
@@ -130,10 +135,15 @@ Status Connection::call(void* request, std::size_t size, Reply* reply, int* fd) 
 
 Status Connection::call_locked(void* request, std::size_t size, Reply* reply, int* fd) {
   if (fd) *fd = -1;
+  close_late_opens_locked();
   if (Status s = send_locked(request, size); !s.ok()) return s;
-  const uint32_t id = static_cast<const RecordHeader*>(request)->request_id;
-  const ssize_t n = receive_record(fd_, reply, sizeof *reply, timeout_, fd);
-  if (n < 0 && errno == ETIMEDOUT) return {Errc::kTimeout, "the daemon did not answer in time"};
+  const auto* sent = static_cast<const RecordHeader*>(request);
+  const uint32_t id = sent->request_id;
+  const ssize_t n = receive_locked(reply, sizeof *reply, fd);
+  if (n < 0 && errno == ETIMEDOUT) {
+    abandon(id, static_cast<RecordType>(sent->type));
+    return {Errc::kTimeout, "the daemon did not answer in time"};
+  }
   if (n <= 0) return {Errc::kDaemonUnavailable, "the daemon closed the connection"};
   RecordType type{};
   Status s = check_record(reply, static_cast<std::size_t>(n), &type);
@@ -154,6 +164,71 @@ Status Connection::call_locked(void* request, std::size_t size, Reply* reply, in
   return Status::Ok();
 }
 
+void Connection::abandon(uint32_t request_id, RecordType type) {
+  // Bounded: a daemon that never answers again must not grow this for ever (it is then reconnected to, or
+  // gone, and the oldest ids will not come back).
+  if (abandoned_.size() >= 64) abandoned_.erase(abandoned_.begin());
+  abandoned_.push_back({request_id, type});
+}
+
+ssize_t Connection::receive_locked(void* buffer, std::size_t capacity, int* fd) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout_;
+  for (;;) {
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const ssize_t n = receive_record(fd_, buffer, capacity, std::max(left, std::chrono::milliseconds(0)), fd);
+    if (n <= 0 || !late_reply(buffer, static_cast<std::size_t>(n), fd)) return n;
+  }
+}
+
+bool Connection::late_reply(const void* record, std::size_t size, int* fd) {
+  if (abandoned_.empty() || size < sizeof(RecordHeader)) return false;
+  RecordHeader h;
+  std::memcpy(&h, record, sizeof h);
+  const auto it = std::find_if(abandoned_.begin(), abandoned_.end(),
+                               [&](const Abandoned& a) { return a.request_id == h.request_id; });
+  if (it == abandoned_.end()) return false;
+  if (fd && *fd >= 0) close(*fd), *fd = -1;
+  RecordType type{};
+  if (h.type == static_cast<uint16_t>(RecordType::kStatsChunk)) {
+    // Read into a reply-sized buffer, a chunk arrives cut short: only its `last` flag matters here.
+    uint32_t last = 1;
+    if (size >= offsetof(StatsChunk, last) + sizeof last)
+      std::memcpy(&last, static_cast<const std::byte*>(record) + offsetof(StatsChunk, last), sizeof last);
+    if (last == 0) return true;  // more chunks to come
+  } else if (h.type == static_cast<uint16_t>(RecordType::kReply) && size == sizeof(Reply) &&
+             check_record(record, size, &type).ok()) {
+    Reply reply;
+    std::memcpy(&reply, record, sizeof reply);
+    const bool open = it->type == RecordType::kOpenPublisher || it->type == RecordType::kOpenSubscriber;
+    if (open && reply.code == 0) {
+      CloseRequest c{};
+      c.topic_id = reply.topic_id;
+      c.role = it->type == RecordType::kOpenPublisher ? kRolePublisher : kRoleSubscriber;
+      c.slot = reply.slot;
+      c.generation = reply.generation;
+      late_opens_.push_back(c);
+    }
+  }
+  log().warn("a late answer to request {} (given up after {} ms) was skipped", h.request_id,
+             timeout_.count());
+  abandoned_.erase(it);
+  return true;
+}
+
+void Connection::close_late_opens_locked() {
+  if (late_opens_.empty()) return;
+  std::vector<CloseRequest> pending;
+  pending.swap(late_opens_);  // call_locked below comes back here: nothing to do then
+  for (CloseRequest& c : pending) {
+    c.header = make_header(RecordType::kClose, sizeof c, 0);
+    Reply reply{};
+    const Status s = call_locked(&c, sizeof c, &reply, nullptr);
+    log().info("closed endpoint on topic {} (slot {}) that a timed-out open created: {}", c.topic_id, c.slot,
+               s.to_string());
+  }
+}
+
 Result<std::string> Connection::stats() {
   std::lock_guard lock(mutex_);
   StatsRequest request{};
@@ -162,15 +237,19 @@ Result<std::string> Connection::stats() {
     if (Status r = reconnect_locked(); !r.ok()) return s;
     if (Status again = send_locked(&request, sizeof request); !again.ok()) return again;
   }
+  const uint32_t id = request.header.request_id;
   std::string document;
   for (;;) {
     StatsChunk chunk{};
-    const ssize_t n = receive_record(fd_, &chunk, sizeof chunk, timeout_);
-    if (n < 0 && errno == ETIMEDOUT) return Status{Errc::kTimeout, "the daemon did not answer in time"};
+    const ssize_t n = receive_locked(&chunk, sizeof chunk, nullptr);
+    if (n < 0 && errno == ETIMEDOUT) {
+      abandon(id, RecordType::kStats);  // its remaining chunks are skipped when they come
+      return Status{Errc::kTimeout, "the daemon did not answer in time"};
+    }
     if (n <= 0) return Status{Errc::kDaemonUnavailable, "the daemon closed the connection"};
     RecordType type{};
     if (Status s = check_record(&chunk, static_cast<std::size_t>(n), &type); !s.ok()) return s;
-    if (type != RecordType::kStatsChunk || chunk.size > sizeof chunk.data) {
+    if (type != RecordType::kStatsChunk || chunk.size > sizeof chunk.data || chunk.header.request_id != id) {
       return Status{Errc::kProtocolError, "unexpected record from the daemon"};
     }
     document.append(chunk.data, chunk.size);

@@ -52,6 +52,16 @@ class Connection {
                                        std::chrono::milliseconds timeout, uint64_t* participant_id);
   Status send_locked(void* request, std::size_t size);
   Status call_locked(void* request, std::size_t size, Reply* reply, int* fd);
+  // Remembers a request whose caller stopped waiting for its answer.
+  void abandon(uint32_t request_id, RecordType type);
+  // Receives the next record into `buffer`, skipping those that answer abandoned requests (late_reply).
+  // Returns its size, or -1 with errno (ETIMEDOUT after `timeout`), or 0 when the daemon closed the socket.
+  ssize_t receive_locked(void* buffer, std::size_t capacity, int* fd);
+  // A record answering an abandoned request: true if it was one (consumed; fds closed; a late successful open
+  // queued for closing).
+  bool late_reply(const void* record, std::size_t size, int* fd);
+  // Closes the endpoints that abandoned opens created after all (their owners gave up on them).
+  void close_late_opens_locked();
   // The daemon went away (crash or restart): connect to its successor and re-claim our endpoints, which it
   // adopted from shared memory. Our data path never stopped.
   Status reconnect_locked();
@@ -69,6 +79,14 @@ class Connection {
     std::atomic<bool>* lost;
   };
   std::vector<OwnedEndpoint> endpoints_;
+  // Requests whose caller stopped waiting (a timeout). Their replies may still come, ahead of the next
+  // call's: they are recognised by id and skipped, or the connection would stay one reply behind for good.
+  struct Abandoned {
+    uint32_t request_id;
+    RecordType type;
+  };
+  std::vector<Abandoned> abandoned_;
+  std::vector<CloseRequest> late_opens_;  // endpoints opened for an abandoned request, to close
 };
 
 }  // namespace shmbus::detail

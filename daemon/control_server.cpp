@@ -375,8 +375,9 @@ bool ControlServer::serve(int fd) {
       return answer(Status::Ok());
     }
     case RecordType::kStats:
-      send_stats(fd);
-      return true;
+      // A client that does not read its statistics is disconnected: each send may block this loop for the
+      // send timeout, and a full socket would block every later one.
+      return send_stats(fd, header.request_id);
     default:
       return answer({Errc::kProtocolError, "unexpected record type"});
   }
@@ -397,7 +398,7 @@ void ControlServer::disconnect(int fd) {
   participants_.erase(it);
 }
 
-void ControlServer::send_stats(int fd) {
+bool ControlServer::send_stats(int fd, uint32_t request_id) {
   toml::table doc;
   doc.insert("daemon",
              toml::table{{"instance", instance_},
@@ -425,13 +426,17 @@ void ControlServer::send_stats(int fd) {
   std::size_t offset = 0;
   do {
     StatsChunk chunk{};
-    chunk.header = make_header(RecordType::kStatsChunk, sizeof chunk, 0);
+    chunk.header = make_header(RecordType::kStatsChunk, sizeof chunk, request_id);
     chunk.size = static_cast<uint32_t>(std::min(sizeof chunk.data, text.size() - offset));
     std::memcpy(chunk.data, text.data() + offset, chunk.size);
     offset += chunk.size;
     chunk.last = offset >= text.size();
-    if (!send_record(fd, &chunk, sizeof chunk)) return;
+    if (!send_record(fd, &chunk, sizeof chunk)) {
+      spdlog::warn("a participant does not read its statistics ({}); disconnecting", std::strerror(errno));
+      return false;
+    }
   } while (offset < text.size());
+  return true;
 }
 
 }  // namespace shmbus::daemon

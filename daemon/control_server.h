@@ -64,7 +64,8 @@ class ControlServer {
   // Handles one record from `fd`; false when the participant must be disconnected.
   bool serve(int fd);
   void disconnect(int fd);
-  void send_stats(int fd);
+  // Sends the statistics document in chunks answering `request_id`; false if the client did not take them.
+  bool send_stats(int fd, uint32_t request_id);
 
   InstanceLock lock_;
   std::string instance_;

@@ -21,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "bus/control_protocol.h"
 #include "shmbus/work_queue.h"
 #include "support/test_daemon.h"
 #include "support/word_bytes.h"
@@ -124,6 +125,40 @@ int connect_silently(const std::string& socket_path) {
     return -1;
   }
   return fd;
+}
+
+// A client that asks for statistics again and again and never reads them: once its socket is full, the
+// daemon's send times out (1 s) and it disconnects that client. Before, every further request blocked the
+// daemon's one thread for a second each: 300 of them froze every other client for five minutes.
+TEST(ExhaustionTest, AClientThatNeverReadsItsStatisticsIsDisconnectedNotWaitedFor) {
+  TestDaemon daemon;
+  const int fd = connect_silently(daemon.socket_path());
+  ASSERT_GE(fd, 0);
+  detail::StatsRequest request{};
+  request.header = detail::make_header(detail::RecordType::kStats, sizeof request, 1);
+  int sent = 0;
+  for (; sent < 300; ++sent) {
+    if (send(fd, &request, sizeof request, MSG_DONTWAIT | MSG_NOSIGNAL) != sizeof request) break;
+  }
+  EXPECT_GT(sent, 50);
+  const auto start = std::chrono::steady_clock::now();
+  BusOptions o;
+  o.control_timeout = 30s;
+  auto bus = Bus::connect(o);
+  ASSERT_TRUE(bus.ok()) << bus.status().to_string();
+  auto pub = bus->publisher("stats/neglected");
+  ASSERT_TRUE(pub.ok()) << pub.status().to_string();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 20s) << "the daemon kept waiting for the silent reader";
+  // The neglectful client was disconnected: its socket reads the end after what was queued for it.
+  char buffer[16384];
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  ssize_t n = 1;
+  while (n != 0 && std::chrono::steady_clock::now() < deadline) {
+    n = recv(fd, buffer, sizeof buffer, MSG_DONTWAIT);
+    if (n < 0) std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_EQ(n, 0) << "still connected";
+  close(fd);
 }
 
 TEST(ExhaustionTest, TooManyTopicsIsExhaustedNamingMaxTopics) {
