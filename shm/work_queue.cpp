@@ -96,11 +96,12 @@ class WorkQueue::Lock {
   bool held_ = false;
 };
 
-WorkQueue::WorkQueue(std::byte* base, std::size_t size)
+WorkQueue::WorkQueue(std::byte* base, std::size_t size, const Layout& layout, uint64_t index_offset)
     : base_(base),
       size_(size),
       header_(reinterpret_cast<WorkQueueHeader*>(base)),
-      index_(reinterpret_cast<EntryIndex*>(base + header_->index_offset)) {}
+      index_(reinterpret_cast<EntryIndex*>(base + index_offset)),
+      layout_(layout) {}
 
 void WorkQueue::initialize(std::byte* base, std::size_t size, const WorkQueueGeometry& g, uint32_t queue_id,
                            std::string_view name, std::string_view boot_id) {
@@ -136,24 +137,29 @@ std::optional<WorkQueue> WorkQueue::attach(std::byte* base, std::size_t size, st
     return std::nullopt;
   };
   if (base == nullptr || size < kWorkQueueHeaderBytes) return fail("smaller than a queue header");
-  const auto* h = reinterpret_cast<const WorkQueueHeader*>(base);
-  if (h->magic != kWorkQueueMagic) return fail("not a work queue (bad magic)");
-  if (h->version != kWorkQueueVersion) return fail("work queue of another layout version");
-  const WorkQueueGeometry g{h->capacity, h->max_message_size, h->max_deliveries, h->flags};
+  // A copy: another process may rewrite the header while we check it; we check, and keep, what we read.
+  WorkQueueHeader h;
+  std::memcpy(static_cast<void*>(&h), base, sizeof h);
+  if (h.magic != kWorkQueueMagic) return fail("not a work queue (bad magic)");
+  if (h.version != kWorkQueueVersion) return fail("work queue of another layout version");
+  const WorkQueueGeometry g{h.capacity, h.max_message_size, h.max_deliveries, h.flags};
   const std::size_t need = work_queue_bytes(g);
   if (need == 0) return fail("impossible queue geometry");
-  if (need > size || h->total_size != need) return fail("queue geometry does not match its size");
-  if (h->slot_stride != stride_of(g.max_message_size) || h->index_offset != kWorkQueueHeaderBytes ||
-      h->entries_offset != kWorkQueueHeaderBytes + round_up(sizeof(EntryIndex) * g.capacity, kAlign)) {
+  if (need > size || h.total_size != need) return fail("queue geometry does not match its size");
+  const uint64_t entries_offset = kWorkQueueHeaderBytes + round_up(sizeof(EntryIndex) * g.capacity, kAlign);
+  if (h.slot_stride != stride_of(g.max_message_size) || h.index_offset != kWorkQueueHeaderBytes ||
+      h.entries_offset != entries_offset) {
     return fail("queue offsets do not match its geometry");
   }
-  return WorkQueue(base, size);
+  const Layout layout{g.capacity, g.max_message_size, h.slot_stride, g.max_deliveries,
+                      g.flags,    entries_offset};
+  return WorkQueue(base, size, layout, kWorkQueueHeaderBytes);
 }
 
 EntryHeader* WorkQueue::entry(uint32_t i) const {
-  // Offsets come from the validated header (attach), i < capacity is checked by every caller.
-  return reinterpret_cast<EntryHeader*>(base_ + header_->entries_offset +
-                                        static_cast<std::size_t>(i) * header_->slot_stride);
+  // Offsets from the validated copy (attach); i < capacity is checked by every caller.
+  return reinterpret_cast<EntryHeader*>(base_ + layout_.entries_offset +
+                                        static_cast<std::size_t>(i) * layout_.slot_stride);
 }
 
 uint32_t WorkQueue::checksum(uint32_t i) const {
@@ -163,7 +169,7 @@ uint32_t WorkQueue::checksum(uint32_t i) const {
                             e->enqueue_ns,    e->correlation,     e->reply_queue,
                             e->call_deadline, e->flags,           static_cast<uint32_t>(e->status_code)};
   crc.process_bytes(fixed, sizeof fixed);
-  crc.process_bytes(payload(i), std::min(e->size, header_->max_message_size));
+  crc.process_bytes(payload(i), std::min(e->size, layout_.max_message_size));
   return crc.checksum();
 }
 
@@ -189,7 +195,7 @@ void WorkQueue::set_state(uint32_t i, EntryState to, uint64_t now) {
 void WorkQueue::recount_locked() {
   uint32_t counts[5] = {};
   uint64_t max_seq = 0;
-  for (uint32_t i = 0; i < header_->capacity; ++i) {
+  for (uint32_t i = 0; i < layout_.capacity; ++i) {
     const uint32_t s = index_[i].state;
     if (s > static_cast<uint32_t>(EntryState::kDead)) {
       index_[i].state = static_cast<uint32_t>(EntryState::kFree);  // garbage: drop it
@@ -222,7 +228,7 @@ void WorkQueue::notify_space() {
 QueueOp WorkQueue::reserve(pid_t pid, ClaimedEntry* claimed) {
   Lock lock(*this);
   if (!lock.held()) return QueueOp::kLockTimeout;
-  const uint32_t n = header_->capacity;
+  const uint32_t n = layout_.capacity;
   const uint32_t start = header_->free_hint < n ? header_->free_hint : 0;
   for (uint32_t k = 0; k < n; ++k) {
     const uint32_t i = (start + k) % n;
@@ -232,7 +238,7 @@ QueueOp WorkQueue::reserve(pid_t pid, ClaimedEntry* claimed) {
     e->size = 0;
     set_state(i, EntryState::kWriting, steady_now_ns());
     header_->free_hint = (i + 1) % n;
-    *claimed = {i, payload(i), header_->max_message_size};
+    *claimed = {i, payload(i), layout_.max_message_size};
     return QueueOp::kOk;
   }
   add(header_->counters.full, 1);
@@ -240,7 +246,7 @@ QueueOp WorkQueue::reserve(pid_t pid, ClaimedEntry* claimed) {
 }
 
 QueueOp WorkQueue::commit(const ClaimedEntry& claimed, pid_t pid, const CommitInfo& info) {
-  if (claimed.index >= header_->capacity || info.size > header_->max_message_size ||
+  if (claimed.index >= layout_.capacity || info.size > layout_.max_message_size ||
       info.priority >= kPriorityLevels) {
     return QueueOp::kCorrupt;
   }
@@ -265,7 +271,7 @@ QueueOp WorkQueue::commit(const ClaimedEntry& claimed, pid_t pid, const CommitIn
     e->owner_pid = 0;
     index_[i].priority = info.priority;
     index_[i].seq = header_->next_seq++;
-    if (header_->flags & kQueueDurable) e->crc = checksum(i);
+    if (layout_.flags & kQueueDurable) e->crc = checksum(i);
     set_state(i, EntryState::kReady, now);
     add(header_->counters.enqueued, 1);
   }
@@ -274,7 +280,7 @@ QueueOp WorkQueue::commit(const ClaimedEntry& claimed, pid_t pid, const CommitIn
 }
 
 void WorkQueue::abandon(const ClaimedEntry& claimed, pid_t pid) {
-  if (claimed.index >= header_->capacity) return;
+  if (claimed.index >= layout_.capacity) return;
   {
     Lock lock(*this);
     if (!lock.held()) return;
@@ -296,22 +302,24 @@ QueueOp WorkQueue::pop(pid_t pid, std::chrono::nanoseconds visibility, Delivered
     if (!lock.held()) return QueueOp::kLockTimeout;
     // Relaxed: the gauge is written under this mutex, which we hold.
     if (header_->ready.load(std::memory_order_relaxed) == 0) return QueueOp::kEmpty;
-    uint32_t best = header_->capacity;
-    for (uint32_t i = 0; i < header_->capacity; ++i) {
+    uint32_t best = layout_.capacity;
+    for (uint32_t i = 0; i < layout_.capacity; ++i) {
       const EntryIndex& x = index_[i];
       if (x.state != static_cast<uint32_t>(EntryState::kReady)) continue;
-      if (best == header_->capacity || x.priority > index_[best].priority ||
+      if (best == layout_.capacity || x.priority > index_[best].priority ||
           (x.priority == index_[best].priority && x.seq < index_[best].seq)) {
         best = i;
       }
     }
-    if (best == header_->capacity) {
+    if (best == layout_.capacity) {
       recount_locked();  // the gauge said READY but the index holds none: repair it
       return QueueOp::kEmpty;
     }
     const uint64_t now = steady_now_ns();
     EntryHeader* e = entry(best);
-    if (e->size > header_->max_message_size || index_[best].priority >= kPriorityLevels) {
+    // Read once: a process ignoring the mutex could grow it between a check and a second read.
+    const uint32_t size = e->size;
+    if (size > layout_.max_message_size || index_[best].priority >= kPriorityLevels) {
       set_state(best, EntryState::kFree, now);
       add(header_->counters.corrupt, 1);
       dropped = true;
@@ -328,7 +336,7 @@ QueueOp WorkQueue::pop(pid_t pid, std::chrono::nanoseconds visibility, Delivered
       *out = {best,
               e->delivery_tag,
               payload(best),
-              e->size,
+              size,
               index_[best].priority,
               e->deliveries,
               index_[best].seq,
@@ -349,7 +357,7 @@ QueueOp WorkQueue::pop(pid_t pid, std::chrono::nanoseconds visibility, Delivered
 // redelivered, expired or reaped since). Runs `settle(entry, now)` on it, then wakes `notify`'s sleepers.
 template <typename Settle>
 QueueOp WorkQueue::settle_delivery(uint32_t i, uint64_t tag, Settle settle, void (WorkQueue::*notify)()) {
-  if (i >= header_->capacity) return QueueOp::kStale;
+  if (i >= layout_.capacity) return QueueOp::kStale;
   {
     Lock lock(*this);
     if (!lock.held()) return QueueOp::kLockTimeout;
@@ -379,7 +387,7 @@ QueueOp WorkQueue::ack(uint32_t i, uint64_t tag) {
 void WorkQueue::requeue_locked(uint32_t i, uint64_t now) {
   EntryHeader* e = entry(i);
   e->owner_pid = 0;
-  if (e->deliveries >= header_->max_deliveries) {
+  if (e->deliveries >= layout_.max_deliveries) {
     set_state(i, EntryState::kDead, now);
     add(header_->counters.dead_lettered, 1);
   } else {
@@ -422,7 +430,7 @@ void WorkQueue::wait_space(std::chrono::nanoseconds timeout) {
   const uint32_t used =
       header_->ready.load(std::memory_order_relaxed) + header_->in_flight.load(std::memory_order_relaxed) +
       header_->dead.load(std::memory_order_relaxed) + header_->writing.load(std::memory_order_relaxed);
-  if (used >= header_->capacity && !closed()) futex_wait(&header_->space_word, word, timeout);
+  if (used >= layout_.capacity && !closed()) futex_wait(&header_->space_word, word, timeout);
   header_->space_sleepers.fetch_sub(1, std::memory_order_seq_cst);
 }
 
@@ -432,7 +440,7 @@ uint32_t WorkQueue::expire(uint64_t now) {
     Lock lock(*this);
     if (!lock.held()) return 0;
     if (header_->in_flight.load(std::memory_order_relaxed) == 0) return 0;
-    for (uint32_t i = 0; i < header_->capacity; ++i) {
+    for (uint32_t i = 0; i < layout_.capacity; ++i) {
       if (index_[i].state != static_cast<uint32_t>(EntryState::kInFlight)) continue;
       if (entry(i)->visible_deadline > now) continue;
       add(header_->counters.expired, 1);
@@ -451,7 +459,7 @@ std::vector<DeliveredEntry> WorkQueue::release_owner(pid_t pid, bool requeue) {
     Lock lock(*this);
     if (!lock.held()) return taken;
     const uint64_t now = steady_now_ns();
-    for (uint32_t i = 0; i < header_->capacity; ++i) {
+    for (uint32_t i = 0; i < layout_.capacity; ++i) {
       EntryHeader* e = entry(i);
       const auto state = static_cast<EntryState>(index_[i].state);
       if (e->owner_pid != pid) continue;
@@ -500,8 +508,8 @@ RecoveryReport WorkQueue::recover(bool new_boot, std::string_view boot_id) {
   Lock lock(*this);
   if (!lock.held()) return report;
   const uint64_t now = steady_now_ns();
-  const bool durable = header_->flags & kQueueDurable;
-  for (uint32_t i = 0; i < header_->capacity; ++i) {
+  const bool durable = layout_.flags & kQueueDurable;
+  for (uint32_t i = 0; i < layout_.capacity; ++i) {
     EntryIndex& x = index_[i];
     EntryHeader* e = entry(i);
     auto state = static_cast<EntryState>(x.state);
@@ -518,7 +526,7 @@ RecoveryReport WorkQueue::recover(bool new_boot, std::string_view boot_id) {
       }
       continue;
     }
-    if (e->size > header_->max_message_size || x.priority >= kPriorityLevels ||
+    if (e->size > layout_.max_message_size || x.priority >= kPriorityLevels ||
         (durable && e->crc != checksum(i))) {
       x.state = static_cast<uint32_t>(EntryState::kFree);
       ++report.corrupt;
@@ -547,10 +555,10 @@ std::vector<DeadLetter> WorkQueue::dead_letters(std::size_t max) {
   std::vector<DeadLetter> out;
   Lock lock(*this);
   if (!lock.held()) return out;
-  for (uint32_t i = 0; i < header_->capacity; ++i) {
+  for (uint32_t i = 0; i < layout_.capacity; ++i) {
     if (index_[i].state != static_cast<uint32_t>(EntryState::kDead)) continue;
     const EntryHeader* e = entry(i);
-    const uint32_t size = std::min(e->size, header_->max_message_size);
+    const uint32_t size = std::min(e->size, layout_.max_message_size);
     DeadLetter d{index_[i].seq, index_[i].priority, e->deliveries, e->enqueue_ns, {}};
     d.payload.assign(payload(i), payload(i) + size);
     out.push_back(std::move(d));
@@ -574,7 +582,7 @@ uint32_t WorkQueue::move_dead(EntryState to) {
     Lock lock(*this);
     if (!lock.held()) return 0;
     const uint64_t now = steady_now_ns();
-    for (uint32_t i = 0; i < header_->capacity; ++i) {
+    for (uint32_t i = 0; i < layout_.capacity; ++i) {
       if (index_[i].state != static_cast<uint32_t>(EntryState::kDead)) continue;
       EntryHeader* e = entry(i);
       e->deliveries = 0;  // a replayed message starts its count again
@@ -595,7 +603,7 @@ std::vector<pid_t> WorkQueue::owners() {
   }
   Lock lock(*this);
   if (!lock.held()) return pids;
-  for (uint32_t i = 0; i < header_->capacity; ++i) {
+  for (uint32_t i = 0; i < layout_.capacity; ++i) {
     const auto state = static_cast<EntryState>(index_[i].state);
     if (state != EntryState::kWriting && state != EntryState::kInFlight) continue;
     const pid_t pid = entry(i)->owner_pid;
@@ -639,7 +647,7 @@ QueueSnapshot WorkQueue::snapshot() const {
 }
 
 void WorkQueue::persist(uint32_t i) const {
-  if (!(header_->flags & kQueueDurable) || i >= header_->capacity) return;
+  if (!(layout_.flags & kQueueDurable) || i >= layout_.capacity) return;
   const auto page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
   auto sync = [&](std::size_t offset, std::size_t length) {
     const std::size_t begin = offset / page * page;
@@ -647,13 +655,13 @@ void WorkQueue::persist(uint32_t i) const {
     msync(base_ + begin, end - begin, MS_SYNC);
   };
   sync(0, kWorkQueueHeaderBytes);
-  sync(header_->index_offset + i * sizeof(EntryIndex), sizeof(EntryIndex));
-  sync(header_->entries_offset + static_cast<std::size_t>(i) * header_->slot_stride,
-       kEntryHeaderBytes + std::min(entry(i)->size, header_->max_message_size));
+  sync(kWorkQueueHeaderBytes + i * sizeof(EntryIndex), sizeof(EntryIndex));
+  sync(layout_.entries_offset + static_cast<std::size_t>(i) * layout_.slot_stride,
+       kEntryHeaderBytes + std::min(entry(i)->size, layout_.max_message_size));
 }
 
 void WorkQueue::persist_all() const {
-  if (header_->flags & kQueueDurable) msync(base_, size_, MS_SYNC);
+  if (layout_.flags & kQueueDurable) msync(base_, size_, MS_SYNC);
 }
 
 bool WorkQueue::closed() const {

@@ -157,13 +157,24 @@ class WorkQueue {
   void persist_all() const;
 
   WorkQueueHeader* header() const { return header_; }
-  uint32_t capacity() const { return header_->capacity; }
-  uint32_t max_message_size() const { return header_->max_message_size; }
+  uint32_t capacity() const { return layout_.capacity; }
+  uint32_t max_message_size() const { return layout_.max_message_size; }
   bool closed() const;
   void close();  // daemon: wakes every sleeper; consumers stop waiting
 
  private:
-  WorkQueue(std::byte* base, std::size_t size);
+  // The header's geometry as attach() checked it. Only this copy is used to address entries: any process
+  // mapping the queue can write the header, and a size or offset changed after the check must not steer us
+  // out of the mapping.
+  struct Layout {
+    uint32_t capacity = 0;
+    uint32_t max_message_size = 0;
+    uint32_t slot_stride = 0;
+    uint32_t max_deliveries = 0;
+    uint32_t flags = 0;
+    uint64_t entries_offset = 0;
+  };
+  WorkQueue(std::byte* base, std::size_t size, const Layout& layout, uint64_t index_offset);
   class Lock;
   EntryIndex& index_at(uint32_t i) const { return index_[i]; }
   EntryHeader* entry(uint32_t i) const;
@@ -183,6 +194,7 @@ class WorkQueue {
   std::size_t size_ = 0;
   WorkQueueHeader* header_ = nullptr;
   EntryIndex* index_ = nullptr;
+  Layout layout_;
 };
 
 }  // namespace shmbus::shm

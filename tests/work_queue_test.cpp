@@ -193,6 +193,40 @@ TEST(WorkQueueTest, AttachRefusesAnInconsistentHeader) {
 
 // Producers and consumers on threads; consumers reject about one in seven deliveries. Every message is
 // acked exactly once, and within one producer and one priority, first deliveries come in order.
+// Every process maps the queue writable. One that rewrites the geometry after the others attached (or an
+// entry's size) must not steer them out of the mapping: they keep the geometry attach() checked.
+TEST(WorkQueueTest, GeometryRewrittenAfterAttachIsNotFollowed) {
+  TestQueue t({.capacity = 4, .max_message_size = 64});
+  WorkQueue& q = *t.queue;
+  put(q, 7);
+  put(q, 8);
+  WorkQueueHeader* h = q.header();
+  h->capacity = 1u << 20;
+  h->slot_stride = 1u << 30;
+  h->entries_offset = uint64_t{1} << 40;
+  h->max_message_size = 1u << 30;
+  EXPECT_EQ(q.capacity(), 4u);
+  EXPECT_EQ(q.max_message_size(), 64u);
+  DeliveredEntry d;
+  ASSERT_EQ(q.pop(kMe, std::chrono::seconds(10), &d), QueueOp::kOk);
+  EXPECT_EQ(value_of(d), 7u);
+  EXPECT_EQ(q.expire(steady_now_ns() + 60'000'000'000), 1u) << "the delivery, past its deadline";
+  EXPECT_TRUE(q.release_owner(kMe, true).empty());
+  EXPECT_EQ(q.owners().size(), 0u);
+  ClaimedEntry c;
+  ASSERT_EQ(q.reserve(kMe, &c), QueueOp::kOk);
+  EXPECT_EQ(c.capacity, 64u);
+  EXPECT_EQ(q.commit(c, kMe, {.size = 65}), QueueOp::kCorrupt) << "beyond the checked maximum";
+  q.abandon(c, kMe);
+  std::set<uint64_t> delivered;
+  while (q.pop(kMe, std::chrono::seconds(10), &d) == QueueOp::kOk) {
+    delivered.insert(value_of(d));
+    EXPECT_EQ(d.size, sizeof(uint64_t));
+    ASSERT_EQ(q.ack(d.index, d.tag), QueueOp::kOk);
+  }
+  EXPECT_EQ(delivered, (std::set<uint64_t>{7, 8})) << "the expired delivery again, and the other";
+}
+
 TEST(WorkQueueTest, MultiThreadedStressEveryMessageAckedExactlyOnce) {
   TestQueue t({.capacity = 64, .max_message_size = 16, .max_deliveries = 1000});
   WorkQueue& q = *t.queue;
