@@ -121,9 +121,19 @@ bool Outbound::own(uint64_t publisher_id) {
 }
 
 bool Outbound::send(const std::string& frame, ZmqMessage& batch, std::size_t records) {
-  // Lossless mode blocks on the first frame (SNDTIMEO); otherwise ZeroMQ drops at a full peer by itself.
-  const int first_flags = ZMQ_SNDMORE | (config_.lossless ? 0 : ZMQ_DONTWAIT);
+  // Lossless mode blocks on the first frame (SNDTIMEO), once a pass: after a timeout the rest of the pass
+  // goes out without waiting (a full peer drops it, counted), so that a stuck peer costs one send_timeout per
+  // wake-up rather than one per batch or relay (hours, with thousands queued), and a stop waits for at most
+  // one. Otherwise ZeroMQ drops at a full peer by itself.
+  const bool wait = config_.lossless && !send_stalled_ && !shared_.stop.load(std::memory_order_relaxed);
+  const int first_flags = ZMQ_SNDMORE | (wait ? 0 : ZMQ_DONTWAIT);
   if (zmq_send(xpub_, frame.data(), frame.size(), first_flags) < 0) {
+    if (wait) {
+      send_stalled_ = true;
+      spdlog::warn(
+          "outbound: a peer took nothing for send_timeout_ms ({} ms); the rest of this pass is dropped",
+          config_.send_timeout.count());
+    }
     counters_.send_dropped.fetch_add(records, std::memory_order_relaxed);
     return false;
   }
@@ -225,6 +235,7 @@ void Outbound::run() {
   start_batch();
   realtime_offset_ns_ = now_ns(std::chrono::system_clock::now()) - now_ns(next_check);
   while (!shared_.stop.load(std::memory_order_relaxed)) {
+    send_stalled_ = false;  // a new pass may wait for a full peer again
     ensure_bus();
     handle_subscriptions();
     send_relays();

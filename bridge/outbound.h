@@ -74,6 +74,7 @@ class Outbound {
   WaitSet wait_set_{std::chrono::microseconds(0)};
   std::vector<uint64_t> own_ids_;
   uint64_t own_version_ = ~0ull;
+  bool send_stalled_ = false;  // lossless: a send of this pass timed out; the rest does not wait
   std::vector<RelayQueue::Item> relays_;
   // The batch being filled by drain(): header and records, sent when drain is done or the next record would
   // not fit (kMaxBatchBytes). The first kBatchHeaderSize bytes always hold this bridge's batch header.

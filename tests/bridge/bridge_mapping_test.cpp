@@ -147,6 +147,7 @@ depth = 256
   EXPECT_EQ(b_dir_out->subscribers(), 0u);
   EXPECT_EQ(stat(host(1).bridge_stats(), "out", "remote_topics"), 1);  // ctl/b2a only
   const toml::table a_stats = host(0).bridge_stats();
+  ASSERT_TRUE(a_stats["in"]["unselected"].is_integer()) << "A's statistics were not read";
   EXPECT_EQ(stat(a_stats, "in", "unselected"), 0);
   EXPECT_TRUE(host(0).wait_stats([&](const toml::table& s) {
     return stat(s, "in", "messages") == int64_t(kCount);

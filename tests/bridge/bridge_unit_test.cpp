@@ -118,7 +118,9 @@ TEST(TopicMapperTest, RulesSelectByDirectionAndRemapPrefixes) {
   TopicMapper m({rule("robot/*/pose", Direction::kOut), rule("**", Direction::kIn, "remote/b/", "")});
   EXPECT_EQ(m.local_to_wire("robot/arm/pose", Direction::kOut)->name, "robot/arm/pose");
   EXPECT_FALSE(m.local_to_wire("robot/arm/x/pose", Direction::kOut));  // '*' is one level
-  EXPECT_FALSE(m.wire_to_local("robot/arm/pose", Direction::kOut) && false);
+  // From the wire, the out rule names it alike; brought in, the first in rule applies: its remap.
+  EXPECT_EQ(m.wire_to_local("robot/arm/pose", Direction::kOut)->name, "robot/arm/pose");
+  EXPECT_EQ(m.wire_to_local("robot/arm/pose", Direction::kIn)->name, "remote/b/robot/arm/pose");
   EXPECT_EQ(m.wire_to_local("camera/x", Direction::kIn)->name, "remote/b/camera/x");
   EXPECT_EQ(m.local_to_wire("remote/b/camera/x", Direction::kIn)->name, "camera/x");
   EXPECT_FALSE(m.local_to_wire("camera/x", Direction::kIn));  // outside the local prefix
