@@ -40,7 +40,7 @@ std::vector<Subscriber*> WaitSet::wait(std::chrono::nanoseconds timeout) {
     }
     return !ready.empty();
   };
-  if (collect() || subscribers_.empty() || notified()) return ready;
+  if (collect() || notified()) return ready;
   const auto start = std::chrono::steady_clock::now();
   const auto deadline = start + timeout;
   const auto spin_until = start + std::min<std::chrono::nanoseconds>(timeout, spin_);
@@ -49,17 +49,20 @@ std::vector<Subscriber*> WaitSet::wait(std::chrono::nanoseconds timeout) {
     if (collect() || notified()) return ready;
     if (polls % 16 == 0 && std::chrono::steady_clock::now() >= spin_until) break;
   }
-  // The topics, then notifications_. Kept per thread: a wait that sleeps allocates nothing once the set has
-  // been waited on at its size (the bridge's outbound thread waits once per wake-up).
+  // One futex_waitv takes kMaxWaitTargets words: notifications_ and the first topics. Topics beyond them are
+  // polled every millisecond while we sleep (the cap below). Kept per thread: a wait that sleeps allocates
+  // nothing once the set has been waited on at its size (the bridge's outbound thread waits per wake-up).
+  const std::size_t slept_on = std::min(subscribers_.size(), shm::kMaxWaitTargets - 1);
+  const bool polled_too = slept_on < subscribers_.size();
   thread_local std::vector<shm::FutexWaitTarget> targets;
-  targets.resize(subscribers_.size() + 1);
+  targets.resize(slept_on + 1);
   for (;;) {
     // No time left (wait(0), say): one last look, without the sleep protocol and its membarrier.
     if (std::chrono::steady_clock::now() >= deadline) {
       collect();
       return ready;
     }
-    for (std::size_t i = 0; i < subscribers_.size(); ++i) {
+    for (std::size_t i = 0; i < slept_on; ++i) {
       shm::TopicHeader* h = subscribers_[i]->core_->topic.header();
       // The same sleep protocol as Subscriber::take, once per topic.
       shm::enter_sleep(h, subscribers_[i]->core_->stats);
@@ -72,11 +75,13 @@ std::vector<Subscriber*> WaitSet::wait(std::chrono::nanoseconds timeout) {
     const bool found = collect() || notified();
     const auto left = deadline - std::chrono::steady_clock::now();
     if (!found && left > std::chrono::nanoseconds::zero()) {
-      const std::chrono::nanoseconds cap =
-          fenced ? std::chrono::nanoseconds(std::chrono::milliseconds(200)) : shm::kUnfencedSleepCap;
+      const std::chrono::nanoseconds cap = (fenced && !polled_too)
+                                               ? std::chrono::nanoseconds(std::chrono::milliseconds(200))
+                                               : std::chrono::nanoseconds(shm::kUnfencedSleepCap);
       shm::futex_wait_any(targets, std::min<std::chrono::nanoseconds>(left, cap));
     }
-    for (Subscriber* s : subscribers_) {
+    for (std::size_t i = 0; i < slept_on; ++i) {
+      Subscriber* s = subscribers_[i];
       shm::leave_sleep(s->core_->topic.header(), s->core_->stats);
       s->core_->sleeping = false;
     }

@@ -52,8 +52,12 @@ void futex_wake(std::atomic<uint32_t>* word, int count) {
 bool futex_wait_any(std::span<const FutexWaitTarget> targets, std::chrono::nanoseconds timeout) {
   if (timeout.count() <= 0 || targets.empty()) return false;
   static std::atomic<bool> waitv_missing{false};  // relaxed: a cache of a kernel fact, any value is safe
+  if (targets.size() > kMaxWaitTargets) {
+    targets = targets.first(kMaxWaitTargets);
+    timeout = std::min<std::chrono::nanoseconds>(timeout, std::chrono::milliseconds(1));
+  }
   if (!waitv_missing.load(std::memory_order_relaxed)) {
-    std::vector<struct futex_waitv> waiters(targets.size());
+    std::array<struct futex_waitv, kMaxWaitTargets> waiters;  // on the stack: no allocation per sleep
     for (size_t i = 0; i < targets.size(); ++i) {
       waiters[i] = {};
       waiters[i].val = targets[i].expected;
@@ -65,7 +69,7 @@ bool futex_wait_any(std::span<const FutexWaitTarget> targets, std::chrono::nanos
     clock_gettime(CLOCK_MONOTONIC, &now);
     const auto deadline = std::chrono::seconds(now.tv_sec) + std::chrono::nanoseconds(now.tv_nsec) + timeout;
     const timespec abs = to_timespec(deadline);
-    const long rc = syscall(SYS_futex_waitv, waiters.data(), waiters.size(), 0, &abs, CLOCK_MONOTONIC);
+    const long rc = syscall(SYS_futex_waitv, waiters.data(), targets.size(), 0, &abs, CLOCK_MONOTONIC);
     if (rc >= 0) return true;
     if (errno == ETIMEDOUT) return false;
     if (errno != ENOSYS) return true;  // EAGAIN (value changed) or EINTR: let the caller re-check

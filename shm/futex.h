@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <span>
 
@@ -27,8 +28,12 @@ struct FutexWaitTarget {
   uint32_t expected;
 };
 
+// The most words one futex_waitv call takes (the kernel's FUTEX_WAITV_MAX).
+inline constexpr std::size_t kMaxWaitTargets = 128;
+
 // Sleeps until any of `targets` changes or is woken (futex_waitv, Linux >= 5.16), at most `timeout`.
 // On kernels without futex_waitv it sleeps on the first word with a 1 ms cap, so callers loop and re-check.
+// REQUIRES: targets.size() <= kMaxWaitTargets (more: only the first ones are waited on, with a 1 ms cap).
 bool futex_wait_any(std::span<const FutexWaitTarget> targets, std::chrono::nanoseconds timeout);
 
 }  // namespace shmbus::shm

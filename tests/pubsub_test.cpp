@@ -307,6 +307,43 @@ TEST(PubSubTest, WaitSetWakesOnAnyOfSeveralTopics) {
 
 // notify() from another thread ends a wait() without a message; one made between two waits ends the next one
 // at once (nothing is lost between the caller's own check and its wait), and it is seen once.
+// futex_waitv takes 128 words: a WaitSet of 130 topics sleeps on the first 127 (and its notify word) and
+// polls the rest every millisecond. Before, the kernel refused the wait and wait() spun. An empty set waits
+// for its timeout or a notify, instead of returning at once.
+TEST(PubSubTest, WaitSetBeyondTheFutexLimitWakesForEveryTopicAndAnEmptyOneWaits) {
+  TestDaemon daemon;
+  Bus bus = daemon.connect();
+  constexpr int kTopics = 130;
+  std::vector<Subscriber> subs;
+  std::vector<Publisher> pubs;
+  for (int i = 0; i < kTopics; ++i) {
+    const std::string name = "many/t" + std::to_string(i);
+    auto sub = bus.subscriber(name, {.topic = {.max_message_size = 64, .depth = 4}});
+    ASSERT_TRUE(sub.ok()) << sub.status().to_string();
+    subs.push_back(std::move(sub).value());
+    auto pub = bus.publisher(name, {.topic = {.max_message_size = 64, .depth = 4}});
+    ASSERT_TRUE(pub.ok()) << pub.status().to_string();
+    pubs.push_back(std::move(pub).value());
+  }
+  WaitSet ws(std::chrono::microseconds(0));
+  for (auto& s : subs) ws.add(s);
+  for (int i : {0, 126, 127, 129}) {  // slept on, the last slept on, the first polled, the last
+    std::thread later([&] {
+      std::this_thread::sleep_for(50ms);
+      ASSERT_TRUE(publish_text(pubs[i], "x").ok());
+    });
+    const auto ready = ws.wait(10s);
+    later.join();
+    ASSERT_EQ(ready.size(), 1u) << "topic " << i;
+    EXPECT_EQ(ready[0], &subs[i]) << "topic " << i;
+    EXPECT_TRUE(subs[i].try_take());
+  }
+  WaitSet empty(std::chrono::microseconds(0));
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_TRUE(empty.wait(200ms).empty());
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 150ms) << "an empty set returned at once";
+}
+
 TEST(PubSubTest, WaitSetNotifyEndsAWaitFromAnotherThreadAndIsSeenOnce) {
   TestDaemon daemon;
   Bus bus = daemon.connect();

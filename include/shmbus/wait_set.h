@@ -21,7 +21,9 @@ class WaitSet {
 
   // Returns the subscribers that have a message, waiting up to `timeout` for at least one (empty on timeout).
   // Sleeps on all their topics' futex words at once (futex_waitv) after a short spin. Returns early, with
-  // whatever is ready (possibly nothing), after a notify() made since the previous wait() returned.
+  // whatever is ready (possibly nothing), after a notify() made since the previous wait() returned. An empty
+  // set waits for a notify() or the timeout. futex_waitv takes 127 topics: beyond them, a sleeping wait()
+  // wakes every millisecond to poll the rest.
   std::vector<Subscriber*> wait(std::chrono::nanoseconds timeout);
 
   // From any thread: wakes the thread in wait(), or makes the next wait() return at once, so that it can
