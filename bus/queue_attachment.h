@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -25,6 +26,7 @@ struct QueueAttachment {
   uint32_t id = 0;
   uint32_t role = 0;
   pid_t pid = 0;
+  std::atomic<uint32_t> loans_out{0};  // QueueLoans of this queue not yet committed or given back
 
   ~QueueAttachment();
 

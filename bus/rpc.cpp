@@ -1,6 +1,7 @@
 #include "shmbus/rpc.h"
 
 #include <cstring>
+#include <map>
 #include <utility>
 
 #include "bus/call_table.h"
@@ -80,9 +81,7 @@ Result<QueueLoan> Request::loan_response() {
 
 Status Request::finish(QueueLoan* loan, uint32_t size, Errc code) {
   const shm::ClaimedEntry claimed{loan->index_, loan->data_, static_cast<uint32_t>(loan->capacity_)};
-  detail::QueueAttachment* q = loan->owner_;
-  loan->owner_ = nullptr;
-  loan->data_ = nullptr;
+  detail::QueueAttachment* q = loan->settle();
   answered_ = true;
   Status s = q->commit(claimed, {.size = size,
                                  .correlation = correlation_,
@@ -148,7 +147,9 @@ Result<detail::QueueAttachment*> Server::response_queue(uint32_t id) {
   if (it != responses_.end()) return it->second.get();
   auto q = detail::QueueAttachment::open(connection_, "", {}, detail::kReplyWriter, id);
   if (!q) return q.status();
-  if (responses_.size() > 256) responses_.clear();  // clients come and go: keep the cache bounded
+  // Clients come and go: keep the cache bounded, but never unmap a queue a response loan still points into.
+  if (responses_.size() > 256)
+    std::erase_if(responses_, [](const auto& r) { return r.second->loans_out == 0; });
   return (responses_[id] = std::move(q).value()).get();
 }
 
@@ -278,8 +279,7 @@ Result<PendingCall> Client::call_async(QueueLoan&& request, std::chrono::nanosec
   const uint64_t correlation = next_correlation_++;
   const shm::ClaimedEntry claimed{request.index_, request.data_, static_cast<uint32_t>(request.capacity_)};
   const auto size = static_cast<uint32_t>(request.size_);
-  request.owner_ = nullptr;
-  request.data_ = nullptr;
+  (void)request.settle();
   const auto deadline_ns = static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(deadline.time_since_epoch()).count());
   Status s = requests_->commit(claimed, {.size = size,

@@ -11,6 +11,20 @@ namespace shmbus {
 
 // --- QueueLoan ---
 
+QueueLoan::QueueLoan(detail::QueueAttachment* owner, uint32_t index, std::byte* data, std::size_t capacity)
+    : owner_(owner), index_(index), data_(data), capacity_(capacity), size_(capacity) {
+  // relaxed: a count for the owner's cache (Server::response_queue), read on the same thread.
+  if (owner_) owner_->loans_out.fetch_add(1, std::memory_order_relaxed);
+}
+
+detail::QueueAttachment* QueueLoan::settle() {
+  detail::QueueAttachment* q = owner_;
+  if (q && data_) q->loans_out.fetch_sub(1, std::memory_order_relaxed);  // relaxed: as above
+  owner_ = nullptr;
+  data_ = nullptr;
+  return q;
+}
+
 QueueLoan::QueueLoan(QueueLoan&& other) noexcept
     : owner_(std::exchange(other.owner_, nullptr)),
       index_(other.index_),
@@ -36,8 +50,7 @@ QueueLoan::~QueueLoan() {
 
 void QueueLoan::release() {
   if (owner_ && data_) owner_->queue->abandon({index_, data_, static_cast<uint32_t>(capacity_)}, owner_->pid);
-  owner_ = nullptr;
-  data_ = nullptr;
+  (void)settle();
 }
 
 // --- Delivery ---
@@ -116,8 +129,7 @@ Status QueueProducer::send(QueueLoan&& loan, uint32_t priority) {
   }
   const shm::ClaimedEntry claimed{loan.index_, loan.data_, static_cast<uint32_t>(loan.capacity_)};
   const auto size = static_cast<uint32_t>(loan.size_);
-  loan.owner_ = nullptr;
-  loan.data_ = nullptr;
+  (void)loan.settle();
   return queue_->commit(claimed, {.size = size, .priority = priority});
 }
 

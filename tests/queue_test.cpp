@@ -506,6 +506,47 @@ TEST(RpcTest, DeadlinesErrorsAndZeroCopyBothWays) {
   EXPECT_EQ(expired, 1u) << "the request whose caller timed out is dropped, not served";
 }
 
+// A server keeps the response queues of the clients it answered open (a cache of 256). When the cache is
+// trimmed, a response loan still held for one of them must stay writable: that queue is kept. (The trim
+// unmapped it before, and the loan wrote into unmapped memory.)
+TEST(RpcTest, AResponseLoanOutlivesTheTrimOfTheServersResponseQueueCache) {
+  TestDaemon daemon("max_queues = 400\n");
+  Bus bus = daemon.connect();
+  auto server = bus.server("svc/cache", {.queue = {.capacity = 512, .max_message_size = 64}});
+  ASSERT_TRUE(server.ok()) << server.status().to_string();
+  const ClientOptions co{
+      .queue = {.capacity = 512, .max_message_size = 64}, .response_capacity = 2, .max_response_size = 64};
+  auto first = bus.client("svc/cache", co);
+  ASSERT_TRUE(first.ok()) << first.status().to_string();
+  auto first_call = first->call_async(bytes_of(uint64_t{1000}), 30s);
+  ASSERT_TRUE(first_call.ok()) << first_call.status().to_string();
+  auto held_request = server->receive(5s);
+  ASSERT_TRUE(held_request.ok());
+  auto held_loan = held_request->loan_response();
+  ASSERT_TRUE(held_loan.ok()) << held_loan.status().to_string();
+  // 260 more clients, each answered: the cache passes 256 and is trimmed.
+  std::vector<Client> others;
+  for (uint64_t i = 0; i < 260; ++i) {
+    auto c = bus.client("svc/cache", co);
+    ASSERT_TRUE(c.ok()) << i << ": " << c.status().to_string();
+    auto pending = c->call_async(bytes_of(i), 30s);
+    ASSERT_TRUE(pending.ok()) << pending.status().to_string();
+    auto r = server->receive(5s);
+    ASSERT_TRUE(r.ok()) << r.status().to_string();
+    ASSERT_TRUE(r->respond(r->bytes()).ok());
+    auto response = c->wait(*pending);
+    ASSERT_TRUE(response.ok()) << response.status().to_string();
+    others.push_back(std::move(c).value());
+  }
+  std::memcpy(held_loan->data(), "held", 4);
+  held_loan->set_size(4);
+  ASSERT_TRUE(held_request->respond(std::move(held_loan).value()).ok());
+  auto response = first->wait(*first_call);
+  ASSERT_TRUE(response.ok()) << response.status().to_string();
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(response->bytes().data()), response->bytes().size()),
+            "held");
+}
+
 TEST(RpcTest, CliCallPrintsTheResponse) {
   TestDaemon daemon;
   std::thread server_thread([&] {

@@ -52,9 +52,10 @@ class QueueLoan {
   friend class Client;
   friend class Request;
   // Lends the entry `index` of `owner`'s queue (reserved by the caller).
-  QueueLoan(detail::QueueAttachment* owner, uint32_t index, std::byte* data, std::size_t capacity)
-      : owner_(owner), index_(index), data_(data), capacity_(capacity), size_(capacity) {}
+  QueueLoan(detail::QueueAttachment* owner, uint32_t index, std::byte* data, std::size_t capacity);
   void release();
+  // Ends the loan without giving the entry back (it is being committed); returns the queue it came from.
+  detail::QueueAttachment* settle();
   detail::QueueAttachment* owner_ = nullptr;
   uint32_t index_ = 0;
   std::byte* data_ = nullptr;
