@@ -2,9 +2,12 @@
 
 #include <toml++/toml.h>
 #include <algorithm>
+#include <bit>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
+#include "shm/topic_segment_layout.h"
 #include "shmbus/topic_pattern.h"
 
 namespace shmbus::daemon {
@@ -91,6 +94,32 @@ Status read_settings(const toml::table& t, std::string_view source, TopicSetting
         std::pair{"history", &s->history}, std::pair{"max_publishers", &s->max_publishers},
         std::pair{"max_subscribers", &s->max_subscribers}}) {
     if (Status st = read_u32(t, key, source, field); !st.ok()) return st;
+  }
+  // Within the limits a topic can have (shm/topic_segment_layout.h): a wrong value is reported here, with its
+  // line, not at every open of a topic it applies to.
+  struct Limit {
+    std::string_view key;
+    const std::optional<uint32_t>* value;
+    uint32_t low, high;
+    bool power_of_two;
+  };
+  for (const Limit& l :
+       {Limit{"max_message_size", &s->max_message_size, 1, shm::kMaxMessageSizeLimit, false},
+        Limit{"depth", &s->depth, 2, shm::kMaxDepthLimit, true},
+        Limit{"max_publishers", &s->max_publishers, 1, shm::kMaxPublishersLimit, false},
+        Limit{"max_subscribers", &s->max_subscribers, 1, shm::kMaxSubscribersLimit, false}}) {
+    if (!*l.value) continue;
+    const uint32_t v = **l.value;
+    if (v < l.low || v > l.high || (l.power_of_two && !std::has_single_bit(v))) {
+      return {Errc::kInvalidArgument, where(source, t.get(l.key)->source()) + ": '" + std::string(l.key) +
+                                          "' must be " + (l.power_of_two ? "a power of two in " : "") +
+                                          std::to_string(l.low) + ".." + std::to_string(l.high)};
+    }
+  }
+  if (s->history && s->depth && uint64_t{*s->history} + 2 > *s->depth) {
+    return {Errc::kInvalidArgument,
+            where(source, t.get("history")->source()) +
+                ": 'history' must be at most depth - 2 = " + std::to_string(*s->depth - 2)};
   }
   if (const toml::node* n = t.get("policy")) {
     const auto v = n->value<std::string>();
@@ -317,10 +346,15 @@ Result<DaemonConfig> parse_daemon_config(std::string_view text, std::string_view
 }
 
 Result<DaemonConfig> load_daemon_config(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) {
+    return Status{Errc::kInvalidArgument, "cannot read config file " + path + ": not a regular file"};
+  }
   std::ifstream in(path);
   if (!in) return Status{Errc::kInvalidArgument, "cannot read config file " + path};
   std::stringstream text;
   text << in.rdbuf();
+  if (in.bad()) return Status{Errc::kInvalidArgument, "cannot read config file " + path};
   return parse_daemon_config(text.str(), path);
 }
 

@@ -20,7 +20,9 @@ int main(int argc, char** argv) {
       "-r,--runtime-dir", runtime_dir,
       "directory for the socket and lock (default: $SHMBUS_RUNTIME_DIR, else /run/shmbus, else /tmp/shmbus)");
   app.add_option("-c,--config", config_path, "TOML configuration file (optional; see --print-config)");
-  app.add_option("-l,--log-level", log_level, "trace, debug, info, warn, error (overrides the config)");
+  app.add_option("-l,--log-level", log_level,
+                 "trace, debug, info, warn, error, critical, off (overrides the config)")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
   app.add_flag("--print-config", print_config, "print a documented example configuration and exit");
   app.footer(std::string("Example configuration (every key optional):\n\n") + daemon::kExampleConfig);
   CLI11_PARSE(app, argc, argv);

@@ -85,6 +85,27 @@ TEST(DaemonConfigTest, ErrorsNameTheLine) {
   EXPECT_TRUE(daemon::parse_daemon_config(
                   "[defaults]\nallow_subscribe = [\"*\", \"uid:7\", \"gid:0\", \"user:root\"]\n", "p")
                   .ok());
+  // Well-formed but impossible topic values are refused at load, naming their line, not at every open of a
+  // topic they apply to.
+  const std::pair<const char*, const char*> impossible[] = {
+      {"depth = 48", "'depth' must be a power of two in 2..1048576"},
+      {"depth = 1", "'depth' must be a power of two"},
+      {"max_message_size = 0", "'max_message_size' must be 1.."},
+      {"max_message_size = 300000000", "'max_message_size' must be 1.."},
+      {"max_publishers = 0", "'max_publishers' must be 1..64"},
+      {"max_subscribers = 1000", "'max_subscribers' must be 1..256"},
+      {"depth = 8\nhistory = 7", "'history' must be at most depth - 2 = 6"}};
+  for (const auto& [settings, error] : impossible) {
+    for (const std::string section : {"[defaults]", "[[topic]]\npattern = \"a/**\""}) {
+      auto t = daemon::parse_daemon_config(section + "\n" + settings + "\n", "t.toml");
+      ASSERT_FALSE(t.ok()) << settings;
+      EXPECT_NE(t.status().message().find("t.toml:"), std::string::npos) << t.status().message();
+      EXPECT_NE(t.status().message().find(error), std::string::npos) << t.status().message();
+    }
+  }
+  EXPECT_TRUE(
+      daemon::parse_daemon_config("[defaults]\ndepth = 8\nhistory = 6\nmax_publishers = 64\n", "p").ok());
+  EXPECT_FALSE(daemon::load_daemon_config("/").ok()) << "a directory is not a config file";
 }
 
 // Publish stamps extrapolated from the TSC stay with steady_clock (the subscriber's clock for latency) and
