@@ -363,7 +363,11 @@ void Inbound::publish_stats() {
     }
     stats_publisher_.emplace(std::move(p).value());
   }
-  if (doc.size() > stats_publisher_->max_message_size()) return;
+  if (doc.size() > stats_publisher_->max_message_size()) {
+    spdlog::warn("statistics document of {} bytes exceeds its topic's {}: not published", doc.size(),
+                 stats_publisher_->max_message_size());
+    return;
+  }
   (void)stats_publisher_->publish(std::as_bytes(std::span(doc.data(), doc.size())));
 }
 

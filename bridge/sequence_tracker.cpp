@@ -2,11 +2,12 @@
 
 namespace shmbus::bridge {
 
-SequenceTracker::TopicState* SequenceTracker::stream(uint64_t origin, uint64_t epoch,
-                                                     std::string_view topic) {
+SequenceTracker::TopicState* SequenceTracker::stream(uint64_t origin, uint64_t epoch, std::string_view topic,
+                                                     std::chrono::steady_clock::time_point now) {
   Origin& o = origins_[origin];
-  if (epoch < o.epoch) return nullptr;
-  if (epoch > o.epoch) {
+  if (epoch < o.epoch && now - o.heard < kEpochQuiet) return nullptr;
+  o.heard = now;
+  if (epoch != o.epoch) {
     // The origin's bridge restarted: its sequences start again at 1. Streams keep their loss totals.
     o.epoch = epoch;
     for (auto& [name, state] : o.topics) state.fresh = true;

@@ -1,9 +1,12 @@
 // Duplicate suppression and loss accounting for what arrives from the network, keyed by origin and topic.
 // A message is new when its sequence is above the last one delivered for its (origin, epoch, topic); a newer
-// epoch (the origin bridge restarted) starts the origin's topics afresh, an older one is stale. Owned by one
-// thread.
+// epoch (the origin bridge restarted) starts the origin's topics afresh. An older one is stale (late copies
+// of the previous run) while the current epoch is heard from; after kEpochQuiet without it, an older epoch is
+// taken as a restart too (the origin's clock stepped back, or a forged epoch poisoned the current one), so
+// that an origin is never shut out for good. Owned by one thread.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -31,7 +34,9 @@ class SequenceTracker {
   // older than the origin's (stale). A newer epoch starts the origin's streams afresh. The pointer stays
   // valid as long as the tracker (map nodes do not move). One lookup serves a whole batch: its records share
   // origin, epoch and topic.
-  TopicState* stream(uint64_t origin, uint64_t epoch, std::string_view topic);
+  TopicState* stream(uint64_t origin, uint64_t epoch, std::string_view topic,
+                     std::chrono::steady_clock::time_point now = std::chrono::steady_clock::now());
+  static constexpr std::chrono::seconds kEpochQuiet{10};
   // Classifies `sequence` within `s` (from stream()) and records it.
   static Outcome observe(TopicState& s, uint64_t sequence);
   // stream() and observe() in one call.
@@ -51,6 +56,7 @@ class SequenceTracker {
   };
   struct Origin {
     uint64_t epoch = 0;
+    std::chrono::steady_clock::time_point heard;  // when a message of `epoch` last came
     std::unordered_map<std::string, TopicState, Hash, std::equal_to<>> topics;
   };
   std::unordered_map<uint64_t, Origin> origins_;

@@ -3,8 +3,10 @@
 #include <unistd.h>
 
 #include <toml++/toml.h>
+#include <algorithm>
 #include <cstdio>
 #include <sstream>
+#include <vector>
 
 namespace shmbus::bridge {
 namespace {
@@ -74,16 +76,38 @@ std::string render_stats_document(const StatsInput& in) {
   doc.insert("auth", toml::table{{"accepted", n(c.auth_accepted)}, {"refused", n(c.auth_refused)}});
   doc.insert("peer", links(in.links.peers()));
   doc.insert("listener", links(in.links.listeners()));
-  toml::array streams;
+  // At most kMaxStreamRows rows, those missing the most messages first: the document must fit its topic
+  // however many origins and topics pass (it stopped being published past 256 KiB); [in] counts them all.
+  struct Row {
+    uint64_t origin, epoch;
+    const std::string* topic;
+    const SequenceTracker::TopicState* state;
+  };
+  std::vector<Row> rows;
   in.tracker.for_each(
       [&](uint64_t origin, uint64_t epoch, const std::string& topic, const SequenceTracker::TopicState& s) {
-        streams.push_back(toml::table{{"origin_id", hex(origin)},
-                                      {"epoch_ns", static_cast<int64_t>(epoch)},
-                                      {"topic", topic},
-                                      {"delivered", static_cast<int64_t>(s.delivered)},
-                                      {"missing", static_cast<int64_t>(s.missing)},
-                                      {"last_sequence", static_cast<int64_t>(s.last)}});
+        rows.push_back({origin, epoch, &topic, &s});
       });
+  const std::size_t listed = std::min(rows.size(), kMaxStreamRows);
+  std::partial_sort(rows.begin(), rows.begin() + static_cast<std::ptrdiff_t>(listed), rows.end(),
+                    [](const Row& a, const Row& b) {
+                      return a.state->missing != b.state->missing ? a.state->missing > b.state->missing
+                                                                  : a.state->delivered > b.state->delivered;
+                    });
+  toml::array streams;
+  for (std::size_t i = 0; i < listed; ++i) {
+    const Row& r = rows[i];
+    streams.push_back(toml::table{{"origin_id", hex(r.origin)},
+                                  {"epoch_ns", static_cast<int64_t>(r.epoch)},
+                                  {"topic", *r.topic},
+                                  {"delivered", static_cast<int64_t>(r.state->delivered)},
+                                  {"missing", static_cast<int64_t>(r.state->missing)},
+                                  {"last_sequence", static_cast<int64_t>(r.state->last)}});
+  }
+  if (toml::table* t = doc["in"].as_table()) {
+    t->insert("streams", static_cast<int64_t>(rows.size()));
+    t->insert("streams_listed", static_cast<int64_t>(listed));
+  }
   doc.insert("stream", std::move(streams));
   std::ostringstream out;
   out << doc << "\n";

@@ -18,6 +18,9 @@ namespace shmbus::bridge {
 
 std::string stats_topic(std::string_view bridge_name);
 inline constexpr uint32_t kStatsMaxSize = 256 * 1024;  // the stats topic's max_message_size
+// [[stream]] rows in one document (those missing the most first), ~250 bytes each: it stays within
+// kStatsMaxSize whatever the number of origins and topics ([in] streams counts them all).
+inline constexpr std::size_t kMaxStreamRows = 500;
 
 struct StatsInput {
   const BridgeConfig& config;

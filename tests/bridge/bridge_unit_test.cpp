@@ -1,6 +1,7 @@
 // The bridge's parts without a network: wire format, configuration errors, topic mapping, duplicate and gap
 // accounting.
 #include <gtest/gtest.h>
+#include <toml++/toml.h>
 
 #include <cstring>
 #include <filesystem>
@@ -9,6 +10,7 @@
 #include "bridge/bridge_config.h"
 #include "bridge/curve_keys.h"
 #include "bridge/sequence_tracker.h"
+#include "bridge/stats_document.h"
 #include "bridge/topic_mapper.h"
 #include "bridge/wire_format.h"
 #include "support/test_daemon.h"
@@ -149,6 +151,53 @@ TEST(SequenceTrackerTest, SuppressesDuplicatesCountsGapsAndFollowsEpochs) {
     if (origin == 1) missing += s.missing;
   });
   EXPECT_EQ(missing, 2u);  // kept across the restart
+}
+
+// An origin whose restart carries an older epoch (its clock stepped back), or one shut out by a forged huge
+// epoch, is heard again once nothing of the newer epoch came for kEpochQuiet.
+TEST(SequenceTrackerTest, AnOlderEpochIsARestartOnceTheNewerOneWentQuiet) {
+  using std::chrono::seconds;
+  SequenceTracker t;
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_NE(t.stream(1, 100, "x", t0), nullptr);
+  EXPECT_EQ(t.stream(1, 50, "x", t0 + seconds(1)), nullptr)
+      << "a late copy of an earlier run while 100 is heard";
+  ASSERT_NE(t.stream(1, 100, "x", t0 + seconds(2)), nullptr);
+  SequenceTracker::TopicState* s = t.stream(1, 50, "x", t0 + seconds(2) + SequenceTracker::kEpochQuiet);
+  ASSERT_NE(s, nullptr) << "epoch 100 went quiet: 50 is the origin restarted";
+  EXPECT_EQ(SequenceTracker::observe(*s, 1).verdict, SequenceTracker::Verdict::kDeliver);
+  SequenceTracker::TopicState* again = t.stream(1, 100, "x", t0 + seconds(3) + SequenceTracker::kEpochQuiet);
+  ASSERT_NE(again, nullptr) << "a later epoch is a restart as ever";
+  EXPECT_TRUE(again->fresh);
+}
+
+// However many origins and topics pass, the statistics document fits its topic: the streams missing the most
+// are listed, all are counted.
+TEST(StatsDocumentTest, ManyStreamsListTheWorstAndFitTheTopic) {
+  SequenceTracker tracker;
+  for (uint64_t origin = 1; origin <= 40; ++origin) {
+    for (int topic = 0; topic < 50; ++topic) {
+      const std::string name =
+          "site/" + std::to_string(origin) + "/a/rather/long/topic/name/" + std::to_string(topic);
+      SequenceTracker::TopicState* s = tracker.stream(origin, 7, name);
+      (void)SequenceTracker::observe(*s, 1);
+      (void)SequenceTracker::observe(*s, origin == 3 && topic == 4 ? 1001 : 2);  // one stream lost 999
+    }
+  }
+  BridgeConfig config;
+  config.name = "many";
+  Counters counters;
+  LinkMonitor links;
+  const std::string doc = render_stats_document({config, 1, 1, counters, links, tracker, 0, 0, true});
+  EXPECT_LT(doc.size(), kStatsMaxSize);
+  const toml::table t = toml::parse(doc);
+  EXPECT_EQ(t["in"]["streams"].value<int64_t>(), 2000);
+  EXPECT_EQ(t["in"]["streams_listed"].value<int64_t>(), int64_t(kMaxStreamRows));
+  const toml::array* rows = t["stream"].as_array();
+  ASSERT_NE(rows, nullptr);
+  EXPECT_EQ(rows->size(), kMaxStreamRows);
+  EXPECT_EQ(toml::node_view<const toml::node>((*rows)[0])["missing"].value<int64_t>(), 999)
+      << "the worst first";
 }
 
 class ConfigTest : public ::testing::Test {
