@@ -52,13 +52,19 @@ class RelayQueue {
     std::string topic_frame;
     ZmqMessage batch;  // one record, its header already marked relayed: sent as it is
   };
+  // Bounds, by count and by bytes: relays of large messages to a stalled peer must not grow without end.
   static constexpr std::size_t kMaxQueued = 65536;
+  static constexpr std::size_t kMaxQueuedBytes = 64u << 20;
 
   // Inbound thread. False (and nothing queued) when full. The first item after the queue was taken wakes
   // the outbound thread's wait (one system call per batch of relays, not per item).
   bool push(Item&& item) {
     std::lock_guard lock(mutex_);
-    if (items_.size() >= kMaxQueued) return false;
+    const std::size_t bytes = item.batch.bytes().size() + item.topic_frame.size();
+    // One item always fits an empty queue, so that a message larger than the budget still travels.
+    if (items_.size() >= kMaxQueued || (!items_.empty() && queued_bytes_ + bytes > kMaxQueuedBytes))
+      return false;
+    queued_bytes_ += bytes;
     items_.push_back(std::move(item));
     // relaxed load: under the lock, which take_all's store also holds. release store: pairs with the acquire
     // in take_all.
@@ -79,12 +85,14 @@ class RelayQueue {
     if (!pending_.load(std::memory_order_acquire)) return;
     std::lock_guard lock(mutex_);
     out->swap(items_);
+    queued_bytes_ = 0;
     pending_.store(false, std::memory_order_relaxed);  // under the lock: a concurrent push re-sets it after
   }
 
  private:
   std::mutex mutex_;
   std::vector<Item> items_;
+  std::size_t queued_bytes_ = 0;  // of items_, guarded by mutex_
   std::atomic<bool> pending_{false};
   WaitSet* waiter_ = nullptr;  // guarded by mutex_
 };

@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "bridge/bridge_config.h"
+#include "bridge/bridge_shared.h"
 #include "bridge/curve_keys.h"
 #include "bridge/sequence_tracker.h"
 #include "bridge/stats_document.h"
@@ -198,6 +199,20 @@ TEST(StatsDocumentTest, ManyStreamsListTheWorstAndFitTheTopic) {
   EXPECT_EQ(rows->size(), kMaxStreamRows);
   EXPECT_EQ(toml::node_view<const toml::node>((*rows)[0])["missing"].value<int64_t>(), 999)
       << "the worst first";
+}
+
+// The relay queue is bounded by bytes as well as by count: large relays for a stalled peer stop at 64 MiB;
+// one item larger than the budget still passes an empty queue.
+TEST(RelayQueueTest, BoundedByBytesYetOneLargeItemAlwaysFits) {
+  RelayQueue q;
+  int queued = 0;
+  while (q.push({"t", ZmqMessage(1u << 20)}) && queued < 1000) ++queued;
+  EXPECT_EQ(queued, 63) << "64 MiB of 1 MiB relays and their topic frames";
+  std::vector<RelayQueue::Item> taken;
+  q.take_all(&taken);
+  EXPECT_EQ(taken.size(), 63u);
+  EXPECT_TRUE(q.push({"t", ZmqMessage(RelayQueue::kMaxQueuedBytes + 1)}));
+  EXPECT_FALSE(q.push({"t", ZmqMessage(1)}));
 }
 
 class ConfigTest : public ::testing::Test {
