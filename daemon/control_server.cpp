@@ -30,6 +30,8 @@ namespace {
 
 // How long the listening socket is left alone after accept4 failed for want of descriptors or memory.
 constexpr std::chrono::milliseconds kAcceptBackoff{100};
+// How long an admitted connection may take to send its hello before it is closed.
+constexpr std::chrono::seconds kHelloTimeout{10};
 // How long a refused connection may take to send its hello before it is closed unanswered.
 constexpr std::chrono::seconds kRefusalTimeout{1};
 // Refused connections answered at a time; beyond that they are closed at once (without a reason).
@@ -141,6 +143,15 @@ int ControlServer::run() {
       }
       it = next;
     }
+    for (auto it = participants_.begin(); it != participants_.end();) {
+      const auto next = std::next(it);
+      if (!it->second.greeted && Clock::now() >= it->second.hello_deadline) {
+        spdlog::warn("pid {} uid {} connected but said no hello within {} s: disconnected",
+                     it->second.peer.pid, it->second.peer.uid, kHelloTimeout.count());
+        disconnect(it->first);
+      }
+      it = next;
+    }
     // Reopening the spare fails while the daemon is at its limit; it is tried again until it succeeds.
     if (spare_fd_ < 0 && !spare_lent) spare_fd_ = open_spare_fd();
     registry_.tick();
@@ -193,6 +204,7 @@ void ControlServer::accept_participants() {
     p.peer.pid = cred.pid;
     p.peer.uid = cred.uid;
     p.peer.gid = cred.gid;
+    p.hello_deadline = Clock::now() + kHelloTimeout;
     participants_[fd] = std::move(p);
   }
 }
@@ -288,6 +300,7 @@ bool ControlServer::serve(int fd) {
       HelloRequest r;
       std::memcpy(&r, buffer, sizeof r);
       participant.peer.name = read_string(r.name, sizeof r.name).value_or("?");
+      participant.greeted = true;
       reply.participant_id = participant.peer.id;
       spdlog::info("participant {} connected: pid {} uid {} ({})", participant.peer.id, participant.peer.pid,
                    participant.peer.uid, participant.peer.name);

@@ -33,6 +33,10 @@ class ControlServer {
   struct Participant {
     Peer peer;
     std::vector<Endpoint> endpoints;
+    // A connection must say hello first, within kHelloTimeout, or it is closed: silent connections would
+    // otherwise hold participant places (max_participants) for ever.
+    bool greeted = false;
+    std::chrono::steady_clock::time_point hello_deadline;
   };
 
   ControlServer(InstanceLock lock, std::string instance, std::string socket_path, const DaemonConfig& config)

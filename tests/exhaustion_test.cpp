@@ -161,6 +161,29 @@ TEST(ExhaustionTest, AClientThatNeverReadsItsStatisticsIsDisconnectedNotWaitedFo
   close(fd);
 }
 
+// A connection that never says hello is closed after 10 s: silent connections cannot hold the participant
+// places (max_participants) for ever and lock everyone else out.
+TEST(ExhaustionTest, AConnectionThatNeverSaysHelloIsClosed) {
+  TestDaemon daemon("max_participants = 2\n");
+  const int silent = connect_silently(daemon.socket_path());
+  ASSERT_GE(silent, 0);
+  Bus first = daemon.connect("first");
+  BusOptions o;
+  o.name = "second";
+  EXPECT_EQ(Bus::connect(o).status().code(), Errc::kExhausted) << "the silent connection holds a place";
+  char buffer[64];
+  ssize_t n = -1;
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (n != 0 && std::chrono::steady_clock::now() < deadline) {
+    n = recv(silent, buffer, sizeof buffer, MSG_DONTWAIT);
+    if (n < 0) std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_EQ(n, 0) << "the silent connection is still open";
+  close(silent);
+  auto second = Bus::connect(o);
+  EXPECT_TRUE(second.ok()) << "its place is free again: " << second.status().to_string();
+}
+
 TEST(ExhaustionTest, TooManyTopicsIsExhaustedNamingMaxTopics) {
   TestDaemon daemon("max_topics = 2\n");
   Bus bus = daemon.connect();
