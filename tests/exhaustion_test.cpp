@@ -167,7 +167,15 @@ TEST(ExhaustionTest, AConnectionThatNeverSaysHelloIsClosed) {
   TestDaemon daemon("max_participants = 2\n");
   const int silent = connect_silently(daemon.socket_path());
   ASSERT_GE(silent, 0);
-  Bus first = daemon.connect("first");
+  // The daemon may still count the connection TestDaemon checked it with: retry until that one is gone.
+  BusOptions f;
+  f.name = "first";
+  auto first = Bus::connect(f);
+  for (int i = 0; i < 100 && !first.ok(); ++i) {
+    std::this_thread::sleep_for(20ms);
+    first = Bus::connect(f);
+  }
+  ASSERT_TRUE(first.ok()) << first.status().to_string();
   BusOptions o;
   o.name = "second";
   EXPECT_EQ(Bus::connect(o).status().code(), Errc::kExhausted) << "the silent connection holds a place";
