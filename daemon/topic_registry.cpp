@@ -213,6 +213,9 @@ Result<TopicRegistry::Topic*> TopicRegistry::find_or_create(const std::string& n
         compatible(requested, t->fixed)) {
       // Subscribers created this topic with default settings; the first publisher may reshape it. The old
       // segment is announced as reshaped; its subscribers (which can hold no message yet) re-open the topic.
+      // Settings that cannot make a topic are refused first, leaving the working one alone.
+      auto planned = plan_topic(name, requested);
+      if (!planned) return planned.status();
       spdlog::info("topic {} reshaped by its first publisher: {} -> {}", name, describe(t->settings),
                    describe(requested));
       t->reshaped = true;
@@ -222,7 +225,8 @@ Result<TopicRegistry::Topic*> TopicRegistry::find_or_create(const std::string& n
       shm::bump_wake_word(t->header());
       shm::futex_wake(&t->header()->wake_word);
       shm::Segment::remove(t->segment.name());
-      auto reshaped = find_or_create(name, requested, for_publisher);
+      // Not counted against max_topics: it replaces one (which lingers until its subscribers re-open).
+      auto reshaped = create_topic(name, planned.value());
       if (!reshaped) return reshaped;
       // Reserve each subscriber's place in the new segment now, so that it misses nothing the publisher sends
       // before it re-opens the topic.
@@ -245,6 +249,13 @@ Result<TopicRegistry::Topic*> TopicRegistry::find_or_create(const std::string& n
     return Status{Errc::kExhausted, "the daemon serves its maximum of " + std::to_string(config_.max_topics) +
                                         " topics (max_topics)"};
   }
+  auto planned = plan_topic(name, requested);
+  if (!planned) return planned.status();
+  return create_topic(name, planned.value());
+}
+
+Result<TopicRegistry::PlannedTopic> TopicRegistry::plan_topic(const std::string& name,
+                                                              const TopicSettings& requested) const {
   TopicSettings fixed;
   for (const TopicRule& rule : config_.topics) {
     if (topic_matches(rule.pattern, name)) {
@@ -276,12 +287,17 @@ Result<TopicRegistry::Topic*> TopicRegistry::find_or_create(const std::string& n
   auto g = shm::compute_topic_geometry(*s.max_message_size, *s.depth, *s.max_publishers, *s.max_subscribers,
                                        &error);
   if (!g) return Status{Errc::kInvalidArgument, "topic " + name + ": " + error};
+  return PlannedTopic{s, fixed, *g};
+}
 
+Result<TopicRegistry::Topic*> TopicRegistry::create_topic(const std::string& name, const PlannedTopic& plan) {
+  const TopicSettings& s = plan.settings;
+  const shm::TopicGeometry* g = &plan.geometry;
   auto t = std::make_unique<Topic>();
   t->id = next_topic_id_++;
   t->name = name;
   t->settings = s;
-  t->fixed = fixed;
+  t->fixed = plan.fixed;
   t->geometry = *g;
   const std::string segment_name = detail::segment_prefix(instance_) + "t" + std::to_string(t->id);
   try {

@@ -87,6 +87,16 @@ class TopicRegistry {
   struct Topic;
   Status authorize(const std::string& name, uint32_t role, const Peer& peer) const;
   Result<Topic*> find_or_create(const std::string& name, const TopicSettings& requested, bool for_publisher);
+  // What a new topic `name` opened with `requested` would be (rules, defaults and limits applied), or why it
+  // cannot be; changes nothing.
+  struct PlannedTopic {
+    TopicSettings settings;  // effective
+    TopicSettings fixed;     // by the configuration's rule
+    shm::TopicGeometry geometry;
+  };
+  Result<PlannedTopic> plan_topic(const std::string& name, const TopicSettings& requested) const;
+  // Creates the planned topic's segment and registers it under `name`.
+  Result<Topic*> create_topic(const std::string& name, const PlannedTopic& plan);
   void free_ring(Topic& t, uint32_t ring);
   void reap_orphans(Topic& t);
   void find_corruption(Topic& t);

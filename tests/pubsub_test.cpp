@@ -168,6 +168,27 @@ TEST(PubSubTest, FirstPublisherReshapesATopicItsSubscriberCreated) {
   EXPECT_EQ(bus.publisher("late/shape", lossy).status().code(), Errc::kIncompatibleSettings);
 }
 
+// A first publisher whose settings cannot make a topic is refused before the topic its subscriber created is
+// retired: the subscriber's topic (and its segment) stays as it was, and a valid publisher reaches it.
+TEST(PubSubTest, APublisherWithImpossibleSettingsLeavesTheSubscribersTopicAlone) {
+  TestDaemon daemon;
+  Bus bus = daemon.connect();
+  auto sub = bus.subscriber("keep/shape");
+  ASSERT_TRUE(sub.ok());
+  const auto before = daemon.segments();
+  ASSERT_EQ(before.size(), 1u);
+  PublisherOptions bad;
+  bad.topic.depth = 3;
+  EXPECT_EQ(bus.publisher("keep/shape", bad).status().code(), Errc::kInvalidArgument);
+  EXPECT_EQ(daemon.segments(), before) << "the topic was retired for a publisher that could not have it";
+  auto pub = bus.publisher("keep/shape");
+  ASSERT_TRUE(pub.ok()) << pub.status().to_string();
+  ASSERT_TRUE(publish_text(*pub, "kept").ok());
+  Sample m = sub->take(5s);
+  ASSERT_TRUE(m);
+  EXPECT_EQ(text_of(m), "kept");
+}
+
 TEST(PubSubTest, LateJoinerReceivesHistory) {
   TestDaemon daemon;
   Bus bus = daemon.connect();
