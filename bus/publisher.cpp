@@ -59,9 +59,9 @@ Status PublisherCore::reopen() {
 void PublisherCore::detach() {
   if (!attached) return;
   attached = false;
-  connection->remove_endpoint(topic.topic_id, kRolePublisher, slot);
   if (lost.load(std::memory_order_relaxed) ||
       topic.header()->closed.load(std::memory_order_relaxed) == shm::kTopicClosed) {
+    connection->remove_endpoint(topic.topic_id, kRolePublisher, slot);
     return;  // its daemon is gone: nothing to give back
   }
   CloseRequest request{};
@@ -72,6 +72,9 @@ void PublisherCore::detach() {
   request.generation = generation;
   Reply reply{};
   (void)connection->call(&request, sizeof request, &reply);
+  // Unregistered only now: a close that meets a restarted daemon reconnects, which reclaims this endpoint
+  // first, so that the retried close finds it (unregistered before, it stayed an orphan of the new daemon).
+  connection->remove_endpoint(topic.topic_id, kRolePublisher, slot);
 }
 }  // namespace detail
 

@@ -58,9 +58,9 @@ void SubscriberCore::detach() {
   if (!attached) return;
   attached = false;
   active.clear();
-  connection->remove_endpoint(topic.topic_id, kRoleSubscriber, slot);
   if (lost.load(std::memory_order_relaxed) ||
       topic.header()->closed.load(std::memory_order_relaxed) == shm::kTopicClosed) {
+    connection->remove_endpoint(topic.topic_id, kRoleSubscriber, slot);
     return;  // its daemon is gone: nothing to give back (a close would reach the successor)
   }
   CloseRequest request{};
@@ -70,6 +70,9 @@ void SubscriberCore::detach() {
   request.slot = slot;
   Reply reply{};
   (void)connection->call(&request, sizeof request, &reply);
+  // Unregistered only now: a close that meets a restarted daemon reconnects, which reclaims this endpoint
+  // first, so that the retried close finds it (unregistered before, it stayed an orphan of the new daemon).
+  connection->remove_endpoint(topic.topic_id, kRoleSubscriber, slot);
 }
 
 void SubscriberCore::maybe_reopen() {

@@ -219,6 +219,29 @@ TEST(DaemonTest, AnAnswerAfterTheTimeoutIsSkippedAndALateOpenClosed) {
   EXPECT_TRUE(statistics.ok()) << statistics.status().to_string();
 }
 
+// The first control call after a daemon restart is a close: it reconnects, the endpoint is reclaimed from
+// the new daemon and then closed. (It was unregistered before the close, so the new daemon kept it as an
+// orphan of this live process: a subscriber slot, on a lossless topic a gate, held until the process exits.)
+TEST(DaemonTest, AnEndpointClosedFirstAfterADaemonRestartIsClosedNotOrphaned) {
+  TestDaemon daemon;
+  Bus bus = daemon.connect();
+  auto pub = bus.publisher("restart/close");
+  auto sub = bus.subscriber("restart/close");
+  ASSERT_TRUE(pub.ok() && sub.ok());
+  EXPECT_EQ(daemon.stop(SIGKILL), 128 + SIGKILL);
+  ASSERT_TRUE(daemon.start());  // adopts the topic from shared memory, its endpoints as orphans
+  *sub = Subscriber();          // the close is the first call to reach the new daemon
+  int64_t subscribers = -1;
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  do {
+    const auto stats = stats_of(daemon);
+    subscribers = stats["topic"][0]["subscribers"].value_or<int64_t>(-1);
+    if (subscribers == 0) break;
+    std::this_thread::sleep_for(20ms);
+  } while (std::chrono::steady_clock::now() < deadline);
+  EXPECT_EQ(subscribers, 0) << "the closed subscriber is still held by the new daemon";
+}
+
 TEST(DaemonTest, RestartAfterKill9RemovesWhatDeadProcessesLeft) {
   TestDaemon daemon;
   ChildProcess loaner({TEST_PEER_PATH, "loan", "crash/topic"});
