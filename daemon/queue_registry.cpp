@@ -24,6 +24,8 @@ using namespace shmbus::detail;
 namespace {
 
 constexpr uint64_t kMetricsWindowNs = 10'000'000'000ull;  // the sliding window of the queueing metrics
+// The memory a response queue may take.
+constexpr uint64_t kMaxReplyQueueBytes = 256ull << 20;
 constexpr uint64_t kSampleEveryNs = 250'000'000ull;
 
 std::string read_boot_id() {
@@ -292,19 +294,42 @@ Result<QueueAttached> QueueRegistry::open(const std::string& name, const QueueSe
       return Status{Errc::kInvalidArgument,
                     "no response queue " + std::to_string(queue_id) + " (its client is gone)"};
     }
+    // Only a server of a service whose client owns the queue: a server of another service must not read,
+    // forge or fill responses meant for someone else.
+    const uint64_t owner = it->second->reply_owner;
+    auto has = [](const Queue& queue, uint64_t who, uint32_t r) {
+      auto e = queue.endpoints.find(who);
+      return e != queue.endpoints.end() &&
+             std::find(e->second.begin(), e->second.end(), r) != e->second.end();
+    };
     bool serves = false;
     for (const auto& [id, other] : queues_) {
-      auto e = other->endpoints.find(peer.id);
-      if (e != other->endpoints.end() &&
-          std::find(e->second.begin(), e->second.end(), kServiceServer) != e->second.end()) {
-        serves = true;
-      }
+      if (has(*other, peer.id, kServiceServer) && has(*other, owner, kServiceClient)) serves = true;
     }
-    if (!serves) return Status{Errc::kPermissionDenied, "only a server may open a client's response queue"};
+    if (!serves) {
+      return Status{Errc::kPermissionDenied,
+                    "only a server of a service the client calls may open its response queue"};
+    }
     q = it->second.get();
   } else if (role == kReplyOwner) {
+    // Any local user may connect: one participant may own at most half of max_queues as response queues (one
+    // per Client), each of bounded memory, so that it cannot take every queue or /dev/shm from the others.
+    const auto owned = std::count_if(queues_.begin(), queues_.end(),
+                                     [&](const auto& e) { return e.second->reply_owner == peer.id; });
+    const std::size_t limit = std::max<std::size_t>(1, config_.max_queues / 2);
+    if (static_cast<std::size_t>(owned) >= limit) {
+      return Status{Errc::kExhausted, "a participant owns at most " + std::to_string(limit) +
+                                          " response queues (half of max_queues): one per Client"};
+    }
     QueueSettings s = requested;
     s.durable = false;
+    const uint64_t bytes =
+        uint64_t{s.capacity.value_or(0)} * (uint64_t{s.max_message_size.value_or(0)} + 128);
+    if (bytes > kMaxReplyQueueBytes) {
+      return Status{Errc::kInvalidArgument, "a response queue holds at most " +
+                                                std::to_string(kMaxReplyQueueBytes >> 20) +
+                                                " MiB (response_capacity x max_response_size)"};
+    }
     auto found = find_or_create("reply:" + std::to_string(next_reply_++), "reply/" + std::to_string(peer.pid),
                                 shm::kQueueReply, s);
     if (!found) return found.status();

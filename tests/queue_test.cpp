@@ -524,10 +524,13 @@ TEST(RpcTest, AResponseLoanOutlivesTheTrimOfTheServersResponseQueueCache) {
   ASSERT_TRUE(held_request.ok());
   auto held_loan = held_request->loan_response();
   ASSERT_TRUE(held_loan.ok()) << held_loan.status().to_string();
-  // 260 more clients, each answered: the cache passes 256 and is trimmed.
+  // 260 more clients, each answered: the cache passes 256 and is trimmed. Spread over participants: one may
+  // own at most half of max_queues response queues.
+  std::vector<Bus> buses;
+  for (int b = 0; b < 4; ++b) buses.push_back(daemon.connect("clients" + std::to_string(b)));
   std::vector<Client> others;
   for (uint64_t i = 0; i < 260; ++i) {
-    auto c = bus.client("svc/cache", co);
+    auto c = buses[i % buses.size()].client("svc/cache", co);
     ASSERT_TRUE(c.ok()) << i << ": " << c.status().to_string();
     auto pending = c->call_async(bytes_of(i), 30s);
     ASSERT_TRUE(pending.ok()) << pending.status().to_string();
@@ -545,6 +548,33 @@ TEST(RpcTest, AResponseLoanOutlivesTheTrimOfTheServersResponseQueueCache) {
   ASSERT_TRUE(response.ok()) << response.status().to_string();
   EXPECT_EQ(std::string(reinterpret_cast<const char*>(response->bytes().data()), response->bytes().size()),
             "held");
+}
+
+// Any local user may connect: a client's response queue is bounded (256 MiB), and one participant owns at
+// most half of max_queues of them, so that it cannot take /dev/shm or every queue from the others.
+TEST(RpcTest, ResponseQueuesAreBoundedInSizeAndPerParticipant) {
+  TestDaemon daemon("max_queues = 8\n");
+  Bus bus = daemon.connect();
+  ClientOptions huge;
+  huge.response_capacity = 65536;
+  huge.max_response_size = 64u << 20;
+  const Status too_big = bus.client("svc/bounded", huge).status();
+  EXPECT_EQ(too_big.code(), Errc::kInvalidArgument) << too_big.to_string();
+  EXPECT_NE(too_big.message().find("256 MiB"), std::string::npos) << too_big.message();
+  std::vector<Client> clients;
+  Status last;
+  for (int i = 0; i < 8; ++i) {
+    auto c = bus.client("svc/bounded");
+    if (!c.ok()) {
+      last = c.status();
+      break;
+    }
+    clients.push_back(std::move(c).value());
+  }
+  EXPECT_EQ(clients.size(), 4u) << "half of max_queues (8)";
+  EXPECT_EQ(last.code(), Errc::kExhausted) << last.to_string();
+  Bus other = daemon.connect("other");
+  EXPECT_TRUE(other.client("svc/bounded").ok()) << "another participant still gets one";
 }
 
 TEST(RpcTest, CliCallPrintsTheResponse) {
