@@ -120,7 +120,9 @@ void SubscriberCore::refresh(uint32_t epoch) {
       const uint64_t v = shm::cursor(topic.base(), g, p, slot)->value.load(std::memory_order_acquire);
       const bool same_generation =
           v != shm::kCursorInactive && (v >> shm::kGenerationShift) == (generation & 0xffff);
-      const uint64_t start = same_generation ? (v & shm::kPositionMask) : 0;
+      // acquire: the head of the ring the daemon handed over (it completes the cursor's 48 bits).
+      const uint64_t start =
+          same_generation ? shm::cursor_position(v, ps->head.load(std::memory_order_acquire)) : 0;
       f.reader = shm::RingReader(topic.base(), g, p, slot, generation, start, options.max_held_samples);
       f.present = true;
       f.publisher_id = ps->participant_id;

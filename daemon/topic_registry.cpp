@@ -139,7 +139,8 @@ struct TopicRegistry::Topic {
     for (uint32_t s = 0; s < geometry.max_subscribers; ++s) {
       const uint64_t v = cursor(p, s)->value.load(std::memory_order_acquire);
       if (v == shm::kCursorInactive) continue;
-      slowest = std::min(slowest, (v >> shm::kGenerationShift) == generation ? (v & shm::kPositionMask) : 0);
+      slowest =
+          std::min(slowest, (v >> shm::kGenerationShift) == generation ? shm::cursor_position(v, head) : 0);
     }
     return slowest;
   }
@@ -657,7 +658,7 @@ void TopicRegistry::find_corruption(Topic& t) {
       if (v == shm::kCursorInactive || (v >> shm::kGenerationShift) != generation) continue;
       // A reader cannot have released a slot the writer has not written yet. (+1: a writer stores head just
       // after the slot's sequence, so a fast reader may be one ahead of the head we read.)
-      if ((v & shm::kPositionMask) > ring->head.load(std::memory_order_acquire) + 1) {
+      if (shm::cursor_ahead_of(v, ring->head.load(std::memory_order_acquire))) {
         fence(reader, "subscriber " + std::to_string(t.subscriber_id[s]) + " on " + t.name +
                           " published a cursor beyond the writer's head");
       }
@@ -776,7 +777,9 @@ void TopicRegistry::sample_metrics(Topic& t, uint64_t now) {
       const uint64_t v = t.cursor(p, s)->value.load(std::memory_order_acquire);
       const uint32_t generation = t.ring(p)->generation.load(std::memory_order_relaxed) & 0xffff;
       const bool current = v != shm::kCursorInactive && (v >> shm::kGenerationShift) == generation;
-      cursor_position[p] = current ? (v & shm::kPositionMask) : 0;
+      // Any head serves to complete the cursor's 48 bits (it trails by less than a ring).
+      cursor_position[p] =
+          current ? shm::cursor_position(v, t.ring(p)->head.load(std::memory_order_relaxed)) : 0;
     }
     // acquire: pairs with the reader's release store of the count; the sum then covers at least that many.
     const uint64_t latency_samples = slot->latency_samples.load(std::memory_order_acquire);

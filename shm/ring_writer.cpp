@@ -38,7 +38,7 @@ uint64_t RingWriter::slowest_cursor() {
     if (v == kCursorInactive) continue;
     // A cursor of another generation belongs to a reader that has not yet noticed this ring was handed to us:
     // gate as if it were at position 0 until it catches up.
-    const uint64_t pos = (v >> kGenerationShift) == (generation_ & 0xffff) ? (v & kPositionMask) : 0;
+    const uint64_t pos = (v >> kGenerationShift) == (generation_ & 0xffff) ? cursor_position(v, head_) : 0;
     slowest = std::min(slowest, pos);
   }
   return slowest;

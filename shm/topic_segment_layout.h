@@ -49,6 +49,18 @@ inline constexpr uint64_t kPositionMask = (1ull << kGenerationShift) - 1;
 inline constexpr uint64_t make_cursor(uint32_t generation, uint64_t position) {
   return (static_cast<uint64_t>(generation & 0xffff) << kGenerationShift) | (position & kPositionMask);
 }
+// The full position a cursor's low 48 bits stand for, given its ring's head: the latest position at most
+// head + 1 with those bits (a reader may be one ahead of the head it reads). A cursor trails its head by at
+// most a ring (2^20), so this is exact, also after 2^48 messages, where the masked value alone wraps to 0.
+inline constexpr uint64_t cursor_position(uint64_t cursor, uint64_t head) {
+  return head + 1 - ((head + 1 - cursor) & kPositionMask);
+}
+// True if the cursor's low bits place it beyond head + 1 (within 2^47 ahead): a reader cannot have passed
+// what was not written yet.
+inline constexpr bool cursor_ahead_of(uint64_t cursor, uint64_t head) {
+  return ((cursor - (head + 1)) & kPositionMask) != 0 &&
+         ((cursor - (head + 1)) & kPositionMask) < (1ull << 47);
+}
 
 // Slot sequence word: position + 1 once committed; the top bit marks a slot being (over)written.
 inline constexpr uint64_t kSlotBusyBit = 1ull << 63;

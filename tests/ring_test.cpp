@@ -183,6 +183,30 @@ TEST(RingTest, GarbageSequencesPastHeadReadAsEmptyNotAnEndlessSkip) {
   EXPECT_EQ(take_u64(r), 3u);
 }
 
+// Cursors keep 48 bits of position. A lossless ring past 2^48 messages (160 days at 20 M/s) must keep
+// flowing: the gate completes the bits from its head, where the masked value alone read as position 0 and
+// closed the ring for good.
+TEST(RingTest, LosslessRingKeepsFlowingAcrossPosition2Pow48) {
+  RingFixture f(64, 8, true, 1);
+  const uint64_t start = (uint64_t{1} << 48) - 5;
+  publisher_slot(f.segment.data(), f.g, 0)->head.store(start);
+  cursor(f.segment.data(), f.g, 0, 0)->value.store(make_cursor(1, start));
+  auto w = f.writer(true);
+  RingReader r(f.segment.data(), f.g, 0, 0, 1, start, 4);
+  for (uint64_t i = 0; i < 40; ++i) {
+    std::byte* p = w.claim(0ns);
+    ASSERT_NE(p, nullptr) << "gate closed at position " << start + i;
+    std::memcpy(p, &i, sizeof i);
+    w.commit(sizeof i, 0);
+    EXPECT_EQ(take_u64(r), i);
+    r.publish_cursor(true);
+  }
+  EXPECT_EQ(cursor_position(make_cursor(1, start + 40), w.head()), start + 40);
+  EXPECT_TRUE(cursor_ahead_of(make_cursor(1, w.head() + 2), w.head()));
+  EXPECT_FALSE(cursor_ahead_of(make_cursor(1, w.head() + 1), w.head()));
+  EXPECT_FALSE(cursor_ahead_of(make_cursor(1, w.head() - 7), w.head()));
+}
+
 // One writer, two readers in threads, lossless: every reader sees every message in order with its checksum.
 TEST(RingTest, MultiThreadedLosslessStress) {
 #if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
