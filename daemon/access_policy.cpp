@@ -2,9 +2,11 @@
 
 #include <grp.h>
 #include <pwd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <fstream>
 #include <sstream>
 
@@ -63,15 +65,18 @@ bool allowed(const AllowList& allow, uid_t uid, gid_t gid, const std::vector<gid
   return false;
 }
 
-std::vector<gid_t> supplementary_groups(pid_t pid) {
-  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-  std::vector<gid_t> groups;
-  for (std::string line; std::getline(status, line);) {
-    if (line.rfind("Groups:", 0) != 0) continue;
-    std::istringstream ids(line.substr(7));
-    for (unsigned long g; ids >> g;) groups.push_back(static_cast<gid_t>(g));
+std::vector<gid_t> peer_groups(int fd) {
+  std::vector<gid_t> groups(64);
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    socklen_t len = static_cast<socklen_t>(groups.size() * sizeof(gid_t));
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &len) == 0) {
+      groups.resize(len / sizeof(gid_t));
+      return groups;
+    }
+    if (errno != ERANGE) break;
+    groups.resize(len / sizeof(gid_t) + 1);  // the kernel said how many it has
   }
-  return groups;
+  return {};
 }
 
 AllowList default_allow_list() {

@@ -26,8 +26,10 @@ Result<Principal> parse_principal(const std::string& text);
 // True if a process with `uid`, primary `gid` and supplementary `groups` matches one of `allow`.
 bool allowed(const AllowList& allow, uid_t uid, gid_t gid, const std::vector<gid_t>& groups);
 
-// The supplementary groups of `pid` (from /proc); empty when unreadable.
-std::vector<gid_t> supplementary_groups(pid_t pid);
+// The supplementary groups of the process at the other end of the connected Unix socket `fd`, as the kernel
+// recorded them when it connected (SO_PEERGROUPS; not /proc/<pid>, which a reused pid could answer for).
+// Empty when unavailable.
+std::vector<gid_t> peer_groups(int fd);
 
 // The default when no rule speaks: the daemon's own user and root; everyone else is denied.
 AllowList default_allow_list();

@@ -19,6 +19,7 @@
 #include "bus/control_protocol.h"
 #include "bus/record_socket.h"
 #include "bus/runtime_paths.h"
+#include "daemon/access_policy.h"
 #include "shm/segment.h"
 #include "shmbus/topic_name.h"
 
@@ -204,6 +205,7 @@ void ControlServer::accept_participants() {
     p.peer.pid = cred.pid;
     p.peer.uid = cred.uid;
     p.peer.gid = cred.gid;
+    p.peer.groups = peer_groups(fd);
     p.hello_deadline = Clock::now() + kHelloTimeout;
     participants_[fd] = std::move(p);
   }

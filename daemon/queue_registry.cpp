@@ -135,7 +135,7 @@ Status QueueRegistry::authorize(const std::string& name, uint32_t role, const Pe
     list = sends ? &config_.default_access.publish : &config_.default_access.subscribe;
   }
   const AllowList allow = list->has_value() ? **list : default_allow_list();
-  if (allowed(allow, peer.uid, peer.gid, supplementary_groups(peer.pid))) return Status::Ok();
+  if (allowed(allow, peer.uid, peer.gid, peer.groups)) return Status::Ok();
   const char* what = sends ? "send to" : "receive from";
   spdlog::warn("denied: pid {} uid {} gid {} ({}) may not {} queue {}", peer.pid, peer.uid, peer.gid,
                peer.name, what, name);

@@ -30,6 +30,7 @@ struct Peer {
   pid_t pid = 0;
   uid_t uid = 0;
   gid_t gid = 0;
+  std::vector<gid_t> groups;  // supplementary groups, from the kernel at connect time (SO_PEERGROUPS)
   std::string name;
 };
 
