@@ -1,5 +1,6 @@
 #include "bus/connection.h"
 
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -8,6 +9,7 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstring>
+#include <thread>
 
 #include "bus/log.h"
 #include "bus/record_socket.h"
@@ -20,16 +22,30 @@ Result<int> Connection::connect_and_greet(const std::string& socket_path, const 
   if (socket_path.size() >= sizeof(addr.sun_path)) {
     return Status{Errc::kInvalidArgument, "socket path too long: " + socket_path};
   }
-  const int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  // Non-blocking while connecting: when a hung daemon's listen backlog is full, a Unix socket's connect()
+  // blocks for ever, or, non-blocking, fails at once with EAGAIN (there is no asynchronous connect for Unix
+  // sockets): retried until `timeout`, then the socket blocks again for the protocol.
+  const int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) return Status{Errc::kInternal, std::string("socket: ") + std::strerror(errno)};
   addr.sun_family = AF_UNIX;
   std::memcpy(addr.sun_path, socket_path.c_str(), socket_path.size() + 1);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  int rc;
+  while ((rc = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr)) != 0 &&
+         (errno == EAGAIN || errno == EINTR) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  if (rc != 0) {
     const int err = errno;
     close(fd);
+    if (err == EAGAIN) {
+      return Status{Errc::kTimeout, "shmbusd at " + socket_path + " accepted no connection within " +
+                                        std::to_string(timeout.count()) + " ms (its backlog is full: hung?)"};
+    }
     return Status{Errc::kDaemonUnavailable,
                   "no shmbusd at " + socket_path + " (" + std::strerror(err) + "); is the daemon running?"};
   }
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
   Connection probe(fd, timeout);
   HelloRequest hello{};
   hello.header = make_header(RecordType::kHello, sizeof hello, 0);

@@ -6,6 +6,7 @@
 // The /dev/shm and disk tests mount small tmpfs file systems (as root: the daemon's /dev/shm in a private
 // mount namespace, the data directory with mount(2)); they skip, saying why, where mounting is not allowed.
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -190,6 +191,36 @@ TEST(ExhaustionTest, AConnectionThatNeverSaysHelloIsClosed) {
   close(silent);
   auto second = Bus::connect(o);
   EXPECT_TRUE(second.ok()) << "its place is free again: " << second.status().to_string();
+}
+
+// A hung daemon (stopped here) whose listen backlog is full: connecting times out after control_timeout
+// with a clear error, instead of blocking in connect() for ever.
+TEST(ExhaustionTest, ConnectingToAHungDaemonWithAFullBacklogTimesOut) {
+  TestDaemon daemon;
+  ASSERT_EQ(kill(daemon.pid(), SIGSTOP), 0);
+  std::vector<int> waiting;
+  for (int i = 0; i < 1000; ++i) {
+    const int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, daemon.socket_path().c_str(), sizeof addr.sun_path - 1);
+    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+      close(fd);
+      break;  // the backlog is full
+    }
+    waiting.push_back(fd);
+  }
+  EXPECT_LT(waiting.size(), 1000u) << "the backlog never filled";
+  BusOptions o;
+  o.control_timeout = 300ms;
+  const auto start = std::chrono::steady_clock::now();
+  const Status s = Bus::connect(o).status();
+  const auto took = std::chrono::steady_clock::now() - start;
+  ASSERT_EQ(kill(daemon.pid(), SIGCONT), 0);
+  for (int fd : waiting) close(fd);
+  EXPECT_EQ(s.code(), Errc::kTimeout) << s.to_string();
+  EXPECT_LT(took, 10s);
+  Bus bus = daemon.connect();  // and the daemon serves again
 }
 
 TEST(ExhaustionTest, TooManyTopicsIsExhaustedNamingMaxTopics) {
