@@ -125,6 +125,7 @@ bool Outbound::send(const std::string& frame, ZmqMessage& batch, std::size_t rec
   // goes out without waiting (a full peer drops it, counted), so that a stuck peer costs one send_timeout per
   // wake-up rather than one per batch or relay (hours, with thousands queued), and a stop waits for at most
   // one. Otherwise ZeroMQ drops at a full peer by itself.
+  // relaxed: a flag polled for a prompt exit; it publishes nothing.
   const bool wait = config_.lossless && !send_stalled_ && !shared_.stop.load(std::memory_order_relaxed);
   const int first_flags = ZMQ_SNDMORE | (wait ? 0 : ZMQ_DONTWAIT);
   if (zmq_send(xpub_, frame.data(), frame.size(), first_flags) < 0) {

@@ -157,17 +157,20 @@ Status Connection::call_locked(void* request, std::size_t size, Reply* reply, in
   const uint32_t id = sent->request_id;
   const ssize_t n = receive_locked(reply, sizeof *reply, fd);
   if (n < 0 && errno == ETIMEDOUT) {
-    abandon(id, static_cast<RecordType>(sent->type));
+    abandon(request);
     return {Errc::kTimeout, "the daemon did not answer in time"};
   }
-  if (n <= 0) return {Errc::kDaemonUnavailable, "the daemon closed the connection"};
+  if (n == 0 || (n < 0 && errno != EMSGSIZE))
+    return {Errc::kDaemonUnavailable, "the daemon closed the connection"};
   RecordType type{};
-  Status s = check_record(reply, static_cast<std::size_t>(n), &type);
+  Status s = n < 0 ? Status{Errc::kProtocolError, "an oversized record from the daemon"}
+                   : check_record(reply, static_cast<std::size_t>(n), &type);
   if (s.ok() && (type != RecordType::kReply || reply->header.request_id != id)) {
     s = {Errc::kProtocolError, "unexpected record from the daemon"};
   }
   if (!s.ok()) {
     if (fd && *fd >= 0) close(*fd), *fd = -1;
+    abandon(request);  // our answer may still come: it must not be taken for the next call's
     return s;
   }
   const auto message = read_string(reply->message, sizeof reply->message).value_or("");
@@ -180,20 +183,38 @@ Status Connection::call_locked(void* request, std::size_t size, Reply* reply, in
   return Status::Ok();
 }
 
-void Connection::abandon(uint32_t request_id, RecordType type) {
+void Connection::abandon(const void* request) {
+  RecordHeader h;
+  std::memcpy(&h, request, sizeof h);
+  uint32_t queue_role = 0;
+  if (h.type == static_cast<uint16_t>(RecordType::kOpenQueue)) {
+    std::memcpy(&queue_role, static_cast<const std::byte*>(request) + offsetof(OpenQueueRequest, role),
+                sizeof queue_role);
+  }
   // Bounded: a daemon that never answers again must not grow this for ever (it is then reconnected to, or
   // gone, and the oldest ids will not come back).
   if (abandoned_.size() >= 64) abandoned_.erase(abandoned_.begin());
-  abandoned_.push_back({request_id, type});
+  abandoned_.push_back({h.request_id, static_cast<RecordType>(h.type), queue_role});
 }
 
 ssize_t Connection::receive_locked(void* buffer, std::size_t capacity, int* fd) {
   const auto deadline = std::chrono::steady_clock::now() + timeout_;
+  // Every record whole, whatever the caller expects: a late answer may be larger (a statistics chunk).
+  alignas(8) std::byte record[kMaxRecordBytes];
   for (;;) {
     const auto left =
         std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    const ssize_t n = receive_record(fd_, buffer, capacity, std::max(left, std::chrono::milliseconds(0)), fd);
-    if (n <= 0 || !late_reply(buffer, static_cast<std::size_t>(n), fd)) return n;
+    const ssize_t n =
+        receive_record(fd_, record, sizeof record, std::max(left, std::chrono::milliseconds(0)), fd);
+    if (n <= 0) return n;
+    if (late_reply(record, static_cast<std::size_t>(n), fd)) continue;
+    if (static_cast<std::size_t>(n) > capacity) {
+      if (fd && *fd >= 0) close(*fd), *fd = -1;
+      errno = EMSGSIZE;
+      return -1;
+    }
+    std::memcpy(buffer, record, static_cast<std::size_t>(n));
+    return n;
   }
 }
 
@@ -207,23 +228,19 @@ bool Connection::late_reply(const void* record, std::size_t size, int* fd) {
   if (fd && *fd >= 0) close(*fd), *fd = -1;
   RecordType type{};
   if (h.type == static_cast<uint16_t>(RecordType::kStatsChunk)) {
-    // Read into a reply-sized buffer, a chunk arrives cut short: only its `last` flag matters here.
-    uint32_t last = 1;
-    if (size >= offsetof(StatsChunk, last) + sizeof last)
-      std::memcpy(&last, static_cast<const std::byte*>(record) + offsetof(StatsChunk, last), sizeof last);
-    if (last == 0) return true;  // more chunks to come
+    StatsChunk chunk;
+    if (size == sizeof chunk && check_record(record, size, &type).ok()) {
+      std::memcpy(&chunk, record, sizeof chunk);
+      if (chunk.last == 0) return true;  // more chunks to come
+    }
   } else if (h.type == static_cast<uint16_t>(RecordType::kReply) && size == sizeof(Reply) &&
              check_record(record, size, &type).ok()) {
     Reply reply;
     std::memcpy(&reply, record, sizeof reply);
-    const bool open = it->type == RecordType::kOpenPublisher || it->type == RecordType::kOpenSubscriber;
-    if (open && reply.code == 0) {
-      CloseRequest c{};
-      c.topic_id = reply.topic_id;
-      c.role = it->type == RecordType::kOpenPublisher ? kRolePublisher : kRoleSubscriber;
-      c.slot = reply.slot;
-      c.generation = reply.generation;
-      late_opens_.push_back(c);
+    const bool opened = it->type == RecordType::kOpenPublisher || it->type == RecordType::kOpenSubscriber ||
+                        it->type == RecordType::kOpenQueue;
+    if (opened && reply.code == 0) {
+      late_opens_.push_back({it->type, reply.topic_id, it->queue_role, reply.slot, reply.generation});
     }
   }
   log().warn("a late answer to request {} (given up after {} ms) was skipped", h.request_id,
@@ -234,13 +251,27 @@ bool Connection::late_reply(const void* record, std::size_t size, int* fd) {
 
 void Connection::close_late_opens_locked() {
   if (late_opens_.empty()) return;
-  std::vector<CloseRequest> pending;
+  std::vector<LateOpen> pending;
   pending.swap(late_opens_);  // call_locked below comes back here: nothing to do then
-  for (CloseRequest& c : pending) {
-    c.header = make_header(RecordType::kClose, sizeof c, 0);
+  for (const LateOpen& o : pending) {
     Reply reply{};
-    const Status s = call_locked(&c, sizeof c, &reply, nullptr);
-    log().info("closed endpoint on topic {} (slot {}) that a timed-out open created: {}", c.topic_id, c.slot,
+    Status s;
+    if (o.opened == RecordType::kOpenQueue) {
+      CloseQueueRequest c{};
+      c.header = make_header(RecordType::kCloseQueue, sizeof c, 0);
+      c.queue_id = o.id;
+      c.role = o.role;
+      s = call_locked(&c, sizeof c, &reply, nullptr);
+    } else {
+      CloseRequest c{};
+      c.header = make_header(RecordType::kClose, sizeof c, 0);
+      c.topic_id = o.id;
+      c.role = o.opened == RecordType::kOpenPublisher ? kRolePublisher : kRoleSubscriber;
+      c.slot = o.slot;
+      c.generation = o.generation;
+      s = call_locked(&c, sizeof c, &reply, nullptr);
+    }
+    log().info("closed the endpoint (topic or queue {}) that a timed-out open created: {}", o.id,
                s.to_string());
   }
 }
@@ -259,14 +290,22 @@ Result<std::string> Connection::stats() {
     StatsChunk chunk{};
     const ssize_t n = receive_locked(&chunk, sizeof chunk, nullptr);
     if (n < 0 && errno == ETIMEDOUT) {
-      abandon(id, RecordType::kStats);  // its remaining chunks are skipped when they come
+      abandon(&request);  // its remaining chunks are skipped when they come
       return Status{Errc::kTimeout, "the daemon did not answer in time"};
     }
-    if (n <= 0) return Status{Errc::kDaemonUnavailable, "the daemon closed the connection"};
+    if (n == 0 || (n < 0 && errno != EMSGSIZE)) {
+      return Status{Errc::kDaemonUnavailable, "the daemon closed the connection"};
+    }
     RecordType type{};
-    if (Status s = check_record(&chunk, static_cast<std::size_t>(n), &type); !s.ok()) return s;
-    if (type != RecordType::kStatsChunk || chunk.size > sizeof chunk.data || chunk.header.request_id != id) {
-      return Status{Errc::kProtocolError, "unexpected record from the daemon"};
+    Status s = n < 0 ? Status{Errc::kProtocolError, "an oversized record from the daemon"}
+                     : check_record(&chunk, static_cast<std::size_t>(n), &type);
+    if (s.ok() && (type != RecordType::kStatsChunk || chunk.size > sizeof chunk.data ||
+                   chunk.header.request_id != id)) {
+      s = {Errc::kProtocolError, "unexpected record from the daemon"};
+    }
+    if (!s.ok()) {
+      abandon(&request);  // chunks of ours still to come are skipped
+      return s;
     }
     document.append(chunk.data, chunk.size);
     if (chunk.last) return document;

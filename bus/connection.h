@@ -52,13 +52,13 @@ class Connection {
                                        std::chrono::milliseconds timeout, uint64_t* participant_id);
   Status send_locked(void* request, std::size_t size);
   Status call_locked(void* request, std::size_t size, Reply* reply, int* fd);
-  // Remembers a request whose caller stopped waiting for its answer.
-  void abandon(uint32_t request_id, RecordType type);
+  // Remembers a request whose caller stopped waiting for its answer (`request`: the record sent).
+  void abandon(const void* request);
   // Receives the next record into `buffer`, skipping those that answer abandoned requests (late_reply).
   // Returns its size, or -1 with errno (ETIMEDOUT after `timeout`), or 0 when the daemon closed the socket.
   ssize_t receive_locked(void* buffer, std::size_t capacity, int* fd);
   // A record answering an abandoned request: true if it was one (consumed; fds closed; a late successful open
-  // queued for closing).
+  // of a topic or queue queued for closing at the next call).
   bool late_reply(const void* record, std::size_t size, int* fd);
   // Closes the endpoints that abandoned opens created after all (their owners gave up on them).
   void close_late_opens_locked();
@@ -84,9 +84,18 @@ class Connection {
   struct Abandoned {
     uint32_t request_id;
     RecordType type;
+    uint32_t queue_role;  // kOpenQueue: the role asked for
   };
   std::vector<Abandoned> abandoned_;
-  std::vector<CloseRequest> late_opens_;  // endpoints opened for an abandoned request, to close
+  // Endpoints an abandoned open created after all, closed at the next call.
+  struct LateOpen {
+    RecordType opened;  // kOpenPublisher, kOpenSubscriber or kOpenQueue
+    uint32_t id;        // topic or queue id
+    uint32_t role;      // kOpenQueue: the queue role
+    uint32_t slot;
+    uint32_t generation;
+  };
+  std::vector<LateOpen> late_opens_;
 };
 
 }  // namespace shmbus::detail

@@ -148,6 +148,7 @@ Result<detail::QueueAttachment*> Server::response_queue(uint32_t id) {
   auto q = detail::QueueAttachment::open(connection_, "", {}, detail::kReplyWriter, id);
   if (!q) return q.status();
   // Clients come and go: keep the cache bounded, but never unmap a queue a response loan still points into.
+  // (loans_out's implicit seq_cst load: a count kept by this server's own thread, ordering nothing else.)
   if (responses_.size() > 256)
     std::erase_if(responses_, [](const auto& r) { return r.second->loans_out == 0; });
   return (responses_[id] = std::move(q).value()).get();

@@ -76,7 +76,7 @@ void SubscriberCore::detach() {
 }
 
 void SubscriberCore::maybe_reopen() {
-  if (sleeping || held > 0) return;
+  if (sleeping || held > 0 || orphan_held > 0) return;
   const auto now = std::chrono::steady_clock::now();
   if (now < next_reopen) return;
   next_reopen = now + kReopenRetry;
@@ -104,6 +104,7 @@ void SubscriberCore::refresh(uint32_t epoch) {
     const auto forget_held = [&] {
       if (f.present && f.reader.held() > 0) {
         held -= static_cast<uint32_t>(f.reader.held());
+        orphan_held += static_cast<uint32_t>(f.reader.held());
         // relaxed: a statistic for `stats`, single writer.
         stats->held.store(held, std::memory_order_relaxed);
       }
@@ -135,7 +136,8 @@ void SubscriberCore::refresh(uint32_t epoch) {
 
 bool SubscriberCore::follow_epoch(uint32_t epoch) {
   // relaxed: check_epoch's acquire load of the epoch already ordered it.
-  if (topic.header()->closed.load(std::memory_order_relaxed) == shm::kTopicReshaped && held == 0) {
+  if (topic.header()->closed.load(std::memory_order_relaxed) == shm::kTopicReshaped && held == 0 &&
+      orphan_held == 0) {
     if (sleeping) return false;  // after the sleep: the sleeper still uses this mapping
     const std::string name = topic.topic;
     detach();
@@ -180,8 +182,10 @@ Subscriber::~Subscriber() = default;
 
 Sample Subscriber::try_take() {
   detail::SubscriberCore& c = *core_;
-  // At the limit, follow a publisher change first: samples held from a ring freed since stop counting.
-  if (c.held >= c.options.max_held_samples && (c.check_epoch(), c.held >= c.options.max_held_samples))
+  // At the limit, follow a publisher change first: samples held from a ring freed since stop counting. Not
+  // from a drain callback: drain holds a reader that following would replace.
+  if (c.held >= c.options.max_held_samples &&
+      (c.draining || (c.check_epoch(), c.held >= c.options.max_held_samples)))
     return {};
   shm::SlotHeader* slot = nullptr;
   detail::RingFollower* f = c.find_ready(&slot);

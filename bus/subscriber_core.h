@@ -37,6 +37,9 @@ struct SubscriberCore {
   uint64_t taken = 0;
   uint64_t dropped = 0;
   uint32_t held = 0;
+  // Samples still held from rings freed or handed on since: they no longer count against max_held_samples,
+  // but they still point into this mapping, which must stay until they are released (no re-open).
+  uint32_t orphan_held = 0;
   // Inside a sleep (between enter_sleep and leave_sleep on the current topic): the mapping must not change.
   bool sleeping = false;
   // Inside a drain callback: a view points into the current mapping and a reader is mid-visit, so nothing
@@ -152,7 +155,10 @@ inline void SubscriberCore::count_taken(uint64_t count, uint64_t bytes) {
 inline void SubscriberCore::release(uint32_t ring, uint32_t generation, uint64_t position) {
   if (ring >= rings.size()) return;
   RingFollower& f = rings[ring];
-  if (!f.present || f.reader.generation() != generation) return;  // ring handed to a new publisher since
+  if (!f.present || f.reader.generation() != generation) {  // ring freed or handed to a new publisher since
+    if (orphan_held > 0) --orphan_held;
+    return;
+  }
   f.reader.release(position);
   --held;
   // relaxed: a statistic for `stats`, single writer.

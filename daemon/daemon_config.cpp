@@ -347,8 +347,8 @@ Result<DaemonConfig> parse_daemon_config(std::string_view text, std::string_view
 
 Result<DaemonConfig> load_daemon_config(const std::string& path) {
   std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec)) {
-    return Status{Errc::kInvalidArgument, "cannot read config file " + path + ": not a regular file"};
+  if (std::filesystem::is_directory(path, ec)) {
+    return Status{Errc::kInvalidArgument, "cannot read config file " + path + ": it is a directory"};
   }
   std::ifstream in(path);
   if (!in) return Status{Errc::kInvalidArgument, "cannot read config file " + path};

@@ -324,7 +324,8 @@ Result<QueueAttached> QueueRegistry::open(const std::string& name, const QueueSe
     QueueSettings s = requested;
     s.durable = false;
     const uint64_t bytes =
-        uint64_t{s.capacity.value_or(0)} * (uint64_t{s.max_message_size.value_or(0)} + 128);
+        uint64_t{s.capacity.value_or(config_.queue_defaults.capacity.value_or(256))} *
+        (uint64_t{s.max_message_size.value_or(config_.queue_defaults.max_message_size.value_or(4096))} + 128);
     if (bytes > kMaxReplyQueueBytes) {
       return Status{Errc::kInvalidArgument, "a response queue holds at most " +
                                                 std::to_string(kMaxReplyQueueBytes >> 20) +

@@ -191,8 +191,6 @@ TEST(WorkQueueTest, AttachRefusesAnInconsistentHeader) {
   EXPECT_FALSE(why.empty());
 }
 
-// Producers and consumers on threads; consumers reject about one in seven deliveries. Every message is
-// acked exactly once, and within one producer and one priority, first deliveries come in order.
 // Every process maps the queue writable. One that rewrites the geometry after the others attached (or an
 // entry's size) must not steer them out of the mapping: they keep the geometry attach() checked.
 TEST(WorkQueueTest, GeometryRewrittenAfterAttachIsNotFollowed) {
@@ -227,6 +225,8 @@ TEST(WorkQueueTest, GeometryRewrittenAfterAttachIsNotFollowed) {
   EXPECT_EQ(delivered, (std::set<uint64_t>{7, 8})) << "the expired delivery again, and the other";
 }
 
+// Producers and consumers on threads; consumers reject about one in seven deliveries. Every message is
+// acked exactly once, and within one producer and one priority, first deliveries come in order.
 TEST(WorkQueueTest, MultiThreadedStressEveryMessageAckedExactlyOnce) {
   TestQueue t({.capacity = 64, .max_message_size = 16, .max_deliveries = 1000});
   WorkQueue& q = *t.queue;
