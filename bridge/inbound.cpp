@@ -4,6 +4,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include <algorithm>
 #include <cassert>
 #include <cstring>
 
@@ -241,9 +242,21 @@ Publisher* Inbound::publisher_for(const Route& route) {
 }
 
 void Inbound::update_own_publishers() {
+  constexpr std::size_t kMaxRetired = 1024;
   std::vector<uint64_t> ids;
   for (const auto& [topic, p] : publishers_) ids.push_back(p.id());
-  shared_.own_publishers.set(std::move(ids));
+  for (uint64_t old : announced_ids_) {
+    const bool current = std::find(ids.begin(), ids.end(), old) != ids.end();
+    if (!current && std::find(retired_ids_.begin(), retired_ids_.end(), old) == retired_ids_.end()) {
+      retired_ids_.push_back(old);
+    }
+  }
+  if (retired_ids_.size() > kMaxRetired) {
+    retired_ids_.erase(retired_ids_.begin(), retired_ids_.end() - static_cast<std::ptrdiff_t>(kMaxRetired));
+  }
+  announced_ids_ = ids;
+  announced_ids_.insert(announced_ids_.end(), retired_ids_.begin(), retired_ids_.end());
+  shared_.own_publishers.set(announced_ids_);
 }
 
 void Inbound::lose_bus(const Status& why) {
@@ -255,6 +268,8 @@ void Inbound::lose_bus(const Status& why) {
   pending_.publisher = nullptr;
   publishers_.clear();
   publisher_retry_.clear();
+  retired_ids_.clear();  // the next daemon numbers its publishers afresh
+  announced_ids_.clear();
   update_own_publishers();
   stats_publisher_.reset();
   bus_.reset();

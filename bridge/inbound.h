@@ -99,6 +99,11 @@ class Inbound {
   std::string last_topic_frame_;
   Route* last_route_ = nullptr;
   std::unordered_map<std::string, Publisher> publishers_;  // by local topic
+  // Ids of publishers we had and let go (or that re-opened under a new id), still announced as ours: their
+  // messages may sit unread in the outbound side's rings, and sent from there they would go out again under
+  // our origin (duplicates downstream). Ids are unique per daemon: cleared when the daemon changes.
+  std::vector<uint64_t> retired_ids_;
+  std::vector<uint64_t> announced_ids_;  // current + retired, as last given to shared_.own_publishers
   std::unordered_map<std::string, std::chrono::steady_clock::time_point> publisher_retry_;
   std::set<std::string> subscribed_;  // wire topics subscribed upstream
   SequenceTracker tracker_;
