@@ -43,6 +43,14 @@ Inbound::Inbound(const BridgeConfig& config, const TopicMapper& mapper, InboundS
 
 Inbound::Route& Inbound::route_of(std::string_view wire) {
   if (auto it = routes_.find(wire); it != routes_.end()) return it->second;
+  if (routes_.size() >= kMaxRoutes) {
+    // Topic frames come from peers: a flood of distinct ones must not grow this cache without end. Unselected
+    // routes go first (they only count drops); if that is not enough, all (they are rebuilt on demand).
+    std::erase_if(routes_, [](const auto& r) { return !r.second.selected; });
+    if (routes_.size() >= kMaxRoutes / 2) routes_.clear();
+    last_topic_frame_.clear();  // last_route_ may point at an erased route: the next message looks again
+    last_route_ = nullptr;
+  }
   Route r;
   if (auto m = mapper_.wire_to_local(wire, Direction::kIn)) {
     r.selected = true;

@@ -47,6 +47,7 @@ class Inbound {
     uint64_t interest_version = ~0ull;       // RemoteInterest version relay_wanted was computed at
     bool relay_wanted = false;               // a peer subscribes to relay_topic
   };
+  static constexpr std::size_t kMaxRoutes = 8192;  // cached wire topics (see route_of)
   struct Hash {
     using is_transparent = void;
     std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }

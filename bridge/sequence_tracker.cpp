@@ -4,7 +4,15 @@ namespace shmbus::bridge {
 
 SequenceTracker::TopicState* SequenceTracker::stream(uint64_t origin, uint64_t epoch, std::string_view topic,
                                                      std::chrono::steady_clock::time_point now) {
-  Origin& o = origins_[origin];
+  auto [at, added] = origins_.try_emplace(origin);
+  if (added && origins_.size() > kMaxOrigins) {
+    auto quietest = origins_.end();
+    for (auto i = origins_.begin(); i != origins_.end(); ++i) {
+      if (i != at && (quietest == origins_.end() || i->second.heard < quietest->second.heard)) quietest = i;
+    }
+    origins_.erase(quietest);  // does not move `at`: map nodes stay where they are
+  }
+  Origin& o = at->second;
   if (epoch < o.epoch && now - o.heard < kEpochQuiet) return nullptr;
   o.heard = now;
   if (epoch != o.epoch) {
@@ -13,7 +21,10 @@ SequenceTracker::TopicState* SequenceTracker::stream(uint64_t origin, uint64_t e
     for (auto& [name, state] : o.topics) state.fresh = true;
   }
   auto it = o.topics.find(topic);
-  if (it == o.topics.end()) it = o.topics.emplace(std::string(topic), TopicState{}).first;
+  if (it == o.topics.end()) {
+    if (o.topics.size() >= kMaxTopicsPerOrigin) o.topics.clear();
+    it = o.topics.emplace(std::string(topic), TopicState{}).first;
+  }
   return &it->second;
 }
 

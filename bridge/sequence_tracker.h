@@ -37,6 +37,11 @@ class SequenceTracker {
   TopicState* stream(uint64_t origin, uint64_t epoch, std::string_view topic,
                      std::chrono::steady_clock::time_point now = std::chrono::steady_clock::now());
   static constexpr std::chrono::seconds kEpochQuiet{10};
+  // Origins and topics come from peers' frames: bounded, so that forged ones cannot grow memory without end.
+  // Past kMaxOrigins the origin heard from least recently is forgotten; past kMaxTopicsPerOrigin an origin's
+  // streams start afresh (their loss totals with them).
+  static constexpr std::size_t kMaxOrigins = 1024;
+  static constexpr std::size_t kMaxTopicsPerOrigin = 16384;
   // Classifies `sequence` within `s` (from stream()) and records it.
   static Outcome observe(TopicState& s, uint64_t sequence);
   // stream() and observe() in one call.

@@ -172,6 +172,30 @@ TEST(SequenceTrackerTest, AnOlderEpochIsARestartOnceTheNewerOneWentQuiet) {
   EXPECT_TRUE(again->fresh);
 }
 
+// Origins and topics come from peers' frames: forged ones cannot grow the tracker without end. Past the
+// limit the origin heard from least recently goes; the others keep their state.
+TEST(SequenceTrackerTest, OriginsAreBoundedTheQuietestGoesFirst) {
+  using std::chrono::seconds;
+  SequenceTracker t;
+  const auto t0 = std::chrono::steady_clock::now();
+  for (uint64_t origin = 1; origin <= SequenceTracker::kMaxOrigins; ++origin) {
+    (void)SequenceTracker::observe(*t.stream(origin, 1, "x", t0 + seconds(origin)), 5);
+  }
+  (void)t.stream(1, 1, "x", t0 + seconds(5000));  // origin 1 heard again: now 2 is the quietest
+  (void)t.stream(99999, 1, "x", t0 + seconds(5001));
+  std::size_t origins = 0;
+  bool has2 = false, has1 = false;
+  t.for_each([&](uint64_t origin, uint64_t, const std::string&, const SequenceTracker::TopicState&) {
+    ++origins;
+    has1 |= origin == 1;
+    has2 |= origin == 2;
+  });
+  EXPECT_EQ(origins, SequenceTracker::kMaxOrigins);
+  EXPECT_TRUE(has1);
+  EXPECT_FALSE(has2);
+  EXPECT_EQ(t.stream(3, 1, "x", t0 + seconds(5002))->last, 5u) << "the others keep their state";
+}
+
 // However many origins and topics pass, the statistics document fits its topic: the streams missing the most
 // are listed, all are counted.
 TEST(StatsDocumentTest, ManyStreamsListTheWorstAndFitTheTopic) {
