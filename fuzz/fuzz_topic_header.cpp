@@ -69,7 +69,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return 0;
   }
   if (g->segment_size > size) __builtin_trap();
-  // The daemon hands out a subscriber slot below max_subscribers (the client checks); pick one from the input.
+  // The daemon hands out a subscriber slot below max_subscribers (the client checks); pick one from the
+  // input.
   const uint32_t subscriber = topic_header(base)->topic_id % g->max_subscribers;
   for (uint32_t p = 0; p < g->max_publishers; ++p) read_ring(base, *g, p, subscriber);
   return 0;

@@ -52,7 +52,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view input(reinterpret_cast<const char*>(data), size);
   const std::size_t newline = input.find('\n');
   const std::string_view pattern = input.substr(0, newline);
-  const std::string_view topic = newline == std::string_view::npos ? std::string_view() : input.substr(newline + 1);
+  const std::string_view topic =
+      newline == std::string_view::npos ? std::string_view() : input.substr(newline + 1);
 
   const bool pattern_ok = shmbus::validate_topic_pattern(pattern).ok();
   const bool topic_ok = shmbus::validate_topic_name(topic).ok();

@@ -19,7 +19,9 @@ namespace {
 namespace ipc = boost::interprocess;
 
 // Up to 64 MiB of message slots per queue, between 4 and 1024 of them.
-size_t queue_depth_for(size_t message_bytes) { return std::clamp<size_t>((64u << 20) / message_bytes, 4, 1024); }
+size_t queue_depth_for(size_t message_bytes) {
+  return std::clamp<size_t>((64u << 20) / message_bytes, 4, 1024);
+}
 
 class BoostMqTransport {
  public:
@@ -58,11 +60,14 @@ class BoostMqPeer {
   // between creating the first and the second still removes the first.
   explicit BoostMqPeer(const bench::BenchOptions& options)
       : prefix_("shmbus-bench-mq-" + std::to_string(getpid())), message_bytes_(options.size) {
-    for (const char* direction : {"-a2b", "-b2a"}) bench::register_cleanup_path("/dev/shm/" + prefix_ + direction);
+    for (const char* direction : {"-a2b", "-b2a"})
+      bench::register_cleanup_path("/dev/shm/" + prefix_ + direction);
     remove_queues();
     const size_t depth = queue_depth_for(message_bytes_);
-    a_to_b_ = std::make_unique<ipc::message_queue>(ipc::create_only, (prefix_ + "-a2b").c_str(), depth, message_bytes_);
-    b_to_a_ = std::make_unique<ipc::message_queue>(ipc::create_only, (prefix_ + "-b2a").c_str(), depth, message_bytes_);
+    a_to_b_ = std::make_unique<ipc::message_queue>(ipc::create_only, (prefix_ + "-a2b").c_str(), depth,
+                                                   message_bytes_);
+    b_to_a_ = std::make_unique<ipc::message_queue>(ipc::create_only, (prefix_ + "-b2a").c_str(), depth,
+                                                   message_bytes_);
   }
   ~BoostMqPeer() { remove_queues(); }
 
@@ -85,4 +90,6 @@ class BoostMqPeer {
 
 }  // namespace
 
-int main(int argc, char** argv) { return bench::run_two_process_bench<BoostMqPeer>(argc, argv); }
+int main(int argc, char** argv) {
+  return bench::run_two_process_bench<BoostMqPeer>(argc, argv);
+}

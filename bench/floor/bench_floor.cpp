@@ -33,4 +33,6 @@ class FloorPeer {
 
 }  // namespace
 
-int main(int argc, char** argv) { return bench::run_two_process_bench<FloorPeer>(argc, argv); }
+int main(int argc, char** argv) {
+  return bench::run_two_process_bench<FloorPeer>(argc, argv);
+}

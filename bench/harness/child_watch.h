@@ -40,7 +40,8 @@ inline void on_child_event(int) {
   const int saved_errno = errno;
   siginfo_t info;
   std::memset(&info, 0, sizeof(info));
-  if (g_watched_child > 0 && waitid(P_PID, static_cast<id_t>(g_watched_child), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+  if (g_watched_child > 0 &&
+      waitid(P_PID, static_cast<id_t>(g_watched_child), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
       info.si_pid != 0 && !(info.si_code == CLD_EXITED && info.si_status == 0)) {
     write_stderr(g_program_name, ": the other process (side B) failed; stopping\n");
     abandon_run(1);

@@ -33,6 +33,8 @@ inline void unlink_registered_paths() {
 
 // Called in the child after fork: the parent alone owns the names, so that the child's exit
 // cannot remove them while the parent still uses them.
-inline void forget_cleanup_paths() { g_cleanup_path_count = 0; }
+inline void forget_cleanup_paths() {
+  g_cleanup_path_count = 0;
+}
 
 }  // namespace bench

@@ -16,26 +16,29 @@ enum class Mode {
   probe,       // bench-floor only: a short cache-line ping-pong to calibrate a row against
 };
 
-inline constexpr uint64_t kMinSize = 8;               // the sequence number travels in the payload
-inline constexpr uint64_t kMaxSize = 4ull << 20;      // largest size the run and RouDi pools cover
+inline constexpr uint64_t kMinSize = 8;           // the sequence number travels in the payload
+inline constexpr uint64_t kMaxSize = 4ull << 20;  // largest size the run and RouDi pools cover
 
 struct BenchOptions {
   Mode mode = Mode::round_trip;
-  uint64_t size = 64;          // payload bytes per message, kMinSize..kMaxSize
-  uint64_t count = 200000;     // measured round trips (rtt) or messages (stream)
-  uint64_t warmup = 10000;     // unmeasured ones before them; stream uses at least 1
-  int cpu_a = -1;              // CPU for the measuring process A; -1 = not pinned
-  int cpu_b = -1;              // CPU for the echo/receiving process B; -1 = not pinned
+  uint64_t size = 64;            // payload bytes per message, kMinSize..kMaxSize
+  uint64_t count = 200000;       // measured round trips (rtt) or messages (stream)
+  uint64_t warmup = 10000;       // unmeasured ones before them; stream uses at least 1
+  int cpu_a = -1;                // CPU for the measuring process A; -1 = not pinned
+  int cpu_b = -1;                // CPU for the echo/receiving process B; -1 = not pinned
   uint64_t probe_rounds = 2000;  // cache-line ping-pong rounds in the same process pair just
                                  // before and after the row (README trap 1); 0 = none
-  unsigned timeout_s = 600;    // watchdog: the whole run is killed and cleaned up after this
+  unsigned timeout_s = 600;      // watchdog: the whole run is killed and cleaned up after this
 };
 
 inline const char* mode_name(Mode mode) {
   switch (mode) {
-    case Mode::round_trip: return "rtt";
-    case Mode::stream: return "stream";
-    case Mode::probe: return "probe";
+    case Mode::round_trip:
+      return "rtt";
+    case Mode::stream:
+      return "stream";
+    case Mode::probe:
+      return "probe";
   }
   return "?";
 }
@@ -70,9 +73,12 @@ inline BenchOptions parse_options(int argc, char** argv, std::string_view progra
     if (flag == "--mode") {
       if (i + 1 >= argc) throw std::invalid_argument("--mode needs a value");
       std::string_view value = argv[++i];
-      if (value == "rtt") options.mode = Mode::round_trip;
-      else if (value == "stream") options.mode = Mode::stream;
-      else throw std::invalid_argument("--mode must be rtt or stream, not " + std::string(value));
+      if (value == "rtt")
+        options.mode = Mode::round_trip;
+      else if (value == "stream")
+        options.mode = Mode::stream;
+      else
+        throw std::invalid_argument("--mode must be rtt or stream, not " + std::string(value));
     } else if (flag == "--size") {
       options.size = number(i, flag);
     } else if (flag == "--count") {

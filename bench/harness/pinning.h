@@ -21,7 +21,8 @@ inline void pin_to_cpu(int cpu) {
   CPU_ZERO(&set);
   CPU_SET(cpu, &set);
   if (sched_setaffinity(0, sizeof(set), &set) != 0)
-    throw std::system_error(errno, std::generic_category(), "sched_setaffinity(cpu " + std::to_string(cpu) + ")");
+    throw std::system_error(errno, std::generic_category(),
+                            "sched_setaffinity(cpu " + std::to_string(cpu) + ")");
 }
 
 }  // namespace bench

@@ -15,10 +15,10 @@ enum class Side { a, b };  // a = parent, measuring; b = child, echoing or recei
 
 // Lives in a SharedRegion made before fork. Each field has a single writer.
 struct ControlBlock {
-  PingPongLines probe_before;    // fresh lines per probe: sequences on a line must not repeat
+  PingPongLines probe_before;  // fresh lines per probe: sequences on a line must not repeat
   PingPongLines probe_after;
-  PaddedCounter a_arrivals;      // written by A: barriers A has reached
-  PaddedCounter b_arrivals;      // written by B
+  PaddedCounter a_arrivals;         // written by A: barriers A has reached
+  PaddedCounter b_arrivals;         // written by B
   PaddedCounter stream_elapsed_ns;  // written by B before its last barrier, read by A after it
 };
 static_assert(offsetof(ControlBlock, a_arrivals) == 4 * kCacheLine, "layout: one counter per line");

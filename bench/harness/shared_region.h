@@ -18,7 +18,8 @@ class SharedRegion {
   explicit SharedRegion(size_t bytes) : size_(bytes) {
     void* p = mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
     if (p == MAP_FAILED)
-      throw std::system_error(errno, std::generic_category(), "mmap " + std::to_string(bytes) + " shared bytes");
+      throw std::system_error(errno, std::generic_category(),
+                              "mmap " + std::to_string(bytes) + " shared bytes");
     data_ = p;
   }
   ~SharedRegion() { munmap(data_, size_); }

@@ -84,15 +84,20 @@ RowResult run_side(Peer& peer, ControlBlock& control, const BenchOptions& option
     echo_round_trips(transport, options.warmup, options.count);
   }
   rendezvous(control, side);  // B has every message: A may now close its end
-  if (side == Side::a) result.stream_elapsed_ns = control.stream_elapsed_ns.value.load(std::memory_order_relaxed);
+  if (side == Side::a)
+    result.stream_elapsed_ns = control.stream_elapsed_ns.value.load(std::memory_order_relaxed);
   result.probe_after_ns = probe_floor(control.probe_after, side, options.probe_rounds);
   rendezvous(control, side);
   return result;
 }
 
-inline void print_row(const char* peer, bool copies_payload, const BenchOptions& options, const RowResult& row) {
+inline void print_row(const char* peer, bool copies_payload, const BenchOptions& options,
+                      const RowResult& row) {
   JsonLine line;
-  line.add("peer", peer).add("mode", mode_name(options.mode)).add("size", options.size).add("count", options.count);
+  line.add("peer", peer)
+      .add("mode", mode_name(options.mode))
+      .add("size", options.size)
+      .add("count", options.count);
   if (options.mode == Mode::stream) {
     const double seconds = static_cast<double>(std::max<uint64_t>(row.stream_elapsed_ns, 1)) / 1e9;
     const double messages_per_s = static_cast<double>(options.count) / seconds;
@@ -130,7 +135,8 @@ constexpr bool copies_payload() {
 // 0.001..1), for the CDF plot of the report (bench/run_comparison.sh). A write failure only warns.
 inline void write_cdf(const char* peer, const BenchOptions& options, const RowResult& row) {
   const char* dir = std::getenv("BENCH_CDF_DIR");
-  if (dir == nullptr || *dir == '\0' || options.mode != Mode::round_trip || row.round_trips_ns.empty()) return;
+  if (dir == nullptr || *dir == '\0' || options.mode != Mode::round_trip || row.round_trips_ns.empty())
+    return;
   std::vector<uint64_t> sorted = row.round_trips_ns;
   std::sort(sorted.begin(), sorted.end());
   const std::string path = std::string(dir) + "/" + peer + "-rtt-" + std::to_string(options.size) + ".cdf";
@@ -140,7 +146,8 @@ inline void write_cdf(const char* peer, const BenchOptions& options, const RowRe
     return;
   }
   for (unsigned per_mille = 1; per_mille <= 1000; ++per_mille)
-    std::fprintf(f, "%llu %.3f\n", static_cast<unsigned long long>(nearest_rank(sorted, per_mille)), per_mille / 1000.0);
+    std::fprintf(f, "%llu %.3f\n", static_cast<unsigned long long>(nearest_rank(sorted, per_mille)),
+                 per_mille / 1000.0);
   std::fclose(f);
 }
 
@@ -198,7 +205,8 @@ int run_two_process_bench(int argc, char** argv) {
     return 2;
   }
   if (options.mode == Mode::stream && !Peer::kSupportsStream) {
-    std::fprintf(stderr, "%s: --mode stream does not apply to this peer (round trips only)\n", program.c_str());
+    std::fprintf(stderr, "%s: --mode stream does not apply to this peer (round trips only)\n",
+                 program.c_str());
     return 2;
   }
   if constexpr (requires { Peer::kFixedMessageSize; }) options.size = Peer::kFixedMessageSize;

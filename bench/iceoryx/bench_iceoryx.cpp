@@ -33,7 +33,8 @@ constexpr auto kConnectTimeout = std::chrono::seconds(10);
 // Without RouDi, initRuntime waits a minute and then terminates the process: check first,
 // so a missing daemon is a one-line error. RouDi listens on a datagram Unix socket.
 bool roudi_is_running() {
-  const std::string path = std::string(iox::platform::IOX_UDS_SOCKET_PATH_PREFIX) + iox::roudi::IPC_CHANNEL_ROUDI_NAME;
+  const std::string path =
+      std::string(iox::platform::IOX_UDS_SOCKET_PATH_PREFIX) + iox::roudi::IPC_CHANNEL_ROUDI_NAME;
   sockaddr_un address{};
   address.sun_family = AF_UNIX;
   std::strncpy(address.sun_path, path.c_str(), sizeof(address.sun_path) - 1);
@@ -44,7 +45,9 @@ bool roudi_is_running() {
   return connected;
 }
 
-iox::capro::IdString_t id(const std::string& text) { return iox::capro::IdString_t(iox::cxx::TruncateToCapacity, text); }
+iox::capro::IdString_t id(const std::string& text) {
+  return iox::capro::IdString_t(iox::cxx::TruncateToCapacity, text);
+}
 
 // At most ~16 MiB of chunks queued per subscriber, within iceoryx's limit of 256; the RouDi
 // config's pool counts are sized from this rule.
@@ -71,7 +74,8 @@ iox::popo::SubscriberOptions subscriber_options(uint64_t message_bytes) {
 struct RuntimeRegistration {
   explicit RuntimeRegistration(const std::string& name) {
     // The library logs at debug level by default; keep stderr for what went wrong.
-    iox::log::LogManager::GetLogManager().SetDefaultLogLevel(iox::log::LogLevel::kWarn, iox::log::LogLevelOutput::kHideLogLevel);
+    iox::log::LogManager::GetLogManager().SetDefaultLogLevel(iox::log::LogLevel::kWarn,
+                                                             iox::log::LogLevelOutput::kHideLogLevel);
     iox::runtime::PoshRuntime::initRuntime(iox::RuntimeName_t(iox::cxx::TruncateToCapacity, name));
   }
 };
@@ -81,7 +85,8 @@ class IceoryxTransport {
   // `instance` is unique to the run (A's pid), so concurrent runs never see each other.
   IceoryxTransport(const std::string& instance, bench::Side side, uint64_t message_bytes)
       : runtime_("shmbus-bench-" + instance + (side == bench::Side::a ? "-a" : "-b")),
-        publisher_({id("shmbus-bench"), id(instance), id(side == bench::Side::a ? "a2b" : "b2a")}, publisher_options()),
+        publisher_({id("shmbus-bench"), id(instance), id(side == bench::Side::a ? "a2b" : "b2a")},
+                   publisher_options()),
         subscriber_({id("shmbus-bench"), id(instance), id(side == bench::Side::a ? "b2a" : "a2b")},
                     subscriber_options(message_bytes)),
         message_bytes_(static_cast<uint32_t>(message_bytes)) {
@@ -93,8 +98,9 @@ class IceoryxTransport {
   void send(uint64_t seq) {
     auto loaned = publisher_.loan(message_bytes_, alignof(uint64_t));
     if (loaned.has_error())
-      throw std::runtime_error(std::string("iceoryx loan of ") + std::to_string(message_bytes_) + " bytes failed: " +
-                               iox::popo::asStringLiteral(loaned.get_error()) + " (mempools in roudi_config.toml?)");
+      throw std::runtime_error(std::string("iceoryx loan of ") + std::to_string(message_bytes_) +
+                               " bytes failed: " + iox::popo::asStringLiteral(loaned.get_error()) +
+                               " (mempools in roudi_config.toml?)");
     void* chunk = loaned.value();
     std::memcpy(chunk, &seq, sizeof(seq));
     publisher_.publish(chunk);
@@ -110,7 +116,8 @@ class IceoryxTransport {
         return seq;
       }
       if (taken.get_error() != iox::popo::ChunkReceiveResult::NO_CHUNK_AVAILABLE)
-        throw std::runtime_error(std::string("iceoryx take failed: ") + iox::popo::asStringLiteral(taken.get_error()));
+        throw std::runtime_error(std::string("iceoryx take failed: ") +
+                                 iox::popo::asStringLiteral(taken.get_error()));
     }
   }
 
@@ -119,7 +126,8 @@ class IceoryxTransport {
   // our subscription and a subscriber on our topic before the first message.
   void wait_until_connected() {
     const auto deadline = std::chrono::steady_clock::now() + kConnectTimeout;
-    while (subscriber_.getSubscriptionState() != iox::SubscribeState::SUBSCRIBED || !publisher_.hasSubscribers()) {
+    while (subscriber_.getSubscriptionState() != iox::SubscribeState::SUBSCRIBED ||
+           !publisher_.hasSubscribers()) {
       if (std::chrono::steady_clock::now() > deadline)
         throw std::runtime_error("iceoryx publisher and subscriber did not connect within 10 s");
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
@@ -141,7 +149,8 @@ class IceoryxPeer {
   explicit IceoryxPeer(const bench::BenchOptions& options)
       : instance_(std::to_string(getpid())), message_bytes_(options.size) {
     if (!roudi_is_running())
-      throw std::runtime_error("iox-roudi is not running (start it with bench/roudi_config.toml, or use run_peers.sh)");
+      throw std::runtime_error(
+          "iox-roudi is not running (start it with bench/roudi_config.toml, or use run_peers.sh)");
   }
 
   IceoryxTransport open(bench::Side side) { return IceoryxTransport(instance_, side, message_bytes_); }
@@ -153,4 +162,6 @@ class IceoryxPeer {
 
 }  // namespace
 
-int main(int argc, char** argv) { return bench::run_two_process_bench<IceoryxPeer>(argc, argv); }
+int main(int argc, char** argv) {
+  return bench::run_two_process_bench<IceoryxPeer>(argc, argv);
+}

@@ -38,12 +38,14 @@ struct PrivateRing {
   TopicGeometry g;
   PrivateRing(uint32_t message_size, bool lossless, uint32_t readers) {
     static std::atomic<int> counter{0};
-    const std::string name = "/shmbus-bench-micro." + std::to_string(getpid()) + "." + std::to_string(counter++);
+    const std::string name =
+        "/shmbus-bench-micro." + std::to_string(getpid()) + "." + std::to_string(counter++);
     g = *compute_topic_geometry(message_size, kDepth, 1, 1, nullptr);
     segment = Segment::create(name, g.segment_size, 0600);
     Segment::remove(name);
     std::memset(segment.data(), 0, segment.size());
-    initialize_topic_segment(segment.data(), g, 1, lossless ? kPolicyLossless : kPolicyLossy, 0, "bench/micro", 0);
+    initialize_topic_segment(segment.data(), g, 1, lossless ? kPolicyLossless : kPolicyLossy, 0,
+                             "bench/micro", 0);
     publisher_slot(segment.data(), g, 0)->generation.store(1);
     publisher_slot(segment.data(), g, 0)->state.store(kSlotActive);
     for (uint32_t s = 0; s < readers; ++s) cursor(segment.data(), g, 0, s)->value.store(make_cursor(1, 0));

@@ -62,7 +62,8 @@ class UdsTransport {
   ~UdsTransport() {
     if (fd_ >= 0) close(fd_);
   }
-  UdsTransport(UdsTransport&& other) noexcept : fd_(other.fd_), out_(std::move(other.out_)), in_(std::move(other.in_)) {
+  UdsTransport(UdsTransport&& other) noexcept
+      : fd_(other.fd_), out_(std::move(other.out_)), in_(std::move(other.in_)) {
     other.fd_ = -1;
   }
 
@@ -122,4 +123,6 @@ class UdsPeer {
 
 }  // namespace
 
-int main(int argc, char** argv) { return bench::run_two_process_bench<UdsPeer>(argc, argv); }
+int main(int argc, char** argv) {
+  return bench::run_two_process_bench<UdsPeer>(argc, argv);
+}

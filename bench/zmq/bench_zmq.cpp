@@ -25,7 +25,7 @@ class ZmqTransport {
   ZmqTransport(const std::string& endpoint, bench::Side side, bench::Mode mode, size_t message_bytes)
       : context_(1), out_(message_bytes), in_(message_bytes) {
     const bool streaming = mode == bench::Mode::stream;
-    const zmq::socket_type type = !streaming ? zmq::socket_type::pair
+    const zmq::socket_type type = !streaming               ? zmq::socket_type::pair
                                   : side == bench::Side::a ? zmq::socket_type::push
                                                            : zmq::socket_type::pull;
     socket_ = zmq::socket_t(context_, type);
@@ -49,11 +49,12 @@ class ZmqTransport {
   }
 
   uint64_t receive() {
-    const zmq::recv_buffer_result_t got = socket_.recv(zmq::buffer(in_.data(), in_.size()), zmq::recv_flags::none);
+    const zmq::recv_buffer_result_t got =
+        socket_.recv(zmq::buffer(in_.data(), in_.size()), zmq::recv_flags::none);
     if (!got) throw std::runtime_error("zmq recv would block");
     if (got->untruncated_size != in_.size())
-      throw std::runtime_error("zmq message of " + std::to_string(got->untruncated_size) + " bytes, expected " +
-                               std::to_string(in_.size()));
+      throw std::runtime_error("zmq message of " + std::to_string(got->untruncated_size) +
+                               " bytes, expected " + std::to_string(in_.size()));
     return in_.sequence();
   }
 
@@ -77,7 +78,9 @@ class ZmqPeer {
   }
   ~ZmqPeer() { unlink(path_.c_str()); }
 
-  ZmqTransport open(bench::Side side) { return ZmqTransport("ipc://" + path_, side, options_.mode, options_.size); }
+  ZmqTransport open(bench::Side side) {
+    return ZmqTransport("ipc://" + path_, side, options_.mode, options_.size);
+  }
 
  private:
   std::string path_;
@@ -86,4 +89,6 @@ class ZmqPeer {
 
 }  // namespace
 
-int main(int argc, char** argv) { return bench::run_two_process_bench<ZmqPeer>(argc, argv); }
+int main(int argc, char** argv) {
+  return bench::run_two_process_bench<ZmqPeer>(argc, argv);
+}
