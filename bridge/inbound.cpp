@@ -250,20 +250,24 @@ Publisher* Inbound::publisher_for(const Route& route) {
 }
 
 void Inbound::update_own_publishers() {
-  constexpr std::size_t kMaxRetired = 1024;
+  constexpr std::size_t kMaxRetired = 256;
+  const auto now = Clock::now();
   std::vector<uint64_t> ids;
   for (const auto& [topic, p] : publishers_) ids.push_back(p.id());
+  auto retired = [&](uint64_t id) {
+    return std::any_of(retired_ids_.begin(), retired_ids_.end(),
+                       [&](const auto& r) { return r.first == id; });
+  };
   for (uint64_t old : announced_ids_) {
-    const bool current = std::find(ids.begin(), ids.end(), old) != ids.end();
-    if (!current && std::find(retired_ids_.begin(), retired_ids_.end(), old) == retired_ids_.end()) {
-      retired_ids_.push_back(old);
-    }
+    if (std::find(ids.begin(), ids.end(), old) == ids.end() && !retired(old))
+      retired_ids_.emplace_back(old, now);
   }
+  std::erase_if(retired_ids_, [&](const auto& r) { return now - r.second > kRetiredFor; });
   if (retired_ids_.size() > kMaxRetired) {
     retired_ids_.erase(retired_ids_.begin(), retired_ids_.end() - static_cast<std::ptrdiff_t>(kMaxRetired));
   }
   announced_ids_ = ids;
-  announced_ids_.insert(announced_ids_.end(), retired_ids_.begin(), retired_ids_.end());
+  for (const auto& r : retired_ids_) announced_ids_.push_back(r.first);
   shared_.own_publishers.set(announced_ids_);
 }
 
@@ -350,6 +354,9 @@ void Inbound::discover() {
     spdlog::info("inbound: unsubscribing from {}: no local subscriber left", *it);
     it = subscribed_.erase(it);
   }
+  // Retired ids expire (update_own_publishers drops them kRetiredFor after they were let go).
+  if (!retired_ids_.empty() && Clock::now() - retired_ids_.front().second > kRetiredFor)
+    update_own_publishers();
   // A publisher of ours keeps its topic alive in the daemon: let go once nobody here listens.
   bool changed = false;
   for (auto it = publishers_.begin(); it != publishers_.end();) {

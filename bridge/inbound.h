@@ -95,15 +95,17 @@ class Inbound {
   std::optional<Bus> bus_;
   int64_t daemon_pid_ = 0;  // of the daemon bus_ talks to, from its statistics (0: not known yet)
   std::chrono::steady_clock::time_point next_connect_{};
-  std::unordered_map<std::string, Route, Hash, std::equal_to<>> routes_;  // never erased: stable addresses
+  std::unordered_map<std::string, Route, Hash, std::equal_to<>> routes_;  // bounded: see route_of
   // The last topic frame seen and its route: a stream of one topic skips the parse and the lookup.
   std::string last_topic_frame_;
   Route* last_route_ = nullptr;
   std::unordered_map<std::string, Publisher> publishers_;  // by local topic
-  // Ids of publishers we had and let go (or that re-opened under a new id), still announced as ours: their
-  // messages may sit unread in the outbound side's rings, and sent from there they would go out again under
-  // our origin (duplicates downstream). Ids are unique per daemon: cleared when the daemon changes.
-  std::vector<uint64_t> retired_ids_;
+  // Ids of publishers we had and let go (or that re-opened under a new id), still announced as ours for
+  // kRetiredFor: their messages may sit unread in the outbound side's rings, and sent from there they would
+  // go out again under our origin (duplicates downstream). Ids are unique per daemon: cleared when it
+  // changes.
+  static constexpr std::chrono::seconds kRetiredFor{30};
+  std::vector<std::pair<uint64_t, std::chrono::steady_clock::time_point>> retired_ids_;  // oldest first
   std::vector<uint64_t> announced_ids_;  // current + retired, as last given to shared_.own_publishers
   std::unordered_map<std::string, std::chrono::steady_clock::time_point> publisher_retry_;
   std::set<std::string> subscribed_;  // wire topics subscribed upstream

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 #include <zmq.h>
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 
@@ -113,11 +114,11 @@ void Outbound::handle_subscriptions() {
 }
 
 bool Outbound::own(uint64_t publisher_id) {
-  if (shared_.own_publishers.changed(own_version_)) own_version_ = shared_.own_publishers.snapshot(&own_ids_);
-  for (uint64_t id : own_ids_) {
-    if (id == publisher_id) return true;
+  if (shared_.own_publishers.changed(own_version_)) {
+    own_version_ = shared_.own_publishers.snapshot(&own_ids_);
+    std::sort(own_ids_.begin(), own_ids_.end());  // searched per message: a few hundred ids, retired ones too
   }
-  return false;
+  return std::binary_search(own_ids_.begin(), own_ids_.end(), publisher_id);
 }
 
 bool Outbound::send(const std::string& frame, ZmqMessage& batch, std::size_t records) {

@@ -32,8 +32,8 @@ class SequenceTracker {
 
   // The stream of (origin, topic) for a message of `epoch`, created on first sight; nullptr when `epoch` is
   // older than the origin's (stale). A newer epoch starts the origin's streams afresh. The pointer stays
-  // valid as long as the tracker (map nodes do not move). One lookup serves a whole batch: its records share
-  // origin, epoch and topic.
+  // valid until the next call (which may forget streams: kMaxOrigins, kMaxTopicsPerOrigin). One lookup serves
+  // a whole batch: its records share origin, epoch and topic.
   TopicState* stream(uint64_t origin, uint64_t epoch, std::string_view topic,
                      std::chrono::steady_clock::time_point now = std::chrono::steady_clock::now());
   static constexpr std::chrono::seconds kEpochQuiet{10};

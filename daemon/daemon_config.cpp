@@ -5,7 +5,6 @@
 #include <bit>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 
 #include "shm/topic_segment_layout.h"
 #include "shmbus/topic_pattern.h"
@@ -352,10 +351,16 @@ Result<DaemonConfig> load_daemon_config(const std::string& path) {
   }
   std::ifstream in(path);
   if (!in) return Status{Errc::kInvalidArgument, "cannot read config file " + path};
-  std::stringstream text;
-  text << in.rdbuf();
+  // Read up to a bound: a FIFO (-c <(...)) is fine, /dev/zero must not be read for ever.
+  constexpr std::size_t kMaxConfigBytes = 1 << 20;
+  std::string text(kMaxConfigBytes + 1, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
   if (in.bad()) return Status{Errc::kInvalidArgument, "cannot read config file " + path};
-  return parse_daemon_config(text.str(), path);
+  text.resize(static_cast<std::size_t>(in.gcount()));
+  if (text.size() > kMaxConfigBytes) {
+    return Status{Errc::kInvalidArgument, "config file " + path + " is larger than 1 MiB"};
+  }
+  return parse_daemon_config(text, path);
 }
 
 }  // namespace shmbus::daemon
