@@ -150,8 +150,14 @@ Status Connection::call(void* request, std::size_t size, Reply* reply, int* fd) 
 }
 
 Status Connection::call_locked(void* request, std::size_t size, Reply* reply, int* fd) {
-  if (fd) *fd = -1;
   close_late_opens_locked();
+  const Status s = exchange_locked(request, size, reply, fd);
+  close_late_opens_locked();  // late answers skipped while waiting for this one: their endpoints go at once
+  return s;
+}
+
+Status Connection::exchange_locked(void* request, std::size_t size, Reply* reply, int* fd) {
+  if (fd) *fd = -1;
   if (Status s = send_locked(request, size); !s.ok()) return s;
   const auto* sent = static_cast<const RecordHeader*>(request);
   const uint32_t id = sent->request_id;

@@ -51,14 +51,17 @@ class Connection {
   static Result<int> connect_and_greet(const std::string& socket_path, const std::string& name,
                                        std::chrono::milliseconds timeout, uint64_t* participant_id);
   Status send_locked(void* request, std::size_t size);
+  // exchange_locked, with the endpoints late answers created closed before and after.
   Status call_locked(void* request, std::size_t size, Reply* reply, int* fd);
+  // Sends `request` and receives its answer, skipping late answers to abandoned requests.
+  Status exchange_locked(void* request, std::size_t size, Reply* reply, int* fd);
   // Remembers a request whose caller stopped waiting for its answer (`request`: the record sent).
   void abandon(const void* request);
   // Receives the next record into `buffer`, skipping those that answer abandoned requests (late_reply).
   // Returns its size, or -1 with errno (ETIMEDOUT after `timeout`), or 0 when the daemon closed the socket.
   ssize_t receive_locked(void* buffer, std::size_t capacity, int* fd);
   // A record answering an abandoned request: true if it was one (consumed; fds closed; a late successful open
-  // of a topic or queue queued for closing at the next call).
+  // of a topic or queue queued for closing once the current exchange ends).
   bool late_reply(const void* record, std::size_t size, int* fd);
   // Closes the endpoints that abandoned opens created after all (their owners gave up on them).
   void close_late_opens_locked();
@@ -87,7 +90,7 @@ class Connection {
     uint32_t queue_role;  // kOpenQueue: the role asked for
   };
   std::vector<Abandoned> abandoned_;
-  // Endpoints an abandoned open created after all, closed at the next call.
+  // Endpoints an abandoned open created after all, closed as soon as the call that met their answer ends.
   struct LateOpen {
     RecordType opened;  // kOpenPublisher, kOpenSubscriber or kOpenQueue
     uint32_t id;        // topic or queue id

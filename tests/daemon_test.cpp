@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "shm/segment.h"
+#include "shmbus/work_queue.h"
 #include "support/peer_output.h"
 #include "support/test_daemon.h"
 
@@ -240,6 +241,34 @@ TEST(DaemonTest, AnEndpointClosedFirstAfterADaemonRestartIsClosedNotOrphaned) {
     std::this_thread::sleep_for(20ms);
   } while (std::chrono::steady_clock::now() < deadline);
   EXPECT_EQ(subscribers, 0) << "the closed subscriber is still held by the new daemon";
+}
+
+// The same for a work queue opened late: the producer endpoint that the timed-out open created after all is
+// closed with the next call, and the queue nobody uses is gone.
+TEST(DaemonTest, ALateQueueOpenIsClosedAtTheNextCall) {
+  TestDaemon daemon;
+  BusOptions o;
+  o.name = "impatient";
+  o.control_timeout = 2s;
+  auto bus = Bus::connect(o);
+  ASSERT_TRUE(bus.ok()) << bus.status().to_string();
+  ASSERT_EQ(kill(daemon.pid(), SIGSTOP), 0);
+  auto late = bus->queue_producer("late/queue");
+  ASSERT_EQ(kill(daemon.pid(), SIGCONT), 0);
+  EXPECT_EQ(late.status().code(), Errc::kTimeout) << late.status().to_string();
+  auto other =
+      bus->publisher("late/other");  // the next call: it meets the late answer and closes its producer
+  ASSERT_TRUE(other.ok()) << other.status().to_string();
+  int64_t endpoints = -1;
+  const auto stats = stats_of(daemon);
+  if (const toml::array* queues = stats["queue"].as_array()) {
+    endpoints = 0;
+    for (const toml::node& q : *queues) {
+      const toml::node_view<const toml::node> v{q};
+      if (v["name"].value<std::string>() == "late/queue") endpoints += v["endpoints"].value_or<int64_t>(0);
+    }
+  }
+  EXPECT_EQ(endpoints, 0) << "the late producer still holds the queue";
 }
 
 TEST(DaemonTest, RestartAfterKill9RemovesWhatDeadProcessesLeft) {

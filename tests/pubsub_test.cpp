@@ -291,6 +291,46 @@ TEST(PubSubTest, SamplesHeldFromAFreedRingStopCountingAgainstTheLimit) {
   EXPECT_EQ(text_of(m), "new");
 }
 
+// A sample kept from a ring freed since still points into the topic's mapping: a re-open (here after a
+// daemon restart closed the topic) waits until it is released, so the sample stays readable; then the
+// subscriber re-opens and receives again. (Re-opening at once unmapped it under the sample: SIGSEGV.)
+TEST(PubSubTest, ASampleOfAFreedRingStaysReadableAcrossADaemonRestart) {
+  TestDaemon daemon("dead_ring_grace_s = 0.1\n");
+  Bus bus = daemon.connect();
+  auto sub = bus.subscriber("held/restart", {.max_held_samples = 2});
+  ASSERT_TRUE(sub.ok()) << sub.status().to_string();
+  Sample kept;
+  {
+    auto pub = bus.publisher("held/restart");
+    ASSERT_TRUE(pub.ok());
+    ASSERT_TRUE(publish_text(*pub, "old").ok());
+    kept = sub->take(5s);
+    ASSERT_TRUE(kept);
+  }                                // the publisher leaves; its ring is freed after the grace period
+  for (int i = 0; i < 100; ++i) {  // the subscriber follows the freed ring: the sample is now an orphan
+    (void)sub->try_take();
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_EQ(daemon.stop(SIGTERM), 0);  // closes the topic
+  ASSERT_TRUE(daemon.start());
+  for (int i = 0; i < 20; ++i) {  // each would re-open, and unmap, were the sample not counted
+    (void)sub->try_take();
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_EQ(text_of(kept), "old");
+  kept = Sample();  // released: the subscriber may re-open now
+  auto pub = bus.publisher("held/restart");
+  ASSERT_TRUE(pub.ok()) << pub.status().to_string();
+  Sample m;
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (!m && std::chrono::steady_clock::now() < deadline) {
+    (void)publish_text(*pub, "new");
+    m = sub->take(20ms);
+  }
+  ASSERT_TRUE(m) << "the subscriber did not re-open after the sample was released";
+  EXPECT_EQ(text_of(m), "new");
+}
+
 TEST(PubSubTest, BlockingTakeWakesOnPublish) {
   TestDaemon daemon;
   Bus bus = daemon.connect();

@@ -196,6 +196,18 @@ TEST(SequenceTrackerTest, OriginsAreBoundedTheQuietestGoesFirst) {
   EXPECT_EQ(t.stream(3, 1, "x", t0 + seconds(5002))->last, 5u) << "the others keep their state";
 }
 
+// Past kMaxTopicsPerOrigin an origin's streams start afresh instead of growing without end.
+TEST(SequenceTrackerTest, TopicsPerOriginAreBounded) {
+  SequenceTracker t;
+  for (std::size_t i = 0; i <= SequenceTracker::kMaxTopicsPerOrigin; ++i) {
+    (void)SequenceTracker::observe(*t.stream(1, 1, "t/" + std::to_string(i)), 3);
+  }
+  std::size_t streams = 0;
+  t.for_each([&](uint64_t, uint64_t, const std::string&, const SequenceTracker::TopicState&) { ++streams; });
+  EXPECT_EQ(streams, 1u) << "cleared at the limit, then the new one";
+  EXPECT_TRUE(t.stream(1, 1, "t/0")->fresh) << "an earlier stream starts afresh";
+}
+
 // However many origins and topics pass, the statistics document fits its topic: the streams missing the most
 // are listed, all are counted.
 TEST(StatsDocumentTest, ManyStreamsListTheWorstAndFitTheTopic) {
