@@ -26,6 +26,7 @@ high_water_mark = 10000              # batches (1-256 messages, <= 64 KiB) queue
 lossless = false                     # true: wait for slow peers (send_timeout_ms) instead of dropping
 discovery_interval_ms = 50           # how often local subscribers are looked up
 stats_interval_ms = 1000
+idle_spin_us = 0                     # busy-poll this long before sleeping (lower latency, a core per thread)
 
 [security]                           # CURVE encryption; leave out only on trusted links
 secret_key = "keys/site-a.key"       # from: shmbus-bridge --generate-keys keys/site-a
@@ -230,7 +231,7 @@ class Parser {
       if (auto s =
               only_keys(*t, "network",
                         {"bind", "high_water_mark", "lossless", "send_timeout_ms", "discovery_interval_ms",
-                         "stats_interval_ms", "full_timeout_ms", "max_hops", "relay"});
+                         "stats_interval_ms", "full_timeout_ms", "max_hops", "relay", "idle_spin_us"});
           !s.ok()) {
         return s;
       }
@@ -255,6 +256,9 @@ class Parser {
       if (auto s = get_ms(*t, "discovery_interval_ms", &c.discovery_interval); !s.ok()) return s;
       if (auto s = get_ms(*t, "stats_interval_ms", &c.stats_interval); !s.ok()) return s;
       if (auto s = get_ms(*t, "full_timeout_ms", &c.full_timeout); !s.ok()) return s;
+      v = c.idle_spin.count();
+      if (auto s = get_int(*t, "idle_spin_us", 0, 1000000, &v); !s.ok()) return s;
+      c.idle_spin = std::chrono::microseconds(v);
     }
     if (const toml::node* n = doc.get("security")) {
       const toml::table* t = n->as_table();

@@ -59,6 +59,11 @@ struct BridgeConfig {
   std::chrono::milliseconds full_timeout{1000};      // wait on a full lossless local topic before dropping
   int max_hops = 8;   // a message that crossed more bridges is dropped (a guard, loops are cut before)
   bool relay = true;  // re-offer what arrives from one peer to the others (multi-hop topologies)
+  // How long the outbound and inbound threads busy-poll for the next message before they sleep. 0: sleep at
+  // once (the default: a spinning thread takes a core from the processes it serves). A spin longer than the
+  // gap between messages keeps the path awake: on a VM, each wake-up of a sleeping thread costs tens of
+  // microseconds, two of them per message on the bridges' path (bridge/README.md, Performance).
+  std::chrono::microseconds idle_spin{0};
 
   // [security]: CURVE on when secret_key_file is set.
   bool curve = false;

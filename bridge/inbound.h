@@ -4,11 +4,14 @@
 // the bridge's statistics. Owns the XSUB socket and the monitor sockets while it runs.
 #pragma once
 
+#include <zmq.h>
+
 #include <chrono>
 #include <functional>
 #include <map>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -67,6 +70,9 @@ class Inbound {
     std::vector<std::span<const std::byte>> spans;  // scratch for publish_batch
   };
 
+  // zmq_poll over `items` for up to `timeout`; busy-polls instead while within config_.idle_spin of the
+  // last time something was ready.
+  int poll(std::span<zmq_pollitem_t> items, std::chrono::milliseconds timeout);
   // Receives and handles one ZeroMQ message: -1 when none was waiting, else the records it delivered.
   int receive_one();
   void deliver(Route& route, const BatchHeader& header, const std::vector<WireRecord>& records,
@@ -91,6 +97,7 @@ class Inbound {
   Shared& shared_;
   Counters& counters_;
   std::chrono::steady_clock::time_point started_;
+  std::chrono::steady_clock::time_point spin_until_{};  // poll() busy-polls until then (idle_spin)
 
   std::optional<Bus> bus_;
   int64_t daemon_pid_ = 0;  // of the daemon bus_ talks to, from its statistics (0: not known yet)

@@ -4,15 +4,20 @@
 // both clocks are this machine's CLOCK_MONOTONIC, so one-way latency is exact.
 //
 //   bench-bridge [--count N] [--size BYTES] [--spaced N] [--gap-ms MS] [--rounds R] [--curve]
-//                [--only zmq|bridge] [--cpus A,B]
+//                [--only zmq|bridge] [--cpus A,B] [--bridge-spin-us US] [--sub-spin-us US]
 //
 // --cpus A,B runs each "host" on a core of its own, as two machines would: the publisher, its daemon and
 // bridge (or the ZeroMQ publisher and its I/O thread) on core A, the subscriber side on core B. Unpinned, the
 // scheduler spreads every thread over the machine's cores.
 //
+// --bridge-spin-us US sets both bridges' `idle_spin_us`; --sub-spin-us US makes both subscribers (ZeroMQ's
+// and shmbus') poll for US microseconds after each message before they sleep, yielding between polls as
+// the bridges do. A spin longer than --gap-ms keeps those threads awake.
+//
 // Per round and transport: back-to-back (N messages as fast as the link takes them: rate, and latency under
 // load) and spaced (N messages --gap-ms apart: latency of a message that finds the path idle).
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -24,6 +29,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -45,6 +51,7 @@ struct Options {
   bool curve = false;
   std::string only;            // "zmq" or "bridge": run one transport (for profiling); empty runs both
   int cpu_a = -1, cpu_b = -1;  // --cpus: the core of each host's processes; -1 leaves them unpinned
+  std::chrono::microseconds bridge_spin{0}, sub_spin{0};  // --bridge-spin-us, --sub-spin-us
 };
 
 struct Result {
@@ -158,8 +165,16 @@ Result raw_zmq(const Options& o, uint64_t count, int gap_ms, int port) {
     signal_ready(ready);
     Tally t;
     std::vector<char> topic(64), buf(o.size + 64);
+    // The first frame of a message, polled for o.sub_spin first (--sub-spin-us).
+    auto recv_topic = [&] {
+      for (const auto until = Clock::now() + o.sub_spin; Clock::now() < until; sched_yield()) {
+        const int r = zmq_recv(s, topic.data(), topic.size(), ZMQ_DONTWAIT);
+        if (r >= 0 || zmq_errno() != EAGAIN) return r;
+      }
+      return zmq_recv(s, topic.data(), topic.size(), 0);
+    };
     while (t.latency_ns.size() < count) {
-      if (zmq_recv(s, topic.data(), topic.size(), 0) < 0) break;
+      if (recv_topic() < 0) break;
       if (zmq_recv(s, buf.data(), buf.size(), 0) < 0) break;
       t.add(buf.data());
     }
@@ -220,7 +235,9 @@ BridgePair start_bridges(const Options& o, int port) {
     server_key = "server_key = \"" + p.dir + "/a.pub\"\n";
   }
   const std::string rules = "[[rule]]\npattern = \"bench/**\"\npolicy = \"lossless\"\ndepth = 1024\n";
-  const std::string network = "high_water_mark = 1000000\nlossless = true\n";
+  const std::string network =
+      "high_water_mark = 1000000\nlossless = true\nidle_spin_us = " + std::to_string(o.bridge_spin.count()) +
+      "\n";
   std::ofstream(p.dir + "/a.toml") << "name = \"a\"\n[bus]\ninstance = \"" << ia << "\"\nruntime_dir = \""
                                    << p.dir << "\"\n[network]\nbind = [\"tcp://127.0.0.1:" << port << "\"]\n"
                                    << network << security_a << rules;
@@ -237,6 +254,26 @@ BridgePair start_bridges(const Options& o, int port) {
   return p;
 }
 
+// CPU seconds (user + system) the bridge processes have used so far, from /proc/<pid>/stat.
+double bridges_cpu_seconds(const BridgePair& p) {
+  double total = 0;
+  for (std::size_t i = 2; i < p.pids.size(); ++i) {  // after the two daemons
+    std::ifstream stat("/proc/" + std::to_string(p.pids[i]) + "/stat");
+    std::string line;
+    std::getline(stat, line);
+    // Fields after the ")" closing the command name: state is field 3, utime 14, stime 15.
+    std::istringstream rest(line.substr(line.rfind(')') + 2));
+    std::string field;
+    unsigned long long utime = 0, stime = 0;
+    for (int f = 3; f <= 15 && rest >> field; ++f) {
+      if (f == 14) utime = std::stoull(field);
+      if (f == 15) stime = std::stoull(field);
+    }
+    total += static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+  }
+  return total;
+}
+
 void stop_bridges(BridgePair& p) {
   for (auto it = p.pids.rbegin(); it != p.pids.rend(); ++it) stop(*it);
   std::filesystem::remove_all(p.dir);
@@ -247,14 +284,20 @@ Result bridge(const Options& o, const BridgePair& pair, uint64_t count, int gap_
   Child sub = fork_child([&](int ready) {
     bench::pin_to_cpu(o.cpu_b);
     auto bus = shmbus::Bus::connect(pair.b).value();
-    // Blocking without a spin, as the ZeroMQ subscriber above sleeps in zmq_recv: on 2 cores a spinning
+    // Blocking without a spin unless --sub-spin-us, as the ZeroMQ subscriber above: on 2 cores a spinning
     // endpoint only takes CPU from the bridges it waits for.
     auto s = bus.subscriber(topic, {.max_held_samples = 64, .spin = std::chrono::microseconds(0)}).value();
+    auto take = [&]() -> shmbus::Sample {
+      for (const auto until = Clock::now() + o.sub_spin; Clock::now() < until; sched_yield()) {
+        if (shmbus::Sample m = s.try_take()) return m;
+      }
+      return s.take(100ms);
+    };
     signal_ready(ready);
     Tally t;
     auto last = Clock::now();
     while (t.latency_ns.size() < count && Clock::now() - last < 3s) {
-      if (shmbus::Sample m = s.take(100ms)) {
+      if (shmbus::Sample m = take()) {
         t.add(m.data());
         last = Clock::now();
       }
@@ -329,17 +372,22 @@ int main(int argc, char** argv) {
     else if (a == "--cpus" && i + 1 < argc && std::sscanf(argv[i + 1], "%d,%d", &o.cpu_a, &o.cpu_b) == 2 &&
              o.cpu_a >= 0 && o.cpu_b >= 0)
       ++i;
+    else if (a == "--bridge-spin-us")
+      o.bridge_spin = std::chrono::microseconds(std::min<uint64_t>(next(), 1000000));  // the bridge's bound
+    else if (a == "--sub-spin-us")
+      o.sub_spin = std::chrono::microseconds(next());
     else {
       std::fprintf(
           stderr,
           "usage: bench-bridge [--count N] [--size B] [--spaced N] [--gap-ms MS] [--rounds R] [--curve]\n"
-          "                    [--only zmq|bridge] [--cpus A,B]\n");
+          "                    [--only zmq|bridge] [--cpus A,B] [--bridge-spin-us US] [--sub-spin-us US]\n");
       return 2;
     }
   }
   const int raw_port = 20000 + getpid() % 20000, bridge_port = raw_port + 1;
   BridgePair pair = start_bridges(o, bridge_port);
-  std::vector<double> raw_rate, br_rate, raw_p50, br_p50, raw_gap_p50, br_gap_p50, raw_gap_p99, br_gap_p99;
+  std::vector<double> raw_rate, br_rate, raw_p50, br_p50, raw_gap_p50, br_gap_p50, raw_gap_p99, br_gap_p99,
+      br_gap_cpu;
   const bool run_zmq = o.only != "bridge", run_bridge = o.only != "zmq";
   for (int round = 1; round <= o.rounds; ++round) {
     const std::string topic = "bench/r" + std::to_string(round);
@@ -361,19 +409,27 @@ int main(int argc, char** argv) {
       raw_gap_p50.push_back(r.p50_us), raw_gap_p99.push_back(r.p99_us);
     }
     if (run_bridge) {
+      const double cpu_before = bridges_cpu_seconds(pair);
+      const auto started = Clock::now();
       r = bridge(o, pair, o.spaced, o.gap_ms, topic + "s");
       print("bridge", "spaced", round, o.spaced, r);
       br_gap_p50.push_back(r.p50_us), br_gap_p99.push_back(r.p99_us);
+      // Both bridges' CPU over the phase, in cores busy: what a spin (--bridge-spin-us) costs.
+      br_gap_cpu.push_back((bridges_cpu_seconds(pair) - cpu_before) /
+                           std::chrono::duration<double>(Clock::now() - started).count());
     }
   }
   stop_bridges(pair);
   if (!o.only.empty()) return 0;  // one transport: no ratios to print
   std::printf(
-      "\nmedians over %d rounds, %zu-byte messages, loopback TCP%s, %s:\n", o.rounds, o.size,
+      "\nmedians over %d rounds, %zu-byte messages, loopback TCP%s, %s, %s:\n", o.rounds, o.size,
       o.curve ? ", CURVE on the bridge" : "",
       o.cpu_a < 0
           ? "unpinned"
-          : ("host A on cpu " + std::to_string(o.cpu_a) + ", B on cpu " + std::to_string(o.cpu_b)).c_str());
+          : ("host A on cpu " + std::to_string(o.cpu_a) + ", B on cpu " + std::to_string(o.cpu_b)).c_str(),
+      ("spins: bridges " + std::to_string(o.bridge_spin.count()) + " us, subscribers " +
+       std::to_string(o.sub_spin.count()) + " us")
+          .c_str());
   std::printf("  back-to-back rate   zmq %.0f msg/s   bridge %.0f msg/s   zmq/bridge = %.2fx\n",
               median(raw_rate), median(br_rate), median(raw_rate) / median(br_rate));
   std::printf("  back-to-back p50    zmq %.1f us   bridge %.1f us   bridge/zmq = %.2fx\n", median(raw_p50),
@@ -382,5 +438,6 @@ int main(int argc, char** argv) {
               median(raw_gap_p50), median(br_gap_p50), median(br_gap_p50) / median(raw_gap_p50));
   std::printf("  spaced %d ms p99     zmq %.1f us   bridge %.1f us   bridge/zmq = %.2fx\n", o.gap_ms,
               median(raw_gap_p99), median(br_gap_p99), median(br_gap_p99) / median(raw_gap_p99));
+  std::printf("  spaced: both bridges used %.2f cores\n", median(br_gap_cpu));
   return 0;
 }

@@ -232,6 +232,50 @@ TEST_P(BridgeFlowTest, SubscriberStartedBeforeTheRemotePublisherGetsTheFirstMess
   }
 }
 
+// idle_spin_us: both bridges' threads poll instead of sleeping for a while after each message. Bursts, and
+// single messages spaced inside and beyond the spin (so that both threads fall asleep and must be woken),
+// all arrive whole and in order, and a spinning bridge still stops at once.
+TEST_P(BridgeFlowTest, SpinningBridgesCarryBurstsAndSpacedMessagesAndStopPromptly) {
+  start_pair(kLosslessRules, "lossless = true\nidle_spin_us = 20000");
+  if (IsSkipped()) return;
+  Bus bus_b = host(1).connect("receiver");
+  auto sub = bus_b.subscriber("flow/spin", {.max_held_samples = 64});
+  ASSERT_TRUE(sub.ok()) << sub.status().to_string();
+  Bus bus_a = host(0).connect("sender");
+  auto pub = bus_a.publisher(
+      "flow/spin",
+      {.topic = {.max_message_size = sizeof(Numbered), .depth = 1024, .policy = Policy::kLossless},
+       .full_timeout = 5000ms});
+  ASSERT_TRUE(pub.ok()) << pub.status().to_string();
+  ASSERT_TRUE(wait_until([&] { return pub->subscribers() > 0; })) << "the subscription never reached host A";
+  uint64_t sent = 0, received = 0, wrong = 0;
+  // Each burst fits in both hosts' topics; everything sent arrives before the next.
+  auto send_and_receive = [&](int n) {
+    for (int i = 0; i < n; ++i) {
+      const Numbered m = numbered(++sent);
+      if (!pub->publish(std::as_bytes(std::span(&m, 1))).ok()) return false;
+    }
+    while (received < sent) {
+      Sample m = sub->take(10s);
+      if (!m) return false;
+      Numbered got;
+      wrong += !read_numbered(m.bytes(), &got) || got.number != ++received;
+    }
+    return true;
+  };
+  for (int round = 0; round < 6; ++round) {
+    ASSERT_TRUE(send_and_receive(500)) << "round " << round << ": " << received << " of " << sent;
+    std::this_thread::sleep_for(round % 2 ? 5ms : 60ms);  // inside the spin, or past it: asleep
+    ASSERT_TRUE(send_and_receive(1)) << "round " << round << ": " << received << " of " << sent;
+  }
+  EXPECT_EQ(received, sent);
+  EXPECT_EQ(wrong, 0u) << "messages damaged or out of order";
+  const auto stopping = Clock::now();
+  EXPECT_EQ(host(1).stop_bridge(), 0);
+  EXPECT_EQ(host(0).stop_bridge(), 0);
+  EXPECT_LT(Clock::now() - stopping, 5s) << "spinning bridges were slow to stop";
+}
+
 INSTANTIATE_TEST_SUITE_P(Net, BridgeFlowTest, ::testing::Values(Net::kNamespaces, Net::kLoopback), net_name);
 
 }  // namespace

@@ -268,6 +268,7 @@ TEST_F(ConfigTest, ValidConfigurationParses) {
 [network]
 bind = ["tcp://127.0.0.1:7000"]
 lossless = true
+idle_spin_us = 500
 [security]
 secret_key = "k.key"
 allow = ["k.pub"]
@@ -292,7 +293,8 @@ max_message_size = 128
   EXPECT_TRUE(c->lossless);
   ASSERT_EQ(c->rules.size(), 2u);
   EXPECT_EQ(c->rules[0].remote_prefix, "site-a/");
-  EXPECT_EQ(c->rules[1].line, 15);
+  EXPECT_EQ(c->idle_spin, std::chrono::microseconds(500));
+  EXPECT_EQ(c->rules[1].line, 16);
   EXPECT_EQ(*c->rules[1].topic.max_message_size, 128u);
   EXPECT_EQ(c->allowed_keys.size(), 1u);
   EXPECT_EQ(c->peers[0].server_key, c->allowed_keys[0]);
@@ -325,6 +327,8 @@ TEST_F(ConfigTest, ErrorsNameTheLineAndTheKey) {
        "bridge.toml:6: rule.local_prefix"},
       {"name = \"a\"\n[network]\nhigh_water_mark = \"lots\"\n",
        "bridge.toml:3: high_water_mark: must be an integer"},
+      {"name = \"a\"\n[network]\nidle_spin_us = 2000000\n",
+       "bridge.toml:3: idle_spin_us: must be between 0 and 1000000"},
       {"name = \"a\"\n\n[network\n", "bridge.toml:3: "},
       {"name = \"a/b\"\n", "bridge.toml:1: name"},
   };
