@@ -8,6 +8,7 @@
 
 #include "bridge/inbound.h"
 #include "bridge/outbound.h"
+#include "bridge/wire_format.h"
 
 // A draft option in libzmq 4.3's header, yet implemented by the library (checked at start: we refuse to run
 // CURVE without it).
@@ -23,6 +24,10 @@ Status zmq_failure(const std::string& what) {
 }
 
 void set_int(void* socket, int option, int value) {
+  zmq_setsockopt(socket, option, &value, sizeof value);
+}
+
+void set_int64(void* socket, int option, int64_t value) {
   zmq_setsockopt(socket, option, &value, sizeof value);
 }
 
@@ -91,6 +96,7 @@ Status Bridge::open_sockets() {
 
   xpub_ = zmq_socket(context_, ZMQ_XPUB);
   set_link_options(xpub_);
+  set_int64(xpub_, ZMQ_MAXMSGSIZE, kMaxSubscriptionBytes);  // peers send it subscriptions only
   set_int(xpub_, ZMQ_SNDHWM, config_.high_water_mark);
   if (config_.lossless) {
     set_int(xpub_, ZMQ_XPUB_NODROP, 1);
@@ -124,6 +130,7 @@ Status Bridge::open_sockets() {
   xsub_ = zmq_socket(context_, ZMQ_XSUB);
   set_link_options(xsub_);
   set_int(xsub_, ZMQ_RCVHWM, config_.high_water_mark);
+  set_int64(xsub_, ZMQ_MAXMSGSIZE, config_.max_frame_bytes);
   if (auto st = monitor(context_, xsub_, xsub_monitor, &xsub_monitor_); !st.ok()) return st;
   for (const auto& peer : config_.peers) {
     if (config_.curve) {

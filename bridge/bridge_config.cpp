@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "bridge/curve_keys.h"
+#include "bridge/wire_format.h"
 #include "shmbus/topic_name.h"
 #include "shmbus/topic_pattern.h"
 
@@ -205,6 +206,7 @@ class Parser {
 
   Result<BridgeConfig> parse(const toml::table& doc) const {
     BridgeConfig c;
+    c.max_frame_bytes = static_cast<int64_t>(kMaxFrameBytes);
     if (auto s = only_keys(doc, "", {"name", "origin_id", "bus", "network", "security", "peer", "rule"});
         !s.ok())
       return s;
@@ -228,10 +230,10 @@ class Parser {
     if (const toml::node* n = doc.get("network")) {
       const toml::table* t = n->as_table();
       if (!t) return error(n, "network", "must be a table");
-      if (auto s =
-              only_keys(*t, "network",
-                        {"bind", "high_water_mark", "lossless", "send_timeout_ms", "discovery_interval_ms",
-                         "stats_interval_ms", "full_timeout_ms", "max_hops", "relay", "idle_spin_us"});
+      if (auto s = only_keys(*t, "network",
+                             {"bind", "high_water_mark", "lossless", "send_timeout_ms",
+                              "discovery_interval_ms", "stats_interval_ms", "full_timeout_ms", "max_hops",
+                              "relay", "idle_spin_us", "max_frame_bytes"});
           !s.ok()) {
         return s;
       }
@@ -259,6 +261,10 @@ class Parser {
       v = c.idle_spin.count();
       if (auto s = get_int(*t, "idle_spin_us", 0, 1000000, &v); !s.ok()) return s;
       c.idle_spin = std::chrono::microseconds(v);
+      if (auto s = get_int(*t, "max_frame_bytes", static_cast<int64_t>(kMaxBatchBytes),
+                           static_cast<int64_t>(kMaxFrameBytes), &c.max_frame_bytes);
+          !s.ok())
+        return s;
     }
     if (const toml::node* n = doc.get("security")) {
       const toml::table* t = n->as_table();

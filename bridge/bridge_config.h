@@ -64,6 +64,10 @@ struct BridgeConfig {
   // gap between messages keeps the path awake: on a VM, each wake-up of a sleeping thread costs tens of
   // microseconds, two of them per message on the bridges' path (bridge/README.md, Performance).
   std::chrono::microseconds idle_spin{0};
+  // A peer that sends a larger frame is disconnected (ZeroMQ's ZMQ_MAXMSGSIZE; it reconnects, and the frame
+  // is lost). Default: the largest frame a bridge sends (kMaxFrameBytes). Lower it to what the largest
+  // message of any peer's topics needs (that plus 44 bytes), to bound what one peer's frame may cost.
+  int64_t max_frame_bytes = 0;  // 0 until parsed: parse_bridge_config sets the default
 
   // [security]: CURVE on when secret_key_file is set.
   bool curve = false;

@@ -407,8 +407,19 @@ void Inbound::drain_monitor(void* monitor, bool listening) {
     const bool failed = e->event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ||
                         e->event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ||
                         e->event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL;
-    if (failed && !listening)
-      redial_.emplace(e->address, Clock::now() + 1s);  // after every failure, not the first
+    if (!listening) {
+      if (failed) {
+        redial_.emplace(e->address, Clock::now() + 1s);  // after every failure, not the first
+      } else if (e->event == ZMQ_EVENT_DISCONNECTED) {
+        // libzmq retries a lost connection by itself (CONNECT_RETRIED follows at once), but not one it closed
+        // for a protocol error: a frame over max_frame_bytes, garbage from the peer. Dialled again unless a
+        // retry or a new connection shows up first.
+        redial_.emplace(e->address, Clock::now() + 2s);
+      } else if (e->event == ZMQ_EVENT_CONNECT_RETRIED || e->event == ZMQ_EVENT_CONNECT_DELAYED ||
+                 e->event == ZMQ_EVENT_CONNECTED) {
+        redial_.erase(e->address);
+      }
+    }
     const std::string change = links_.apply(*e, listening);
     if (change.empty()) continue;
     if (failed) {
@@ -419,7 +430,7 @@ void Inbound::drain_monitor(void* monitor, bool listening) {
   }
 }
 
-void Inbound::redial_refused_peers() {
+void Inbound::redial_dropped_peers() {
   for (auto it = redial_.begin(); it != redial_.end();) {
     if (Clock::now() < it->second) {
       ++it;
@@ -474,7 +485,7 @@ void Inbound::run() {
       discover();
       next_discovery = now + config_.discovery_interval;
     }
-    redial_refused_peers();
+    redial_dropped_peers();
     if (now >= next_stats) {
       publish_stats();
       next_stats = now + config_.stats_interval;

@@ -87,7 +87,7 @@ class Inbound {
   void publish_stats();
   void drain_monitor(void* monitor, bool listening);
   void update_own_publishers();
-  void redial_refused_peers();
+  void redial_dropped_peers();
 
   const BridgeConfig& config_;
   const TopicMapper& mapper_;
@@ -120,8 +120,9 @@ class Inbound {
   PendingBatch pending_;
   std::vector<WireRecord> records_;  // scratch: the records of the batch being received
   std::optional<Publisher> stats_publisher_;
-  // Peers whose handshake failed, and when to dial them again: libzmq 4.3 gives up on a connection after a
-  // handshake error (a refused key), so without this a peer fixed later would never be reached.
+  // Peers to dial again, and when: libzmq 4.3 gives up on a connection after a handshake error (a refused
+  // key) or a protocol error (a frame over max_frame_bytes), so without this a peer fixed later, or one that
+  // sent one bad frame, would never be reached again.
   std::map<std::string, std::chrono::steady_clock::time_point> redial_;
 };
 

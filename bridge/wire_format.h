@@ -46,6 +46,11 @@ inline constexpr std::size_t kRecordSize = 16;  // u32: payload bytes that follo
 // receiver refuses a batch of more records (what one frame may cost it stays bounded).
 inline constexpr std::size_t kMaxBatchRecords = 256;
 inline constexpr std::size_t kMaxBatchBytes = 64 * 1024;
+// The largest frame a sender makes: one message of the largest size a topic may hold (256 MiB), alone.
+inline constexpr std::size_t kMaxFrameBytes = kBatchHeaderSize + kRecordHeaderSize + (std::size_t{256} << 20);
+// What a peer sends our XPUB: subscription messages (a flag byte and a topic frame of at most 256 bytes) and
+// ZeroMQ's own handshake commands, which the bound covers too (257 bytes refused every connection).
+inline constexpr std::size_t kMaxSubscriptionBytes = 4096;
 
 enum WireFlags : uint16_t {
   kFlagRelayed = 1,  // forwarded by a bridge other than the origin's

@@ -145,5 +145,59 @@ TEST(BridgeRobustnessTest, MalformedAndUnknownVersionFramesAreCountedAndDropped)
   zmq_ctx_term(context);
 }
 
+// max_frame_bytes: a well-formed frame over the bound (its message would fit the local topic) closes that
+// peer's connection instead of being read; the bridge dials again, subscribes again, and what the peer sends
+// next arrives.
+TEST(BridgeRobustnessTest, AFrameOverMaxFrameBytesClosesTheConnectionAndTheNextFrameArrives) {
+  auto topology = Topology::loopback(1);
+  BridgeHost b(*topology, 0, "b");
+  void* context = zmq_ctx_new();
+  void* fake = zmq_socket(context, ZMQ_XPUB);
+  const int linger = 0, timeout = 20000;
+  zmq_setsockopt(fake, ZMQ_LINGER, &linger, sizeof linger);
+  zmq_setsockopt(fake, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
+  ASSERT_EQ(zmq_bind(fake, "tcp://127.0.0.1:*"), 0);
+  char endpoint[256] = {};
+  std::size_t size = sizeof endpoint;
+  zmq_getsockopt(fake, ZMQ_LAST_ENDPOINT, endpoint, &size);
+  ASSERT_TRUE(b.start_bridge("name = \"b\"\n" + b.bus_section() +
+                             "[network]\ndiscovery_interval_ms = 20\nmax_frame_bytes = 100000\n[[peer]]\n"
+                             "endpoint = \"" +
+                             endpoint + "\"\n[[rule]]\npattern = \"big/**\"\nmax_message_size = 262144\n"));
+  Bus bus = b.connect("receiver");
+  auto sub = bus.subscriber("big/t", {.topic = {.max_message_size = 262144}});
+  ASSERT_TRUE(sub.ok()) << sub.status().to_string();
+  // The bridge's subscription (again after a reconnect: XPUB passes on the first subscriber of a topic).
+  auto subscribed = [&] {
+    char buf[300];
+    for (int n; (n = zmq_recv(fake, buf, sizeof buf, 0)) >= 0;) {
+      if (std::string(buf, static_cast<std::size_t>(n)) == std::string("\1big/t\0", 7)) return true;
+    }
+    return false;
+  };
+  ASSERT_TRUE(subscribed());
+  const std::string topic("big/t\0", 6);
+  auto send_batch = [&](uint64_t sequence, std::span<const std::byte> payload) {
+    const bridge::WireRecord record{.sequence = sequence, .payload = payload};
+    const std::vector<std::byte> batch =
+        bridge::encode_batch({.origin_id = 77, .origin_epoch = 1}, std::span(&record, 1));
+    zmq_send(fake, topic.data(), topic.size(), ZMQ_SNDMORE);
+    zmq_send(fake, batch.data(), batch.size(), 0);
+  };
+  const std::vector<std::byte> big(200000, std::byte{0x42});
+  send_batch(1, big);
+  ASSERT_TRUE(subscribed()) << "the bridge did not come back after the oversized frame";
+  const Numbered small = numbered(2);
+  send_batch(2, std::as_bytes(std::span(&small, 1)));
+  Sample m = sub->take(10s);
+  ASSERT_TRUE(m) << "nothing arrived after the oversized frame";
+  EXPECT_EQ(m.size(), sizeof(Numbered)) << "the oversized frame was read";
+  Numbered got;
+  ASSERT_TRUE(read_numbered(m.bytes(), &got));
+  EXPECT_EQ(got.number, 2u);
+  zmq_close(fake);
+  zmq_ctx_term(context);
+}
+
 }  // namespace
 }  // namespace shmbus::test

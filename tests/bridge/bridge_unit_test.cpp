@@ -294,6 +294,7 @@ max_message_size = 128
   ASSERT_EQ(c->rules.size(), 2u);
   EXPECT_EQ(c->rules[0].remote_prefix, "site-a/");
   EXPECT_EQ(c->idle_spin, std::chrono::microseconds(500));
+  EXPECT_EQ(c->max_frame_bytes, int64_t(bridge::kMaxFrameBytes));  // the default
   EXPECT_EQ(c->rules[1].line, 16);
   EXPECT_EQ(*c->rules[1].topic.max_message_size, 128u);
   EXPECT_EQ(c->allowed_keys.size(), 1u);
@@ -329,6 +330,8 @@ TEST_F(ConfigTest, ErrorsNameTheLineAndTheKey) {
        "bridge.toml:3: high_water_mark: must be an integer"},
       {"name = \"a\"\n[network]\nidle_spin_us = 2000000\n",
        "bridge.toml:3: idle_spin_us: must be between 0 and 1000000"},
+      {"name = \"a\"\n[network]\nmax_frame_bytes = 1000\n",
+       "bridge.toml:3: max_frame_bytes: must be between 65536 and 268435500"},
       {"name = \"a\"\n\n[network\n", "bridge.toml:3: "},
       {"name = \"a/b\"\n", "bridge.toml:1: name"},
   };
