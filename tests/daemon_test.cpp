@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <initializer_list>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -191,20 +192,30 @@ TEST(DaemonTest, SubscriberLeavingBeforeItFollowedAReshapeIsForgotten) {
   EXPECT_EQ(kill(daemon.pid(), 0), 0);
 }
 
-// A daemon that answers after the caller's timeout (here: stopped with SIGSTOP, then continued): the late
-// answer is skipped, not taken for the next request's (which left the connection one answer behind, every
-// call failing, for good), and the subscriber the late open created after all is closed again.
-TEST(DaemonTest, AnAnswerAfterTheTimeoutIsSkippedAndALateOpenClosed) {
-  TestDaemon daemon;
+// A Bus with a 2 s control timeout (long enough for a loaded machine once the daemon runs again) that made
+// `call` while the daemon was stopped (SIGSTOP): the call times out, and the daemon, continued, answers it
+// late. Returns the Bus, which meets the late answer at its next call.
+template <typename Call>
+std::optional<Bus> bus_after_a_late_call(TestDaemon& daemon, Call call) {
   BusOptions o;
   o.name = "impatient";
-  o.control_timeout = 2s;  // long enough for a loaded machine once the daemon runs again
+  o.control_timeout = 2s;
   auto bus = Bus::connect(o);
-  ASSERT_TRUE(bus.ok()) << bus.status().to_string();
-  ASSERT_EQ(kill(daemon.pid(), SIGSTOP), 0);
-  auto late = bus->subscriber("late/answer");
-  ASSERT_EQ(kill(daemon.pid(), SIGCONT), 0);
-  EXPECT_EQ(late.status().code(), Errc::kTimeout) << late.status().to_string();
+  EXPECT_TRUE(bus.ok()) << bus.status().to_string();
+  if (!bus.ok() || kill(daemon.pid(), SIGSTOP) != 0) return std::nullopt;
+  const Status late = call(*bus);
+  EXPECT_EQ(kill(daemon.pid(), SIGCONT), 0);
+  EXPECT_EQ(late.code(), Errc::kTimeout) << late.to_string();
+  return std::move(bus).value();
+}
+
+// A daemon that answers after the caller's timeout: the late answer is skipped, not taken for the next
+// request's (which left the connection one answer behind, every call failing, for good), and the subscriber
+// the late open created after all is closed again.
+TEST(DaemonTest, AnAnswerAfterTheTimeoutIsSkippedAndALateOpenClosed) {
+  TestDaemon daemon;
+  auto bus = bus_after_a_late_call(daemon, [](Bus& b) { return b.subscriber("late/answer").status(); });
+  ASSERT_TRUE(bus);
   auto sub = bus->subscriber("late/answer");
   ASSERT_TRUE(sub.ok()) << "the next call gets its own answer: " << sub.status().to_string();
   auto pub = bus->publisher("late/answer");
@@ -247,15 +258,8 @@ TEST(DaemonTest, AnEndpointClosedFirstAfterADaemonRestartIsClosedNotOrphaned) {
 // closed with the next call, and the queue nobody uses is gone.
 TEST(DaemonTest, ALateQueueOpenIsClosedAtTheNextCall) {
   TestDaemon daemon;
-  BusOptions o;
-  o.name = "impatient";
-  o.control_timeout = 2s;
-  auto bus = Bus::connect(o);
-  ASSERT_TRUE(bus.ok()) << bus.status().to_string();
-  ASSERT_EQ(kill(daemon.pid(), SIGSTOP), 0);
-  auto late = bus->queue_producer("late/queue");
-  ASSERT_EQ(kill(daemon.pid(), SIGCONT), 0);
-  EXPECT_EQ(late.status().code(), Errc::kTimeout) << late.status().to_string();
+  auto bus = bus_after_a_late_call(daemon, [](Bus& b) { return b.queue_producer("late/queue").status(); });
+  ASSERT_TRUE(bus);
   auto other =
       bus->publisher("late/other");  // the next call: it meets the late answer and closes its producer
   ASSERT_TRUE(other.ok()) << other.status().to_string();
