@@ -148,17 +148,20 @@ bool SubscriberCore::follow_epoch(uint32_t epoch) {
   return true;
 }
 
-void SubscriberCore::record_latency(uint64_t publish_ns) {
+void SubscriberCore::record_latency(uint64_t index, uint64_t publish_ns) {
   const uint64_t now = now_ns();
+  next_latency_sample_ns = now + kLatencySampleGapNs;
+  const uint64_t weight = index + 1 > latency_sampled_through ? index + 1 - latency_sampled_through : 1;
+  latency_sampled_through = index + 1;
   const uint64_t latency = now > publish_ns ? now - publish_ns : 0;
   auto& bucket = stats->latency_ns[shm::latency_bucket(latency)];
-  bucket.store(bucket.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  bucket.store(bucket.load(std::memory_order_relaxed) + weight, std::memory_order_relaxed);
   // Sum and count for the daemon's mean waiting time: plain stores (single writer), no read-modify-write.
   // release on the count: pairs with the daemon's acquire load of it, so the sum it reads next holds at
   // least the latencies that count covers.
-  stats->latency_sum_ns.store(stats->latency_sum_ns.load(std::memory_order_relaxed) + latency,
+  stats->latency_sum_ns.store(stats->latency_sum_ns.load(std::memory_order_relaxed) + latency * weight,
                               std::memory_order_relaxed);
-  stats->latency_samples.store(stats->latency_samples.load(std::memory_order_relaxed) + 1,
+  stats->latency_samples.store(stats->latency_samples.load(std::memory_order_relaxed) + weight,
                                std::memory_order_release);
 }
 

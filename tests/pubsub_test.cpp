@@ -2,10 +2,13 @@
 #include <gtest/gtest.h>
 
 #include <toml++/toml.h>
+#include <array>
 #include <atomic>
 #include <cstring>
 #include <thread>
 
+#include "shm/segment.h"
+#include "shm/topic_segment_layout.h"
 #include "shmbus/bus.h"
 #include "shmbus/wait_set.h"
 #include "support/peer_output.h"
@@ -553,6 +556,42 @@ TEST(MultiProcessTest, LargeMessagesAcrossProcesses) {
   EXPECT_EQ(field(received, "received"), 200u) << received;
   EXPECT_EQ(field(received, "checksum"), field(published, "checksum"));
   EXPECT_EQ(field(received, "corrupt"), 0u);
+}
+
+// Latency samples are time-gated (at most one per 100 us of publish time) and weighted by the takes they
+// stand for: a burst taken at once yields few samples, yet the subscriber's histogram counts every take up to
+// the last sample. Read from the topic's shared memory, as the daemon reads it.
+TEST(PubSubTest, LatencySamplesStandForEveryTakeBeforeThem) {
+  TestDaemon daemon;
+  Bus bus = daemon.connect();
+  const TopicSettings topic{.max_message_size = 8, .depth = 8192, .policy = Policy::kLossless};
+  auto sub = bus.subscriber("latency/weights", {.topic = topic});
+  auto pub = bus.publisher("latency/weights", {.topic = topic});
+  ASSERT_TRUE(sub.ok() && pub.ok());
+  constexpr uint64_t kBurst = 5000;
+  const std::array<std::byte, 8> m{};
+  for (uint64_t i = 0; i < kBurst; ++i) ASSERT_TRUE(pub->publish(m).ok());
+  uint64_t taken = 0;
+  while (sub->try_take()) ++taken;
+  ASSERT_EQ(taken, kBurst);
+  std::this_thread::sleep_for(2ms);  // past the gap: the next take is sampled for sure
+  ASSERT_TRUE(pub->publish(m).ok());
+  ASSERT_TRUE(sub->take(5s));
+
+  const std::vector<std::string> names = daemon.segments();
+  ASSERT_EQ(names.size(), 1u);
+  shm::Segment segment = shm::Segment::open(names[0]);
+  std::string error;
+  const auto g = shm::validate_topic_header(*shm::topic_header(segment.data()), segment.size(), &error);
+  ASSERT_TRUE(g) << error;
+  uint64_t histogram = 0, samples = 0;
+  for (uint32_t s = 0; s < g->max_subscribers; ++s) {
+    const shm::SubscriberSlot* slot = shm::subscriber_slot(segment.data(), *g, s);
+    for (const auto& bucket : slot->latency_ns) histogram += bucket.load(std::memory_order_relaxed);
+    samples += slot->latency_samples.load(std::memory_order_acquire);
+  }
+  EXPECT_EQ(histogram, kBurst + 1) << "every take is counted once, through the sample after it";
+  EXPECT_EQ(samples, kBurst + 1);
 }
 
 }  // namespace
