@@ -206,7 +206,6 @@ class Parser {
 
   Result<BridgeConfig> parse(const toml::table& doc) const {
     BridgeConfig c;
-    c.max_frame_bytes = static_cast<int64_t>(kMaxFrameBytes);
     if (auto s = only_keys(doc, "", {"name", "origin_id", "bus", "network", "security", "peer", "rule"});
         !s.ok())
       return s;

@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "bridge/wire_format.h"
 #include "shmbus/options.h"
 #include "shmbus/status.h"
 
@@ -67,7 +68,7 @@ struct BridgeConfig {
   // A peer that sends a larger frame is disconnected (ZeroMQ's ZMQ_MAXMSGSIZE; it reconnects, and the frame
   // is lost). Default: the largest frame a bridge sends (kMaxFrameBytes). Lower it to what the largest
   // message of any peer's topics needs (that plus 44 bytes), to bound what one peer's frame may cost.
-  int64_t max_frame_bytes = 0;  // 0 until parsed: parse_bridge_config sets the default
+  int64_t max_frame_bytes = static_cast<int64_t>(kMaxFrameBytes);
 
   // [security]: CURVE on when secret_key_file is set.
   bool curve = false;

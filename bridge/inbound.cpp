@@ -413,8 +413,8 @@ void Inbound::drain_monitor(void* monitor, bool listening) {
       } else if (e->event == ZMQ_EVENT_DISCONNECTED) {
         // libzmq retries a lost connection by itself (CONNECT_RETRIED follows at once), but not one it closed
         // for a protocol error: a frame over max_frame_bytes, garbage from the peer. Dialled again unless a
-        // retry or a new connection shows up first.
-        redial_.emplace(e->address, Clock::now() + 2s);
+        // retry or a new connection shows up first (CONNECT_RETRIED comes within milliseconds).
+        redial_.emplace(e->address, Clock::now() + 500ms);
       } else if (e->event == ZMQ_EVENT_CONNECT_RETRIED || e->event == ZMQ_EVENT_CONNECT_DELAYED ||
                  e->event == ZMQ_EVENT_CONNECTED) {
         redial_.erase(e->address);
@@ -438,6 +438,9 @@ void Inbound::redial_dropped_peers() {
     }
     for (const Peer& peer : config_.peers) {
       if (peer.endpoint != it->first) continue;
+      // Back by itself (a retry whose event named the peer otherwise, say by its resolved address): leave it.
+      const auto link = links_.peers().find(peer.endpoint);
+      if (link != links_.peers().end() && link->second.state == "connected") continue;
       zmq_disconnect(sockets_.xsub, peer.endpoint.c_str());
       if (config_.curve) {
         zmq_setsockopt(sockets_.xsub, ZMQ_CURVE_PUBLICKEY, config_.public_key.c_str(), 41);
@@ -454,23 +457,29 @@ void Inbound::redial_dropped_peers() {
 
 int Inbound::poll(std::span<zmq_pollitem_t> items, std::chrono::milliseconds timeout) {
   const int n = static_cast<int>(items.size());
+  // Messages from peers (items[0], the XSUB) extend the spin; link events (a peer's retries) do not.
+  auto ready = [&](int count) {
+    if (count > 0 && config_.idle_spin.count() > 0 && (items[0].revents & ZMQ_POLLIN) != 0) {
+      spin_until_ = Clock::now() + config_.idle_spin;
+    }
+    return count;
+  };
+  const auto deadline = Clock::now() + timeout;
   if (config_.idle_spin.count() > 0) {
     // Each zmq_poll(0) reads the sockets' mailboxes (a poll(2) when one is empty): a spin of system calls,
     // ~1 us each here, short next to the wake-up it saves. Yielding between polls lets the threads we wait
     // for (ZeroMQ's I/O thread, the subscribers we publish to) run at once on a busy machine. relaxed: stop
     // is a flag, as in run().
-    const auto until = std::min(spin_until_, Clock::now() + timeout);
+    const auto until = std::min(spin_until_, deadline);
     while (!shared_.stop.load(std::memory_order_relaxed) && Clock::now() < until) {
-      if (const int ready = zmq_poll(items.data(), n, 0); ready != 0) {
-        spin_until_ = Clock::now() + config_.idle_spin;
-        return ready;
-      }
+      if (const int count = zmq_poll(items.data(), n, 0); count != 0) return ready(count);
       sched_yield();
     }
   }
-  const int ready = zmq_poll(items.data(), n, static_cast<long>(timeout.count()));
-  if (ready > 0 && config_.idle_spin.count() > 0) spin_until_ = Clock::now() + config_.idle_spin;
-  return ready;
+  // What is left of the timeout after the spin (rounded up: see run()).
+  const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
+  if (left.count() <= 0 || shared_.stop.load(std::memory_order_relaxed)) return 0;
+  return ready(zmq_poll(items.data(), n, static_cast<long>(left.count())));
 }
 
 void Inbound::run() {

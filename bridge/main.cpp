@@ -4,6 +4,8 @@
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 
+#include <cstdio>
+#include <exception>
 #include <iostream>
 
 #include "bridge/bridge.h"
@@ -33,7 +35,7 @@ int show_stats(const shmbus::BusOptions& options, bool json) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int main(int argc, char** argv) try {
   using namespace shmbus::bridge;
   CLI::App app{
       "shmbus-bridge: forwards the topics its configuration selects to and from peer bridges on other "
@@ -104,4 +106,8 @@ int main(int argc, char** argv) {
   spdlog::info("signal {}: stopping", received);
   bridge.value().reset();
   return 0;
+} catch (const std::exception& e) {
+  // Whatever escaped (a filesystem or logging error): a clear message and a failure, not std::terminate.
+  std::fprintf(stderr, "shmbus-bridge: %s\n", e.what());
+  return 1;
 }

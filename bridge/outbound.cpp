@@ -219,12 +219,14 @@ void Outbound::drain(Route& route) {
   flush_batch(route);
 }
 
-void Outbound::send_relays() {
+bool Outbound::send_relays() {
   shared_.relay.take_all(&relays_);
   for (auto& item : relays_) {
     if (send(item.topic_frame, item.batch, 1)) counters_.relayed_out.fetch_add(1, std::memory_order_relaxed);
   }
+  const bool any = !relays_.empty();
   relays_.clear();
+  return any;
 }
 
 void Outbound::run() {
@@ -242,7 +244,7 @@ void Outbound::run() {
     send_stalled_ = false;  // a new pass may wait for a full peer again
     ensure_bus();
     handle_subscriptions();
-    send_relays();
+    const bool relayed = send_relays();
     if (routes_.empty()) {
       zmq_pollitem_t item{xpub_, 0, ZMQ_POLLIN, 0};
       const auto poll_idle = (config_.relay && !wanted_.empty()) ? 1ms : kIdle;
@@ -258,7 +260,7 @@ void Outbound::run() {
         if (&route->subscriber == s) drain(*route);
       }
     }
-    if (!ready.empty() && config_.idle_spin.count() > 0) {
+    if ((relayed || !ready.empty()) && config_.idle_spin.count() > 0) {
       spin_until = Clock::now() + config_.idle_spin;
     } else if (spin) {
       sched_yield();

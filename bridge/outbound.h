@@ -53,7 +53,8 @@ class Outbound {
   void start_batch();
   void flush_batch(const Route& route);
   bool send(const std::string& frame, ZmqMessage& batch, std::size_t records);
-  void send_relays();
+  // Sends what the inbound side queued for relaying; true if there was any.
+  bool send_relays();
   bool own(uint64_t publisher_id);
 
   const BridgeConfig& config_;

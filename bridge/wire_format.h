@@ -45,7 +45,7 @@ inline constexpr std::size_t kRecordSize = 16;  // u32: payload bytes that follo
 // What a sender puts in one batch at most. A single message larger than the byte bound travels alone. A
 // receiver refuses a batch of more records (what one frame may cost it stays bounded).
 inline constexpr std::size_t kMaxBatchRecords = 256;
-inline constexpr std::size_t kMaxBatchBytes = 64 * 1024;
+inline constexpr std::size_t kMaxBatchBytes = std::size_t{64} * 1024;
 // The largest frame a sender makes: one message of the largest size a topic may hold (256 MiB), alone.
 inline constexpr std::size_t kMaxFrameBytes = kBatchHeaderSize + kRecordHeaderSize + (std::size_t{256} << 20);
 // What a peer sends our XPUB: subscription messages (a flag byte and a topic frame of at most 256 bytes) and

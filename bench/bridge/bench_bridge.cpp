@@ -261,8 +261,10 @@ double bridges_cpu_seconds(const BridgePair& p) {
     std::ifstream stat("/proc/" + std::to_string(p.pids[i]) + "/stat");
     std::string line;
     std::getline(stat, line);
+    const std::size_t name_end = line.rfind(')');
+    if (name_end == std::string::npos || name_end + 2 > line.size()) continue;  // gone: counts nothing
     // Fields after the ")" closing the command name: state is field 3, utime 14, stime 15.
-    std::istringstream rest(line.substr(line.rfind(')') + 2));
+    std::istringstream rest(line.substr(name_end + 2));
     std::string field;
     unsigned long long utime = 0, stime = 0;
     for (int f = 3; f <= 15 && rest >> field; ++f) {

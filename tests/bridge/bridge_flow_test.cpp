@@ -1,7 +1,11 @@
 // Messages from a publisher on host A to subscribers on host B through two real bridges over real TCP:
 // volume with checksums, only subscribed topics crossing, and a subscriber that starts before the publisher.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <fstream>
+#include <sstream>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -232,11 +236,28 @@ TEST_P(BridgeFlowTest, SubscriberStartedBeforeTheRemotePublisherGetsTheFirstMess
   }
 }
 
+// CPU seconds (user + system) process `pid` has used, from /proc/<pid>/stat; -1 if it is gone.
+double cpu_seconds(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  std::getline(stat, line);
+  const std::size_t name_end = line.rfind(')');
+  if (name_end == std::string::npos || name_end + 2 > line.size()) return -1;
+  std::istringstream fields(line.substr(name_end + 2));  // from field 3 (state) on
+  std::string field;
+  double ticks = 0;
+  for (int f = 3; f <= 15 && fields >> field; ++f) {
+    if (f == 14 || f == 15) ticks += std::stod(field);  // utime, stime
+  }
+  return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
 // idle_spin_us: both bridges' threads poll instead of sleeping for a while after each message. Bursts, and
 // single messages spaced inside and beyond the spin (so that both threads fall asleep and must be woken),
-// all arrive whole and in order, and a spinning bridge still stops at once.
+// all arrive whole and in order; the bridges use CPU while they spin and almost none once it ran out; and
+// a spinning bridge still stops at once. (CPU bounds are generous: 10 ms ticks, a loaded machine.)
 TEST_P(BridgeFlowTest, SpinningBridgesCarryBurstsAndSpacedMessagesAndStopPromptly) {
-  start_pair(kLosslessRules, "lossless = true\nidle_spin_us = 20000");
+  start_pair(kLosslessRules, "lossless = true\nidle_spin_us = 300000");
   if (IsSkipped()) return;
   Bus bus_b = host(1).connect("receiver");
   auto sub = bus_b.subscriber("flow/spin", {.max_held_samples = 64});
@@ -265,11 +286,20 @@ TEST_P(BridgeFlowTest, SpinningBridgesCarryBurstsAndSpacedMessagesAndStopPromptl
   };
   for (int round = 0; round < 6; ++round) {
     ASSERT_TRUE(send_and_receive(500)) << "round " << round << ": " << received << " of " << sent;
-    std::this_thread::sleep_for(round % 2 ? 5ms : 60ms);  // inside the spin, or past it: asleep
+    std::this_thread::sleep_for(round % 2 ? 5ms : 400ms);  // inside the spin, or past it: asleep
     ASSERT_TRUE(send_and_receive(1)) << "round " << round << ": " << received << " of " << sent;
   }
   EXPECT_EQ(received, sent);
   EXPECT_EQ(wrong, 0u) << "messages damaged or out of order";
+  auto bridges_cpu_over = [&](std::chrono::milliseconds interval) {
+    const double before = cpu_seconds(host(0).bridge_pid()) + cpu_seconds(host(1).bridge_pid());
+    std::this_thread::sleep_for(interval);
+    return cpu_seconds(host(0).bridge_pid()) + cpu_seconds(host(1).bridge_pid()) - before;
+  };
+  ASSERT_TRUE(send_and_receive(1));
+  EXPECT_GE(bridges_cpu_over(200ms), 0.04) << "the bridges did not spin after a message";
+  std::this_thread::sleep_for(400ms);  // the spin runs out
+  EXPECT_LT(bridges_cpu_over(1000ms), 0.25) << "idle bridges kept spinning";
   const auto stopping = Clock::now();
   EXPECT_EQ(host(1).stop_bridge(), 0);
   EXPECT_EQ(host(0).stop_bridge(), 0);

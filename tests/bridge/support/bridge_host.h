@@ -30,6 +30,7 @@ class BridgeHost {
   // With `log_file` non-empty the bridge's stderr (its log) is appended to that file instead of the test's.
   bool start_bridge(const std::string& config_toml, const std::string& log_file = "");
   int stop_bridge(int signal = SIGTERM);
+  pid_t bridge_pid() const { return bridge_ ? bridge_->pid() : -1; }
   // Writes a bridge configuration to a file in this host's directory (for a bridge the daemon starts).
   std::string write_bridge_config(const std::string& config_toml,
                                   const std::string& file = "bridge.toml") const;
