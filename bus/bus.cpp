@@ -23,7 +23,7 @@ std::string program_name() {
 
 }  // namespace
 
-Result<Bus> Bus::connect(BusOptions options) {
+Result<Bus> Bus::connect(const BusOptions& options) {
   const std::string instance = detail::resolve_instance(options.instance);
   if (Status s = detail::validate_instance_name(instance); !s.ok()) return s;
   const std::string dir = detail::resolve_runtime_dir(options.runtime_dir, /*create=*/false);

@@ -151,7 +151,7 @@ Status Connection::call(void* request, std::size_t size, Reply* reply, int* fd) 
 
 Status Connection::call_locked(void* request, std::size_t size, Reply* reply, int* fd) {
   close_late_opens_locked();
-  const Status s = exchange_locked(request, size, reply, fd);
+  Status s = exchange_locked(request, size, reply, fd);
   close_late_opens_locked();  // late answers skipped while waiting for this one: their endpoints go at once
   return s;
 }

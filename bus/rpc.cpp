@@ -133,7 +133,7 @@ Status Request::fail(Errc code, std::string_view message) {
 Server::Server() = default;
 Server::Server(std::shared_ptr<detail::Connection> connection,
                std::unique_ptr<detail::QueueAttachment> requests, ServerOptions options)
-    : connection_(std::move(connection)), requests_(std::move(requests)), options_(std::move(options)) {}
+    : connection_(std::move(connection)), requests_(std::move(requests)), options_(options) {}
 Server::Server(Server&&) noexcept = default;
 Server& Server::operator=(Server&&) noexcept = default;
 Server::~Server() = default;
@@ -253,7 +253,7 @@ Client::Client(std::unique_ptr<detail::QueueAttachment> requests,
     : requests_(std::move(requests)),
       responses_(std::move(responses)),
       calls_(std::make_unique<detail::CallTable>()),
-      options_(std::move(options)) {
+      options_(options) {
   calls_->responses = responses_.get();
 }
 Client::Client(Client&&) noexcept = default;
@@ -384,7 +384,7 @@ Result<Server> Bus::server(std::string_view service, ServerOptions options) {
   if (Status s = validate_topic_name(service); !s.ok()) return s;
   auto q = detail::QueueAttachment::open(connection_, service, options.queue, detail::kServiceServer);
   if (!q) return q.status();
-  return Server(connection_, std::move(q).value(), std::move(options));
+  return Server(connection_, std::move(q).value(), options);
 }
 
 Result<Client> Bus::client(std::string_view service, ClientOptions options) {
@@ -394,7 +394,7 @@ Result<Client> Bus::client(std::string_view service, ClientOptions options) {
   QueueSettings reply{.capacity = options.response_capacity, .max_message_size = options.max_response_size};
   auto responses = detail::QueueAttachment::open(connection_, "", reply, detail::kReplyOwner);
   if (!responses) return responses.status();
-  return Client(std::move(requests).value(), std::move(responses).value(), std::move(options));
+  return Client(std::move(requests).value(), std::move(responses).value(), options);
 }
 
 }  // namespace shmbus

@@ -104,7 +104,7 @@ Status Delivery::reject(bool requeue) {
 
 QueueProducer::QueueProducer() = default;
 QueueProducer::QueueProducer(std::unique_ptr<detail::QueueAttachment> queue, QueueProducerOptions options)
-    : queue_(std::move(queue)), options_(std::move(options)) {}
+    : queue_(std::move(queue)), options_(options) {}
 QueueProducer::QueueProducer(QueueProducer&&) noexcept = default;
 QueueProducer& QueueProducer::operator=(QueueProducer&&) noexcept = default;
 QueueProducer::~QueueProducer() = default;
@@ -150,7 +150,7 @@ Status QueueProducer::send(std::span<const std::byte> bytes, uint32_t priority) 
 
 QueueConsumer::QueueConsumer() = default;
 QueueConsumer::QueueConsumer(std::unique_ptr<detail::QueueAttachment> queue, QueueConsumerOptions options)
-    : queue_(std::move(queue)), options_(std::move(options)) {}
+    : queue_(std::move(queue)), options_(options) {}
 QueueConsumer::QueueConsumer(QueueConsumer&&) noexcept = default;
 QueueConsumer& QueueConsumer::operator=(QueueConsumer&&) noexcept = default;
 QueueConsumer::~QueueConsumer() = default;
@@ -211,14 +211,14 @@ Result<QueueProducer> Bus::queue_producer(std::string_view queue, QueueProducerO
   if (Status s = validate_topic_name(queue); !s.ok()) return s;
   auto q = detail::QueueAttachment::open(connection_, queue, options.queue, detail::kQueueProducer);
   if (!q) return q.status();
-  return QueueProducer(std::move(q).value(), std::move(options));
+  return QueueProducer(std::move(q).value(), options);
 }
 
 Result<QueueConsumer> Bus::queue_consumer(std::string_view queue, QueueConsumerOptions options) {
   if (Status s = validate_topic_name(queue); !s.ok()) return s;
   auto q = detail::QueueAttachment::open(connection_, queue, options.queue, detail::kQueueConsumer);
   if (!q) return q.status();
-  return QueueConsumer(std::move(q).value(), std::move(options));
+  return QueueConsumer(std::move(q).value(), options);
 }
 
 Result<QueueInspector> Bus::queue_inspector(std::string_view queue) {

@@ -190,10 +190,10 @@ void ControlServer::accept_participants() {
     if (participants_.size() >= config_.max_participants) {
       spdlog::warn("refusing pid {} uid {}: max_participants ({}) reached", cred.pid, cred.uid,
                    config_.max_participants);
-      const std::string limit = std::to_string(config_.max_participants);
       refuse(fd,
-             {Errc::kExhausted, "max_participants (" + limit + ") reached: the daemon serves at most " +
-                                    limit + " participants at a time"},
+             {Errc::kExhausted, fmt::format("max_participants ({0}) reached: the daemon serves at most {0} "
+                                            "participants at a time",
+                                            config_.max_participants)},
              /*holds_spare=*/false);
       continue;
     }

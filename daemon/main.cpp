@@ -3,13 +3,15 @@
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 
+#include <cstdio>
+#include <exception>
 #include <iostream>
 
 #include "bus/runtime_paths.h"
 #include "daemon/control_server.h"
 #include "daemon/daemon_config.h"
 
-int main(int argc, char** argv) {
+int main(int argc, char** argv) try {
   using namespace shmbus;
   CLI::App app{
       "shmbusd: admits shmbus participants, owns the shared memory, reclaims what crashed processes held."};
@@ -49,4 +51,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   return server.value()->run();
+} catch (const std::exception& e) {
+  // Whatever escaped (a filesystem or logging error): a clear message and a failure, not std::terminate.
+  std::fprintf(stderr, "shmbusd: %s\n", e.what());
+  return 1;
 }

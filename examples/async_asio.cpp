@@ -9,10 +9,11 @@
 #include <boost/asio/steady_timer.hpp>
 #include <cstdio>
 #include <cstring>
+#include <exception>
 #include <functional>
 #include <thread>
 
-int main() {
+int main() try {
   using namespace std::chrono_literals;
   auto bus = shmbus::Bus::connect();
   if (!bus) return std::fprintf(stderr, "%s\n", bus.status().to_string().c_str()), 1;
@@ -55,4 +56,7 @@ int main() {
   operator_console.join();
   std::printf("%d commands\n", received);
   return received == 5 ? 0 : 1;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "async_asio: %s\n", e.what());  // value() of a failed Result, or Asio, threw
+  return 1;
 }

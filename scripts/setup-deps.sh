@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages shmbus needs to build and test. Idempotent; run as root.
-# Usage: scripts/setup-deps.sh [--bench]   (--bench also installs the peers and plotting tools)
+# Usage: scripts/setup-deps.sh [--bench] [--lint]   (--bench: the peers and plotting tools too; --lint:
+# clang-tidy and clang-format)
 set -euo pipefail
 
 packages=(
@@ -13,9 +14,13 @@ packages=(
   libgtest-dev libbenchmark-dev # tests, micro-benchmarks
   clang                         # sanitizers
 )
-if [[ "${1:-}" == "--bench" ]]; then
-  packages+=(iceoryx libiceoryx-posh-dev libiceoryx-hoofs-dev gnuplot-nox strace python3)
-fi
+for arg in "$@"; do
+  case "$arg" in
+    --bench) packages+=(iceoryx libiceoryx-posh-dev libiceoryx-hoofs-dev gnuplot-nox strace python3) ;;
+    --lint) packages+=(clang-tidy clang-format) ;;
+    *) echo "setup-deps: unknown option $arg" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 for p in "${packages[@]}"; do

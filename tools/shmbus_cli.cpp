@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <exception>
 #include <iostream>
 #include <string>
 #include <thread>
@@ -56,7 +57,7 @@ void print_sample(const shmbus::Sample& m, const std::string& topic, const std::
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int main(int argc, char** argv) try {
   CLI::App app{"shmbus: inspect and use a shmbus instance"};
   app.require_subcommand(1);
   shmbus::BusOptions bus_options;
@@ -176,4 +177,8 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
   }
   return 0;
+} catch (const std::exception& e) {
+  // Whatever escaped (a filesystem or logging error): a clear message and a failure, not std::terminate.
+  std::fprintf(stderr, "shmbus: %s\n", e.what());
+  return 1;
 }

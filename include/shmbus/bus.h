@@ -307,7 +307,7 @@ class TypedSubscriber {
 class Bus {
  public:
   // Connects to the daemon of options.instance: kDaemonUnavailable (with the socket path) if none runs.
-  static Result<Bus> connect(BusOptions options = {});
+  static Result<Bus> connect(const BusOptions& options = {});
 
   Result<Publisher> publisher(std::string_view topic, PublisherOptions options = {});
   Result<Subscriber> subscriber(std::string_view topic, SubscriberOptions options = {});
@@ -315,13 +315,13 @@ class Bus {
   template <Message T>
   Result<TypedPublisher<T>> publisher(std::string_view topic, PublisherOptions options = {}) {
     if (!options.topic.max_message_size) options.topic.max_message_size = sizeof(T);
-    auto p = publisher(topic, std::move(options));
+    auto p = publisher(topic, options);
     if (!p) return p.status();
     return TypedPublisher<T>(std::move(p).value());
   }
   template <Message T>
   Result<TypedSubscriber<T>> subscriber(std::string_view topic, SubscriberOptions options = {}) {
-    auto s = subscriber(topic, std::move(options));
+    auto s = subscriber(topic, options);
     if (!s) return s.status();
     return TypedSubscriber<T>(std::move(s).value());
   }
