@@ -24,6 +24,7 @@
 
 #include "bus/control_protocol.h"
 #include "shmbus/work_queue.h"
+#include "support/process_cpu.h"
 #include "support/test_daemon.h"
 #include "support/word_bytes.h"
 
@@ -66,21 +67,6 @@ void expect_topic_works(Bus& bus, const std::string& topic) {
   Sample sample = subscriber->take(2s);
   ASSERT_TRUE(sample) << "no message on " << topic;
   EXPECT_EQ(sample.bytes().size(), sizeof value);
-}
-
-// The daemon's user+system CPU time so far, in seconds.
-double cpu_seconds(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const auto end_of_name = text.rfind(')');
-  if (end_of_name == std::string::npos) return -1;
-  std::istringstream fields(text.substr(end_of_name + 2));
-  std::string field;
-  // Fields after the name start at 3 (state); utime and stime are fields 14 and 15.
-  for (int i = 3; i < 14; ++i) fields >> field;
-  unsigned long long user = 0, system = 0;
-  fields >> user >> system;
-  return static_cast<double>(user + system) / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
 // A tmpfs of `size` mounted on a fresh directory for one test; unmounted and removed again, pass or fail.

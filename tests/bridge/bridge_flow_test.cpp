@@ -1,17 +1,14 @@
 // Messages from a publisher on host A to subscribers on host B through two real bridges over real TCP:
 // volume with checksums, only subscribed topics crossing, and a subscriber that starts before the publisher.
 #include <gtest/gtest.h>
-#include <unistd.h>
 
-#include <fstream>
-#include <sstream>
-#include <string>
 #include <thread>
 #include <vector>
 
 #include "bridge/wire_format.h"
 #include "common_messages.h"
 #include "support/bridge_fixture.h"
+#include "support/process_cpu.h"
 
 namespace shmbus::test {
 namespace {
@@ -234,22 +231,6 @@ TEST_P(BridgeFlowTest, SubscriberStartedBeforeTheRemotePublisherGetsTheFirstMess
     ASSERT_TRUE(read_numbered(m.bytes(), &n));
     EXPECT_EQ(n.number, i);
   }
-}
-
-// CPU seconds (user + system) process `pid` has used, from /proc/<pid>/stat; -1 if it is gone.
-double cpu_seconds(pid_t pid) {
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  std::string line;
-  std::getline(stat, line);
-  const std::size_t name_end = line.rfind(')');
-  if (name_end == std::string::npos || name_end + 2 > line.size()) return -1;
-  std::istringstream fields(line.substr(name_end + 2));  // from field 3 (state) on
-  std::string field;
-  double ticks = 0;
-  for (int f = 3; f <= 15 && fields >> field; ++f) {
-    if (f == 14 || f == 15) ticks += std::stod(field);  // utime, stime
-  }
-  return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
 // idle_spin_us: both bridges' threads poll instead of sleeping for a while after each message. Bursts, and
