@@ -1,5 +1,6 @@
 #include "bridge/inbound.h"
 
+#include <arpa/inet.h>
 #include <sched.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -27,6 +28,15 @@ constexpr std::size_t kPublishBatch = 256;  // messages for one topic published 
 
 void add(std::atomic<uint64_t>& counter, uint64_t n = 1) {
   counter.fetch_add(n, std::memory_order_relaxed);
+}
+
+// True if a tcp:// endpoint names its host by a numeric IPv4 or IPv6 address, not a host name.
+bool names_an_address(const std::string& endpoint) {
+  std::string host = endpoint.substr(0, endpoint.rfind(':'));
+  if (host.rfind("tcp://", 0) == 0) host.erase(0, 6);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  unsigned char address[sizeof(in6_addr)];
+  return inet_pton(AF_INET, host.c_str(), address) == 1 || inet_pton(AF_INET6, host.c_str(), address) == 1;
 }
 
 }  // namespace
@@ -410,10 +420,12 @@ void Inbound::drain_monitor(void* monitor, bool listening) {
     if (!listening) {
       if (failed) {
         redial_.emplace(e->address, Clock::now() + 1s);  // after every failure, not the first
-      } else if (e->event == ZMQ_EVENT_DISCONNECTED) {
+      } else if (e->event == ZMQ_EVENT_DISCONNECTED && names_an_address(e->address)) {
         // libzmq retries a lost connection by itself (CONNECT_RETRIED follows at once), but not one it closed
         // for a protocol error: a frame over max_frame_bytes, garbage from the peer. Dialled again unless a
-        // retry or a new connection shows up first (CONNECT_RETRIED comes within milliseconds).
+        // retry or a new connection shows up first (CONNECT_RETRIED comes within milliseconds). Only for
+        // peers given by address: libzmq names the later events of a peer given by host name by its resolved
+        // address, so its retries would not cancel the redial of a link it restored itself.
         redial_.emplace(e->address, Clock::now() + 500ms);
       } else if (e->event == ZMQ_EVENT_CONNECT_RETRIED || e->event == ZMQ_EVENT_CONNECT_DELAYED ||
                  e->event == ZMQ_EVENT_CONNECTED) {
@@ -478,7 +490,10 @@ int Inbound::poll(std::span<zmq_pollitem_t> items, std::chrono::milliseconds tim
   }
   // What is left of the timeout after the spin (rounded up: see run()).
   const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
-  if (left.count() <= 0 || shared_.stop.load(std::memory_order_relaxed)) return 0;
+  if (left.count() <= 0 || shared_.stop.load(std::memory_order_relaxed)) {
+    for (auto& item : items) item.revents = 0;  // nothing seen: not the previous round's events
+    return 0;
+  }
   return ready(zmq_poll(items.data(), n, static_cast<long>(left.count())));
 }
 

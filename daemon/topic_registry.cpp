@@ -42,7 +42,8 @@ struct MetricsPoint {
   uint64_t arrived = 0;  // messages that became readable for the subscriber (from its start positions on)
   uint64_t taken = 0;
   uint64_t dropped = 0;
-  uint64_t latency_sum_ns = 0;  // the subscriber's sampled publish -> take latencies (every 64th take)
+  uint64_t latency_sum_ns =
+      0;  // the subscriber's sampled publish -> take latencies (see SubscriberCore::sample_latency)
   uint64_t latency_samples = 0;
   uint64_t backlog = 0;     // arrived - taken - dropped, at at_ns
   uint64_t held = 0;        // samples held (taken, still being processed if the program keeps them)

@@ -45,11 +45,12 @@ int main() try {
     if (!error) readiness.cancel();
   });
 
-  std::thread operator_console([&] {  // stands in for another process
-    auto pub = bus->publisher("robot/commands").value();
+  std::jthread operator_console([&] {  // stands in for another process; joined also if io.run() throws
+    auto pub = bus->publisher("robot/commands");
+    if (!pub) return;  // nothing comes: the deadline ends io.run()
     for (const char* c : {"forward", "left", "forward", "right", "stop"}) {
       std::this_thread::sleep_for(20ms);
-      (void)pub.publish(std::as_bytes(std::span(c, std::strlen(c))));
+      (void)pub->publish(std::as_bytes(std::span(c, std::strlen(c))));
     }
   });
   io.run();

@@ -166,9 +166,10 @@ struct alignas(kCacheLine) SubscriberSlot {
   std::atomic<uint64_t> bytes;
   std::atomic<uint32_t> held;  // samples currently held
   uint8_t pad1_[4];
-  // The sampled publish -> take latencies (every 64th take) as a sum and a count, for the daemon's mean
-  // waiting time over its metrics window. Added in former padding: a segment is zero-filled, so a client
-  // built before these fields leaves them 0 (the daemon then reports no waiting time) - no version bump.
+  // The sampled publish -> take latencies (every 64th take, and a take after a lull) as a sum and a count,
+  // for the daemon's mean waiting time over its metrics window. Added in former padding: a segment is
+  // zero-filled, so a client built before these fields leaves them 0 (the daemon then reports no waiting
+  // time) - no version bump.
   std::atomic<uint64_t> latency_sum_ns;
   std::atomic<uint64_t> latency_samples;  // stored after latency_sum_ns (release; the daemon loads acquire)
   uint8_t pad2_[16];

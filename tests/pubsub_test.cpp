@@ -559,9 +559,10 @@ TEST(MultiProcessTest, LargeMessagesAcrossProcesses) {
 }
 
 // Publish-to-take latency is sampled on one take in 64 (a clock read each: one per take cost a third of a
-// drained message): takes 0, 64, 128... of a subscriber's life, whether taken one by one or drained.
+// drained message): takes 0, 64, 128... of a subscriber's life, whether taken one by one or drained; and,
+// so that slow topics are sampled too, every message published a millisecond or more after the last sample.
 // Read from the topic's shared memory, as the daemon reads it.
-TEST(PubSubTest, LatencyIsSampledOnOneTakeIn64) {
+TEST(PubSubTest, LatencyIsSampledOnOneTakeIn64AndAfterALull) {
   TestDaemon daemon;
   Bus bus = daemon.connect();
   const TopicSettings topic{.max_message_size = 8, .depth = 8192, .policy = Policy::kLossless};
@@ -575,6 +576,12 @@ TEST(PubSubTest, LatencyIsSampledOnOneTakeIn64) {
   while (taken < kBurst / 2 && sub->try_take()) ++taken;
   taken += sub->drain(kBurst, [](const SampleView&) {});
   ASSERT_EQ(taken, kBurst);
+  constexpr int kSlow = 3;  // takes 5000..5002: not one in 64, each published 2 ms after the take before
+  for (int i = 0; i < kSlow; ++i) {
+    std::this_thread::sleep_for(2ms);
+    ASSERT_TRUE(pub->publish(m).ok());
+    ASSERT_TRUE(sub->take(5s));
+  }
 
   const std::vector<std::string> names = daemon.segments();
   ASSERT_EQ(names.size(), 1u);
@@ -588,7 +595,7 @@ TEST(PubSubTest, LatencyIsSampledOnOneTakeIn64) {
     for (const auto& bucket : slot->latency_ns) histogram += bucket.load(std::memory_order_relaxed);
     samples += slot->latency_samples.load(std::memory_order_acquire);
   }
-  constexpr uint64_t kSampled = (kBurst + 63) / 64;  // takes 0, 64, ..., 4992
+  constexpr uint64_t kSampled = (kBurst + 63) / 64 + kSlow;  // takes 0, 64, ..., 4992, then the slow ones
   EXPECT_EQ(samples, kSampled);
   EXPECT_EQ(histogram, kSampled);
 }

@@ -561,7 +561,7 @@ class Report:
         w(f"- source: git {e.get('git_rev', '?')}{' with uncommitted changes in: ' + e['git_dirty'] if e.get('git_dirty') else ''}")
         w("")
         w("Ratios: the hypervisor moves the two vCPUs between near and far physical cores, so the same cache-line "
-          "ping-pong swings between ~150 and ~600 ns from one minute to the next. Each row carries a 2000-round "
+          "ping-pong swings between ~70 and ~600 ns from one minute to the next. Each row carries a 2000-round "
           "ping-pong probe in the same process pair right before and after it; latency ratios are given raw and "
           "**probe-normalised** ((row / its probe) ÷ (other row / its probe)), and the target check uses the "
           "normalised one. ⚠ marks a row whose two probes differ by more than 25% (compare it with care).")
