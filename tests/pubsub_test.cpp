@@ -558,7 +558,7 @@ TEST(MultiProcessTest, LargeMessagesAcrossProcesses) {
   EXPECT_EQ(field(received, "corrupt"), 0u);
 }
 
-// Publish-to-take latency is sampled on one take in 64 (a clock read each: one per take cost a third of a
+// Publish-to-take latency is sampled on one take in 64 (a clock read each; one in 16 cost a seventh of a
 // drained message): takes 0, 64, 128... of a subscriber's life, whether taken one by one or drained; and,
 // so that slow topics are sampled too, every message published a millisecond or more after the last sample.
 // Read from the topic's shared memory, as the daemon reads it.
