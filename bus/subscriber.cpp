@@ -207,56 +207,85 @@ Sample Subscriber::try_take() {
   return Sample(v);
 }
 
-namespace {
-// Sets a flag for its lifetime (also when a drain callback throws).
-struct DrainingScope {
-  explicit DrainingScope(bool& flag) : flag_(flag) { flag_ = true; }
-  ~DrainingScope() { flag_ = false; }
-  DrainingScope(const DrainingScope&) = delete;
-  DrainingScope& operator=(const DrainingScope&) = delete;
-  bool& flag_;
-};
-}  // namespace
+const SampleView* Subscriber::begin_run(std::size_t max, std::size_t* count) {
+  detail::SubscriberCore& c = *core_;
+  *count = 0;
+  if (c.draining) return nullptr;  // from a drain callback: see drain's REQUIRES
+  shm::SlotHeader* slot = nullptr;
+  detail::RingFollower* f = c.visiting;
+  if (f != nullptr) {  // the ring the last run read: go on there while it has messages ready
+    uint64_t lost = 0;
+    const auto peek = f->reader.peek(&slot, &lost);
+    if (lost) c.count_dropped(lost);
+    if (peek != shm::RingReader::Peek::kReady) {  // empty, or corrupt: find_ready skips and counts it
+      f->reader.publish_cursor(/*force=*/true);   // the visit is over: what it consumed is free now
+      c.visiting = nullptr;
+      f = nullptr;
+    }
+  }
+  if (f == nullptr) f = c.find_ready(&slot);  // re-opens, follows new publishers, serves rings in turn
+  if (f == nullptr) return nullptr;
+  shm::RingReader& reader = f->reader;
+  if (c.run_views_ring != reader.ring() || c.run_views_generation != reader.generation() ||
+      c.run_views_publisher != f->publisher_id) {
+    // What every view of a run shares, written once for as long as runs come from this ring.
+    for (SampleView& v : c.run_views) {
+      v.owner_ = &c;
+      v.publisher_id_ = f->publisher_id;
+      v.ring_ = reader.ring();
+      v.generation_ = reader.generation();
+    }
+    c.run_views_ring = reader.ring();
+    c.run_views_generation = reader.generation();
+    c.run_views_publisher = f->publisher_id;
+  }
+  const std::size_t limit = std::min(max, detail::SubscriberCore::kDrainRun);
+  SampleView* v = c.run_views.data();
+  uint64_t bytes = 0;
+  const uint64_t taken = c.taken;
+  const std::size_t n = reader.for_each_ready(slot, limit, [&](shm::SlotHeader* s, uint64_t position) {
+    v->data_ = shm::slot_payload(s);
+    v->size_ = c.slot_size(s);
+    v->sequence_ = position + 1;
+    v->publish_ns_ = s->publish_ns;
+    bytes += v->size_;
+    // Before the callback: what waiting cost, not handling.
+    c.sample_latency(taken + (v - c.run_views.data()), v->publish_ns_);
+    ++v;
+  });
+  // The views point into this mapping: no re-open and no look for messages until end_run.
+  c.draining = true;
+  c.visiting = f;
+  c.run_size = n;
+  c.run_bytes = bytes;
+  c.run_short = n < limit;
+  *count = n;
+  return c.run_views.data();
+}
+
+void Subscriber::end_run(std::size_t consumed, bool last) noexcept {
+  detail::SubscriberCore& c = *core_;
+  c.draining = false;
+  shm::RingReader& reader = c.visiting->reader;
+  reader.skip(consumed);  // consumed: the cursor may pass them
+  uint64_t bytes = c.run_bytes;
+  if (consumed < c.run_size) {  // a callback threw
+    bytes = 0;
+    for (std::size_t i = 0; i < consumed; ++i) bytes += c.run_views[i].size_;
+  }
+  if (consumed > 0) c.count_taken(consumed, bytes);
+  if (last || c.run_short || consumed < c.run_size) {
+    // The visit is over (the ring had no more, drain is done, or a callback threw): what it consumed is free
+    // now, also short of a quarter ring (one store a visit).
+    reader.publish_cursor(/*force=*/true);
+    c.visiting = nullptr;
+  } else {
+    reader.publish_cursor(/*force=*/false);  // every quarter ring, as release() does for a Sample
+  }
+}
 
 std::size_t Subscriber::drain(std::size_t max, DrainCallback on_message, void* context) {
-  detail::SubscriberCore& c = *core_;  // from its own callback: find_ready finds nothing, 0 is returned
-  std::size_t n = 0;
-  uint64_t bytes = 0;
-  while (n < max) {
-    shm::SlotHeader* slot = nullptr;
-    detail::RingFollower* f = c.find_ready(&slot);  // re-opens, follows new publishers, serves rings in turn
-    if (f == nullptr) break;
-    shm::RingReader& reader = f->reader;
-    SampleView v;
-    v.owner_ = &c;
-    v.publisher_id_ = f->publisher_id;
-    v.ring_ = reader.ring();
-    v.generation_ = reader.generation();
-    // This ring's consecutive ready slots: a peek each, no Sample, nothing held. The views point into this
-    // mapping: no re-open and no look for messages while a callback runs (find_ready returns nothing).
-    const DrainingScope busy(c.draining);
-    for (;;) {
-      v.data_ = shm::slot_payload(slot);
-      v.size_ = c.slot_size(slot);
-      v.publish_ns_ = slot->publish_ns;
-      v.sequence_ = reader.read_position() + 1;
-      c.sample_latency(c.taken + n, v.publish_ns_);  // before the callback: what waiting cost, not handling
-      on_message(context, v);
-      reader.skip();                           // consumed: the cursor may pass it
-      reader.publish_cursor(/*force=*/false);  // every quarter ring, as release() does for a Sample
-      ++n;
-      bytes += v.size_;
-      if (n == max) break;
-      uint64_t lost = 0;
-      const auto peek = reader.peek(&slot, &lost);
-      if (lost) c.count_dropped(lost);
-      if (peek != shm::RingReader::Peek::kReady) break;  // empty, or corrupt: find_ready skips and counts it
-    }
-    // What this visit consumed is free now, also short of a quarter ring (one store a visit).
-    reader.publish_cursor(/*force=*/true);
-  }
-  if (n > 0) c.count_taken(n, bytes);
-  return n;
+  return drain(max, [on_message, context](const SampleView& v) { on_message(context, v); });
 }
 
 bool Subscriber::has_data() {

@@ -11,6 +11,7 @@
 #include "bus/connection.h"
 #include "bus/topic_attachment.h"
 #include "shm/ring_reader.h"
+#include "shmbus/bus.h"
 #include "shmbus/options.h"
 
 namespace shmbus::detail {
@@ -45,6 +46,18 @@ struct SubscriberCore {
   // Inside a drain callback: a view points into the current mapping and a reader is mid-visit, so nothing
   // may look for messages (find_ready returns nothing) or re-open.
   bool draining = false;
+  // drain's current run (Subscriber::begin_run/end_run): the ring it reads, its views, how many, and whether
+  // it stopped short of what was asked (the ring had no more ready). `visiting` stays set between two runs
+  // of one drain on the same ring (the next run starts there) and is null outside drain.
+  static constexpr std::size_t kDrainRun = 64;
+  RingFollower* visiting = nullptr;
+  std::array<SampleView, kDrainRun> run_views{};
+  uint32_t run_views_ring = ~0u;  // the ring, generation and publisher every view's shared fields hold
+  uint32_t run_views_generation = 0;
+  uint64_t run_views_publisher = 0;
+  std::size_t run_size = 0;
+  uint64_t run_bytes = 0;
+  bool run_short = false;
   // Set by the connection when a restarted daemon refused to hand this endpoint back (it lost the topic).
   std::atomic<bool> lost{false};
   std::chrono::steady_clock::time_point next_reopen{};

@@ -44,6 +44,29 @@ class RingReader {
   }
   // Skips the slot peek() returned without holding it.
   void skip() { ++read_position_; }
+  // Calls visit(slot, position) for `first`, the slot peek() just reported kReady, and for each slot after it
+  // that peek() would report kReady in turn, at most `max` (>= 1) in all; returns how many. Consumes nothing
+  // (skip(count) does). One tight pass: a drain's run of ready slots.
+  template <typename F>
+  std::size_t for_each_ready(SlotHeader* first, std::size_t max, F&& visit) const {
+    std::byte* const end = ring_ + geometry_.ring_bytes;  // depth x slot_stride: the pointer steps land on it
+    SlotHeader* s = first;
+    uint64_t position = read_position_;
+    std::size_t n = 0;
+    for (;;) {
+      visit(s, position);
+      if (++n == max) break;
+      ++position;
+      std::byte* next = reinterpret_cast<std::byte*>(s) + geometry_.slot_stride;
+      s = reinterpret_cast<SlotHeader*>(next == end ? ring_ : next);
+      // acquire: as in look(); the payload and header fields of this slot are visible after it.
+      if (s->sequence.load(std::memory_order_acquire) != position + 1 || s->size > geometry_.max_message_size)
+        break;
+    }
+    return n;
+  }
+  // Consumes `count` slots found ready (for_each_ready) without holding them.
+  void skip(uint64_t count) { read_position_ += count; }
   // Releases a held position (any order).
   void release(uint64_t position) {
     for (auto it = held_.begin(); it != held_.end(); ++it) {

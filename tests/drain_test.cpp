@@ -3,6 +3,7 @@
 
 #include <cstring>
 #include <map>
+#include <stdexcept>
 #include <thread>
 
 #include "shmbus/bus.h"
@@ -102,6 +103,45 @@ TEST(DrainTest, FreesRoomForABlockedLosslessPublisher) {
   const auto rest = drain_values(*sub, 100);
   ASSERT_EQ(rest.size(), 8u);
   for (uint64_t i = 0; i < rest.size(); ++i) EXPECT_EQ(rest[i], 3 + i);
+}
+
+// drain hands a ring's ready slots over in runs of at most 64, found in one pass each: a drain longer than a
+// run, short of a run's end, and across the ring's wrap keeps the order and the count.
+TEST(DrainTest, RunsLongerThanOnePassAndAcrossTheRingsWrapKeepOrder) {
+  OneTopic t("drain/runs", 256, Policy::kLossless);
+  uint64_t next_sent = 0, next_expected = 0;
+  // 7 rounds of 200 in a 256-slot ring: the rounds wrap it; drain takes them as 150 (two runs and a part),
+  // then what is left, and then nothing.
+  for (int round = 0; round < 7; ++round) {
+    for (int i = 0; i < 200; ++i) ASSERT_TRUE(t.pub.publish(bytes_of(next_sent++)).ok());
+    for (const std::size_t max : {std::size_t{150}, std::size_t{1000}, std::size_t{10}}) {
+      for (uint64_t v : drain_values(t.sub, max)) ASSERT_EQ(v, next_expected++) << "round " << round;
+    }
+    ASSERT_EQ(next_expected, next_sent) << "round " << round << ": drain left messages behind";
+  }
+  EXPECT_EQ(t.sub.taken(), 1400u);
+}
+
+// A callback that throws stops the drain: what it consumed before is counted and gone, the message it threw
+// on is handed over again, and the lossless publisher gets the consumed slots back.
+TEST(DrainTest, ACallbackThatThrowsConsumesOnlyWhatWentBefore) {
+  OneTopic t("drain/throw", 16, Policy::kLossless);
+  for (uint64_t i = 0; i < 16; ++i) ASSERT_TRUE(t.pub.publish(bytes_of(i)).ok());
+  EXPECT_EQ(t.pub.publish(bytes_of(99)).code(), Errc::kTimeout) << "the ring is full";
+  std::vector<uint64_t> seen;
+  EXPECT_THROW(t.sub.drain(100,
+                           [&](const SampleView& v) {
+                             if (value_of(v.bytes()) == 5) throw std::runtime_error("five");
+                             seen.push_back(value_of(v.bytes()));
+                           }),
+               std::runtime_error);
+  EXPECT_EQ(seen, (std::vector<uint64_t>{0, 1, 2, 3, 4}));
+  EXPECT_EQ(t.sub.taken(), 5u);
+  for (uint64_t i = 16; i < 21; ++i) ASSERT_TRUE(t.pub.publish(bytes_of(i)).ok()) << "slot of #" << i - 16;
+  const auto rest = drain_values(t.sub, 100);
+  ASSERT_EQ(rest.size(), 16u);
+  for (uint64_t i = 0; i < rest.size(); ++i) EXPECT_EQ(rest[i], 5 + i);
+  EXPECT_EQ(t.sub.taken(), 21u);
 }
 
 std::size_t handed_to_function = 0;

@@ -208,11 +208,20 @@ class Subscriber {
   // position goes out every quarter ring and when drain leaves a publisher's ring (what it consumed is free).
   // taken() counts them when drain returns. REQUIRES: the callback calls nothing on this subscriber but its
   // const accessors (a take, has_data or drain from inside finds nothing).
+  // Inline: the callback runs in a loop over runs of ready slots found by one out-of-line pass each, so a
+  // message costs the callback and a few instructions, not a call and the loop's state spilled around it.
   template <typename F>
   std::size_t drain(std::size_t max, F&& on_message) {
-    auto call = [&on_message](const SampleView& v) { on_message(v); };  // functions, lambdas, functors alike
-    return drain(
-        max, [](void* c, const SampleView& v) { (*static_cast<decltype(call)*>(c))(v); }, &call);
+    std::size_t n = 0;
+    while (n < max) {
+      std::size_t got = 0;
+      const SampleView* run = begin_run(max - n, &got);
+      if (got == 0) break;
+      RunEnd end{*this, n + got == max};  // consumes what was handed over, also when the callback throws
+      for (; end.consumed < got; ++end.consumed) on_message(run[end.consumed]);
+      n += got;
+    }
+    return n;
   }
   using DrainCallback = void (*)(void* context, const SampleView& view);
   std::size_t drain(std::size_t max, DrainCallback on_message, void* context);
@@ -228,6 +237,20 @@ class Subscriber {
   friend class WaitSet;
   friend class EventSource;
   explicit Subscriber(std::unique_ptr<detail::SubscriberCore> core);
+  // drain's two halves. begin_run finds a ring with a message ready and views its consecutive ready slots,
+  // at most `max` (and kDrainRun): returns the views (valid until end_run) and their count in *count, 0 if
+  // nothing is ready. end_run consumes the first `consumed` of them; `last`: drain stops after this run.
+  const SampleView* begin_run(std::size_t max, std::size_t* count);
+  void end_run(std::size_t consumed, bool last) noexcept;
+  struct RunEnd {
+    Subscriber& subscriber;
+    bool last;
+    std::size_t consumed = 0;
+    RunEnd(Subscriber& s, bool is_last) : subscriber(s), last(is_last) {}
+    RunEnd(const RunEnd&) = delete;
+    RunEnd& operator=(const RunEnd&) = delete;
+    ~RunEnd() { subscriber.end_run(consumed, last); }
+  };
   std::unique_ptr<detail::SubscriberCore> core_;
 };
 
