@@ -65,21 +65,44 @@ Bridge::Bridge(BridgeConfig config) : config_(std::move(config)), mapper_(config
                                      .count());
 }
 
-Result<std::unique_ptr<Bridge>> Bridge::start(BridgeConfig config) {
+Result<std::unique_ptr<Bridge>> Bridge::start(BridgeConfig config, std::function<void()> on_failure) {
   std::unique_ptr<Bridge> b(new Bridge(std::move(config)));
+  b->on_failure_ = std::move(on_failure);
   if (auto s = b->open_sockets(); !s.ok()) return s;
   LinkMonitor links;
   for (const auto& e : b->bound_) links.add(e, true);
   for (const auto& p : b->config_.peers) links.add(p.endpoint, false);
   Bridge* raw = b.get();
-  b->outbound_ = std::thread(
-      [raw] { Outbound(raw->config_, raw->mapper_, raw->xpub_, raw->epoch_, raw->shared_).run(); });
+  b->outbound_ = std::thread([raw] {
+    raw->run_thread("outbound", [raw] {
+      Outbound(raw->config_, raw->mapper_, raw->xpub_, raw->epoch_, raw->shared_).run();
+    });
+  });
   b->inbound_ = std::thread([raw, links = std::move(links)]() mutable {
-    Inbound(raw->config_, raw->mapper_, {raw->xsub_, raw->xsub_monitor_, raw->xpub_monitor_}, raw->epoch_,
-            std::move(links), raw->shared_)
-        .run();
+    raw->run_thread("inbound", [raw, &links] {
+      Inbound(raw->config_, raw->mapper_, {raw->xsub_, raw->xsub_monitor_, raw->xpub_monitor_}, raw->epoch_,
+              std::move(links), raw->shared_)
+          .run();
+    });
   });
   return b;
+}
+
+void Bridge::run_thread(const char* name, const std::function<void()>& body) {
+  std::string what;
+  try {
+    body();
+    return;
+  } catch (const std::exception& e) {
+    what = e.what();
+  } catch (...) {
+    what = "unknown exception";
+  }
+  spdlog::critical("{} thread failed: {}; stopping the bridge", name, what);
+  // release: pairs with failed()'s acquire; whoever sees the flag sees the log line written.
+  failed_.store(true, std::memory_order_release);
+  shared_.stop.store(true, std::memory_order_relaxed);  // the other thread stops too (a flag, as in stop())
+  if (on_failure_) on_failure_();
 }
 
 Status Bridge::open_sockets() {

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -21,8 +22,10 @@ namespace shmbus::bridge {
 
 class Bridge {
  public:
-  // Sets up sockets (binding and connecting) and starts the threads. Errors name the endpoint.
-  static Result<std::unique_ptr<Bridge>> start(BridgeConfig config);
+  // Sets up sockets (binding and connecting) and starts the threads. Errors name the endpoint. If a thread
+  // fails (an exception: out of memory, say), the bridge logs it, stops both threads and calls `on_failure`
+  // from that thread; failed() is true from then on.
+  static Result<std::unique_ptr<Bridge>> start(BridgeConfig config, std::function<void()> on_failure = {});
   ~Bridge();  // stops the threads, closes the sockets, terminates the context
   Bridge(const Bridge&) = delete;
   Bridge& operator=(const Bridge&) = delete;
@@ -30,11 +33,14 @@ class Bridge {
   // The endpoints actually bound (a '*' port resolved).
   const std::vector<std::string>& bound_endpoints() const { return bound_; }
   void stop();
+  bool failed() const { return failed_.load(std::memory_order_acquire); }
 
  private:
   explicit Bridge(BridgeConfig config);
   Status open_sockets();
   void close_sockets();
+  // Runs a thread's body; an exception stops the bridge instead of terminating the process.
+  void run_thread(const char* name, const std::function<void()>& body);
 
   BridgeConfig config_;
   TopicMapper mapper_;
@@ -47,6 +53,8 @@ class Bridge {
   void* xsub_monitor_ = nullptr;
   std::unique_ptr<ZapHandler> zap_;
   std::vector<std::string> bound_;
+  std::function<void()> on_failure_;
+  std::atomic<bool> failed_{false};
   std::thread outbound_;
   std::thread inbound_;
 };

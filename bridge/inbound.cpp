@@ -191,6 +191,10 @@ void Inbound::deliver(Route& route, const BatchHeader& header, const std::vector
                                 .origin_id = header.origin_id,
                                 .origin_epoch = header.origin_epoch};
       ZmqMessage batch(batch_size(std::span(&r, 1)));
+      if (!batch.ok()) {  // out of memory: not relayed, counted
+        add(counters_.relay_dropped);
+        continue;
+      }
       encode_batch(relayed, std::span(&r, 1), batch.bytes());
       if (!shared_.relay.push({*route.relay_frame, std::move(batch)})) add(counters_.relay_dropped);
     }

@@ -2,6 +2,7 @@
 #include <signal.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
@@ -93,7 +94,8 @@ int main(int argc, char** argv) try {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  auto bridge = Bridge::start(std::move(config).value());
+  // A failed bridge thread stops the bridge and wakes the sigwait below, which then exits with status 1.
+  auto bridge = Bridge::start(std::move(config).value(), [] { kill(getpid(), SIGTERM); });
   if (!bridge) {
     std::cerr << "shmbus-bridge: " << bridge.status().message() << "\n";
     return 1;
@@ -103,9 +105,10 @@ int main(int argc, char** argv) try {
   std::cout << "ready" << std::endl;
   int received = 0;
   sigwait(&signals, &received);
-  spdlog::info("signal {}: stopping", received);
+  const bool failed = bridge.value()->failed();
+  if (!failed) spdlog::info("signal {}: stopping", received);
   bridge.value().reset();
-  return 0;
+  return failed ? 1 : 0;
 } catch (const std::exception& e) {
   // Whatever escaped (a filesystem or logging error): a clear message and a failure, not std::terminate.
   std::fprintf(stderr, "shmbus-bridge: %s\n", e.what());

@@ -158,6 +158,13 @@ void Outbound::start_batch() {
 void Outbound::flush_batch(const Route& route) {
   if (batch_records_ == 0) return;
   ZmqMessage frame(batch_used_);
+  if (!frame.ok()) [[unlikely]] {
+    // Out of memory: the batch is lost, counted, and seen downstream as a gap in its sequence numbers.
+    counters_.send_dropped.fetch_add(batch_records_, std::memory_order_relaxed);
+    spdlog::error("no memory for a {}-byte frame: {} messages dropped", batch_used_, batch_records_);
+    start_batch();
+    return;
+  }
   std::memcpy(frame.bytes().data(), batch_.data(), batch_used_);
   // May block (lossless backpressure from the peers). The batch is a copy: the slots it was read from may
   // already be free (a flush after drain returned), so a lossless local publisher feels the backpressure up
@@ -202,6 +209,14 @@ void Outbound::drain(Route& route) {
       // Too large to share a batch: sent at once, alone, from a frame of its own (one copy, not two).
       flush_batch(route);
       ZmqMessage frame(kBatchHeaderSize + record);
+      if (!frame.ok()) [[unlikely]] {
+        // Out of memory: lost, counted, and a gap in the sequence numbers downstream.
+        ++sequence;
+        counters_.send_dropped.fetch_add(1, std::memory_order_relaxed);
+        spdlog::error("no memory for a {}-byte frame: a message of {} dropped", kBatchHeaderSize + record,
+                      route.frame);
+        return;
+      }
       encode_own_batch_header(frame.bytes().first<kBatchHeaderSize>());
       if (encode_record(route, m, sequence, frame.bytes().subspan(kBatchHeaderSize)) &&
           send(route.frame, frame, 1)) {
