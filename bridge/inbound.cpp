@@ -1,7 +1,6 @@
 #include "bridge/inbound.h"
 
 #include <arpa/inet.h>
-#include <sched.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -50,7 +49,8 @@ Inbound::Inbound(const BridgeConfig& config, const TopicMapper& mapper, InboundS
       links_(std::move(links)),
       shared_(shared),
       counters_(shared.counters),
-      started_(Clock::now()) {}
+      started_(Clock::now()),
+      spin_(config.idle_spin) {}
 
 Inbound::Route& Inbound::route_of(std::string_view wire) {
   if (auto it = routes_.find(wire); it != routes_.end()) return it->second;
@@ -475,21 +475,19 @@ int Inbound::poll(std::span<zmq_pollitem_t> items, std::chrono::milliseconds tim
   const int n = static_cast<int>(items.size());
   // Messages from peers (items[0], the XSUB) extend the spin; link events (a peer's retries) do not.
   auto ready = [&](int count) {
-    if (count > 0 && config_.idle_spin.count() > 0 && (items[0].revents & ZMQ_POLLIN) != 0) {
-      spin_until_ = Clock::now() + config_.idle_spin;
-    }
+    if (count > 0 && (items[0].revents & ZMQ_POLLIN) != 0) spin_.extend();
     return count;
   };
   const auto deadline = Clock::now() + timeout;
-  if (config_.idle_spin.count() > 0) {
+  if (spin_.enabled()) {
     // Each zmq_poll(0) reads the sockets' mailboxes (a poll(2) when one is empty): a spin of system calls,
     // ~1 us each here, short next to the wake-up it saves. Yielding between polls lets the threads we wait
     // for (ZeroMQ's I/O thread, the subscribers we publish to) run at once on a busy machine. relaxed: stop
     // is a flag, as in run().
-    const auto until = std::min(spin_until_, deadline);
+    const auto until = spin_.until(deadline);
     while (!shared_.stop.load(std::memory_order_relaxed) && Clock::now() < until) {
       if (const int count = zmq_poll(items.data(), n, 0); count != 0) return ready(count);
-      sched_yield();
+      IdleSpin::yield();
     }
   }
   // What is left of the timeout after the spin (rounded up: see run()).

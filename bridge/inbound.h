@@ -18,6 +18,7 @@
 
 #include "bridge/bridge_config.h"
 #include "bridge/bridge_shared.h"
+#include "bridge/idle_spin.h"
 #include "bridge/link_monitor.h"
 #include "bridge/sequence_tracker.h"
 #include "bridge/topic_mapper.h"
@@ -97,7 +98,7 @@ class Inbound {
   Shared& shared_;
   Counters& counters_;
   std::chrono::steady_clock::time_point started_;
-  std::chrono::steady_clock::time_point spin_until_{};  // poll() busy-polls until then (idle_spin)
+  IdleSpin spin_;  // poll() busy-polls within it
 
   std::optional<Bus> bus_;
   int64_t daemon_pid_ = 0;  // of the daemon bus_ talks to, from its statistics (0: not known yet)

@@ -1,12 +1,13 @@
 #include "bridge/outbound.h"
 
-#include <sched.h>
 #include <spdlog/spdlog.h>
 #include <zmq.h>
 
 #include <algorithm>
 #include <array>
 #include <cstring>
+
+#include "bridge/idle_spin.h"
 
 namespace shmbus::bridge {
 namespace {
@@ -252,7 +253,8 @@ void Outbound::run() {
   constexpr auto kIdle = 20ms;
   shared_.relay.set_waiter(&wait_set_);
   auto next_check = Clock::now();
-  auto spin_until = next_check + config_.idle_spin;
+  IdleSpin spin(config_.idle_spin);
+  spin.extend();
   start_batch();
   realtime_offset_ns_ = now_ns(std::chrono::system_clock::now()) - now_ns(next_check);
   while (!shared_.stop.load(std::memory_order_relaxed)) {
@@ -268,17 +270,17 @@ void Outbound::run() {
     }
     // idle_spin: until that long after the last message, poll (the pass above included, for relays and
     // subscriptions) instead of sleeping, and yield between polls so that the threads we feed can run.
-    const bool spin = config_.idle_spin.count() > 0 && Clock::now() < spin_until;
-    const auto ready = wait_set_.wait(spin ? 0ns : kIdle);
+    const bool spinning = spin.active();
+    const auto ready = wait_set_.wait(spinning ? 0ns : kIdle);
     for (Subscriber* s : ready) {
       for (auto& [wire, route] : routes_) {
         if (&route->subscriber == s) drain(*route);
       }
     }
-    if ((relayed || !ready.empty()) && config_.idle_spin.count() > 0) {
-      spin_until = Clock::now() + config_.idle_spin;
-    } else if (spin) {
-      sched_yield();
+    if (relayed || !ready.empty()) {
+      spin.extend();
+    } else if (spinning) {
+      IdleSpin::yield();
     }
     if (const auto now = Clock::now(); now >= next_check) {
       next_check = now + 100ms;
