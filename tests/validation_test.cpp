@@ -1,9 +1,11 @@
 // Validators and decoders: topic names, patterns, configuration, control records.
 #include <gtest/gtest.h>
+#include <sched.h>
 
 #include <chrono>
 #include <cstring>
 #include <thread>
+#include <vector>
 
 #include "bus/control_protocol.h"
 #include "bus/stamp_clock.h"
@@ -109,15 +111,31 @@ TEST(DaemonConfigTest, ErrorsNameTheLine) {
 }
 
 // Publish stamps extrapolated from the TSC stay with steady_clock (the subscriber's clock for latency) and
-// never go backwards; across idle gaps too. The bound is generous (10 us): the stamp is meant to be within
-// tens of nanoseconds, but a preempted test thread may be descheduled between the two reads.
+// never go backwards; across idle gaps and moves between CPUs too. The bound is generous (10 us): the stamp
+// is meant to be within tens of nanoseconds, but a preempted test thread may be descheduled between the two
+// reads.
 TEST(StampClockTest, FollowsSteadyClockAndNeverDecreases) {
+  cpu_set_t allowed;
+  ASSERT_EQ(sched_getaffinity(0, sizeof allowed, &allowed), 0);
+  std::vector<int> cpus;
+  for (int c = 0; c < CPU_SETSIZE; ++c)
+    if (CPU_ISSET(c, &allowed)) cpus.push_back(c);
+  // Restores the thread's CPUs when the test ends, pass or fail.
+  struct Restore {
+    cpu_set_t set;
+    ~Restore() { sched_setaffinity(0, sizeof set, &set); }
+  } restore{allowed};
   auto steady = [] {
     return static_cast<int64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
   };
   uint64_t previous = 0;
   int64_t worst = 0, close = 0, samples = 0;
-  for (int round = 0; round < 4; ++round) {
+  for (int round = 0; round < 8; ++round) {
+    // Each round on the next allowed CPU: a TSC skew between CPUs would show here.
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpus[static_cast<std::size_t>(round) % cpus.size()], &one);
+    ASSERT_EQ(sched_setaffinity(0, sizeof one, &one), 0);
     const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(20);
     while (std::chrono::steady_clock::now() < until) {
       const int64_t before = steady();
@@ -132,7 +150,7 @@ TEST(StampClockTest, FollowsSteadyClockAndNeverDecreases) {
       close += off < 10'000;
       ++samples;
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(5 * round));  // idle gaps re-anchor
+    std::this_thread::sleep_for(std::chrono::milliseconds(5 * (round % 4)));  // idle gaps re-anchor
   }
   EXPECT_GT(samples, 1000);
   EXPECT_GE(close * 100, samples * 99) << "worst " << worst << " ns";
