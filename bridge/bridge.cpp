@@ -89,19 +89,22 @@ Result<std::unique_ptr<Bridge>> Bridge::start(BridgeConfig config, std::function
 }
 
 void Bridge::run_thread(const char* name, const std::function<void()>& body) {
-  std::string what;
+  // The flags first, before anything that allocates (the failure may be out of memory). release: pairs with
+  // failed()'s acquire. stop: the other thread stops too (a flag, as in stop()).
+  auto fail = [&] {
+    failed_.store(true, std::memory_order_release);
+    shared_.stop.store(true, std::memory_order_relaxed);
+  };
   try {
     body();
     return;
   } catch (const std::exception& e) {
-    what = e.what();
+    fail();
+    spdlog::critical("{} thread failed: {}; stopping the bridge", name, e.what());
   } catch (...) {
-    what = "unknown exception";
+    fail();
+    spdlog::critical("{} thread failed: unknown exception; stopping the bridge", name);
   }
-  spdlog::critical("{} thread failed: {}; stopping the bridge", name, what);
-  // release: pairs with failed()'s acquire; whoever sees the flag sees the log line written.
-  failed_.store(true, std::memory_order_release);
-  shared_.stop.store(true, std::memory_order_relaxed);  // the other thread stops too (a flag, as in stop())
   if (on_failure_) on_failure_();
 }
 

@@ -105,8 +105,9 @@ int main(int argc, char** argv) try {
   std::cout << "ready" << std::endl;
   int received = 0;
   sigwait(&signals, &received);
-  const bool failed = bridge.value()->failed();
-  if (!failed) spdlog::info("signal {}: stopping", received);
+  if (!bridge.value()->failed()) spdlog::info("signal {}: stopping", received);
+  bridge.value()->stop();                        // joins the threads
+  const bool failed = bridge.value()->failed();  // also a thread that failed while stopping
   bridge.value().reset();
   return failed ? 1 : 0;
 } catch (const std::exception& e) {

@@ -28,6 +28,11 @@ class Outbound {
  public:
   // `epoch`: this bridge run's start (ns since the Unix epoch), carried in every header.
   Outbound(const BridgeConfig& config, const TopicMapper& mapper, void* xpub, uint64_t epoch, Shared& shared);
+  // Withdraws wait_set_ from the relay queue, also when run() ends by an exception: the inbound thread must
+  // not notify a wait set that is gone.
+  ~Outbound() { shared_.relay.set_waiter(nullptr); }
+  Outbound(const Outbound&) = delete;
+  Outbound& operator=(const Outbound&) = delete;
   // Runs until shared.stop is set.
   void run();
 

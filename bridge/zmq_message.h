@@ -18,12 +18,13 @@ class ZmqMessage {
       ok_ = false;
     }
   }
-  ZmqMessage(ZmqMessage&& other) noexcept {
+  ZmqMessage(ZmqMessage&& other) noexcept : ok_(other.ok_) {
     zmq_msg_init(&msg_);
     zmq_msg_move(&msg_, &other.msg_);
   }
   ZmqMessage& operator=(ZmqMessage&& other) noexcept {
     zmq_msg_move(&msg_, &other.msg_);  // closes what msg_ held
+    ok_ = other.ok_;
     return *this;
   }
   ZmqMessage(const ZmqMessage&) = delete;

@@ -1,5 +1,7 @@
 #include "bus/stamp_clock.h"
 
+#include <sched.h>
+
 #include <chrono>
 #include <fstream>
 #include <string>
@@ -20,9 +22,8 @@ uint64_t steady_ns() {
 // synchronised across CPUs), or the CPU declares it invariant (constant_tsc: a fixed rate; nonstop_tsc: it
 // runs in idle states) while the kernel was told to use another clocksource. A VM booted with
 // `clocksource=kvm-clock tsc=unstable`, as the 2-vCPU bench machine is, reads its clock for 30 ns (rdtsc:
-// 12 ns). The anchoring below bounds what a skew between CPUs' TSCs could do: a thread that moves to a CPU
-// whose TSC is behind re-anchors at once; on one whose TSC is ahead its stamps run ahead by that skew, for at
-// most a millisecond. A thread's stamps never decrease.
+// 12 ns). The CPUs' TSCs may be offset from each other (that is one reason a kernel rejects the TSC), so a
+// stamp extrapolates only from an anchor taken on the CPU it runs on: a thread that moves re-anchors.
 bool tsc_usable() {
   static const bool usable = [] {
     std::ifstream source("/sys/devices/system/clocksource/clocksource0/current_clocksource");
@@ -49,31 +50,41 @@ struct ThreadStampClock {
   uint64_t anchor_ns = 0;
   uint64_t anchor_span_ticks = 0;  // ticks until the next anchor; 0 until the rate is known
   double ns_per_tick = 0;
+  int anchor_cpu = -1;  // the CPU whose TSC anchor_tsc was read on: stamps extrapolate on that CPU only
+  int rejected = 0;     // pair rates in a row more than 1% away from the estimate
   uint64_t last = 0;
 
-  uint64_t anchor() {
+  // Anchors to steady_clock on `cpu` (where the caller runs) and returns the clock's reading.
+  uint64_t anchor(int cpu) {
     // The clock read sits between two TSC reads: pair it with their midpoint.
     const uint64_t before = __rdtsc();
     const uint64_t ns = steady_ns();
     const uint64_t after = __rdtsc();
-    // Preempted between the reads (or a TSC that jumped): the pair says nothing precise. Return the clock
-    // and leave the anchor for the next stamp.
-    if (after - before > kMaxPairTicks) return ns;
+    // Preempted between the reads, moved to another CPU, or a TSC that jumped: the pair says nothing
+    // precise. Return the clock and leave the anchor for the next stamp.
+    if (after - before > kMaxPairTicks || sched_getcpu() != cpu) return ns;
     const uint64_t tsc = before + (after - before) / 2;
-    if (anchor_ns != 0 && ns >= anchor_ns + kMinRateSpanNs && tsc > anchor_tsc) {
+    if (cpu == anchor_cpu && anchor_ns != 0 && ns >= anchor_ns + kMinRateSpanNs && tsc > anchor_tsc) {
+      // A rate only between two anchors on one CPU: another CPU's TSC may be offset from this one's.
       const double rate = static_cast<double>(ns - anchor_ns) / static_cast<double>(tsc - anchor_tsc);
       // Smoothed: one anchor pair's rate is off by (clock read jitter) / (span), tens of ppm. A pair rate
-      // more than 1% away from the estimate (a TSC step, a migration) re-anchors without moving the rate.
+      // more than 1% away from the estimate (a TSC step) re-anchors without moving the rate, unless four in
+      // a row say so: then the TSC's rate changed (a VM moved to another host) and the estimate follows.
       if (ns_per_tick == 0) {
         ns_per_tick = rate;
       } else if (rate > 0.99 * ns_per_tick && rate < 1.01 * ns_per_tick) {
         ns_per_tick = 0.875 * ns_per_tick + 0.125 * rate;
+        rejected = 0;
+      } else if (++rejected >= 4) {
+        ns_per_tick = rate;
+        rejected = 0;
       }
       anchor_tsc = tsc, anchor_ns = ns;
-    } else if (anchor_ns == 0 || ns_per_tick > 0) {
-      // The first anchor; or a TSC that went behind the anchor (another CPU's): start from here. Before the
-      // rate is known the first anchor stays, and every stamp is a clock read, for kMinRateSpanNs.
-      anchor_tsc = tsc, anchor_ns = ns;
+    } else if (cpu != anchor_cpu || anchor_ns == 0 || ns_per_tick > 0) {
+      // The first anchor; another CPU (the rate carries over, the offset does not); or a TSC that went behind
+      // the anchor: start from here. Before the rate is known the first anchor on a CPU stays, and every
+      // stamp is a clock read, for kMinRateSpanNs.
+      anchor_tsc = tsc, anchor_ns = ns, anchor_cpu = cpu;
     }
     anchor_span_ticks =
         ns_per_tick > 0 ? static_cast<uint64_t>(static_cast<double>(kAnchorEveryNs) / ns_per_tick) : 0;
@@ -90,10 +101,13 @@ uint64_t stamp_now_ns() {
 #if defined(__x86_64__)
   if (tsc_usable()) {
     ThreadStampClock& c = stamp_clock;
+    // The CPU before and after the TSC read (sched_getcpu reads the kernel's rseq area: ~2 ns): a TSC read
+    // on the anchor's CPU extrapolates, anything else re-anchors.
+    const int cpu = sched_getcpu();
     const uint64_t ticks = __rdtsc() - c.anchor_tsc;  // a TSC behind the anchor wraps: re-anchor below
-    uint64_t ns = ticks < c.anchor_span_ticks
+    uint64_t ns = ticks < c.anchor_span_ticks && cpu == c.anchor_cpu && sched_getcpu() == cpu
                       ? c.anchor_ns + static_cast<uint64_t>(static_cast<double>(ticks) * c.ns_per_tick)
-                      : c.anchor();
+                      : c.anchor(cpu);
     if (ns < c.last) ns = c.last;
     c.last = ns;
     return ns;

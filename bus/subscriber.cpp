@@ -207,9 +207,10 @@ Sample Subscriber::try_take() {
   return Sample(v);
 }
 
-const SampleView* Subscriber::begin_run(std::size_t max, std::size_t* count) {
+const SampleView* Subscriber::begin_run(std::size_t max, std::size_t* count, bool* lossy) {
   detail::SubscriberCore& c = *core_;
   *count = 0;
+  *lossy = !c.topic.lossless;
   if (c.draining) return nullptr;  // from a drain callback: see drain's REQUIRES
   shm::SlotHeader* slot = nullptr;
   detail::RingFollower* f = c.visiting;
@@ -239,7 +240,10 @@ const SampleView* Subscriber::begin_run(std::size_t max, std::size_t* count) {
     c.run_views_generation = reader.generation();
     c.run_views_publisher = f->publisher_id;
   }
-  const std::size_t limit = std::min(max, detail::SubscriberCore::kDrainRun);
+  // At most a quarter ring: end_run publishes the cursor every quarter ring, so that a blocked lossless
+  // writer gets room while the callbacks run (and a lossy ring cannot lap within one run's pass).
+  const std::size_t limit =
+      std::min({max, detail::SubscriberCore::kDrainRun, static_cast<std::size_t>(reader.publish_interval())});
   SampleView* v = c.run_views.data();
   uint64_t bytes = 0;
   const uint64_t taken = c.taken;
@@ -249,7 +253,8 @@ const SampleView* Subscriber::begin_run(std::size_t max, std::size_t* count) {
     v->sequence_ = position + 1;
     v->publish_ns_ = s->publish_ns;
     bytes += v->size_;
-    // Before the callback: what waiting cost, not handling.
+    // Before the run's callbacks: what waiting cost, not handling (nor the handling of the messages before
+    // it in the run, at most 63 callbacks, which a sample here leaves out).
     c.sample_latency(taken + (v - c.run_views.data()), v->publish_ns_);
     ++v;
   });

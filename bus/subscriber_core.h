@@ -96,9 +96,11 @@ struct SubscriberCore {
   // The `index`-th message taken (0-based, over this subscriber's life) was published at `publish_ns`: sample
   // its publish-to-take latency if it is one of every kLatencySampleEvery, or if it was published a
   // kLatencySampleGapNs or more after the previous sample was read. Systematic sampling is unbiased per
-  // message unless the traffic repeats with a period of 64 (batches of 64 drained from their first message
-  // sample that first message); the time rule keeps low rates sampled (every take below ~1 000 a second) at
-  // the price of a slight lean, above that, to a message that ends a lull. One in 64, not 16: sampling one in
+  // message unless the traffic repeats with a period of 64: batches of 64 drained from their first message
+  // sample that first message, and drain samples a whole run before its callbacks (Subscriber::begin_run), so
+  // under a backlog the figures leave out the handling of earlier messages of a run. The time rule keeps low
+  // rates sampled (every take below ~1 000 a second) at the price of a slight lean, above that, to a message
+  // that ends a lull. One in 64, not 16: sampling one in
   // 16 (a clock read and a histogram update each) cost ~1.5-2 ns a message, a seventh of a drained one.
   // Inline, the test: it runs per take.
   static constexpr uint64_t kLatencySampleEvery = 64;

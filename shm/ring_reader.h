@@ -92,6 +92,8 @@ class RingReader {
   bool still_valid(uint64_t position) const;
 
   uint64_t read_position() const { return read_position_; }
+  // How far the read position moves between two publications of the cursor: a quarter ring, at least 1.
+  uint64_t publish_interval() const { return quarter_; }
   uint32_t generation() const { return generation_; }
   uint32_t ring() const { return ring_index_; }
   std::size_t held() const { return held_.size(); }

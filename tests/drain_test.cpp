@@ -1,6 +1,7 @@
 // Subscriber::drain: many messages per call, no Sample each, through a real daemon and across processes.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <stdexcept>
@@ -142,6 +143,48 @@ TEST(DrainTest, ACallbackThatThrowsConsumesOnlyWhatWentBefore) {
   ASSERT_EQ(rest.size(), 16u);
   for (uint64_t i = 0; i < rest.size(); ++i) EXPECT_EQ(rest[i], 5 + i);
   EXPECT_EQ(t.sub.taken(), 21u);
+}
+
+// Runs stop at a quarter ring: a lossless publisher blocked on a full ring gets room while the callbacks of
+// one drain call still run, a quarter at a time.
+TEST(DrainTest, ABlockedPublisherGetsRoomEveryQuarterRingWithinOneDrain) {
+  OneTopic t("drain/quarter", 16, Policy::kLossless);
+  for (uint64_t i = 0; i < 16; ++i) ASSERT_TRUE(t.pub.publish(bytes_of(i)).ok());
+  int index = 0;
+  bool room_after_8 = false;
+  const std::size_t n = t.sub.drain(100, [&](const SampleView&) {
+    if (index++ == 8) room_after_8 = t.pub.publish(bytes_of(100)).ok();
+  });
+  EXPECT_TRUE(room_after_8) << "8 consumed (two quarters) and the publisher got no room";
+  EXPECT_EQ(n, 17u) << "the 16, and the one published from the callback";
+}
+
+// A lossy publisher that laps the reader while a run's callbacks run: the run ends at the first overwritten
+// view, the lap is counted in dropped(), and every message is handed over or counted once, never twice.
+TEST(DrainTest, ALapDuringARunIsCountedNotHandedOverTwice) {
+  OneTopic t("drain/lossylap", 8, Policy::kLossy);
+  for (uint64_t i = 0; i < 8; ++i) ASSERT_TRUE(t.pub.publish(bytes_of(i)).ok());
+  std::vector<uint64_t> sequences;
+  bool lapped = false;
+  std::size_t n = 0;
+  for (int call = 0; call < 3; ++call) {
+    n += t.sub.drain(100, [&](const SampleView& v) {
+      EXPECT_TRUE(v.still_valid()) << "#" << v.sequence() << " was handed over already overwritten";
+      EXPECT_EQ(value_of(v.bytes()), v.sequence() - 1);
+      sequences.push_back(v.sequence());
+      if (!lapped) {  // inside the first callback: 8 more lap the 8-slot ring
+        lapped = true;
+        for (uint64_t i = 8; i < 16; ++i) ASSERT_TRUE(t.pub.publish(bytes_of(i)).ok());
+      }
+    });
+  }
+  EXPECT_EQ(n, sequences.size());
+  // #1 handed over; #2..#9 overwritten (counted); #10..#16 handed over.
+  std::vector<uint64_t> expected{1};
+  for (uint64_t s = 10; s <= 16; ++s) expected.push_back(s);
+  EXPECT_EQ(sequences, expected);
+  EXPECT_EQ(t.sub.taken(), 8u);
+  EXPECT_EQ(t.sub.dropped(), 8u);
 }
 
 std::size_t handed_to_function = 0;

@@ -204,25 +204,30 @@ class Subscriber {
   bool has_data();
   // Hands up to `max` messages that are ready now to `on_message(const SampleView&)`, in order per publisher,
   // and returns how many it handed over; never waits (pair it with WaitSet or has_data). Cheaper per message
-  // than try_take: no Sample, nothing held; each view is consumed when the callback returns, and the read
-  // position goes out every quarter ring and when drain leaves a publisher's ring (what it consumed is free).
-  // taken() counts them by the time drain returns. A callback that throws stops drain: the messages before
-  // it are consumed and counted, the one it threw on is handed over again by the next take or drain.
-  // REQUIRES: the callback calls nothing on this subscriber but its const accessors (a take, has_data or
-  // drain from inside finds nothing).
-  // Inline: the callback runs in a loop over runs of up to 64 ready slots, each found by one out-of-line
-  // pass, so a message costs the callback and a few instructions, not a call with the loop's state spilled
-  // around it.
+  // than try_take: no Sample, nothing held; views come in runs of up to 64 (and a quarter ring), consumed
+  // when the run's last callback returns; the read position goes out after every quarter ring and when drain
+  // leaves a publisher's ring (what it consumed is free). taken() counts them by the time drain returns. A
+  // callback that throws stops drain: the messages before it are consumed and counted, the one it threw on is
+  // handed over again by the next take or drain. REQUIRES: the callback calls nothing on this subscriber but
+  // its const accessors (a take, has_data or drain from inside finds nothing). Inline: the callback runs in a
+  // loop over runs of up to 64 ready slots, each found by one out-of-line pass, so a message costs the
+  // callback and a few instructions, not a call with the loop's state spilled around it.
   template <typename F>
   std::size_t drain(std::size_t max, F&& on_message) {
     std::size_t n = 0;
     while (n < max) {
       std::size_t got = 0;
-      const SampleView* run = begin_run(max - n, &got);
+      bool lossy = false;
+      const SampleView* run = begin_run(max - n, &got, &lossy);
       if (got == 0) break;
       RunEnd end{*this, n + got == max};  // consumes what was handed over, also when the callback throws
-      for (; end.consumed < got; ++end.consumed) on_message(run[end.consumed]);
-      n += got;
+      for (; end.consumed < got; ++end.consumed) {
+        // Lossy: a view found ready before the callbacks may have been overwritten since; the run ends there
+        // and the next one counts what the publisher's lap cost.
+        if (lossy && end.consumed > 0 && !run[end.consumed].still_valid()) break;
+        on_message(run[end.consumed]);
+      }
+      n += end.consumed;
     }
     return n;
   }
@@ -241,9 +246,10 @@ class Subscriber {
   friend class EventSource;
   explicit Subscriber(std::unique_ptr<detail::SubscriberCore> core);
   // drain's two halves. begin_run finds a ring with a message ready and views its consecutive ready slots,
-  // at most `max` (and kDrainRun): returns the views (valid until end_run) and their count in *count, 0 if
-  // nothing is ready. end_run consumes the first `consumed` of them; `last`: drain stops after this run.
-  const SampleView* begin_run(std::size_t max, std::size_t* count);
+  // at most `max`, 64 and a quarter ring (the cursor goes out between runs): returns the views (valid until
+  // end_run) and their count in *count, 0 if nothing is ready; *lossy if the ring may overwrite them. end_run
+  // consumes the first `consumed` of them; `last`: drain stops after this run.
+  const SampleView* begin_run(std::size_t max, std::size_t* count, bool* lossy);
   void end_run(std::size_t consumed, bool last) noexcept;
   struct RunEnd {
     Subscriber& subscriber;
