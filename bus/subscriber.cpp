@@ -274,14 +274,14 @@ void Subscriber::end_run(std::size_t consumed, bool last) noexcept {
   shm::RingReader& reader = c.visiting->reader;
   reader.skip(consumed);  // consumed: the cursor may pass them
   uint64_t bytes = c.run_bytes;
-  if (consumed < c.run_size) {  // a callback threw
+  if (consumed < c.run_size) {  // a callback threw, or a lossy view was overwritten before its callback
     bytes = 0;
     for (std::size_t i = 0; i < consumed; ++i) bytes += c.run_views[i].size_;
   }
   if (consumed > 0) c.count_taken(consumed, bytes);
   if (last || c.run_short || consumed < c.run_size) {
-    // The visit is over (the ring had no more, drain is done, or a callback threw): what it consumed is free
-    // now, also short of a quarter ring (one store a visit).
+    // The visit is over (the ring had no more, drain is done, a callback threw or a lossy view was
+    // overwritten): what it consumed is free now, also short of a quarter ring (one store a visit).
     reader.publish_cursor(/*force=*/true);
     c.visiting = nullptr;
   } else {
