@@ -163,6 +163,7 @@ void Inbound::deliver(Route& route, const BatchHeader& header, const std::vector
       continue;
     }
     if (outcome.missing) add(counters_.gaps, outcome.missing);
+    if (outcome.verdict == SequenceTracker::Verdict::kLate) add(counters_.late);
     add(counters_.messages_in);
     add(counters_.bytes_in, r.payload.size());
     if (p == nullptr) {

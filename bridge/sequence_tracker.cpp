@@ -29,19 +29,63 @@ SequenceTracker::TopicState* SequenceTracker::stream(uint64_t origin, uint64_t e
 }
 
 SequenceTracker::Outcome SequenceTracker::observe(TopicState& t, uint64_t sequence) {
-  if (t.fresh) {
-    // First message of this stream (or epoch) seen here: what came before it was never ours to miss.
-    t.fresh = false;
+  if (sequence == t.last + 1 && !t.fresh && t.holes.empty()) {  // the common case: next in order
     t.last = sequence;
     ++t.delivered;
     return {Verdict::kDeliver, 0};
   }
-  if (sequence <= t.last) return {Verdict::kDuplicate, 0};
+  if (t.fresh) {
+    // First message of this stream (or epoch) seen here: what came before it was never ours to miss, but
+    // may still come along a slower path (an uncounted hole).
+    t.fresh = false;
+    t.holes.clear();
+    t.last = sequence;
+    ++t.delivered;
+    if (sequence > 1) add_hole(t, {sequence > kLateWindow ? sequence - kLateWindow : 1, sequence - 1, false});
+    return {Verdict::kDeliver, 0};
+  }
+  if (sequence <= t.last) return t.holes.empty() ? Outcome{Verdict::kDuplicate, 0} : fill_hole(t, sequence);
   const uint64_t missing = sequence - t.last - 1;
+  if (missing) add_hole(t, {t.last + 1, sequence - 1, true});
   t.last = sequence;
   t.missing += missing;
   ++t.delivered;
+  // Holes fall out of the window as `last` moves on: their sequences are given up for good.
+  const uint64_t floor = sequence > kLateWindow ? sequence - kLateWindow : 0;
+  while (!t.holes.empty() && t.holes.front().last <= floor) t.holes.erase(t.holes.begin());
+  if (!t.holes.empty() && t.holes.front().first <= floor) t.holes.front().first = floor + 1;
   return {Verdict::kDeliver, missing};
+}
+
+void SequenceTracker::add_hole(TopicState& t, Hole h) {
+  // Holes are added in ascending order: each lies above every earlier one (it starts past the old `last`).
+  t.holes.push_back(h);
+  if (t.holes.size() > kMaxHoles) t.holes.erase(t.holes.begin());  // the oldest is given up
+}
+
+SequenceTracker::Outcome SequenceTracker::fill_hole(TopicState& t, uint64_t sequence) {
+  // Newest holes first: a late copy most likely fills the gap just made.
+  for (auto it = t.holes.end(); it != t.holes.begin();) {
+    --it;
+    if (sequence > it->last) break;  // above this hole and below the next: delivered already
+    if (sequence < it->first) continue;
+    if (it->counted) --t.missing;
+    ++t.delivered;
+    if (it->first == it->last) {
+      t.holes.erase(it);
+    } else if (sequence == it->first) {
+      ++it->first;
+    } else if (sequence == it->last) {
+      --it->last;
+    } else {
+      const Hole above{sequence + 1, it->last, it->counted};
+      it->last = sequence - 1;
+      t.holes.insert(it + 1, above);
+      if (t.holes.size() > kMaxHoles) t.holes.erase(t.holes.begin());  // the bound: the oldest is given up
+    }
+    return {Verdict::kLate, 0};
+  }
+  return {Verdict::kDuplicate, 0};
 }
 
 void SequenceTracker::for_each(

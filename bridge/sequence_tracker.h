@@ -1,5 +1,10 @@
 // Duplicate suppression and loss accounting for what arrives from the network, keyed by origin and topic.
-// A message is new when its sequence is above the last one delivered for its (origin, epoch, topic); a newer
+// A message is new when its sequence is above the last one delivered for its (origin, epoch, topic), or when
+// it fills a hole: a sequence skipped earlier (a gap) or just below the first one seen. Holes matter in a
+// mesh: when a faster path (a direct link) starts carrying a topic that a slower one (a relay) already
+// carries, its first message overtakes the slower path's copies of the messages before it, which only the
+// slower path carries. Those arrive late and out of order, and are delivered once, not dropped as duplicates.
+// A newer
 // epoch (the origin bridge restarted) starts the origin's topics afresh. An older one is stale (late copies
 // of the previous run) while the current epoch is heard from; after kEpochQuiet without it, an older epoch is
 // taken as a restart too (the origin's clock stepped back, or a forged epoch poisoned the current one), so
@@ -12,22 +17,33 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 namespace shmbus::bridge {
 
 class SequenceTracker {
  public:
-  enum class Verdict { kDeliver, kDuplicate, kStale };
+  // kLate: delivered although a later sequence was delivered before it (it fills a hole).
+  enum class Verdict { kDeliver, kLate, kDuplicate, kStale };
   struct Outcome {
     Verdict verdict = Verdict::kDeliver;
     uint64_t missing = 0;  // sequences skipped just before this one (a gap), when delivered
   };
 
+  // Sequences first..last not delivered yet. `counted`: they are in `missing` (a gap), not below the first
+  // sequence seen (which never were ours to miss).
+  struct Hole {
+    uint64_t first = 0;
+    uint64_t last = 0;
+    bool counted = false;
+  };
+
   struct TopicState {
-    uint64_t last = 0;     // last delivered sequence
-    uint64_t missing = 0;  // total skipped so far
+    uint64_t last = 0;     // highest delivered sequence
+    uint64_t missing = 0;  // skipped and not (yet) filled late
     uint64_t delivered = 0;
-    bool fresh = true;  // no message of the current epoch seen yet
+    bool fresh = true;        // no message of the current epoch seen yet
+    std::vector<Hole> holes;  // ascending, at most kMaxHoles, none ending kLateWindow or more below `last`
   };
 
   // The stream of (origin, topic) for a message of `epoch`, created on first sight; nullptr when `epoch` is
@@ -42,6 +58,10 @@ class SequenceTracker {
   // streams start afresh (their loss totals with them).
   static constexpr std::size_t kMaxOrigins = 1024;
   static constexpr std::size_t kMaxTopicsPerOrigin = 16384;
+  // How far below the highest sequence a late copy is still delivered, and how many holes a stream keeps
+  // (past that the oldest is given up: its sequences stay missing). Copies that late are duplicates.
+  static constexpr uint64_t kLateWindow = uint64_t{1} << 16;
+  static constexpr std::size_t kMaxHoles = 32;
   // Classifies `sequence` within `s` (from stream()) and records it.
   static Outcome observe(TopicState& s, uint64_t sequence);
   // stream() and observe() in one call.
@@ -65,6 +85,9 @@ class SequenceTracker {
     std::unordered_map<std::string, TopicState, Hash, std::equal_to<>> topics;
   };
   std::unordered_map<uint64_t, Origin> origins_;
+
+  static void add_hole(TopicState& s, Hole h);
+  static Outcome fill_hole(TopicState& s, uint64_t sequence);
 };
 
 }  // namespace shmbus::bridge

@@ -61,6 +61,7 @@ std::string render_stats_document(const StatsInput& in) {
   doc.insert("in", toml::table{{"messages", n(c.messages_in)},
                                {"bytes", n(c.bytes_in)},
                                {"gaps", n(c.gaps)},
+                               {"late", n(c.late)},
                                {"duplicates", n(c.duplicates)},
                                {"own_origin", n(c.own_origin)},
                                {"stale_epoch", n(c.stale_epoch)},

@@ -140,6 +140,7 @@ TEST(SequenceTrackerTest, SuppressesDuplicatesCountsGapsAndFollowsEpochs) {
   EXPECT_EQ(t.observe(1, 10, "x", 5).verdict, V::kDeliver);  // a late joiner starts anywhere, no gap
   EXPECT_EQ(t.observe(1, 10, "x", 6).missing, 0u);
   EXPECT_EQ(t.observe(1, 10, "x", 6).verdict, V::kDuplicate);
+  EXPECT_EQ(t.observe(1, 10, "x", 4).verdict, V::kLate);  // from before the first: a slower path's copy
   EXPECT_EQ(t.observe(1, 10, "x", 4).verdict, V::kDuplicate);
   auto gap = t.observe(1, 10, "x", 9);
   EXPECT_EQ(gap.verdict, V::kDeliver);
@@ -152,6 +153,73 @@ TEST(SequenceTrackerTest, SuppressesDuplicatesCountsGapsAndFollowsEpochs) {
     if (origin == 1) missing += s.missing;
   });
   EXPECT_EQ(missing, 2u);  // kept across the restart
+}
+
+// A triangle's relay path carries 1..; the direct link joins at 40, overtaking the relay's copies of 30..39.
+// Those still arrive (late, out of order) and are delivered once; what both paths carry is delivered once.
+TEST(SequenceTrackerTest, AFasterPathJoiningLateLosesNothingTheSlowerOneStillCarries) {
+  SequenceTracker t;
+  using V = SequenceTracker::Verdict;
+  std::vector<int> delivered(101);
+  auto arrive = [&](uint64_t seq) {
+    const auto o = t.observe(1, 10, "x", seq);
+    if (o.verdict == V::kDeliver || o.verdict == V::kLate) ++delivered[seq];
+    return o;
+  };
+  for (uint64_t s = 1; s < 30; ++s) EXPECT_EQ(arrive(s).verdict, V::kDeliver);  // the relay alone
+  EXPECT_EQ(arrive(40).missing, 10u);                                           // the direct link's first
+  for (uint64_t s = 41; s <= 60; ++s) EXPECT_EQ(arrive(s).verdict, V::kDeliver);
+  for (uint64_t s = 30; s < 40; ++s) EXPECT_EQ(arrive(s).verdict, V::kLate);  // the relay catches up
+  for (uint64_t s = 40; s <= 60; ++s) EXPECT_EQ(arrive(s).verdict, V::kDuplicate);
+  for (uint64_t s = 61; s <= 99; ++s) {  // both carry everything now, in either order (61, 63/62, ...)
+    if (s % 2) {
+      EXPECT_EQ(arrive(s).verdict, V::kDeliver);
+      EXPECT_EQ(arrive(s).verdict, V::kDuplicate);
+    } else {
+      (void)arrive(s + 1);
+      EXPECT_EQ(arrive(s).verdict, V::kLate);
+      EXPECT_EQ(arrive(s).verdict, V::kDuplicate);
+      EXPECT_EQ(arrive(s + 1).verdict, V::kDuplicate);
+      ++s;
+    }
+  }
+  for (uint64_t s = 1; s <= 99; ++s) EXPECT_EQ(delivered[s], 1) << "sequence " << s;
+  t.for_each([](uint64_t, uint64_t, const std::string&, const SequenceTracker::TopicState& s) {
+    EXPECT_EQ(s.missing, 0u);  // every gap was filled
+    EXPECT_EQ(s.delivered, 99u);
+    EXPECT_TRUE(s.holes.empty());
+  });
+}
+
+// Holes are bounded in number and in age: what falls out stays missing, and its copies are duplicates.
+TEST(SequenceTrackerTest, HolesAreBoundedInNumberAndAge) {
+  SequenceTracker t;
+  using V = SequenceTracker::Verdict;
+  EXPECT_EQ(t.observe(1, 1, "x", 1).verdict, V::kDeliver);
+  uint64_t seq = 1;
+  for (std::size_t i = 0; i < SequenceTracker::kMaxHoles + 3; ++i) {
+    seq += 2;  // skips one each time: a hole of one
+    EXPECT_EQ(t.observe(1, 1, "x", seq).missing, 1u);
+  }
+  EXPECT_EQ(t.observe(1, 1, "x", 2).verdict, V::kDuplicate);  // among the three oldest, given up
+  EXPECT_EQ(t.observe(1, 1, "x", 6).verdict, V::kDuplicate);
+  EXPECT_EQ(t.observe(1, 1, "x", 8).verdict, V::kLate);  // the oldest kept
+  // Splitting a hole past the bound gives up the oldest too.
+  seq += 11;
+  EXPECT_EQ(t.observe(1, 1, "x", seq).missing, 10u);  // holes: 10 12 ... 70, and 72..81
+  EXPECT_EQ(t.observe(1, 1, "x", seq - 5).verdict, V::kLate);
+  EXPECT_EQ(t.observe(1, 1, "x", 10).verdict, V::kDuplicate);
+  EXPECT_EQ(t.observe(1, 1, "x", 12).verdict, V::kLate);
+  EXPECT_EQ(t.observe(1, 1, "x", seq - 12).verdict, V::kLate);  // the newest hole of one
+  // Age: a hole kLateWindow behind the newest sequence is given up.
+  const uint64_t far = seq + SequenceTracker::kLateWindow + 1;
+  EXPECT_EQ(t.observe(1, 1, "x", far).missing, SequenceTracker::kLateWindow);
+  EXPECT_EQ(t.observe(1, 1, "x", seq - 4).verdict, V::kDuplicate);
+  EXPECT_EQ(t.observe(1, 1, "x", seq + 1).verdict, V::kDuplicate);  // the new gap's part that fell out
+  EXPECT_EQ(t.observe(1, 1, "x", far - 1).verdict, V::kLate);
+  t.for_each([](uint64_t, uint64_t, const std::string&, const SequenceTracker::TopicState& s) {
+    EXPECT_LE(s.holes.size(), SequenceTracker::kMaxHoles);
+  });
 }
 
 // An origin whose restart carries an older epoch (its clock stepped back), or one shut out by a forged huge
