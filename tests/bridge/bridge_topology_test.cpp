@@ -1,10 +1,13 @@
 // Three hosts in a triangle, every bridge configured `both` ways with both others: messages reach every
 // subscriber exactly once although each is offered along two paths and relayed back towards its origin.
 #include <gtest/gtest.h>
+#include <zmq.h>
 
 #include <map>
+#include <set>
 #include <thread>
 
+#include "bridge/wire_format.h"
 #include "common_messages.h"
 #include "support/bridge_fixture.h"
 
@@ -128,6 +131,83 @@ depth = 256
 
 INSTANTIATE_TEST_SUITE_P(Net, BridgeTopologyTest, ::testing::Values(Net::kNamespaces, Net::kLoopback),
                          net_name);
+
+// The moment a mesh gets a second, faster path, made deterministic with two fake peers (raw ZeroMQ XPUBs in
+// this process) carrying one origin's topic to a real bridge: the slow path (a relay) carries 1..29, the
+// fast one (a direct link that just subscribed) starts at 40 and overtakes it; then the slow path catches
+// up with 30..60. Every message arrives once: 30..39 late, 40..60 from the slow path suppressed. (The CI run
+// of the triangle above lost such a block when the tracker kept only the highest sequence.)
+TEST(BridgePathTest, AFasterPathJoiningLateLosesNothingTheSlowerOneStillCarries) {
+  auto topology = Topology::loopback(1);
+  BridgeHost b(*topology, 0, "b");
+  void* context = zmq_ctx_new();
+  const int linger = 0, timeout = 20000;
+  std::vector<void*> paths;
+  std::string peers;
+  for (int i = 0; i < 2; ++i) {
+    void* fake = zmq_socket(context, ZMQ_XPUB);
+    zmq_setsockopt(fake, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(fake, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
+    ASSERT_EQ(zmq_bind(fake, "tcp://127.0.0.1:*"), 0);
+    char endpoint[256] = {};
+    std::size_t size = sizeof endpoint;
+    zmq_getsockopt(fake, ZMQ_LAST_ENDPOINT, endpoint, &size);
+    peers += "[[peer]]\nendpoint = \"" + std::string(endpoint) + "\"\n";
+    paths.push_back(fake);
+  }
+  ASSERT_TRUE(b.start_bridge("name = \"b\"\n" + b.bus_section() +
+                             "[network]\nstats_interval_ms = 100\ndiscovery_interval_ms = 20\n" + peers +
+                             "[[rule]]\npattern = \"mesh/**\"\n"));
+  Bus bus = b.connect("receiver");
+  auto sub = bus.subscriber("mesh/t", {.topic = {.depth = 256}});
+  ASSERT_TRUE(sub.ok()) << sub.status().to_string();
+  for (void* fake : paths) {  // the bridge subscribes along both paths
+    char buf[300];
+    const int n = zmq_recv(fake, buf, sizeof buf, 0);
+    ASSERT_EQ(std::string(buf, static_cast<std::size_t>(std::max(n, 0))), std::string("\1mesh/t\0", 8));
+  }
+  const std::string topic("mesh/t\0", 7);
+  auto send = [&](void* path, uint64_t first, uint64_t last) {
+    for (uint64_t seq = first; seq <= last; ++seq) {
+      const Numbered m = numbered(seq);
+      const bridge::WireRecord record{.sequence = seq, .payload = std::as_bytes(std::span(&m, 1))};
+      const std::vector<std::byte> batch =
+          bridge::encode_batch({.origin_id = 77, .origin_epoch = 1}, std::span(&record, 1));
+      zmq_send(path, topic.data(), topic.size(), ZMQ_SNDMORE);
+      zmq_send(path, batch.data(), batch.size(), 0);
+    }
+  };
+  std::multiset<uint64_t> got;
+  auto receive = [&](std::size_t count) {
+    while (got.size() < count) {
+      Sample m = sub->take(10s);
+      if (!m) return false;
+      Numbered n;
+      if (!read_numbered(m.bytes(), &n)) return false;
+      got.insert(n.number);
+    }
+    return true;
+  };
+  void* slow = paths[0];
+  void* fast = paths[1];
+  send(slow, 1, 29);
+  ASSERT_TRUE(receive(29));
+  send(fast, 40, 60);
+  ASSERT_TRUE(receive(50)) << "the fast path's messages did not arrive";
+  send(slow, 30, 60);
+  ASSERT_TRUE(receive(60)) << "the slow path's 30..39 were lost";
+  EXPECT_FALSE(sub->take(300ms)) << "a copy was delivered twice";
+  for (uint64_t seq = 1; seq <= 60; ++seq) EXPECT_EQ(got.count(seq), 1u) << "sequence " << seq;
+  EXPECT_TRUE(b.wait_stats([](const toml::table& s) {
+    return stat(s, "in", "messages") == 60 && stat(s, "in", "gaps") == 10 && stat(s, "in", "late") == 10 &&
+           stat(s, "in", "duplicates") == 21;
+  })) << "in: messages "
+      << stat(b.bridge_stats(), "in", "messages") << ", gaps " << stat(b.bridge_stats(), "in", "gaps")
+      << ", late " << stat(b.bridge_stats(), "in", "late") << ", duplicates "
+      << stat(b.bridge_stats(), "in", "duplicates");
+  for (void* fake : paths) zmq_close(fake);
+  zmq_ctx_term(context);
+}
 
 }  // namespace
 }  // namespace shmbus::test
