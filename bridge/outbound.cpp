@@ -162,7 +162,10 @@ void Outbound::flush_batch(const Route& route) {
   if (!frame.ok()) [[unlikely]] {
     // Out of memory: the batch is lost, counted, and seen downstream as a gap in its sequence numbers.
     counters_.send_dropped.fetch_add(batch_records_, std::memory_order_relaxed);
-    spdlog::error("no memory for a {}-byte frame: {} messages dropped", batch_used_, batch_records_);
+    if (uint64_t held_back = 0; oom_log_.allow(LogThrottle::Clock::now(), &held_back)) {
+      spdlog::error("no memory for a {}-byte frame: {} messages dropped ({} more such frames not logged)",
+                    batch_used_, batch_records_, held_back);
+    }
     start_batch();
     return;
   }
@@ -214,8 +217,11 @@ void Outbound::drain(Route& route) {
         // Out of memory: lost, counted, and a gap in the sequence numbers downstream.
         ++sequence;
         counters_.send_dropped.fetch_add(1, std::memory_order_relaxed);
-        spdlog::error("no memory for a {}-byte frame: a message of {} dropped", kBatchHeaderSize + record,
-                      route.frame);
+        if (uint64_t held_back = 0; oom_log_.allow(LogThrottle::Clock::now(), &held_back)) {
+          spdlog::error(
+              "no memory for a {}-byte frame: a message of {} dropped ({} more such frames not logged)",
+              kBatchHeaderSize + record, route.frame, held_back);
+        }
         return;
       }
       encode_own_batch_header(frame.bytes().first<kBatchHeaderSize>());

@@ -16,6 +16,7 @@
 
 #include "bridge/bridge_config.h"
 #include "bridge/bridge_shared.h"
+#include "bridge/log_throttle.h"
 #include "bridge/topic_mapper.h"
 #include "bridge/wire_format.h"
 #include "bridge/zmq_message.h"
@@ -83,6 +84,7 @@ class Outbound {
   uint64_t own_version_ = ~0ull;
   bool send_stalled_ = false;  // lossless: a send of this pass timed out; the rest does not wait
   std::vector<RelayQueue::Item> relays_;
+  LogThrottle oom_log_;  // out-of-memory lines: one a second (send_dropped counts every loss)
   // The batch being filled by drain(): header and records, sent when drain is done or the next record would
   // not fit (kMaxBatchBytes). The first kBatchHeaderSize bytes always hold this bridge's batch header.
   std::unique_ptr<std::byte[]> batch_storage_ = std::make_unique<std::byte[]>(kMaxBatchBytes);

@@ -10,6 +10,7 @@
 #include "bridge/bridge_config.h"
 #include "bridge/bridge_shared.h"
 #include "bridge/curve_keys.h"
+#include "bridge/log_throttle.h"
 #include "bridge/sequence_tracker.h"
 #include "bridge/stats_document.h"
 #include "bridge/topic_mapper.h"
@@ -132,6 +133,22 @@ TEST(TopicMapperTest, RulesSelectByDirectionAndRemapPrefixes) {
   EXPECT_FALSE(all.local_to_wire("shmbus/bridge/a/stats", Direction::kOut));  // the bus's own never crosses
   EXPECT_FALSE(all.wire_to_local("shmbus/x", Direction::kIn));
   EXPECT_EQ(all.wire_to_local("a", Direction::kIn)->name, "a");
+}
+
+// A recurring error is logged once per interval; the next line reports how many were held back.
+TEST(LogThrottleTest, OneLineAnIntervalAndTheNextSaysHowManyWereHeldBack) {
+  using std::chrono::milliseconds;
+  LogThrottle throttle(milliseconds(1000));
+  const auto t0 = LogThrottle::Clock::now();
+  uint64_t held_back = 99;
+  EXPECT_TRUE(throttle.allow(t0, &held_back));
+  EXPECT_EQ(held_back, 0u);
+  EXPECT_FALSE(throttle.allow(t0 + milliseconds(1), &held_back));
+  EXPECT_FALSE(throttle.allow(t0 + milliseconds(999), &held_back));
+  EXPECT_TRUE(throttle.allow(t0 + milliseconds(1000), &held_back));
+  EXPECT_EQ(held_back, 2u);
+  EXPECT_TRUE(throttle.allow(t0 + milliseconds(5000), &held_back));
+  EXPECT_EQ(held_back, 0u);
 }
 
 TEST(SequenceTrackerTest, SuppressesDuplicatesCountsGapsAndFollowsEpochs) {
