@@ -37,7 +37,8 @@ struct Counters {
   std::atomic<uint64_t> hop_limit{0};        // crossed more than max_hops bridges
   std::atomic<uint64_t> unselected{0};       // a topic no in rule selects
   std::atomic<uint64_t> gaps{0};             // sequences skipped: a later one arrived first
-  std::atomic<uint64_t> late{0};             // delivered after a later sequence (a slower path filled a hole)
+  std::atomic<uint64_t> late{0};             // delivered after a later sequence (along a slower path)
+  std::atomic<uint64_t> gaps_filled{0};      // ...of which were counted in gaps: gaps - gaps_filled are lost
   std::atomic<uint64_t> too_large{0};        // larger than the local topic's max_message_size
   std::atomic<uint64_t> publish_failed{0};   // local topic unavailable or full past full_timeout
   std::atomic<uint64_t> relay_dropped{0};    // relay queue overflow

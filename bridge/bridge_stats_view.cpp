@@ -61,7 +61,8 @@ Status render_bridge_stats(Bus& bus, const std::string& daemon_statistics, bool 
                         {"OUT_BYTES", 13},
                         {"IN_MSGS", 11},
                         {"IN_BYTES", 13},
-                        {"GAPS", 8},
+                        {"LOST", 8},
+                        {"LATE", 8},
                         {"DUPS", 8},
                         {"MALFORMED", 10},
                         {"REFUSED", 8}}) {
@@ -83,8 +84,12 @@ Status render_bridge_stats(Bus& bus, const std::string& daemon_statistics, bool 
     }
     const toml::node_view<const toml::node> v{t};
     pad(out, d.name, 14), pad(out, cell(v["out"]["messages"]), 11), pad(out, cell(v["out"]["bytes"]), 13);
-    pad(out, cell(v["in"]["messages"]), 11), pad(out, cell(v["in"]["bytes"]), 13),
-        pad(out, cell(v["in"]["gaps"]), 8);
+    pad(out, cell(v["in"]["messages"]), 11), pad(out, cell(v["in"]["bytes"]), 13);
+    // Lost: skipped and never filled late along another path.
+    pad(out,
+        std::to_string(v["in"]["gaps"].value_or<int64_t>(0) - v["in"]["gaps_filled"].value_or<int64_t>(0)),
+        8);
+    pad(out, cell(v["in"]["late"]), 8);
     pad(out, cell(v["in"]["duplicates"]), 8);
     pad(out,
         std::to_string(v["in"]["malformed"].value_or<int64_t>(0) +

@@ -23,9 +23,9 @@ Result<std::vector<BridgeStatsDocument>> read_bridge_stats(
     Bus& bus, const std::string& daemon_statistics,
     std::chrono::milliseconds wait = std::chrono::milliseconds(500));
 
-// Prints a BRIDGE table (messages and bytes each way, gaps, duplicates, malformed, refused peers), link
-// states and the streams with sequence gaps; with `json`, one JSON object per bridge. Prints nothing without
-// bridges.
+// Prints a BRIDGE table (messages and bytes each way, messages lost in gaps, late, duplicates, malformed,
+// refused peers), link states and the streams missing sequences; with `json`, one JSON object per bridge.
+// Prints nothing without bridges.
 Status render_bridge_stats(Bus& bus, const std::string& daemon_statistics, bool json, std::ostream& out);
 
 }  // namespace shmbus::bridge

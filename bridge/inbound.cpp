@@ -163,7 +163,10 @@ void Inbound::deliver(Route& route, const BatchHeader& header, const std::vector
       continue;
     }
     if (outcome.missing) add(counters_.gaps, outcome.missing);
-    if (outcome.verdict == SequenceTracker::Verdict::kLate) add(counters_.late);
+    if (outcome.verdict == SequenceTracker::Verdict::kLate) {
+      add(counters_.late);
+      if (outcome.filled_gap) add(counters_.gaps_filled);
+    }
     add(counters_.messages_in);
     add(counters_.bytes_in, r.payload.size());
     if (p == nullptr) {

@@ -5,31 +5,45 @@ namespace shmbus::bridge {
 SequenceTracker::TopicState* SequenceTracker::stream(uint64_t origin, uint64_t epoch, std::string_view topic,
                                                      std::chrono::steady_clock::time_point now) {
   auto [at, added] = origins_.try_emplace(origin);
-  if (added && origins_.size() > kMaxOrigins) {
-    auto quietest = origins_.end();
-    for (auto i = origins_.begin(); i != origins_.end(); ++i) {
-      if (i != at && (quietest == origins_.end() || i->second.heard < quietest->second.heard)) quietest = i;
+  if (added) {
+    at->second.fill_below_first = !forgot_origins_;
+    if (origins_.size() > kMaxOrigins) {
+      auto quietest = origins_.end();
+      for (auto i = origins_.begin(); i != origins_.end(); ++i) {
+        if (i != at && (quietest == origins_.end() || i->second.heard < quietest->second.heard)) quietest = i;
+      }
+      origins_.erase(quietest);  // does not move `at`: map nodes stay where they are
+      forgot_origins_ = true;
     }
-    origins_.erase(quietest);  // does not move `at`: map nodes stay where they are
   }
   Origin& o = at->second;
   if (epoch < o.epoch && now - o.heard < kEpochQuiet) return nullptr;
   o.heard = now;
   if (epoch != o.epoch) {
-    // The origin's bridge restarted: its sequences start again at 1. Streams keep their loss totals.
+    // The origin's bridge restarted: its sequences start again at 1. Streams keep their loss totals. Back to
+    // an older epoch, its sequences may have been delivered before: none below a stream's first again.
+    if (epoch < o.epoch) o.fill_below_first = false;
     o.epoch = epoch;
-    for (auto& [name, state] : o.topics) state.fresh = true;
+    for (auto& [name, state] : o.topics) {
+      state.fresh = true;
+      state.fill_below_first = o.fill_below_first;
+    }
   }
   auto it = o.topics.find(topic);
   if (it == o.topics.end()) {
-    if (o.topics.size() >= kMaxTopicsPerOrigin) o.topics.clear();
-    it = o.topics.emplace(std::string(topic), TopicState{}).first;
+    if (o.topics.size() >= kMaxTopicsPerOrigin) {
+      o.topics.clear();
+      o.fill_below_first = false;  // the streams forgotten may come back
+    }
+    it = o.topics.emplace(std::string(topic), TopicState{.fill_below_first = o.fill_below_first}).first;
   }
   return &it->second;
 }
 
 SequenceTracker::Outcome SequenceTracker::observe(TopicState& t, uint64_t sequence) {
-  if (sequence == t.last + 1 && !t.fresh && t.holes.empty()) {  // the common case: next in order
+  // The common case: next in order, no holes (a late join keeps a hole below its first message for the next
+  // kLateWindow messages, which then take the path below, as cheap but for a branch).
+  if (sequence == t.last + 1 && !t.fresh && t.holes.empty()) {
     t.last = sequence;
     ++t.delivered;
     return {Verdict::kDeliver, 0};
@@ -41,7 +55,8 @@ SequenceTracker::Outcome SequenceTracker::observe(TopicState& t, uint64_t sequen
     t.holes.clear();
     t.last = sequence;
     ++t.delivered;
-    if (sequence > 1) add_hole(t, {sequence > kLateWindow ? sequence - kLateWindow : 1, sequence - 1, false});
+    if (sequence > 1 && t.fill_below_first)
+      add_hole(t, {sequence >= kLateWindow ? sequence - kLateWindow + 1 : 1, sequence - 1, false});
     return {Verdict::kDeliver, 0};
   }
   if (sequence <= t.last) return t.holes.empty() ? Outcome{Verdict::kDuplicate, 0} : fill_hole(t, sequence);
@@ -69,7 +84,8 @@ SequenceTracker::Outcome SequenceTracker::fill_hole(TopicState& t, uint64_t sequ
     --it;
     if (sequence > it->last) break;  // above this hole and below the next: delivered already
     if (sequence < it->first) continue;
-    if (it->counted) --t.missing;
+    const bool filled_gap = it->counted;
+    if (filled_gap) --t.missing;
     ++t.delivered;
     if (it->first == it->last) {
       t.holes.erase(it);
@@ -83,7 +99,7 @@ SequenceTracker::Outcome SequenceTracker::fill_hole(TopicState& t, uint64_t sequ
       t.holes.insert(it + 1, above);
       if (t.holes.size() > kMaxHoles) t.holes.erase(t.holes.begin());  // the bound: the oldest is given up
     }
-    return {Verdict::kLate, 0};
+    return {Verdict::kLate, 0, filled_gap};
   }
   return {Verdict::kDuplicate, 0};
 }

@@ -4,11 +4,10 @@
 // mesh: when a faster path (a direct link) starts carrying a topic that a slower one (a relay) already
 // carries, its first message overtakes the slower path's copies of the messages before it, which only the
 // slower path carries. Those arrive late and out of order, and are delivered once, not dropped as duplicates.
-// A newer
-// epoch (the origin bridge restarted) starts the origin's topics afresh. An older one is stale (late copies
-// of the previous run) while the current epoch is heard from; after kEpochQuiet without it, an older epoch is
-// taken as a restart too (the origin's clock stepped back, or a forged epoch poisoned the current one), so
-// that an origin is never shut out for good. Owned by one thread.
+// A newer epoch (the origin bridge restarted) starts the origin's topics afresh. An older one is stale (late
+// copies of the previous run) while the current epoch is heard from; after kEpochQuiet without it, an older
+// epoch is taken as a restart too (the origin's clock stepped back, or a forged epoch poisoned the current
+// one), so that an origin is never shut out for good. Owned by one thread.
 #pragma once
 
 #include <chrono>
@@ -27,7 +26,8 @@ class SequenceTracker {
   enum class Verdict { kDeliver, kLate, kDuplicate, kStale };
   struct Outcome {
     Verdict verdict = Verdict::kDeliver;
-    uint64_t missing = 0;  // sequences skipped just before this one (a gap), when delivered
+    uint64_t missing = 0;     // sequences skipped just before this one (a gap), when delivered
+    bool filled_gap = false;  // kLate: the sequence was one of a gap's (counted in `missing` before)
   };
 
   // Sequences first..last not delivered yet. `counted`: they are in `missing` (a gap), not below the first
@@ -42,8 +42,12 @@ class SequenceTracker {
     uint64_t last = 0;     // highest delivered sequence
     uint64_t missing = 0;  // skipped and not (yet) filled late
     uint64_t delivered = 0;
-    bool fresh = true;        // no message of the current epoch seen yet
-    std::vector<Hole> holes;  // ascending, at most kMaxHoles, none ending kLateWindow or more below `last`
+    bool fresh = true;  // no message of the current epoch seen yet
+    // On the first message of an epoch, may the sequences below it still come late? Not when this stream may
+    // have delivered them before and forgotten it (its origin went back to an older epoch, or the tracker
+    // forgot streams or origins at its bounds): they would be delivered twice.
+    bool fill_below_first = true;
+    std::vector<Hole> holes;  // ascending, at most kMaxHoles, all above `last` - kLateWindow
   };
 
   // The stream of (origin, topic) for a message of `epoch`, created on first sight; nullptr when `epoch` is
@@ -58,8 +62,9 @@ class SequenceTracker {
   // streams start afresh (their loss totals with them).
   static constexpr std::size_t kMaxOrigins = 1024;
   static constexpr std::size_t kMaxTopicsPerOrigin = 16384;
-  // How far below the highest sequence a late copy is still delivered, and how many holes a stream keeps
-  // (past that the oldest is given up: its sequences stay missing). Copies that late are duplicates.
+  // A late copy is delivered while it is less than kLateWindow below the highest sequence; a stream keeps at
+  // most kMaxHoles holes (past that the oldest is given up: its sequences stay missing). Later copies are
+  // duplicates.
   static constexpr uint64_t kLateWindow = uint64_t{1} << 16;
   static constexpr std::size_t kMaxHoles = 32;
   // Classifies `sequence` within `s` (from stream()) and records it.
@@ -81,10 +86,12 @@ class SequenceTracker {
   };
   struct Origin {
     uint64_t epoch = 0;
+    bool fill_below_first = true;                 // TopicState::fill_below_first for this origin's streams
     std::chrono::steady_clock::time_point heard;  // when a message of `epoch` last came
     std::unordered_map<std::string, TopicState, Hash, std::equal_to<>> topics;
   };
   std::unordered_map<uint64_t, Origin> origins_;
+  bool forgot_origins_ = false;  // an origin was evicted (kMaxOrigins): a "new" one may be one seen before
 
   static void add_hole(TopicState& s, Hole h);
   static Outcome fill_hole(TopicState& s, uint64_t sequence);

@@ -62,6 +62,7 @@ std::string render_stats_document(const StatsInput& in) {
                                {"bytes", n(c.bytes_in)},
                                {"gaps", n(c.gaps)},
                                {"late", n(c.late)},
+                               {"gaps_filled", n(c.gaps_filled)},
                                {"duplicates", n(c.duplicates)},
                                {"own_origin", n(c.own_origin)},
                                {"stale_epoch", n(c.stale_epoch)},

@@ -1,7 +1,7 @@
 // The bridge's statistics as a TOML document, published on the local bus topic shmbus/bridge/<name>/stats
 // (kept as history, so a late reader gets the latest at once). `shmbus-bridge --stats` and the `shmbus stats`
 // hook (bridge/bridge_stats_view.h) read it. Sections: [bridge], [out], [in], [auth], [[peer]], [[listener]],
-// [[stream]] (per origin and topic: delivered, missing = sequence gaps).
+// [[stream]] (per origin and topic: delivered, missing = sequences skipped and not filled late).
 #pragma once
 
 #include <cstddef>

@@ -140,6 +140,15 @@ void message(const std::vector<Frame>& frames) {
       SequenceTracker::Verdict::kDuplicate) {
     __builtin_trap();
   }
+  // The sequence just below the first one seen may still come along a slower path: once, late.
+  if (r.sequence > 1) {
+    const auto late = tracker.observe(h->origin_id, h->origin_epoch, *wire, r.sequence - 1);
+    if (late.verdict != SequenceTracker::Verdict::kLate || late.filled_gap) __builtin_trap();
+    if (tracker.observe(h->origin_id, h->origin_epoch, *wire, r.sequence - 1).verdict !=
+        SequenceTracker::Verdict::kDuplicate) {
+      __builtin_trap();
+    }
+  }
   if (h->origin_epoch > 0 &&
       tracker.observe(h->origin_id, h->origin_epoch - 1, *wire, r.sequence + 1).verdict !=
           SequenceTracker::Verdict::kStale) {

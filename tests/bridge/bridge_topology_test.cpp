@@ -200,7 +200,7 @@ TEST(BridgePathTest, AFasterPathJoiningLateLosesNothingTheSlowerOneStillCarries)
   for (uint64_t seq = 1; seq <= 60; ++seq) EXPECT_EQ(got.count(seq), 1u) << "sequence " << seq;
   EXPECT_TRUE(b.wait_stats([](const toml::table& s) {
     return stat(s, "in", "messages") == 60 && stat(s, "in", "gaps") == 10 && stat(s, "in", "late") == 10 &&
-           stat(s, "in", "duplicates") == 21;
+           stat(s, "in", "gaps_filled") == 10 && stat(s, "in", "duplicates") == 21;
   })) << "in: messages "
       << stat(b.bridge_stats(), "in", "messages") << ", gaps " << stat(b.bridge_stats(), "in", "gaps")
       << ", late " << stat(b.bridge_stats(), "in", "late") << ", duplicates "

@@ -157,7 +157,9 @@ TEST(SequenceTrackerTest, SuppressesDuplicatesCountsGapsAndFollowsEpochs) {
   EXPECT_EQ(t.observe(1, 10, "x", 5).verdict, V::kDeliver);  // a late joiner starts anywhere, no gap
   EXPECT_EQ(t.observe(1, 10, "x", 6).missing, 0u);
   EXPECT_EQ(t.observe(1, 10, "x", 6).verdict, V::kDuplicate);
-  EXPECT_EQ(t.observe(1, 10, "x", 4).verdict, V::kLate);  // from before the first: a slower path's copy
+  const auto below_first = t.observe(1, 10, "x", 4);  // from before the first: a slower path's copy
+  EXPECT_EQ(below_first.verdict, V::kLate);
+  EXPECT_FALSE(below_first.filled_gap) << "never counted as a gap";
   EXPECT_EQ(t.observe(1, 10, "x", 4).verdict, V::kDuplicate);
   auto gap = t.observe(1, 10, "x", 9);
   EXPECT_EQ(gap.verdict, V::kDeliver);
@@ -186,7 +188,11 @@ TEST(SequenceTrackerTest, AFasterPathJoiningLateLosesNothingTheSlowerOneStillCar
   for (uint64_t s = 1; s < 30; ++s) EXPECT_EQ(arrive(s).verdict, V::kDeliver);  // the relay alone
   EXPECT_EQ(arrive(40).missing, 10u);                                           // the direct link's first
   for (uint64_t s = 41; s <= 60; ++s) EXPECT_EQ(arrive(s).verdict, V::kDeliver);
-  for (uint64_t s = 30; s < 40; ++s) EXPECT_EQ(arrive(s).verdict, V::kLate);  // the relay catches up
+  for (uint64_t s = 30; s < 40; ++s) {  // the relay catches up: late, and each one a gap filled
+    const auto o = arrive(s);
+    EXPECT_EQ(o.verdict, V::kLate);
+    EXPECT_TRUE(o.filled_gap);
+  }
   for (uint64_t s = 40; s <= 60; ++s) EXPECT_EQ(arrive(s).verdict, V::kDuplicate);
   for (uint64_t s = 61; s <= 99; ++s) {  // both carry everything now, in either order (61, 63/62, ...)
     if (s % 2) {
@@ -206,6 +212,44 @@ TEST(SequenceTrackerTest, AFasterPathJoiningLateLosesNothingTheSlowerOneStillCar
     EXPECT_EQ(s.delivered, 99u);
     EXPECT_TRUE(s.holes.empty());
   });
+}
+
+// A stream the tracker forgot, or an origin that went back to an older epoch, may already have delivered the
+// sequences below its next first message: those are duplicates, not late copies.
+TEST(SequenceTrackerTest, NothingBelowTheFirstIsLateWhereItMayHaveBeenDeliveredBefore) {
+  using V = SequenceTracker::Verdict;
+  {  // streams forgotten at kMaxTopicsPerOrigin
+    SequenceTracker t;
+    for (uint64_t s = 1; s <= 100; ++s) (void)t.observe(1, 1, "x", s);
+    for (std::size_t i = 0; i < SequenceTracker::kMaxTopicsPerOrigin; ++i)
+      (void)t.observe(1, 1, "t/" + std::to_string(i), 1);
+    EXPECT_EQ(t.observe(1, 1, "x", 101).verdict, V::kDeliver);  // "x" afresh
+    EXPECT_EQ(t.observe(1, 1, "x", 95).verdict, V::kDuplicate);
+  }
+  {  // back to an older epoch once the newer went quiet
+    using std::chrono::seconds;
+    SequenceTracker t;
+    const auto t0 = std::chrono::steady_clock::now();
+    for (uint64_t s = 1; s <= 100; ++s) (void)SequenceTracker::observe(*t.stream(1, 10, "x", t0), s);
+    (void)SequenceTracker::observe(*t.stream(1, 20, "x", t0 + seconds(1)), 1);
+    SequenceTracker::TopicState* back = t.stream(1, 10, "x", t0 + seconds(2) + SequenceTracker::kEpochQuiet);
+    ASSERT_NE(back, nullptr);
+    EXPECT_EQ(SequenceTracker::observe(*back, 101).verdict, V::kDeliver);
+    EXPECT_EQ(SequenceTracker::observe(*back, 50).verdict, V::kDuplicate);
+  }
+  {  // origins forgotten at kMaxOrigins: a "new" one may be one of them
+    SequenceTracker t;
+    for (uint64_t origin = 1; origin <= SequenceTracker::kMaxOrigins + 1; ++origin)
+      (void)t.observe(origin, 1, "x", 10);
+    EXPECT_EQ(t.observe(5000, 1, "x", 10).verdict, V::kDeliver);
+    EXPECT_EQ(t.observe(5000, 1, "x", 9).verdict, V::kDuplicate);
+  }
+  {  // a restart (a newer epoch) numbers afresh: below its first may come late
+    SequenceTracker t;
+    for (uint64_t s = 1; s <= 100; ++s) (void)t.observe(1, 10, "x", s);
+    EXPECT_EQ(t.observe(1, 11, "x", 5).verdict, V::kDeliver);
+    EXPECT_EQ(t.observe(1, 11, "x", 4).verdict, V::kLate);
+  }
 }
 
 // Holes are bounded in number and in age: what falls out stays missing, and its copies are duplicates.
