@@ -18,38 +18,27 @@ uint64_t steady_ns() {
 }
 
 #if defined(__x86_64__)
-// The TSC can carry a clock between anchors when the kernel's clocksource is the TSC (it found it invariant
-// and synchronised across CPUs), or when the CPU declares it invariant (constant_tsc: a fixed rate;
-// nonstop_tsc: it runs in idle states) while the kernel was told to use another clocksource. A VM booted with
+// The TSC can carry a clock between anchors: the kernel's clocksource is the TSC (it found it invariant and
+// synchronised across CPUs), or the CPU declares it invariant (constant_tsc: a fixed rate; nonstop_tsc: it
+// runs in idle states) while the kernel was told to use another clocksource. A VM booted with
 // `clocksource=kvm-clock tsc=unstable`, as the 2-vCPU bench machine is, reads its clock for 30 ns (rdtsc:
-// 12 ns). In that second case the CPUs' TSCs may be offset from each other (one reason a kernel rejects the
-// TSC), so a stamp extrapolates only from an anchor taken on the CPU it runs on: a thread that moves
-// re-anchors. In the first case the CPU does not matter, and the stamp skips the two sched_getcpu() calls.
-enum class TscUse { kNone, kSynchronised, kPerCpu };
-
-TscUse tsc_use() {
-  static const TscUse use = [] {
+// 12 ns). The CPUs' TSCs may be offset from each other (that is one reason a kernel rejects the TSC), so a
+// stamp extrapolates only from an anchor taken on the CPU it runs on: a thread that moves re-anchors.
+bool tsc_usable() {
+  static const bool usable = [] {
     std::ifstream source("/sys/devices/system/clocksource/clocksource0/current_clocksource");
     std::string name;
-    if (source >> name && name == "tsc") return TscUse::kSynchronised;
+    if (source >> name && name == "tsc") return true;
     std::ifstream cpuinfo("/proc/cpuinfo");
     for (std::string line; std::getline(cpuinfo, line);) {
       if (line.rfind("flags", 0) != 0) continue;
       const std::string flags = line + " ";  // each flag is followed by a space
       return flags.find(" constant_tsc ") != std::string::npos &&
-                     flags.find(" nonstop_tsc ") != std::string::npos
-                 ? TscUse::kPerCpu
-                 : TscUse::kNone;
+             flags.find(" nonstop_tsc ") != std::string::npos;
     }
-    return TscUse::kNone;
+    return false;
   }();
-  return use;
-}
-
-// The CPU whose TSC a read on this thread sees: one TSC for all when they are synchronised (CPU 0 stands for
-// all), else the CPU we run on (sched_getcpu reads the kernel's rseq area: ~2 ns).
-int tsc_cpu(TscUse use) {
-  return use == TscUse::kPerCpu ? sched_getcpu() : 0;
+  return usable;
 }
 
 constexpr uint64_t kAnchorEveryNs = 1'000'000;  // bounds the extrapolation error (rate error x 1 ms)
@@ -65,15 +54,15 @@ struct ThreadStampClock {
   int rejected = 0;     // pair rates in a row more than 1% away from the estimate
   uint64_t last = 0;
 
-  // Anchors to steady_clock on `cpu` (tsc_cpu() where the caller runs) and returns the clock's reading.
-  uint64_t anchor(TscUse use, int cpu) {
+  // Anchors to steady_clock on `cpu` (where the caller runs) and returns the clock's reading.
+  uint64_t anchor(int cpu) {
     // The clock read sits between two TSC reads: pair it with their midpoint.
     const uint64_t before = __rdtsc();
     const uint64_t ns = steady_ns();
     const uint64_t after = __rdtsc();
     // Preempted between the reads, moved to another CPU, or a TSC that jumped: the pair says nothing
     // precise. Return the clock and leave the anchor for the next stamp.
-    if (after - before > kMaxPairTicks || tsc_cpu(use) != cpu) return ns;
+    if (after - before > kMaxPairTicks || sched_getcpu() != cpu) return ns;
     const uint64_t tsc = before + (after - before) / 2;
     if (cpu == anchor_cpu && anchor_ns != 0 && ns >= anchor_ns + kMinRateSpanNs && tsc > anchor_tsc) {
       // A rate only between two anchors on one CPU: another CPU's TSC may be offset from this one's.
@@ -110,15 +99,15 @@ thread_local ThreadStampClock stamp_clock;
 
 uint64_t stamp_now_ns() {
 #if defined(__x86_64__)
-  if (const TscUse use = tsc_use(); use != TscUse::kNone) {
+  if (tsc_usable()) {
     ThreadStampClock& c = stamp_clock;
-    // The TSC's CPU before and after the read: a read on the anchor's CPU extrapolates, anything else
-    // re-anchors.
-    const int cpu = tsc_cpu(use);
+    // The CPU before and after the TSC read (sched_getcpu reads the kernel's rseq area: ~2 ns): a TSC read
+    // on the anchor's CPU extrapolates, anything else re-anchors.
+    const int cpu = sched_getcpu();
     const uint64_t ticks = __rdtsc() - c.anchor_tsc;  // a TSC behind the anchor wraps: re-anchor below
-    uint64_t ns = ticks < c.anchor_span_ticks && cpu == c.anchor_cpu && tsc_cpu(use) == cpu
+    uint64_t ns = ticks < c.anchor_span_ticks && cpu == c.anchor_cpu && sched_getcpu() == cpu
                       ? c.anchor_ns + static_cast<uint64_t>(static_cast<double>(ticks) * c.ns_per_tick)
-                      : c.anchor(use, cpu);
+                      : c.anchor(cpu);
     if (ns < c.last) ns = c.last;
     c.last = ns;
     return ns;
