@@ -85,9 +85,11 @@ Status render_bridge_stats(Bus& bus, const std::string& daemon_statistics, bool 
     const toml::node_view<const toml::node> v{t};
     pad(out, d.name, 14), pad(out, cell(v["out"]["messages"]), 11), pad(out, cell(v["out"]["bytes"]), 13);
     pad(out, cell(v["in"]["messages"]), 11), pad(out, cell(v["in"]["bytes"]), 13);
-    // Lost: skipped and never filled late along another path.
+    // Lost: skipped and never filled late along another path. As uint64_t, as the bridge counts them (the
+    // document carries them as int64: modular arithmetic, so exact and never an overflow).
     pad(out,
-        std::to_string(v["in"]["gaps"].value_or<int64_t>(0) - v["in"]["gaps_filled"].value_or<int64_t>(0)),
+        std::to_string(static_cast<uint64_t>(v["in"]["gaps"].value_or<int64_t>(0)) -
+                       static_cast<uint64_t>(v["in"]["gaps_filled"].value_or<int64_t>(0))),
         8);
     pad(out, cell(v["in"]["late"]), 8);
     pad(out, cell(v["in"]["duplicates"]), 8);

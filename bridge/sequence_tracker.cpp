@@ -1,28 +1,35 @@
 #include "bridge/sequence_tracker.h"
 
+#include <algorithm>
+
 namespace shmbus::bridge {
 
 SequenceTracker::TopicState* SequenceTracker::stream(uint64_t origin, uint64_t epoch, std::string_view topic,
                                                      std::chrono::steady_clock::time_point now) {
   auto [at, added] = origins_.try_emplace(origin);
   if (added) {
-    at->second.fill_below_first = !forgot_origins_;
+    // An origin seen before may have been evicted: its epochs up to evicted_max_epoch_ may have delivered.
+    at->second.epoch = at->second.max_epoch = epoch;
+    at->second.fill_below_first = !forgot_origins_ || epoch > evicted_max_epoch_;
     if (origins_.size() > kMaxOrigins) {
       auto quietest = origins_.end();
       for (auto i = origins_.begin(); i != origins_.end(); ++i) {
         if (i != at && (quietest == origins_.end() || i->second.heard < quietest->second.heard)) quietest = i;
       }
-      origins_.erase(quietest);  // does not move `at`: map nodes stay where they are
       forgot_origins_ = true;
+      evicted_max_epoch_ = std::max(evicted_max_epoch_, quietest->second.max_epoch);
+      origins_.erase(quietest);  // does not move `at`: map nodes stay where they are
     }
   }
   Origin& o = at->second;
   if (epoch < o.epoch && now - o.heard < kEpochQuiet) return nullptr;
   o.heard = now;
   if (epoch != o.epoch) {
-    // The origin's bridge restarted: its sequences start again at 1. Streams keep their loss totals. Back to
-    // an older epoch, its sequences may have been delivered before: none below a stream's first again.
-    if (epoch < o.epoch) o.fill_below_first = false;
+    // The origin's bridge restarted: its sequences start again at 1. Streams keep their loss totals. An
+    // epoch never seen before delivered nothing yet: below a stream's first message may come late. One seen
+    // before (back to an older epoch, or again to a newer one) may have: nothing below the first is late.
+    o.fill_below_first = epoch > o.max_epoch;
+    o.max_epoch = std::max(o.max_epoch, epoch);
     o.epoch = epoch;
     for (auto& [name, state] : o.topics) {
       state.fresh = true;
@@ -33,7 +40,7 @@ SequenceTracker::TopicState* SequenceTracker::stream(uint64_t origin, uint64_t e
   if (it == o.topics.end()) {
     if (o.topics.size() >= kMaxTopicsPerOrigin) {
       o.topics.clear();
-      o.fill_below_first = false;  // the streams forgotten may come back
+      o.fill_below_first = false;  // the streams forgotten may come back (until a new epoch)
     }
     it = o.topics.emplace(std::string(topic), TopicState{.fill_below_first = o.fill_below_first}).first;
   }
@@ -43,7 +50,8 @@ SequenceTracker::TopicState* SequenceTracker::stream(uint64_t origin, uint64_t e
 SequenceTracker::Outcome SequenceTracker::observe(TopicState& t, uint64_t sequence) {
   // The common case: next in order, no holes (a late join keeps a hole below its first message for the next
   // kLateWindow messages, which then take the path below, as cheap but for a branch).
-  if (sequence == t.last + 1 && !t.fresh && t.holes.empty()) {
+  // `sequence != 0`: after UINT64_MAX, last + 1 wraps to 0, which is no successor (a duplicate, below).
+  if (sequence == t.last + 1 && sequence != 0 && !t.fresh && t.holes.empty()) {
     t.last = sequence;
     ++t.delivered;
     return {Verdict::kDeliver, 0};

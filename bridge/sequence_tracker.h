@@ -7,7 +7,10 @@
 // A newer epoch (the origin bridge restarted) starts the origin's topics afresh. An older one is stale (late
 // copies of the previous run) while the current epoch is heard from; after kEpochQuiet without it, an older
 // epoch is taken as a restart too (the origin's clock stepped back, or a forged epoch poisoned the current
-// one), so that an origin is never shut out for good. Owned by one thread.
+// one), so that an origin is never shut out for good. A stream the tracker forgot at its bounds (origins,
+// topics per origin) or whose origin went back to an older epoch starts afresh at its next message: what it
+// delivered before that is not remembered, and copies of it arriving later (above that message, or in a gap
+// after it) are delivered again. Owned by one thread.
 #pragma once
 
 #include <chrono>
@@ -44,8 +47,8 @@ class SequenceTracker {
     uint64_t delivered = 0;
     bool fresh = true;  // no message of the current epoch seen yet
     // On the first message of an epoch, may the sequences below it still come late? Not when this stream may
-    // have delivered them before and forgotten it (its origin went back to an older epoch, or the tracker
-    // forgot streams or origins at its bounds): they would be delivered twice.
+    // have delivered them before and forgotten it (its origin's epoch was seen before, or the tracker forgot
+    // streams or origins at its bounds): they would be delivered twice. A new epoch turns it on again.
     bool fill_below_first = true;
     std::vector<Hole> holes;  // ascending, at most kMaxHoles, all above `last` - kLateWindow
   };
@@ -86,12 +89,14 @@ class SequenceTracker {
   };
   struct Origin {
     uint64_t epoch = 0;
+    uint64_t max_epoch = 0;                       // the newest epoch seen: a newer one delivered nothing yet
     bool fill_below_first = true;                 // TopicState::fill_below_first for this origin's streams
     std::chrono::steady_clock::time_point heard;  // when a message of `epoch` last came
     std::unordered_map<std::string, TopicState, Hash, std::equal_to<>> topics;
   };
   std::unordered_map<uint64_t, Origin> origins_;
-  bool forgot_origins_ = false;  // an origin was evicted (kMaxOrigins): a "new" one may be one seen before
+  bool forgot_origins_ = false;     // an origin was evicted (kMaxOrigins): a "new" one may be one seen before
+  uint64_t evicted_max_epoch_ = 0;  // the newest epoch of an evicted origin
 
   static void add_hole(TopicState& s, Hole h);
   static Outcome fill_hole(TopicState& s, uint64_t sequence);

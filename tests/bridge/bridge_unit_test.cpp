@@ -252,6 +252,54 @@ TEST(SequenceTrackerTest, NothingBelowTheFirstIsLateWhereItMayHaveBeenDeliveredB
   }
 }
 
+// At the end of the sequence space: UINT64_MAX + 1 wraps to 0, which is no successor.
+TEST(SequenceTrackerTest, SequenceZeroAfterTheLastIsADuplicateNotTheNext) {
+  using V = SequenceTracker::Verdict;
+  SequenceTracker t;
+  constexpr uint64_t kMax = UINT64_MAX;
+  EXPECT_EQ(t.observe(1, 1, "x", kMax - 1).verdict, V::kDeliver);
+  EXPECT_EQ(t.observe(1, 1, "x", kMax - 2).verdict, V::kLate);  // below the first: the hole
+  EXPECT_EQ(t.observe(1, 1, "x", kMax).verdict, V::kDeliver);
+  EXPECT_EQ(t.observe(1, 1, "x", 0).verdict, V::kDuplicate);
+  EXPECT_EQ(t.observe(1, 1, "x", kMax - 1).verdict, V::kDuplicate);
+  SequenceTracker u;  // no holes at all: the in-order shortcut
+  EXPECT_EQ(u.observe(1, 1, "x", 1).verdict, V::kDeliver);
+  EXPECT_EQ(u.observe(1, 1, "x", 2).verdict, V::kDeliver);
+  SequenceTracker::TopicState* s = u.stream(1, 1, "x");
+  s->last = kMax - 1;  // as if it had counted that far in order
+  EXPECT_EQ(SequenceTracker::observe(*s, kMax).verdict, V::kDeliver);
+  EXPECT_EQ(SequenceTracker::observe(*s, 0).verdict, V::kDuplicate);
+  EXPECT_EQ(SequenceTracker::observe(*s, 1).verdict, V::kDuplicate);
+}
+
+// Late copies below the first message come back with a new epoch: a restart after an older epoch's return,
+// or an evicted origin's restart.
+TEST(SequenceTrackerTest, ANewEpochMayFillBelowItsFirstAgain) {
+  using V = SequenceTracker::Verdict;
+  using std::chrono::seconds;
+  {
+    SequenceTracker t;
+    const auto t0 = std::chrono::steady_clock::now();
+    (void)SequenceTracker::observe(*t.stream(1, 10, "x", t0), 50);
+    (void)SequenceTracker::observe(*t.stream(1, 20, "x", t0 + seconds(1)), 50);
+    // 10 again after the quiet, then 20 again: both seen before.
+    (void)SequenceTracker::observe(*t.stream(1, 10, "x", t0 + seconds(2) + SequenceTracker::kEpochQuiet), 60);
+    SequenceTracker::TopicState* again = t.stream(1, 20, "x", t0 + seconds(3) + SequenceTracker::kEpochQuiet);
+    EXPECT_EQ(SequenceTracker::observe(*again, 70).verdict, V::kDeliver);
+    EXPECT_EQ(SequenceTracker::observe(*again, 40).verdict, V::kDuplicate);
+    SequenceTracker::TopicState* fresh = t.stream(1, 30, "x", t0 + seconds(4) + SequenceTracker::kEpochQuiet);
+    EXPECT_EQ(SequenceTracker::observe(*fresh, 70).verdict, V::kDeliver);
+    EXPECT_EQ(SequenceTracker::observe(*fresh, 40).verdict, V::kLate);  // a new epoch: nothing delivered
+  }
+  {
+    SequenceTracker t;
+    for (uint64_t origin = 1; origin <= SequenceTracker::kMaxOrigins + 1; ++origin)
+      (void)t.observe(origin, 5, "x", 10);
+    EXPECT_EQ(t.observe(1, 6, "x", 10).verdict, V::kDeliver);  // an epoch newer than any evicted one
+    EXPECT_EQ(t.observe(1, 6, "x", 9).verdict, V::kLate);
+  }
+}
+
 // Holes are bounded in number and in age: what falls out stays missing, and its copies are duplicates.
 TEST(SequenceTrackerTest, HolesAreBoundedInNumberAndAge) {
   SequenceTracker t;
