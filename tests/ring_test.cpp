@@ -157,6 +157,24 @@ TEST(RingTest, CorruptSizeIsReportedNotFollowed) {
   EXPECT_EQ(r.peek(&slot, &dropped), RingReader::Peek::kCorrupt);
 }
 
+// One run as drain reads it: peek, then for_each_ready from the slot found, then consume the run. The values
+// (first 8 bytes, each its position + 1) go to *seen, the run's length to *length. Returns peek's report.
+RingReader::Peek read_run(RingReader& r, std::vector<uint64_t>* seen, std::size_t* length = nullptr) {
+  SlotHeader* first = nullptr;
+  uint64_t dropped = 0;
+  const RingReader::Peek p = r.peek(&first, &dropped);
+  if (p != RingReader::Peek::kReady) return p;
+  const std::size_t n = r.for_each_ready(first, 64, [&](SlotHeader* s, uint64_t position) {
+    uint64_t v = 0;
+    std::memcpy(&v, slot_payload(s), sizeof v);
+    EXPECT_EQ(v, position + 1);
+    seen->push_back(v);
+  });
+  r.skip(n);
+  if (length != nullptr) *length = n;
+  return p;
+}
+
 // for_each_ready (drain's runs) visits consecutive ready slots in one pass, stepping a slot pointer that
 // wraps at the ring's end: a run that starts near the end crosses the wrap whole, in order.
 TEST(RingTest, AReadyRunCrossesTheRingsWrapWhole) {
@@ -167,20 +185,12 @@ TEST(RingTest, AReadyRunCrossesTheRingsWrapWhole) {
   for (uint64_t v = 1; v <= 5; ++v) EXPECT_EQ(take_u64(r), v);
   r.publish_cursor(true);                              // the writer may reuse positions 0..4
   for (uint64_t v = 6; v <= 13; ++v) write_u64(w, v);  // positions 5..12: slots 5, 6, 7, 0, ... 4
-  SlotHeader* first = nullptr;
-  uint64_t dropped = 0;
-  ASSERT_EQ(r.peek(&first, &dropped), RingReader::Peek::kReady);
   std::vector<uint64_t> seen;
-  const std::size_t n = r.for_each_ready(first, 64, [&](SlotHeader* s, uint64_t position) {
-    uint64_t v = 0;
-    std::memcpy(&v, slot_payload(s), sizeof v);
-    EXPECT_EQ(v, position + 1);
-    seen.push_back(v);
-  });
+  std::size_t n = 0;
+  ASSERT_EQ(read_run(r, &seen, &n), RingReader::Peek::kReady);
   EXPECT_EQ(n, 8u) << "one run, across the wrap";
   EXPECT_EQ(seen, (std::vector<uint64_t>{6, 7, 8, 9, 10, 11, 12, 13}));
-  r.skip(n);
-  EXPECT_EQ(r.peek(&first, &dropped), RingReader::Peek::kEmpty);
+  EXPECT_EQ(read_run(r, &seen), RingReader::Peek::kEmpty);
 }
 
 // A corrupt slot (a size past max_message_size) inside a ready run ends the run before it; the reader then
@@ -191,27 +201,14 @@ TEST(RingTest, ACorruptSlotInsideARunEndsItAndIsSkippedAlone) {
   auto r = f.reader(0);
   for (uint64_t v = 1; v <= 6; ++v) write_u64(w, v);
   ring_slot(ring_base(f.segment.data(), f.g, 0), f.g, 3)->size = 1u << 30;  // a buggy writer
-  auto run = [&](std::vector<uint64_t>* seen) {
-    SlotHeader* first = nullptr;
-    uint64_t dropped = 0;
-    const RingReader::Peek p = r.peek(&first, &dropped);
-    if (p != RingReader::Peek::kReady) return p;
-    const std::size_t n = r.for_each_ready(first, 64, [&](SlotHeader* s, uint64_t) {
-      uint64_t v = 0;
-      std::memcpy(&v, slot_payload(s), sizeof v);
-      seen->push_back(v);
-    });
-    r.skip(n);
-    return p;
-  };
   std::vector<uint64_t> seen;
-  EXPECT_EQ(run(&seen), RingReader::Peek::kReady);
+  EXPECT_EQ(read_run(r, &seen), RingReader::Peek::kReady);
   EXPECT_EQ(seen, (std::vector<uint64_t>{1, 2, 3}));
-  EXPECT_EQ(run(&seen), RingReader::Peek::kCorrupt);
+  EXPECT_EQ(read_run(r, &seen), RingReader::Peek::kCorrupt);
   r.skip(1);
-  EXPECT_EQ(run(&seen), RingReader::Peek::kReady);
+  EXPECT_EQ(read_run(r, &seen), RingReader::Peek::kReady);
   EXPECT_EQ(seen, (std::vector<uint64_t>{1, 2, 3, 5, 6}));
-  EXPECT_EQ(run(&seen), RingReader::Peek::kEmpty);
+  EXPECT_EQ(read_run(r, &seen), RingReader::Peek::kEmpty);
 }
 
 // A writer that fills its ring with sequences from the future, which its head does not confirm: the reader

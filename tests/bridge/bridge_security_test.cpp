@@ -10,6 +10,7 @@
 #include "bridge/wire_format.h"
 #include "common_messages.h"
 #include "support/bridge_fixture.h"
+#include "support/fake_peer.h"
 
 namespace shmbus::test {
 namespace {
@@ -75,25 +76,18 @@ INSTANTIATE_TEST_SUITE_P(Net, BridgeSecurityTest, ::testing::Values(Net::kNamesp
 TEST(BridgeRobustnessTest, MalformedAndUnknownVersionFramesAreCountedAndDropped) {
   auto topology = Topology::loopback(1);
   BridgeHost b(*topology, 0, "b");
-  void* context = zmq_ctx_new();
-  void* fake = zmq_socket(context, ZMQ_XPUB);
-  const int linger = 0;
-  zmq_setsockopt(fake, ZMQ_LINGER, &linger, sizeof linger);
-  ASSERT_EQ(zmq_bind(fake, "tcp://127.0.0.1:*"), 0);
-  char endpoint[256] = {};
-  std::size_t size = sizeof endpoint;
-  zmq_getsockopt(fake, ZMQ_LAST_ENDPOINT, endpoint, &size);
+  FakePeer peer;
+  ASSERT_FALSE(peer.endpoint().empty()) << "cannot bind a fake peer on loopback";
+  void* fake = peer.socket();
   const std::string config =
       "name = \"b\"\n" + b.bus_section() +
-      "[network]\nstats_interval_ms = 100\ndiscovery_interval_ms = 20\n[[peer]]\nendpoint = \"" + endpoint +
-      "\"\n[[rule]]\npattern = \"bad/**\"\n";
+      "[network]\nstats_interval_ms = 100\ndiscovery_interval_ms = 20\n[[peer]]\nendpoint = \"" +
+      peer.endpoint() + "\"\n[[rule]]\npattern = \"bad/**\"\n";
   ASSERT_TRUE(b.start_bridge(config));
   Bus bus = b.connect("receiver");
   auto sub = bus.subscriber("bad/t");
   ASSERT_TRUE(sub.ok());
   // Wait for the bridge's subscription: only then does our XPUB pass "bad/t" messages on.
-  const int timeout = 20000;
-  zmq_setsockopt(fake, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
   char buf[300];
   const int n = zmq_recv(fake, buf, sizeof buf, 0);
   ASSERT_EQ(std::string(buf, static_cast<std::size_t>(std::max(n, 0))), std::string("\1bad/t\0", 7));
@@ -141,8 +135,6 @@ TEST(BridgeRobustnessTest, MalformedAndUnknownVersionFramesAreCountedAndDropped)
   })) << "counters: malformed "
       << stat(b.bridge_stats(), "in", "malformed") << ", unknown_version "
       << stat(b.bridge_stats(), "in", "unknown_version");
-  zmq_close(fake);
-  zmq_ctx_term(context);
 }
 
 // max_frame_bytes: a well-formed frame over the bound (its message would fit the local topic) closes that
@@ -151,19 +143,14 @@ TEST(BridgeRobustnessTest, MalformedAndUnknownVersionFramesAreCountedAndDropped)
 TEST(BridgeRobustnessTest, AFrameOverMaxFrameBytesClosesTheConnectionAndTheNextFrameArrives) {
   auto topology = Topology::loopback(1);
   BridgeHost b(*topology, 0, "b");
-  void* context = zmq_ctx_new();
-  void* fake = zmq_socket(context, ZMQ_XPUB);
-  const int linger = 0, timeout = 20000;
-  zmq_setsockopt(fake, ZMQ_LINGER, &linger, sizeof linger);
-  zmq_setsockopt(fake, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
-  ASSERT_EQ(zmq_bind(fake, "tcp://127.0.0.1:*"), 0);
-  char endpoint[256] = {};
-  std::size_t size = sizeof endpoint;
-  zmq_getsockopt(fake, ZMQ_LAST_ENDPOINT, endpoint, &size);
+  FakePeer peer;
+  ASSERT_FALSE(peer.endpoint().empty()) << "cannot bind a fake peer on loopback";
+  void* fake = peer.socket();
   ASSERT_TRUE(b.start_bridge("name = \"b\"\n" + b.bus_section() +
                              "[network]\ndiscovery_interval_ms = 20\nmax_frame_bytes = 100000\n[[peer]]\n"
                              "endpoint = \"" +
-                             endpoint + "\"\n[[rule]]\npattern = \"big/**\"\nmax_message_size = 262144\n"));
+                             peer.endpoint() +
+                             "\"\n[[rule]]\npattern = \"big/**\"\nmax_message_size = 262144\n"));
   Bus bus = b.connect("receiver");
   auto sub = bus.subscriber("big/t", {.topic = {.max_message_size = 262144}});
   ASSERT_TRUE(sub.ok()) << sub.status().to_string();
@@ -195,8 +182,6 @@ TEST(BridgeRobustnessTest, AFrameOverMaxFrameBytesClosesTheConnectionAndTheNextF
   Numbered got;
   ASSERT_TRUE(read_numbered(m.bytes(), &got));
   EXPECT_EQ(got.number, 2u);
-  zmq_close(fake);
-  zmq_ctx_term(context);
 }
 
 }  // namespace

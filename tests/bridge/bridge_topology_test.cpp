@@ -10,6 +10,7 @@
 #include "bridge/wire_format.h"
 #include "common_messages.h"
 #include "support/bridge_fixture.h"
+#include "support/fake_peer.h"
 
 namespace shmbus::test {
 namespace {
@@ -140,20 +141,11 @@ INSTANTIATE_TEST_SUITE_P(Net, BridgeTopologyTest, ::testing::Values(Net::kNamesp
 TEST(BridgePathTest, AFasterPathJoiningLateLosesNothingTheSlowerOneStillCarries) {
   auto topology = Topology::loopback(1);
   BridgeHost b(*topology, 0, "b");
-  void* context = zmq_ctx_new();
-  const int linger = 0, timeout = 20000;
-  std::vector<void*> paths;
+  FakePeer slow_path, fast_path;
   std::string peers;
-  for (int i = 0; i < 2; ++i) {
-    void* fake = zmq_socket(context, ZMQ_XPUB);
-    zmq_setsockopt(fake, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_setsockopt(fake, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
-    ASSERT_EQ(zmq_bind(fake, "tcp://127.0.0.1:*"), 0);
-    char endpoint[256] = {};
-    std::size_t size = sizeof endpoint;
-    zmq_getsockopt(fake, ZMQ_LAST_ENDPOINT, endpoint, &size);
-    peers += "[[peer]]\nendpoint = \"" + std::string(endpoint) + "\"\n";
-    paths.push_back(fake);
+  for (const FakePeer* path : {&slow_path, &fast_path}) {
+    ASSERT_FALSE(path->endpoint().empty()) << "cannot bind a fake peer on loopback";
+    peers += "[[peer]]\nendpoint = \"" + path->endpoint() + "\"\n";
   }
   ASSERT_TRUE(b.start_bridge("name = \"b\"\n" + b.bus_section() +
                              "[network]\nstats_interval_ms = 100\ndiscovery_interval_ms = 20\n" + peers +
@@ -161,7 +153,7 @@ TEST(BridgePathTest, AFasterPathJoiningLateLosesNothingTheSlowerOneStillCarries)
   Bus bus = b.connect("receiver");
   auto sub = bus.subscriber("mesh/t", {.topic = {.depth = 256}});
   ASSERT_TRUE(sub.ok()) << sub.status().to_string();
-  for (void* fake : paths) {  // the bridge subscribes along both paths
+  for (void* fake : {slow_path.socket(), fast_path.socket()}) {  // the bridge subscribes along both paths
     char buf[300];
     const int n = zmq_recv(fake, buf, sizeof buf, 0);
     ASSERT_EQ(std::string(buf, static_cast<std::size_t>(std::max(n, 0))), std::string("\1mesh/t\0", 8));
@@ -188,8 +180,8 @@ TEST(BridgePathTest, AFasterPathJoiningLateLosesNothingTheSlowerOneStillCarries)
     }
     return true;
   };
-  void* slow = paths[0];
-  void* fast = paths[1];
+  void* slow = slow_path.socket();
+  void* fast = fast_path.socket();
   send(slow, 1, 29);
   ASSERT_TRUE(receive(29));
   send(fast, 40, 60);
@@ -205,8 +197,6 @@ TEST(BridgePathTest, AFasterPathJoiningLateLosesNothingTheSlowerOneStillCarries)
       << stat(b.bridge_stats(), "in", "messages") << ", gaps " << stat(b.bridge_stats(), "in", "gaps")
       << ", late " << stat(b.bridge_stats(), "in", "late") << ", duplicates "
       << stat(b.bridge_stats(), "in", "duplicates");
-  for (void* fake : paths) zmq_close(fake);
-  zmq_ctx_term(context);
 }
 
 }  // namespace
