@@ -311,27 +311,31 @@ Sample Subscriber::take(std::chrono::nanoseconds timeout) {
     if (Sample s = try_take()) return s;
   }
   shm::TopicHeader* h = core_->topic.header();
+  shm::SleepFence fence;
   for (;;) {
     if (closed()) return {};
     // No time left (take(0), say): one last look, without the sleep protocol and its membarrier.
     if (std::chrono::steady_clock::now() >= deadline) return try_take();
     h = core_->topic.header();  // a reshaped topic was re-opened in another segment
     // Dekker with the writer's commit then load of sleepers and of the armed word: either it sees us sleeping
-    // and wakes us, or our re-check below sees its message (seq_cst increment and arming, then
-    // fence_before_sleep; see shm/sleep_fence.h).
+    // and wakes us, or our re-check below sees its message (seq_cst increment and arming, then the fence; the
+    // first sleep goes unfenced and short, see shm/sleep_fence.h).
     shm::enter_sleep(h, core_->stats);
     const uint32_t word = shm::arm_wake_word(h);  // the value we sleep on
     core_->sleeping = true;                       // the mapping must stay until leave_sleep
-    const bool fenced = shm::fence_before_sleep();
+    // Capped also when fenced, so that a publisher ring handed out meanwhile is noticed (its epoch bump wakes
+    // nobody).
+    const std::chrono::nanoseconds cap = fence.before_sleep(std::chrono::milliseconds(200));
     Sample s = try_take();
     if (!s) {
       const auto left = deadline - std::chrono::steady_clock::now();
       if (left > std::chrono::nanoseconds::zero()) {
-        // Cap the sleep so that a publisher ring handed out meanwhile is noticed (its epoch bump wakes
-        // nobody), and much shorter when the fence was not available.
-        const std::chrono::nanoseconds cap =
-            fenced ? std::chrono::nanoseconds(std::chrono::milliseconds(200)) : shm::kUnfencedSleepCap;
-        shm::futex_wait(&h->wake_word, word, std::min<std::chrono::nanoseconds>(left, cap));
+        const auto sleep = std::min<std::chrono::nanoseconds>(left, cap);
+        if (!shm::futex_wait(&h->wake_word, word, sleep) && sleep == cap) {
+          // Slept to the cap: a message there now was not woken for (see late_wakeups()).
+          s = try_take();
+          if (s) core_->count_late_wakeup();
+        }
       }
     }
     shm::leave_sleep(h, core_->stats);
@@ -353,6 +357,9 @@ uint64_t Subscriber::taken() const {
 }
 uint64_t Subscriber::dropped() const {
   return core_->dropped;
+}
+uint64_t Subscriber::late_wakeups() const {
+  return core_->late_wakeups;
 }
 bool Subscriber::closed() const {
   // relaxed: a flag set once by the daemon at shutdown; nothing else is read through it.

@@ -37,6 +37,7 @@ struct SubscriberCore {
   uint32_t seen_publishers_epoch = ~0u;
   uint64_t taken = 0;
   uint64_t dropped = 0;
+  uint64_t late_wakeups = 0;  // see SubscriberSlot::late_wakeups
   uint32_t held = 0;
   // Samples still held from rings freed or handed on since: they no longer count against max_held_samples,
   // but they still point into this mapping, which must stay until they are released (no re-open).
@@ -118,6 +119,11 @@ struct SubscriberCore {
     return std::min<std::size_t>(slot->size, topic.geometry.max_message_size);
   }
   // Counts a lapped or corrupt stretch of a ring.
+  void count_late_wakeup() {
+    ++late_wakeups;
+    // relaxed: a statistic for `stats`, single writer.
+    stats->late_wakeups.store(late_wakeups, std::memory_order_relaxed);
+  }
   void count_dropped(uint64_t count) {
     dropped += count;
     // relaxed: a statistic read by the daemon.

@@ -56,6 +56,7 @@ std::vector<Subscriber*> WaitSet::wait(std::chrono::nanoseconds timeout) {
   const bool polled_too = slept_on < subscribers_.size();
   thread_local std::vector<shm::FutexWaitTarget> targets;
   targets.resize(slept_on + 1);
+  shm::SleepFence fence;
   for (;;) {
     // No time left (wait(0), say): one last look, without the sleep protocol and its membarrier.
     if (std::chrono::steady_clock::now() >= deadline) {
@@ -71,21 +72,28 @@ std::vector<Subscriber*> WaitSet::wait(std::chrono::nanoseconds timeout) {
     }
     // A notify() from here on changes the word before or while we sleep on it: futex_waitv returns at once.
     targets.back() = {&notifications_, seen_notifications_};
-    const bool fenced = shm::fence_before_sleep();  // see shm/sleep_fence.h
+    // See shm/sleep_fence.h. Topics beyond the futex_waitv limit are polled: then every sleep is short.
+    std::chrono::nanoseconds cap = fence.before_sleep(std::chrono::milliseconds(200));
+    if (polled_too) cap = std::min<std::chrono::nanoseconds>(cap, shm::kUnfencedSleepCap);
     const bool found = collect() || notified();
     const auto left = deadline - std::chrono::steady_clock::now();
+    bool late = false;  // slept to the cap: what is ready now was not woken for (Subscriber::late_wakeups)
     if (!found && left > std::chrono::nanoseconds::zero()) {
-      const std::chrono::nanoseconds cap = (fenced && !polled_too)
-                                               ? std::chrono::nanoseconds(std::chrono::milliseconds(200))
-                                               : std::chrono::nanoseconds(shm::kUnfencedSleepCap);
-      shm::futex_wait_any(targets, std::min<std::chrono::nanoseconds>(left, cap));
+      const auto sleep = std::min<std::chrono::nanoseconds>(left, cap);
+      late = !shm::futex_wait_any(targets, sleep) && sleep == cap && !polled_too;
     }
     for (std::size_t i = 0; i < slept_on; ++i) {
       Subscriber* s = subscribers_[i];
       shm::leave_sleep(s->core_->topic.header(), s->core_->stats);
       s->core_->sleeping = false;
     }
-    if (found || collect() || notified() || std::chrono::steady_clock::now() >= deadline) return ready;
+    if (!found && collect()) {
+      if (late) {
+        for (Subscriber* s : ready) s->core_->count_late_wakeup();
+      }
+      return ready;
+    }
+    if (found || notified() || std::chrono::steady_clock::now() >= deadline) return ready;
   }
 }
 

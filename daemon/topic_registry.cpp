@@ -942,13 +942,15 @@ void TopicRegistry::report(toml::table* doc) const {
       drops += dropped;
       for (int b = 0; b < shm::kLatencyBuckets; ++b)
         histogram[b] += slot->latency_ns[b].load(std::memory_order_relaxed);
-      subs.push_back(toml::table{{"id", static_cast<int64_t>(slot->participant_id)},
-                                 {"pid", static_cast<int64_t>(slot->pid)},
-                                 {"uid", static_cast<int64_t>(slot->uid)},
-                                 {"taken", static_cast<int64_t>(slot->taken.load(std::memory_order_relaxed))},
-                                 {"dropped", static_cast<int64_t>(dropped)},
-                                 {"held", static_cast<int64_t>(slot->held.load(std::memory_order_relaxed))},
-                                 {"metrics", subscriber_metrics(t.windows[s])}});
+      subs.push_back(toml::table{
+          {"id", static_cast<int64_t>(slot->participant_id)},
+          {"pid", static_cast<int64_t>(slot->pid)},
+          {"uid", static_cast<int64_t>(slot->uid)},
+          {"taken", static_cast<int64_t>(slot->taken.load(std::memory_order_relaxed))},
+          {"dropped", static_cast<int64_t>(dropped)},
+          {"late_wakeups", static_cast<int64_t>(slot->late_wakeups.load(std::memory_order_relaxed))},
+          {"held", static_cast<int64_t>(slot->held.load(std::memory_order_relaxed))},
+          {"metrics", subscriber_metrics(t.windows[s])}});
     }
     auto percentile = [&](double q) -> int64_t {
       uint64_t total = 0;

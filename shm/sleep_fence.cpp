@@ -34,4 +34,15 @@ bool fence_before_sleep() {
   return syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0) == 0;
 }
 
+std::chrono::nanoseconds SleepFence::before_sleep(std::chrono::nanoseconds fenced_cap) {
+  if (first_) {
+    first_ = false;
+    // seq_cst: still orders the sleeper increments before the re-check against writers that commit with
+    // seq_cst stores (unregistered processes); only registered writers can be missed, for at most the cap.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    return kFirstSleepCap;
+  }
+  return fence_before_sleep() ? fenced_cap : std::chrono::nanoseconds(kUnfencedSleepCap);
+}
+
 }  // namespace shmbus::shm

@@ -172,13 +172,17 @@ struct alignas(kCacheLine) SubscriberSlot {
   // time) - no version bump.
   std::atomic<uint64_t> latency_sum_ns;
   std::atomic<uint64_t> latency_samples;  // stored after latency_sum_ns (release; the daemon loads acquire)
-  uint8_t pad2_[16];
+  // Sleeps that lasted until their cap and then found a message: wake-ups missed (shm/sleep_fence.h), each
+  // late by at most the cap. Also in former padding.
+  std::atomic<uint64_t> late_wakeups;
+  uint8_t pad2_[8];
   std::atomic<uint64_t> latency_ns[kLatencyBuckets];  // publish -> take, sampled
 };
 static_assert(offsetof(SubscriberSlot, taken) == 64);
 static_assert(offsetof(SubscriberSlot, held) == 88);
 static_assert(offsetof(SubscriberSlot, latency_sum_ns) == 96);
 static_assert(offsetof(SubscriberSlot, latency_samples) == 104);
+static_assert(offsetof(SubscriberSlot, late_wakeups) == 112);
 static_assert(offsetof(SubscriberSlot, latency_ns) == 128);
 
 // Header of every ring slot; the payload follows it directly so a small message and its sequence share lines.

@@ -1,10 +1,15 @@
 // Publish/subscribe through a real daemon: in-process and across real processes.
 #include <gtest/gtest.h>
 
+#include <sys/syscall.h>
 #include <toml++/toml.h>
+#include <unistd.h>
+
 #include <array>
 #include <atomic>
 #include <cstring>
+#include <fstream>
+#include <functional>
 #include <thread>
 
 #include "shm/segment.h"
@@ -348,6 +353,90 @@ TEST(PubSubTest, BlockingTakeWakesOnPublish) {
   later.join();
   ASSERT_TRUE(m);
   EXPECT_EQ(text_of(m), "late");
+  EXPECT_EQ(sub->late_wakeups(), 0u) << "woken by the publish, not at a sleep's cap";
+}
+
+// Whether thread `tid` of this process is asleep (state S in /proc).
+bool thread_sleeps(pid_t tid) {
+  std::ifstream stat("/proc/self/task/" + std::to_string(tid) + "/stat");
+  std::string line;
+  std::getline(stat, line);
+  const auto paren = line.rfind(')');
+  return paren != std::string::npos && paren + 2 < line.size() && line[paren + 2] == 'S';
+}
+
+// A wake-up nobody makes: a writer that missed the sleeper (the race a wait's unfenced first sleep allows,
+// shm/sleep_fence.h; here the sleeper count is cleared by hand while `wait` sleeps) costs the sleep's cap,
+// not a hang, and is counted in the subscriber's late_wakeups (also in the shared slot the daemon reports).
+// Each attempt must deliver; one whose sleep happened to end just before the publish is woken normally and
+// counts nothing, so up to five attempts, and at least one must count.
+void expect_a_missed_wake_up_is_late_and_counted(TestDaemon& daemon, Publisher& pub, Subscriber& sub,
+                                                 const std::function<bool()>& wait) {
+  const std::vector<std::string> names = daemon.segments();
+  ASSERT_EQ(names.size(), 1u);
+  shm::Segment segment = shm::Segment::open(names[0]);
+  std::string error;
+  shm::TopicHeader* h = shm::topic_header(segment.data());
+  const auto g = shm::validate_topic_header(*h, segment.size(), &error);
+  ASSERT_TRUE(g) << error;
+  auto counted = [&] {
+    uint64_t n = 0;
+    for (uint32_t i = 0; i < g->max_subscribers; ++i)
+      n += shm::subscriber_slot(segment.data(), *g, i)->late_wakeups.load(std::memory_order_relaxed);
+    return n;
+  };
+  uint64_t late = 0;
+  for (int attempt = 0; attempt < 5 && late == 0; ++attempt) {
+    std::atomic<pid_t> tid{0};
+    std::atomic<bool> got{false};
+    const auto start = std::chrono::steady_clock::now();
+    std::thread waiter([&] {
+      tid = static_cast<pid_t>(syscall(SYS_gettid));
+      got = wait();
+    });
+    // Asleep in the wait: counted as a sleeper, and its thread in state S.
+    while (tid == 0 || h->sleepers.load() == 0 || !thread_sleeps(tid)) std::this_thread::sleep_for(1ms);
+    h->sleepers.store(0);  // the publisher below sees nobody asleep: no futex_wake
+    ASSERT_TRUE(publish_text(pub, "unannounced").ok());
+    waiter.join();
+    ASSERT_TRUE(got) << "attempt " << attempt << ": the message was not delivered";
+    EXPECT_LT(std::chrono::steady_clock::now() - start, 5s)
+        << "liveness: a missed wake-up costs one sleep's cap";
+    late = sub.late_wakeups();
+    EXPECT_EQ(counted(), late) << "the shared slot reports what the subscriber counts";
+  }
+  EXPECT_EQ(late, 1u) << "a missed wake-up was never counted in five attempts";
+}
+
+TEST(PubSubTest, AMissedWakeUpInTakeCostsASleepsCapAndIsCounted) {
+  TestDaemon daemon;
+  Bus bus = daemon.connect();
+  auto sub = bus.subscriber("wake/missed", {.spin = std::chrono::microseconds(0)});
+  auto pub = bus.publisher("wake/missed");
+  ASSERT_TRUE(sub.ok() && pub.ok());
+  expect_a_missed_wake_up_is_late_and_counted(daemon, *pub, *sub, [&] { return bool(sub->take(10s)); });
+  // A wake-up that is made is not late.
+  std::thread later([&] {
+    std::this_thread::sleep_for(50ms);
+    (void)publish_text(*pub, "announced");
+  });
+  EXPECT_TRUE(sub->take(10s));
+  later.join();
+  EXPECT_EQ(sub->late_wakeups(), 1u);
+}
+
+TEST(PubSubTest, AMissedWakeUpInAWaitSetCostsASleepsCapAndIsCounted) {
+  TestDaemon daemon;
+  Bus bus = daemon.connect();
+  auto sub = bus.subscriber("wake/missed-set");
+  auto pub = bus.publisher("wake/missed-set");
+  ASSERT_TRUE(sub.ok() && pub.ok());
+  WaitSet ws;
+  ws.add(*sub);
+  expect_a_missed_wake_up_is_late_and_counted(daemon, *pub, *sub, [&] {
+    const bool ready = ws.wait(10s).size() == 1;
+    return ready && sub->try_take();
+  });
 }
 
 TEST(PubSubTest, WaitSetWakesOnAnyOfSeveralTopics) {

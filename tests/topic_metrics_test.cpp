@@ -115,10 +115,12 @@ TEST(TopicMetricsTest, StatsReportQueueingMetricsOfABackloggedSubscriber) {
   EXPECT_EQ(json_numbers(json.out, "littles_law_lambda_w").size(), 1u) << json.out;
   EXPECT_EQ(json_numbers(json.out, "service_rate").size(), 1u) << json.out;
   EXPECT_EQ(json_numbers(json.out, "utilisation").size(), 1u) << json.out;
+  EXPECT_EQ(json_numbers(json.out, "late_wakeups").size(), 1u) << json.out;  // its value: pubsub_test
 
   const auto text = run_process({SHMBUS_CLI_PATH, "stats"});
   ASSERT_EQ(text.status, 0);
   EXPECT_NE(text.out.find("LITTLE_ERR"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("LATE_WAKEUPS"), std::string::npos) << text.out;
   EXPECT_NE(text.out.find(kTopic), std::string::npos) << text.out;
 
   // The subscriber would need seconds more to drain its backlog: stop it.

@@ -76,7 +76,8 @@ Status render_stats(const std::string& document, StatsFormat format, std::ostrea
   if (format == StatsFormat::kFull && topics) {
     // Queueing metrics per subscriber (each is a queue), over the daemon's sliding window: arrival rate λ,
     // take rate, service rate μ (take rate while backlogged; "-" if never), ρ = λ/μ, mean backlog L, mean
-    // publish -> take wait W, and Little's law (L against λW) with its relative error.
+    // publish -> take wait W, and Little's law (L against λW) with its relative error; then the sleeps that
+    // ended at their cap with a message waiting (Subscriber::late_wakeups).
     bool header = false;
     for (const toml::node& n : *topics) {
       const toml::node_view<const toml::node> t{n};
@@ -92,7 +93,7 @@ Status render_stats(const std::string& document, StatsFormat format, std::ostrea
           out << "\n";
           pad(out, "TOPIC", 28), pad(out, "SUB", 6), pad(out, "ARRIVE/s", 10), pad(out, "TAKE/s", 10),
               pad(out, "SERVE/s", 10), pad(out, "UTIL", 7), pad(out, "L", 9), pad(out, "W_MS", 10),
-              pad(out, "LAMBDA*W", 10), out << "LITTLE_ERR\n";
+              pad(out, "LAMBDA*W", 10), pad(out, "LITTLE_ERR", 12), out << "LATE_WAKEUPS\n";
           header = true;
         }
         pad(out, cell(t["name"]), 28), pad(out, cell(sub["id"]), 6),
@@ -101,7 +102,7 @@ Status render_stats(const std::string& document, StatsFormat format, std::ostrea
             pad(out, busy ? number(m["utilisation"], 2) : "-", 7), pad(out, number(m["queue_length"], 2), 9),
             pad(out, number(m["waiting_time_s"], 3, 1e3), 10),
             pad(out, number(m["littles_law_lambda_w"], 2), 10),
-            out << number(m["littles_law_error"], 2) << "\n";
+            pad(out, number(m["littles_law_error"], 2), 12), out << cell(sub["late_wakeups"]) << "\n";
       }
     }
   }
