@@ -331,8 +331,10 @@ Sample Subscriber::take(std::chrono::nanoseconds timeout) {
       const auto left = deadline - std::chrono::steady_clock::now();
       if (left > std::chrono::nanoseconds::zero()) {
         const auto sleep = std::min<std::chrono::nanoseconds>(left, cap);
-        if (!shm::futex_wait(&h->wake_word, word, sleep) && sleep == cap) {
-          // Slept to the cap: a message there now was not woken for (see late_wakeups()).
+        const auto slept_from = std::chrono::steady_clock::now();
+        if (!shm::futex_wait(&h->wake_word, word, sleep) &&
+            std::chrono::steady_clock::now() - slept_from >= sleep) {
+          // Slept the whole time (to the cap or the deadline): a message there now was not woken for.
           s = try_take();
           if (s) core_->count_late_wakeup();
         }

@@ -118,12 +118,12 @@ struct SubscriberCore {
   std::size_t slot_size(const shm::SlotHeader* slot) const {
     return std::min<std::size_t>(slot->size, topic.geometry.max_message_size);
   }
-  // Counts a lapped or corrupt stretch of a ring.
   void count_late_wakeup() {
     ++late_wakeups;
     // relaxed: a statistic for `stats`, single writer.
     stats->late_wakeups.store(late_wakeups, std::memory_order_relaxed);
   }
+  // Counts a lapped or corrupt stretch of a ring.
   void count_dropped(uint64_t count) {
     dropped += count;
     // relaxed: a statistic read by the daemon.

@@ -77,10 +77,13 @@ std::vector<Subscriber*> WaitSet::wait(std::chrono::nanoseconds timeout) {
     if (polled_too) cap = std::min<std::chrono::nanoseconds>(cap, shm::kUnfencedSleepCap);
     const bool found = collect() || notified();
     const auto left = deadline - std::chrono::steady_clock::now();
-    bool late = false;  // slept to the cap: what is ready now was not woken for (Subscriber::late_wakeups)
+    bool late = false;  // slept the whole time: what is ready now was not woken for (late_wakeups)
     if (!found && left > std::chrono::nanoseconds::zero()) {
       const auto sleep = std::min<std::chrono::nanoseconds>(left, cap);
-      late = !shm::futex_wait_any(targets, sleep) && sleep == cap && !polled_too;
+      const auto slept_from = std::chrono::steady_clock::now();
+      // The whole time: without futex_waitv (Linux < 5.16) a sleep on the first word only ends at 1 ms.
+      late = !shm::futex_wait_any(targets, sleep) && !polled_too &&
+             std::chrono::steady_clock::now() - slept_from >= sleep;
     }
     for (std::size_t i = 0; i < slept_on; ++i) {
       Subscriber* s = subscribers_[i];

@@ -48,8 +48,8 @@ class RingWriter {
   void commit(uint32_t size, uint64_t publish_ns) {
     // release: pairs with the reader's acquire load of the sequence, making payload and header visible. No
     // store-load fence before the load of `sleepers`: a reader going to sleep pays for that order with
-    // fence_before_sleep() (shm/sleep_fence.h). Without cheap commits, seq_cst: also ordered before our load
-    // of `sleepers` (Dekker with a reader going to sleep).
+    // fence_before_sleep(), or skips it in a short first sleep (shm/sleep_fence.h). Without cheap commits,
+    // seq_cst: also ordered before our load of `sleepers` (Dekker with a reader going to sleep).
     end_slot(ring_slot(ring_, geometry_, head_), size, publish_ns, /*seq_cst=*/!cheap_commit_);
     // relaxed: statistics for `stats` (bytes committed, loans outstanding at a crash), single writer.
     slot_->bytes.store(slot_->bytes.load(std::memory_order_relaxed) + size, std::memory_order_relaxed);

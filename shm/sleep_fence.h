@@ -19,7 +19,8 @@
 // first sleep goes without it (SleepFence), capped at kFirstSleepCap: a reply that comes within it costs no
 // IPI, and a wake-up missed there (the writer's commit still in its store buffer while both sides look) costs
 // at most the cap and is counted (Subscriber::late_wakeups; about 1 in 25 000 sleeps of a blocking ping-pong
-// measured on a 2-vCPU VM). Only a wait that outlasts the cap pays the membarrier, once, then sleeps long.
+// measured on a 2-vCPU VM). Only a wait that outlasts the cap pays the membarrier, then at every further
+// sleep (200 ms each). Subscriber::take and WaitSet::wait sleep so; an EventSource's thread fences always.
 #pragma once
 
 #include <chrono>
