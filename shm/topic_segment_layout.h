@@ -172,8 +172,8 @@ struct alignas(kCacheLine) SubscriberSlot {
   // time) - no version bump.
   std::atomic<uint64_t> latency_sum_ns;
   std::atomic<uint64_t> latency_samples;  // stored after latency_sum_ns (release; the daemon loads acquire)
-  // Sleeps that lasted until their cap and then found a message: wake-ups missed (shm/sleep_fence.h), each
-  // late by at most the cap. Also in former padding.
+  // Sleeps that ran their whole time (to their cap or the wait's deadline) and then found a message: wake-ups
+  // missed (shm/sleep_fence.h), each late by at most the cap. Also in former padding.
   std::atomic<uint64_t> late_wakeups;
   uint8_t pad2_[8];
   std::atomic<uint64_t> latency_ns[kLatencyBuckets];  // publish -> take, sampled
