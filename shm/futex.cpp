@@ -52,6 +52,8 @@ void futex_wake(std::atomic<uint32_t>* word, int count) {
 bool futex_wait_any(std::span<const FutexWaitTarget> targets, std::chrono::nanoseconds timeout) {
   if (timeout.count() <= 0 || targets.empty()) return false;
   static std::atomic<bool> waitv_missing{false};  // relaxed: a cache of a kernel fact, any value is safe
+  // A sleep cut short by a cap below ends as a wake-up would (true): the caller's whole timeout did not run.
+  const std::chrono::nanoseconds asked = timeout;
   if (targets.size() > kMaxWaitTargets) {
     targets = targets.first(kMaxWaitTargets);
     timeout = std::min<std::chrono::nanoseconds>(timeout, std::chrono::milliseconds(1));
@@ -71,12 +73,12 @@ bool futex_wait_any(std::span<const FutexWaitTarget> targets, std::chrono::nanos
     const timespec abs = to_timespec(deadline);
     const long rc = syscall(SYS_futex_waitv, waiters.data(), targets.size(), 0, &abs, CLOCK_MONOTONIC);
     if (rc >= 0) return true;
-    if (errno == ETIMEDOUT) return false;
+    if (errno == ETIMEDOUT) return timeout < asked;
     if (errno != ENOSYS) return true;  // EAGAIN (value changed) or EINTR: let the caller re-check
     waitv_missing.store(true, std::memory_order_relaxed);
   }
-  return futex_wait(targets[0].word, targets[0].expected,
-                    std::min<std::chrono::nanoseconds>(timeout, std::chrono::milliseconds(1)));
+  const auto capped = std::min<std::chrono::nanoseconds>(timeout, std::chrono::milliseconds(1));
+  return futex_wait(targets[0].word, targets[0].expected, capped) || capped < asked;
 }
 
 }  // namespace shmbus::shm

@@ -16,7 +16,8 @@ static_assert(sizeof(std::atomic<uint32_t>) == sizeof(uint32_t), "futex words mu
 static_assert(std::atomic<uint32_t>::is_always_lock_free, "futex words must be lock-free");
 
 // Sleeps while *word == expected, at most `timeout` (negative or zero: do not sleep).
-// Returns false on timeout, true on wake-up, value mismatch or signal (callers re-check their condition).
+// Returns false when the whole `timeout` ran out (the kernel's timeout), true on wake-up, value mismatch or
+// signal (callers re-check their condition).
 bool futex_wait(std::atomic<uint32_t>* word, uint32_t expected, std::chrono::nanoseconds timeout);
 
 // Wakes up to `count` sleepers on `word`.
@@ -32,7 +33,9 @@ struct FutexWaitTarget {
 inline constexpr std::size_t kMaxWaitTargets = 128;
 
 // Sleeps until any of `targets` changes or is woken (futex_waitv, Linux >= 5.16), at most `timeout`.
-// On kernels without futex_waitv it sleeps on the first word with a 1 ms cap, so callers loop and re-check.
+// Returns false only when the whole `timeout` ran out, as futex_wait does: callers count that as a wake-up
+// nobody made. On kernels without futex_waitv it sleeps on the first word with a 1 ms cap and returns true
+// when that cap ended a longer sleep, so callers loop and re-check.
 // REQUIRES: targets.size() <= kMaxWaitTargets (more: only the first ones are waited on, with a 1 ms cap).
 bool futex_wait_any(std::span<const FutexWaitTarget> targets, std::chrono::nanoseconds timeout);
 

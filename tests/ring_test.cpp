@@ -1,14 +1,17 @@
-// The broadcast ring on its own: a real shared-memory segment, a writer and readers in threads.
+// The broadcast ring on its own: a real shared-memory segment, a writer and readers in threads; and the
+// futex waits the readers sleep in.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <span>
 #include <thread>
 #include <vector>
 
+#include "shm/futex.h"
 #include "shm/ring_reader.h"
 #include "shm/ring_writer.h"
 #include "shm/segment.h"
@@ -432,6 +435,25 @@ TEST(RingTest, BatchKeepsHeadWithinOneOfEveryCommittedMessage) {
   }
   reader.join();
   EXPECT_EQ(behind.load(), 0u) << "a committed message whose position head had not reached";
+}
+
+// Subscriber::take and WaitSet::wait count a sleep that ends in `false` as a wake-up nobody made
+// (late_wakeups): `false` must mean that the whole timeout ran, also where futex_wait_any caps a sleep.
+TEST(FutexTest, AWaitReportsATimeoutOnlyWhenTheWholeTimeRan) {
+  std::atomic<uint32_t> word{7};
+  const std::vector<FutexWaitTarget> one{{&word, 7}};
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_FALSE(futex_wait_any(one, 20ms));
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 20ms);
+  EXPECT_TRUE(futex_wait_any(std::vector<FutexWaitTarget>{{&word, 8}}, 20ms)) << "the word differs";
+  EXPECT_FALSE(futex_wait(&word, 7, 5ms));
+  EXPECT_TRUE(futex_wait(&word, 8, 5ms)) << "the word differs";
+  // Beyond the kernel's limit of words the sleep is capped at 1 ms: a 20 ms wait did not run out.
+  std::vector<std::atomic<uint32_t>> words(kMaxWaitTargets + 2);
+  std::vector<FutexWaitTarget> many;
+  for (auto& w : words) many.push_back({&w, 0});
+  EXPECT_TRUE(futex_wait_any(many, 20ms));
+  EXPECT_FALSE(futex_wait_any(many, 500us)) << "a timeout below the cap runs in full";
 }
 
 }  // namespace
