@@ -242,7 +242,8 @@ const SampleView* Subscriber::begin_run(std::size_t max, std::size_t* count, boo
   }
   // At most a quarter ring: end_run publishes the cursor every quarter ring, so that a blocked lossless
   // writer gets room while the callbacks run. A lossy writer never waits and may overwrite views of this run
-  // before their callbacks: drain checks each view before its callback (end_run then counts fewer).
+  // before their callbacks: drain checks each view after the first before its callback and ends the run at
+  // one overwritten (end_run then counts fewer).
   const std::size_t limit =
       std::min({max, detail::SubscriberCore::kDrainRun, static_cast<std::size_t>(reader.publish_interval())});
   SampleView* v = c.run_views.data();

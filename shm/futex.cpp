@@ -74,7 +74,9 @@ bool futex_wait_any(std::span<const FutexWaitTarget> targets, std::chrono::nanos
     const long rc = syscall(SYS_futex_waitv, waiters.data(), targets.size(), 0, &abs, CLOCK_MONOTONIC);
     if (rc >= 0) return true;
     if (errno == ETIMEDOUT) return timeout < asked;
-    if (errno != ENOSYS) return true;  // EAGAIN (value changed) or EINTR: let the caller re-check
+    if (errno == EAGAIN || errno == EINTR) return true;  // a value changed, or a signal: the caller re-checks
+    // ENOSYS (Linux < 5.16), or EPERM from a seccomp filter that does not know the call (Docker's default
+    // profile before 23.0): sleep on the first word from now on, rather than return at once and spin.
     waitv_missing.store(true, std::memory_order_relaxed);
   }
   const auto capped = std::min<std::chrono::nanoseconds>(timeout, std::chrono::milliseconds(1));

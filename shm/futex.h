@@ -36,7 +36,8 @@ inline constexpr std::size_t kMaxWaitTargets = 128;
 // Returns false only when the whole `timeout` ran out, as futex_wait does: callers count that as a wake-up
 // nobody made. On kernels without futex_waitv it sleeps on the first word with a 1 ms cap and returns true
 // when that cap ended a longer sleep, so callers loop and re-check.
-// REQUIRES: targets.size() <= kMaxWaitTargets (more: only the first ones are waited on, with a 1 ms cap).
+// REQUIRES: 0 < targets.size() <= kMaxWaitTargets (more: only the first ones are waited on, with a 1 ms
+// cap; none: it returns false at once).
 bool futex_wait_any(std::span<const FutexWaitTarget> targets, std::chrono::nanoseconds timeout);
 
 }  // namespace shmbus::shm

@@ -18,10 +18,10 @@
 // when the other CPU is idle), more than the rest of a blocking request/response round trip. So a wait's
 // first sleep goes without it (SleepFence), capped at kFirstSleepCap: a reply that comes within it costs no
 // IPI, and a wake-up missed there (the writer's commit still in its store buffer while both sides look) costs
-// at most the cap and is counted (Subscriber::late_wakeups; measured on a 2-vCPU VM: one in 2 of 3 blocking
-// ping-pong runs of about 40 000 sleeps each). Only a wait that outlasts the cap pays the membarrier, then at
-// every further sleep (200 ms each). Subscriber::take and WaitSet::wait sleep so; an EventSource's thread
-// fences always.
+// at most the cap and is counted (Subscriber::late_wakeups; measured on a 2-vCPU VM: one late wake-up in 2
+// of 3 blocking ping-pong runs of about 40 000 sleeps each). Only a wait that outlasts the cap pays the
+// membarrier, then at every further sleep (200 ms each). Subscriber::take and WaitSet::wait sleep so; an
+// EventSource's thread fences always.
 #pragma once
 
 #include <chrono>

@@ -1,9 +1,11 @@
 // What the bridge refuses: peers whose CURVE key is not on the allow-list (refused, logged with the peer's
 // address and key, counted on both sides), and frames that are malformed or of an unknown wire version
-// (counted and dropped, the bridge carries on).
+// (counted and dropped, the bridge carries on), and subscriptions over the size bound (that connection is
+// closed).
 #include <gtest/gtest.h>
 #include <zmq.h>
 
+#include <cstring>
 #include <thread>
 
 #include "bridge/curve_keys.h"
@@ -182,6 +184,86 @@ TEST(BridgeRobustnessTest, AFrameOverMaxFrameBytesClosesTheConnectionAndTheNextF
   Numbered got;
   ASSERT_TRUE(read_numbered(m.bytes(), &got));
   EXPECT_EQ(got.number, 2u);
+}
+
+// A raw ZeroMQ XSUB in the test process, dialing a bridge's bind endpoint, with a monitor of its connection.
+// Its sockets and context go with it, also when a test stops at a failed assertion.
+class RawSubscriber {
+ public:
+  explicit RawSubscriber(const std::string& endpoint) : context_(zmq_ctx_new()) {
+    socket_ = zmq_socket(context_, ZMQ_XSUB);
+    monitor_ = zmq_socket(context_, ZMQ_PAIR);
+    const int linger = 0, timeout = 10000;  // a receive waits 10 s at most: a liveness bound
+    for (void* s : {socket_, monitor_}) {
+      zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+      zmq_setsockopt(s, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
+    }
+    static int count = 0;
+    const std::string inproc = "inproc://raw-subscriber-monitor-" + std::to_string(count++);
+    zmq_socket_monitor(socket_, inproc.c_str(), ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED);
+    zmq_connect(monitor_, inproc.c_str());
+    zmq_connect(socket_, endpoint.c_str());
+  }
+  ~RawSubscriber() {
+    zmq_close(socket_);
+    zmq_close(monitor_);
+    zmq_ctx_term(context_);
+  }
+  RawSubscriber(const RawSubscriber&) = delete;
+  RawSubscriber& operator=(const RawSubscriber&) = delete;
+
+  void* socket() const { return socket_; }
+  // Waits (10 s at most) for the next monitor event; returns it, or 0 if none came.
+  uint16_t next_event() {
+    zmq_msg_t frame;
+    zmq_msg_init(&frame);
+    uint16_t event = 0;
+    if (zmq_msg_recv(&frame, monitor_, 0) >= 6) std::memcpy(&event, zmq_msg_data(&frame), sizeof event);
+    while (zmq_msg_more(&frame)) zmq_msg_recv(&frame, monitor_, 0);  // the endpoint frame
+    zmq_msg_close(&frame);
+    return event;
+  }
+
+ private:
+  void* context_;
+  void* socket_ = nullptr;
+  void* monitor_ = nullptr;
+};
+
+// Anyone who reaches network.bind may send the bridge's XPUB subscriptions. What one message of theirs may
+// be is bounded (kMaxSubscriptionBytes): a bigger one closes that connection before the bridge reads it, and
+// the bridge serves its other subscribers on.
+TEST(BridgeRobustnessTest, AnOversizedSubscriptionClosesThatConnectionOnly) {
+  auto topology = Topology::loopback(1);
+  BridgeHost b(*topology, 0, "b");
+  ASSERT_TRUE(b.start_bridge("name = \"b\"\n" + b.bus_section() + "[network]\nbind = " + b.bind_list() +
+                             "\ndiscovery_interval_ms = 20\n[[rule]]\npattern = \"big/**\"\n"));
+  RawSubscriber bad(b.endpoint_for(0));
+  ASSERT_EQ(bad.next_event(), ZMQ_EVENT_CONNECTED) << "cannot reach the bridge at " << b.endpoint_for(0);
+  std::string oversized(bridge::kMaxSubscriptionBytes + 1, 'x');
+  oversized[0] = '\1';
+  ASSERT_EQ(zmq_send(bad.socket(), oversized.data(), oversized.size(), 0),
+            static_cast<int>(oversized.size()));
+  EXPECT_EQ(bad.next_event(), ZMQ_EVENT_DISCONNECTED)
+      << "the bridge kept a connection that sent " << oversized.size() << " bytes";
+
+  RawSubscriber good(b.endpoint_for(0));
+  const std::string subscription("\1big/t\0", 7);
+  ASSERT_EQ(zmq_send(good.socket(), subscription.data(), subscription.size(), 0), 7);
+  Bus bus = b.connect("sender");
+  auto pub = bus.publisher("big/t");
+  ASSERT_TRUE(pub.ok()) << pub.status().to_string();
+  zmq_pollitem_t item{good.socket(), 0, ZMQ_POLLIN, 0};
+  bool arrived = false;
+  for (int i = 0; i < 1000 && !arrived; ++i) {  // 10 s at most: the bridge subscribes locally first
+    const Numbered n = numbered(static_cast<uint64_t>(i));
+    ASSERT_TRUE(pub->publish(std::as_bytes(std::span(&n, 1))).ok());
+    arrived = zmq_poll(&item, 1, 10) == 1;
+  }
+  ASSERT_TRUE(arrived) << "a well-behaved subscriber got nothing after the oversized subscription";
+  char topic[16];
+  const int n = zmq_recv(good.socket(), topic, sizeof topic, 0);
+  EXPECT_EQ(std::string(topic, static_cast<std::size_t>(std::max(n, 0))), std::string("big/t\0", 6));
 }
 
 }  // namespace
