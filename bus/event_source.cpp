@@ -123,10 +123,20 @@ struct EventSourceState {
   std::vector<uint32_t> epochs;
   std::vector<uint32_t> closed;
   std::vector<shm::WorkQueueHeader*> queue_headers;
+  // Per watched subscriber, parallel to headers: its topic's publisher slots (in the alias) and how many,
+  // where its rings' heads start in `heads` (their values when the plan was made), and its core. A plan's
+  // first sleep skips the membarrier (shm/sleep_fence.h), so a commit may not wake the thread: it finds such
+  // a commit by a head that grew, and sets `missed`, which the owner counts as a late wake-up
+  // (collect_missed). A head that shrank was reset by the daemon (its publisher left): not a commit.
+  std::vector<const shm::PublisherSlot*> publisher_slots;
+  std::vector<uint32_t> publisher_counts;
+  std::vector<std::size_t> heads_from;
+  std::vector<uint64_t> heads;
+  std::vector<SubscriberCore*> cores;  // owner thread only
+  std::vector<uint8_t> missed;
   // The plan's sleeper counts are entered (by arm(), for the thread) and not yet left: handed over with the
   // plan.
   bool plan_entered = false;
-  bool fenced = true;  // fence_before_sleep() worked when the plan was entered (else sleeps are capped short)
 
   std::mutex mutex;
   std::condition_variable became_idle;
@@ -143,13 +153,41 @@ struct EventSourceState {
     shm::futex_wake(&control_word);
   }
 
-  // Owner thread: returns once the thread no longer sleeps on the plan (it is kIdle).
+  // Owner thread: returns once the thread no longer sleeps on the plan (it is kIdle), after counting the
+  // wake-ups it missed (before the owner changes what it watches).
   void disarm() {
-    std::unique_lock lock(mutex);
-    if (state != WaiterState::kArmed) return;
-    state = WaiterState::kDisarming;
-    poke();
-    became_idle.wait(lock, [&] { return state == WaiterState::kIdle; });
+    {
+      std::unique_lock lock(mutex);
+      if (state == WaiterState::kArmed) {
+        state = WaiterState::kDisarming;
+        poke();
+        became_idle.wait(lock, [&] { return state == WaiterState::kIdle; });
+      }
+    }
+    collect_missed();
+  }
+
+  // Owner thread, the thread idle: counts the commits the thread found without being woken for them.
+  void collect_missed() {
+    for (std::size_t i = 0; i < missed.size(); ++i) {
+      if (missed[i] != 0) cores[i]->count_late_wakeup();
+      missed[i] = 0;
+    }
+  }
+
+  // Notes the heads of subscriber i's rings. acquire: a commit stores its slot's sequence before the head
+  // (release), so a look for data after these loads sees every message they count.
+  void note_heads(std::size_t i) {
+    for (uint32_t p = 0; p < publisher_counts[i]; ++p)
+      heads[heads_from[i] + p] = publisher_slots[i][p].head.load(std::memory_order_acquire);
+  }
+  // Whether one of subscriber i's rings was committed to since note_heads(i). relaxed: only a change is
+  // looked for; the owner reads the slots with acquire.
+  bool heads_grew(std::size_t i) const {
+    for (uint32_t p = 0; p < publisher_counts[i]; ++p) {
+      if (publisher_slots[i][p].head.load(std::memory_order_relaxed) > heads[heads_from[i] + p]) return true;
+    }
+    return false;
   }
 
   // Undoes the plan's sleeper counts (entered by arm()).
@@ -269,6 +307,7 @@ bool EventSourceState::arm() {
     disarm();
   }
   // The thread is idle: the plan is ours to rebuild.
+  collect_missed();
   bool ready = false;
   for (int attempt = 0;; ++attempt) {
     for (WatchedSubscriber& w : watched) {
@@ -282,11 +321,22 @@ bool EventSourceState::arm() {
     sleep_flags.resize(n);
     epochs.resize(n);
     closed.resize(n);
+    publisher_slots.resize(n);
+    publisher_counts.resize(n);
+    heads_from.resize(n);
+    cores.resize(n);
+    missed.assign(n, 0);
     queue_headers.resize(queues.size());
     for (std::size_t i = 0; i < n; ++i) {
       shm::TopicHeader* h = watched[i].header;
       headers[i] = h;
       sleep_flags[i] = watched[i].sleep_flag;
+      const shm::TopicGeometry& g = watched[i].core->topic.geometry;
+      // In the alias: the publisher slots lie before the subscriber slots (alias_topic).
+      publisher_slots[i] = shm::publisher_slot(watched[i].alias.data(), g, 0);
+      publisher_counts[i] = g.max_publishers;
+      heads_from[i] = i == 0 ? 0 : heads_from[i - 1] + publisher_counts[i - 1];
+      cores[i] = watched[i].core;
       // relaxed: hints to wake the owner, who re-reads them with acquire (SubscriberCore::check_epoch).
       epochs[i] = h->publishers_epoch.load(std::memory_order_relaxed);
       closed[i] = h->closed.load(std::memory_order_relaxed);
@@ -307,8 +357,13 @@ bool EventSourceState::arm() {
     }
     // Orders the sleepers increments before the checks for data below, as in Subscriber::take: a commit
     // either precedes them (has_data sees it) or follows them (its writer sees a sleeper and wakes). The
-    // queue protocol needs only the seq_cst fence inside (see shm/sleep_fence.h).
-    fenced = shm::fence_before_sleep();
+    // plan's first sleep goes without the membarrier, as take()'s does (shm/sleep_fence.h): this seq_cst
+    // fence orders us against writers that commit seq_cst, and the queue protocol needs no more. A
+    // registered writer may still miss us: the heads taken here, before the look, let the thread find its
+    // commit after that short sleep (wait_armed).
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    heads.resize(n == 0 ? 0 : heads_from[n - 1] + publisher_counts[n - 1]);  // no allocation once grown
+    for (std::size_t i = 0; i < n; ++i) note_heads(i);
     ready = any_ready();
     // has_data() may have re-opened a topic (reshaped, or lost with its daemon): then the plan sleeps on the
     // old segment. Start over; if that keeps happening (or an alias cannot be made), let the owner look
@@ -376,9 +431,17 @@ void EventSourceState::run() {
 
 EventSourceState::WaitEnd EventSourceState::wait_armed(uint32_t seen) {
   const auto recheck_at = std::chrono::steady_clock::now() + kRecheckEvery;
+  // The plan's first sleeps, for kFirstSleepCap, are unfenced (arm()); then fence_before_sleep() once, and
+  // every commit sees our sleeper counts. Until then (or for good, if the membarrier fails) a commit may wake
+  // nobody: the heads are looked at after every sleep, which lasts kUnfencedSleepCap at most once the first
+  // window is over. A commit found so counts as a late wake-up (missed, collect_missed).
+  const auto first_until = std::chrono::steady_clock::now() + shm::kFirstSleepCap;
+  bool first = true;
+  bool fenced = false;
+  std::chrono::nanoseconds cap = shm::kFirstSleepCap;
   for (;;) {
     targets[0] = {&control_word, seen};
-    shm::futex_wait_any(targets, fenced ? std::chrono::nanoseconds(kRecheckEvery) : shm::kUnfencedSleepCap);
+    const bool woken = shm::futex_wait_any(targets, cap);  // false: the whole cap ran
     const bool recheck_closed = std::chrono::steady_clock::now() >= recheck_at;
     for (std::size_t i = 0; i < headers.size(); ++i) {
       if (recheck_closed && closed[i] == shm::kTopicClosed) return WaitEnd::kPublished;
@@ -401,9 +464,25 @@ EventSourceState::WaitEnd EventSourceState::wait_armed(uint32_t seen) {
       if (state != WaiterState::kArmed) return WaitEnd::kAsked;
       seen = control;  // the poke that announced this very arming (run() read the word just before it)
     }
-    // Without the sleep fence a commit may have missed our sleeper count and woken nobody: let the owner
-    // look.
-    if (!fenced) return WaitEnd::kPublished;
+    // Fenced, a commit sees our sleeper counts and its wake-up changes a word looked at above; a sleep that
+    // ran its whole cap still looks at the heads, as take() does after such a sleep (a wake-up lost anyway).
+    if (fenced && woken) continue;
+    // After the membarrier, every commit made before it is visible to the loads of the heads below.
+    if (first && (!woken || std::chrono::steady_clock::now() >= first_until)) {
+      first = false;
+      fenced = shm::fence_before_sleep();
+    }
+    bool moved = false;
+    for (std::size_t i = 0; i < headers.size(); ++i) {
+      if (heads_grew(i)) {
+        missed[i] = 1;  // a commit since arm() that changed no word: nobody woke us for it
+        moved = true;
+      }
+    }
+    if (moved) return WaitEnd::kPublished;
+    if (!first)
+      cap =
+          fenced ? std::chrono::nanoseconds(kRecheckEvery) : std::chrono::nanoseconds(shm::kUnfencedSleepCap);
   }
 }
 

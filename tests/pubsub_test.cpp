@@ -1,5 +1,6 @@
 // Publish/subscribe through a real daemon: in-process and across real processes.
 #include <gtest/gtest.h>
+#include <poll.h>
 
 #include <sys/syscall.h>
 #include <toml++/toml.h>
@@ -15,6 +16,7 @@
 #include "shm/segment.h"
 #include "shm/topic_segment_layout.h"
 #include "shmbus/bus.h"
+#include "shmbus/event_source.h"
 #include "shmbus/wait_set.h"
 #include "support/peer_output.h"
 #include "support/test_daemon.h"
@@ -445,6 +447,38 @@ TEST(PubSubTest, AMissedWakeUpInAWaitSetCostsASleepsCapAndIsCounted) {
     const bool ready = ws.wait(10s).size() == 1;
     return ready && sub->try_take();
   }));
+}
+
+// An EventSource's thread cannot look at the rings: it finds the commit it was not woken for by the ring
+// heads its owner noted when arming it, makes the fd readable, and the next rearm() counts the late wake-up.
+TEST(PubSubTest, AMissedWakeUpInAnEventSourceCostsASleepsCapAndIsCounted) {
+  TestDaemon daemon;
+  Bus bus = daemon.connect();
+  auto sub = bus.subscriber("wake/missed-source");
+  auto pub = bus.publisher("wake/missed-source");
+  ASSERT_TRUE(sub.ok() && pub.ok());
+  auto source = EventSource::create();
+  ASSERT_TRUE(source.ok()) << source.status().to_string();
+  ASSERT_TRUE(source->add(*sub).ok());
+  // One turn of an event loop: rearm, poll the fd (10 s at most), take.
+  auto turn = [&] {
+    if (!source->rearm()) {
+      pollfd p{source->fd(), POLLIN, 0};
+      if (poll(&p, 1, 10000) != 1) return false;
+    }
+    const bool got = static_cast<bool>(sub->try_take());
+    (void)source->rearm();  // counts what the thread found without a wake-up
+    return got;
+  };
+  ASSERT_NO_FATAL_FAILURE(expect_a_missed_wake_up_is_late_and_counted(daemon, *pub, *sub, turn));
+  // A wake-up that is made is not late.
+  std::thread later([&] {
+    std::this_thread::sleep_for(50ms);
+    (void)publish_text(*pub, "announced");
+  });
+  EXPECT_TRUE(turn());
+  later.join();
+  EXPECT_EQ(sub->late_wakeups(), 1u);
 }
 
 TEST(PubSubTest, WaitSetWakesOnAnyOfSeveralTopics) {

@@ -8,9 +8,14 @@
 //                          per call, each copied out). In rtt mode every message goes out at once.
 //   bench-shmbus-drain     zero-copy as bench-shmbus, one message per publish; received with
 //                          Subscriber::drain (up to kBatch per call, the sequence read in place)
+//   bench-shmbus-event-source  zero-copy, but the receiver waits in poll() on an EventSource's fd between
+//                          messages (try_take, rearm, poll): the wake-up of an epoll/asio/coroutine loop
 // Each run uses a private shmbusd; topics are lossless so stream mode measures delivered messages.
 
+#include <poll.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <optional>
 #include <thread>
@@ -21,10 +26,11 @@
 #include "harness/ring_budget.h"
 #include "harness/two_process_bench.h"
 #include "shmbus/bus.h"
+#include "shmbus/event_source.h"
 
 namespace {
 
-enum class Variant { kZeroCopy, kCopy, kBlocking, kBatch, kDrain };
+enum class Variant { kZeroCopy, kCopy, kBlocking, kBatch, kDrain, kEventSource };
 constexpr std::size_t kBatch = 64;
 
 template <Variant V>
@@ -44,7 +50,7 @@ class ShmbusTransport {
     settings.max_publishers = 1;
     settings.max_subscribers = 2;
     shmbus::SubscriberOptions so{.topic = settings};
-    if (V == Variant::kBlocking) so.spin = std::chrono::microseconds(0);
+    if (V == Variant::kBlocking || V == Variant::kEventSource) so.spin = std::chrono::microseconds(0);
     const char* in = side == bench::Side::a ? "bench/b2a" : "bench/a2b";
     const char* out = side == bench::Side::a ? "bench/a2b" : "bench/b2a";
     auto sub = bus_->subscriber(in, so);
@@ -109,7 +115,20 @@ class ShmbusTransport {
       return drained_[drained_next_++];
     }
     shmbus::Sample m;
-    if constexpr (V == Variant::kBlocking) {
+    if constexpr (V == Variant::kEventSource) {
+      if (!source_) {  // added here, not in the constructor: the subscriber must not move once watched
+        auto source = shmbus::EventSource::create();
+        if (!source) throw std::runtime_error(source.status().to_string());
+        source_.emplace(std::move(source).value());
+        if (auto st = source_->add(sub_); !st.ok()) throw std::runtime_error(st.to_string());
+      }
+      // As an event loop does: take what is there; when nothing is, rearm, and poll the fd if that says so.
+      while (!(m = sub_.try_take())) {
+        if (source_->rearm()) continue;
+        pollfd p{source_->fd(), POLLIN, 0};
+        if (::poll(&p, 1, 60000) < 0 && errno != EINTR) throw std::runtime_error("poll");
+      }
+    } else if constexpr (V == Variant::kBlocking) {
       while (!(m = sub_.take(std::chrono::seconds(60)))) {
       }
     } else {
@@ -130,6 +149,7 @@ class ShmbusTransport {
   std::optional<shmbus::Bus> bus_;
   shmbus::Publisher pub_;
   shmbus::Subscriber sub_;
+  std::optional<shmbus::EventSource> source_;  // kEventSource; declared after sub_, so destroyed before it
   bench::MessageBuffer buffer_;
   size_t size_;
   std::vector<std::byte> batch_storage_;           // kBatch: kBatch messages of size_ bytes
@@ -142,11 +162,12 @@ class ShmbusTransport {
 template <Variant V>
 class ShmbusPeer {
  public:
-  static constexpr const char* kName = V == Variant::kZeroCopy ? "shmbus"
-                                       : V == Variant::kCopy   ? "shmbus-copy"
-                                       : V == Variant::kBatch  ? "shmbus-batch"
-                                       : V == Variant::kDrain  ? "shmbus-drain"
-                                                               : "shmbus-blocking";
+  static constexpr const char* kName = V == Variant::kZeroCopy      ? "shmbus"
+                                       : V == Variant::kCopy        ? "shmbus-copy"
+                                       : V == Variant::kBatch       ? "shmbus-batch"
+                                       : V == Variant::kDrain       ? "shmbus-drain"
+                                       : V == Variant::kEventSource ? "shmbus-event-source"
+                                                                    : "shmbus-blocking";
   static constexpr bool kSupportsStream = true;
   static constexpr bool kCopiesPayload = V == Variant::kCopy || V == Variant::kBatch;
 
