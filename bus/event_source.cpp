@@ -62,6 +62,10 @@ struct WatchedSubscriber {
   MappingAlias alias;
   shm::TopicHeader* header = nullptr;         // in alias
   shm::SubscriberSlot* sleep_flag = nullptr;  // in alias
+  // The topic's publisher slots, in alias, and how many: of the geometry the alias was made for, which a
+  // re-opened topic whose new alias could not be made no longer has.
+  const shm::PublisherSlot* publishers = nullptr;
+  uint32_t publisher_count = 0;
 
   // Owner thread: true once the subscriber re-opened its topic (a reshape, a daemon restart), i.e. the alias
   // shows the old segment. The creation time (immutable) tells segments apart even if a new mapping reuses an
@@ -240,6 +244,8 @@ Status EventSourceState::alias_topic(WatchedSubscriber& w) {
   w.slot = core.slot;
   w.header = shm::topic_header(w.alias.data());
   w.sleep_flag = shm::subscriber_slot(w.alias.data(), g, core.slot);
+  w.publishers = shm::publisher_slot(w.alias.data(), g, 0);
+  w.publisher_count = g.max_publishers;
   return Status::Ok();
 }
 
@@ -331,10 +337,9 @@ bool EventSourceState::arm() {
       shm::TopicHeader* h = watched[i].header;
       headers[i] = h;
       sleep_flags[i] = watched[i].sleep_flag;
-      const shm::TopicGeometry& g = watched[i].core->topic.geometry;
       // In the alias: the publisher slots lie before the subscriber slots (alias_topic).
-      publisher_slots[i] = shm::publisher_slot(watched[i].alias.data(), g, 0);
-      publisher_counts[i] = g.max_publishers;
+      publisher_slots[i] = watched[i].publishers;
+      publisher_counts[i] = watched[i].publisher_count;
       heads_from[i] = i == 0 ? 0 : heads_from[i - 1] + publisher_counts[i - 1];
       cores[i] = watched[i].core;
       // relaxed: hints to wake the owner, who re-reads them with acquire (SubscriberCore::check_epoch).
@@ -361,6 +366,8 @@ bool EventSourceState::arm() {
     // fence orders us against writers that commit seq_cst, and the queue protocol needs no more. A
     // registered writer may still miss us: the heads taken here, before the look, let the thread find its
     // commit after that short sleep (wait_armed).
+    // Also after the loads of the epochs above: a ring the daemon reset (head back to 0, then an epoch bump)
+    // and handed to a new publisher, whose head may grow back below what we note, shows as a changed epoch.
     std::atomic_thread_fence(std::memory_order_seq_cst);
     heads.resize(n == 0 ? 0 : heads_from[n - 1] + publisher_counts[n - 1]);  // no allocation once grown
     for (std::size_t i = 0; i < n; ++i) note_heads(i);
@@ -442,7 +449,8 @@ EventSourceState::WaitEnd EventSourceState::wait_armed(uint32_t seen) {
   for (;;) {
     targets[0] = {&control_word, seen};
     const bool woken = shm::futex_wait_any(targets, cap);  // false: the whole cap ran
-    const bool recheck_closed = std::chrono::steady_clock::now() >= recheck_at;
+    const auto now = std::chrono::steady_clock::now();
+    const bool recheck_closed = now >= recheck_at;
     for (std::size_t i = 0; i < headers.size(); ++i) {
       if (recheck_closed && closed[i] == shm::kTopicClosed) return WaitEnd::kPublished;
       // relaxed: any change means "look"; the owner's try_take loads the slots with acquire itself.
@@ -468,21 +476,26 @@ EventSourceState::WaitEnd EventSourceState::wait_armed(uint32_t seen) {
     // ran its whole cap still looks at the heads, as take() does after such a sleep (a wake-up lost anyway).
     if (fenced && woken) continue;
     // After the membarrier, every commit made before it is visible to the loads of the heads below.
-    if (first && (!woken || std::chrono::steady_clock::now() >= first_until)) {
+    if (first && (!woken || now >= first_until)) {
       first = false;
       fenced = shm::fence_before_sleep();
     }
     bool moved = false;
     for (std::size_t i = 0; i < headers.size(); ++i) {
       if (heads_grew(i)) {
-        missed[i] = 1;  // a commit since arm() that changed no word: nobody woke us for it
         moved = true;
+        // relaxed, as above. A commit since arm() that changed no word: nobody woke us for it (unless its
+        // writer is just about to: an upper bound, as late_wakeups is).
+        if (targets[i + 1].word->load(std::memory_order_relaxed) == targets[i + 1].expected) missed[i] = 1;
       }
     }
     if (moved) return WaitEnd::kPublished;
-    if (!first)
+    if (first) {
+      cap = std::max<std::chrono::nanoseconds>(first_until - now, std::chrono::microseconds(100));
+    } else {
       cap =
           fenced ? std::chrono::nanoseconds(kRecheckEvery) : std::chrono::nanoseconds(shm::kUnfencedSleepCap);
+    }
   }
 }
 

@@ -372,8 +372,11 @@ bool thread_sleeps(pid_t tid) {
 // not a hang, and is counted in the subscriber's late_wakeups (also in the shared slot the daemon reports).
 // Each attempt must deliver; one whose sleep happened to end just before the publish is woken normally and
 // counts nothing, so up to five attempts, and at least one must count.
-void expect_a_missed_wake_up_is_late_and_counted(TestDaemon& daemon, Publisher& pub, Subscriber& sub,
-                                                 const std::function<bool()>& wait) {
+// `in_wait` (if given) says whether `wait` has reached its sleep, when its thread may be asleep elsewhere
+// first.
+void expect_a_missed_wake_up_is_late_and_counted(
+    TestDaemon& daemon, Publisher& pub, Subscriber& sub, const std::function<bool()>& wait,
+    const std::function<bool()>& in_wait = [] { return true; }) {
   const std::vector<std::string> names = daemon.segments();
   ASSERT_EQ(names.size(), 1u);
   shm::Segment segment = shm::Segment::open(names[0]);
@@ -398,7 +401,7 @@ void expect_a_missed_wake_up_is_late_and_counted(TestDaemon& daemon, Publisher& 
     });
     // Asleep in the wait: counted as a sleeper, and its thread in state S (for 5 s at most).
     bool asleep = false;
-    while (!(asleep = tid != 0 && h->sleepers.load() != 0 && thread_sleeps(tid)) &&
+    while (!(asleep = tid != 0 && h->sleepers.load() != 0 && in_wait() && thread_sleeps(tid)) &&
            std::chrono::steady_clock::now() - start < 5s) {
       std::this_thread::sleep_for(1ms);
     }
@@ -461,16 +464,21 @@ TEST(PubSubTest, AMissedWakeUpInAnEventSourceCostsASleepsCapAndIsCounted) {
   ASSERT_TRUE(source.ok()) << source.status().to_string();
   ASSERT_TRUE(source->add(*sub).ok());
   // One turn of an event loop: rearm, poll the fd (10 s at most), take.
+  std::atomic<bool> polling{false};
   auto turn = [&] {
     if (!source->rearm()) {
       pollfd p{source->fd(), POLLIN, 0};
-      if (poll(&p, 1, 10000) != 1) return false;
+      polling = true;
+      const int n = poll(&p, 1, 10000);
+      polling = false;
+      if (n != 1) return false;
     }
     const bool got = static_cast<bool>(sub->try_take());
     (void)source->rearm();  // counts what the thread found without a wake-up
     return got;
   };
-  ASSERT_NO_FATAL_FAILURE(expect_a_missed_wake_up_is_late_and_counted(daemon, *pub, *sub, turn));
+  ASSERT_NO_FATAL_FAILURE(
+      expect_a_missed_wake_up_is_late_and_counted(daemon, *pub, *sub, turn, [&] { return polling.load(); }));
   // A wake-up that is made is not late.
   std::thread later([&] {
     std::this_thread::sleep_for(50ms);

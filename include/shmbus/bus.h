@@ -240,8 +240,9 @@ class Subscriber {
   uint64_t dropped() const;  // messages lost to overwrites (lossy topics) or corrupt slots
   // Sleeps in take() (or a WaitSet's, one per subscriber then ready; or an EventSource's, counted at the
   // next rearm()) that ran their whole time, to their cap or the deadline, and then found a message: wake-ups
-  // missed, each late by at most 10 ms (the first sleep of a wait) or 200 ms. Rare: on a 2-vCPU VM, one late
-  // wake-up in 2 of 3 blocking ping-pong runs of about 40 000 sleeps each; see shm/sleep_fence.h.
+  // missed, each late by at most 10 ms (the first sleep of a wait) or 200 ms. An upper bound: a message
+  // committed just as a sleep ended counts too. Rare: on a 2-vCPU VM, one late wake-up in 2 of 3 blocking
+  // ping-pong runs of about 40 000 sleeps each; see shm/sleep_fence.h.
   uint64_t late_wakeups() const;
   bool closed() const;  // the daemon shut the topic down; the subscriber re-opens it once a daemon is back
 
