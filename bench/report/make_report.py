@@ -25,7 +25,7 @@ import subprocess
 import sys
 
 SIZES = [8, 64, 1024, 4096, 65536, 1048576, 4194304]
-PEER_ORDER = ["floor", "stream-floor", "stream-floor-slotted", "shmbus", "shmbus-copy", "shmbus-blocking", "shmbus-batch", "shmbus-drain", "naive-ring", "iceoryx", "uds",
+PEER_ORDER = ["floor", "stream-floor", "stream-floor-slotted", "shmbus", "shmbus-copy", "shmbus-blocking", "shmbus-event-source", "shmbus-batch", "shmbus-drain", "naive-ring", "iceoryx", "uds",
               "boost-mq", "zmq"]
 
 
@@ -415,17 +415,29 @@ class Report:
         # hop wakes a reader asleep in take() (futex), against the UDS rtt, in which every hop wakes a reader
         # asleep in read(); half of each is one wake-up. The fan-out figure (a message every 200 us, the
         # subscriber's vCPU idle in between) is shown beside it: it adds the hypervisor's idle-vCPU wake-up.
+        # Checked on the alternating rounds when they have both rows (a wake-up costs more on a far placement,
+        # and a UDS round trip swings from run to run), else on the table's rows.
         uds = self.rtt.get(("uds", 64))
         wake = next((r for r in rows if r["policy"] == "lossless" and r["subscribers"] == 1), None)
         blk = self.rtt.get(("shmbus-blocking", 64))
-        if uds and blk:
+        extra = (f"; publish→take with the subscriber's vCPU idle between messages (fan-out, 1 sub): "
+                 f"{ns(wake['delivery_p50_ns'])}") if wake else ""
+        r, note = self.over_rounds("shmbus-blocking", "uds", "rtt", lambda x, y: x["p50_ns"] / y["p50_ns"])
+        if r is not None:
+            table = f"; the table's rows: {ns(blk['p50_ns'] / 2)} vs {ns(uds['p50_ns'] / 2)}" if uds and blk else ""
+            self.target("blocking wake-up p50 < ½ UDS rtt p50 (64 B)",
+                        f"blocking rtt ÷ UDS rtt {ratio(r)}, i.e. a wake-up (rtt/2, a reader asleep in take() each hop) "
+                        f"is {ratio(r)} half a UDS round trip ({note}{table}){extra}", "1×", r < 1.0, self.miss(r, 1.0))
+        elif uds and blk:
             half = uds["p50_ns"] / 2.0
             v = blk["p50_ns"] / 2.0
-            extra = (f"; publish→take with the subscriber's vCPU idle between messages (fan-out, 1 sub): "
-                     f"{ns(wake['delivery_p50_ns'])}") if wake else ""
             self.target("blocking wake-up p50 < ½ UDS rtt p50 (64 B)",
                         f"{ns(v)} (blocking rtt/2: a reader asleep in take() each hop){extra}; ½ UDS rtt {ns(half)}",
                         ns(half), v < half, self.miss(v / half, 1.0))
+        r, note = self.over_rounds("shmbus-event-source", "uds", "rtt", lambda x, y: x["p50_ns"] / y["p50_ns"])
+        if r is not None:
+            self.target("event-loop wake-up (an `EventSource` fd in `poll()` each hop; not a target)",
+                        f"rtt {ratio(r)} a UDS round trip ({note})", "–", None, "")
         # 8. syscalls
         busy = [r for r in self.syscalls if r.get("check", "").startswith("busy-poll") and "error" not in r]
         if busy:
@@ -601,7 +613,8 @@ class Report:
         w("¹ zero copy: only the 8-byte sequence number is written and read in the loaned slot/chunk "
           "(a zero-copy user of a large frame pays the queue, not a memcpy). `shmbus` = loan + publish + busy-poll "
           "`try_take`; `shmbus-copy` = `publish(span)` + take + memcpy out; `shmbus-batch` = `publish_batch` of 64 copied messages at a time (stream; in rtt every receive flushes, so batches of one), `drain` + memcpy out; `shmbus-drain` = loan + publish one at a time, read in place with `drain` (up to 64 a call); `shmbus-blocking` = zero-copy with the "
-          "receiver sleeping in `take()` (futex) between messages. iceoryx: zero copy, lossless, busy-polling.")
+          "receiver sleeping in `take()` (futex) between messages; `shmbus-event-source` = the same with the receiver "
+          "waiting in `poll()` on an `EventSource` fd, as an event loop does (`try_take`, `rearm`, `poll`). iceoryx: zero copy, lossless, busy-polling.")
         w("")
         for name, caption in (("rtt_p50_vs_payload.png", "round trip p50 vs payload, every peer"),
                               ("rtt_p999_vs_payload.png", "round trip p99.9 vs payload, every peer"),
