@@ -20,9 +20,9 @@
 // IPI, and a wake-up missed there (the writer's commit still in its store buffer while both sides look) costs
 // at most the cap and is counted (Subscriber::late_wakeups; measured on a 2-vCPU VM: one late wake-up in 2
 // of 3 blocking ping-pong runs of about 40 000 sleeps each). Only a wait that outlasts the cap pays the
-// membarrier, then at every further sleep (200 ms each). Subscriber::take and WaitSet::wait sleep so; an
-// EventSource's thread too, and, since it cannot look for data itself, finds a missed commit by the ring
-// heads its owner noted when arming it (bus/event_source.cpp).
+// membarrier: Subscriber::take and WaitSet::wait before every further sleep (200 ms each); an EventSource's
+// thread once, as it keeps its sleeper counts for the whole wait. That thread cannot look for data itself: it
+// finds a missed commit by the ring heads its owner noted when arming it (bus/event_source.cpp).
 #pragma once
 
 #include <chrono>

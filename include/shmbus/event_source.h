@@ -19,7 +19,9 @@
 // sleeps on the subscribers' topics and makes the fd readable when a publisher commits to one of them. A
 // topic that is re-opened also makes it readable, once; one that closes (its daemon stopped) too, and then
 // every 200 ms while it stays closed, so that its subscriber re-opens it once a daemon is back. Spurious
-// readiness is possible but rare; try_take() simply returns nothing then. A subscriber that holds
+// readiness is possible but rare; try_take() simply returns nothing then. A publisher joining or leaving a
+// topic makes it readable once. As in Subscriber::take, a wake-up can be missed in a short race and is then
+// late by 10 ms at most; the next rearm() counts it in Subscriber::late_wakeups. A subscriber that holds
 // SubscriberOptions::max_held_samples samples still counts as ready (try_take returns nothing until one is
 // released), so release samples before rearm() or the fd stays readable. Cost: a wake-up passes through the
 // thread (publisher -> thread -> eventfd -> your loop); while messages keep coming, rearm() finds them itself

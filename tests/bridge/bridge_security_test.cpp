@@ -198,6 +198,9 @@ class RawSubscriber {
       zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
       zmq_setsockopt(s, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
     }
+    // Once closed, not again: an XSUB re-sends its subscriptions on reconnecting, the oversized one too.
+    const int never = -1;
+    zmq_setsockopt(socket_, ZMQ_RECONNECT_IVL, &never, sizeof never);
     static int count = 0;
     const std::string inproc = "inproc://raw-subscriber-monitor-" + std::to_string(count++);
     zmq_socket_monitor(socket_, inproc.c_str(), ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED);
