@@ -176,7 +176,7 @@ std::size_t Publisher::max_message_size() const {
   return core_->topic.geometry.max_message_size;
 }
 uint64_t Publisher::published() const {
-  return core_->writer.head();
+  return core_->writer.messages();
 }
 
 std::size_t Publisher::subscribers() const {

@@ -162,13 +162,13 @@ void SubscriberCore::record_latency(uint64_t publish_ns) {
 }  // namespace detail
 
 void Sample::release_held() {
-  owner_->release(ring_, generation_, sequence_ - 1);
+  owner_->release(ring_, generation_, position_);
   owner_ = nullptr;
   data_ = nullptr;
 }
 
 bool SampleView::still_valid() const {
-  return owner_ != nullptr && owner_->still_valid(ring_, generation_, sequence_ - 1);
+  return owner_ != nullptr && owner_->still_valid(ring_, generation_, position_);
 }
 
 Subscriber::Subscriber() = default;
@@ -185,17 +185,27 @@ Sample Subscriber::try_take() {
       (c.draining || (c.check_epoch(), c.held >= c.options.max_held_samples)))
     return {};
   shm::SlotHeader* slot = nullptr;
-  detail::RingFollower* f = c.find_ready(&slot);
-  if (f == nullptr) return {};
+  detail::RingFollower* f = nullptr;
+  shm::RingReader::Message m;
+  for (;;) {
+    f = c.find_ready(&slot);
+    if (f == nullptr) return {};
+    if (f->reader.message(slot, &m)) [[likely]] {
+      break;
+    }
+    f->reader.skip();  // a packed slot whose table does not hold together: a buggy writer
+    c.count_dropped(1);
+  }
   SampleView v;
   v.owner_ = &c;
-  v.data_ = shm::slot_payload(slot);
-  v.size_ = c.slot_size(slot);
-  v.publish_ns_ = slot->publish_ns;
+  v.data_ = m.data;
+  v.size_ = m.size;
+  v.publish_ns_ = m.publish_ns;
   v.publisher_id_ = f->publisher_id;
   v.ring_ = f->reader.ring();
   v.generation_ = f->reader.generation();
-  v.sequence_ = f->reader.hold() + 1;
+  v.sequence_ = m.sequence;
+  v.position_ = f->reader.hold(m);
   ++c.held;
   // relaxed: statistics for `stats`, single writer (this subscriber).
   c.stats->held.store(c.held, std::memory_order_relaxed);
@@ -214,18 +224,26 @@ const SampleView* Subscriber::begin_run(std::size_t max, std::size_t* count, boo
   if (c.draining) return nullptr;  // from a drain callback: see drain's REQUIRES
   shm::SlotHeader* slot = nullptr;
   detail::RingFollower* f = c.visiting;
-  if (f != nullptr) {  // the ring the last run read: go on there while it has messages ready
-    uint64_t lost = 0;
-    const auto peek = f->reader.peek(&slot, &lost);
-    if (lost) c.count_dropped(lost);
-    if (peek != shm::RingReader::Peek::kReady) {  // empty, or corrupt: find_ready skips and counts it
-      f->reader.publish_cursor(/*force=*/true);   // the visit is over: what it consumed is free now
-      c.visiting = nullptr;
-      f = nullptr;
+  for (;;) {
+    if (f != nullptr) {  // the ring the last run read: go on there while it has messages ready
+      uint64_t lost = 0;
+      const auto peek = f->reader.peek(&slot, &lost);
+      if (lost) c.count_dropped(lost);
+      if (peek != shm::RingReader::Peek::kReady) {  // empty, or corrupt: find_ready skips and counts it
+        f->reader.publish_cursor(/*force=*/true);   // the visit is over: what it consumed is free now
+        c.visiting = nullptr;
+        f = nullptr;
+      }
     }
+    if (f == nullptr) f = c.find_ready(&slot);  // re-opens, follows new publishers, serves rings in turn
+    if (f == nullptr) return nullptr;
+    shm::RingReader::Message first;
+    if (f->reader.message(slot, &first)) [[likely]] {
+      break;
+    }
+    f->reader.skip();  // a packed slot whose table does not hold together (a buggy writer); look again
+    c.count_dropped(1);
   }
-  if (f == nullptr) f = c.find_ready(&slot);  // re-opens, follows new publishers, serves rings in turn
-  if (f == nullptr) return nullptr;
   shm::RingReader& reader = f->reader;
   if (c.run_views_ring != reader.ring() || c.run_views_generation != reader.generation() ||
       c.run_views_publisher != f->publisher_id) {
@@ -249,15 +267,17 @@ const SampleView* Subscriber::begin_run(std::size_t max, std::size_t* count, boo
   SampleView* v = c.run_views.data();
   uint64_t bytes = 0;
   const uint64_t taken = c.taken;
-  const std::size_t n = reader.for_each_ready(slot, limit, [&](shm::SlotHeader* s, uint64_t position) {
-    v->data_ = shm::slot_payload(s);
-    v->size_ = c.slot_size(s);
-    v->sequence_ = position + 1;
-    v->publish_ns_ = s->publish_ns;
+  const std::size_t n = reader.for_each_ready(slot, limit, [&](const shm::RingReader::Message& m) {
+    v->data_ = m.data;
+    v->size_ = m.size;
+    v->sequence_ = m.sequence;
+    v->position_ = m.position;
+    v->publish_ns_ = m.publish_ns;
     bytes += v->size_;
     // Before the run's callbacks: what waiting cost, not handling (nor the handling of the messages before
     // it in the run, at most 63 callbacks, which a sample here leaves out).
     c.sample_latency(taken + (v - c.run_views.data()), v->publish_ns_);
+    c.run_next[v - c.run_views.data()] = {m.next_sub, m.next_offset};
     ++v;
   });
   // The views point into this mapping: no re-open and no look for messages until end_run.
@@ -274,7 +294,10 @@ void Subscriber::end_run(std::size_t consumed, bool last) noexcept {
   detail::SubscriberCore& c = *core_;
   c.draining = false;
   shm::RingReader& reader = c.visiting->reader;
-  reader.skip(consumed);  // consumed: the cursor may pass them
+  if (consumed > 0) {  // consumed: the cursor may pass them
+    const detail::SubscriberCore::RunNext& next = c.run_next[consumed - 1];
+    reader.consume(c.run_views[consumed - 1].position_, next.sub, next.offset);
+  }
   uint64_t bytes = c.run_bytes;
   if (consumed < c.run_size) {  // a callback threw, or a lossy view was overwritten before its callback
     bytes = 0;

@@ -53,6 +53,12 @@ struct SubscriberCore {
   static constexpr std::size_t kDrainRun = 64;
   RingFollower* visiting = nullptr;
   std::array<SampleView, kDrainRun> run_views{};
+  // Where reading goes on after each view (RingReader::Message::next_sub and next_offset).
+  struct RunNext {
+    uint32_t sub;
+    uint32_t offset;
+  };
+  std::array<RunNext, kDrainRun> run_next{};
   uint32_t run_views_ring = ~0u;  // the ring, generation and publisher every view's shared fields hold
   uint32_t run_views_generation = 0;
   uint64_t run_views_publisher = 0;
@@ -114,10 +120,6 @@ struct SubscriberCore {
   // Records one sample and sets next_latency_sample_ns.
   void record_latency(uint64_t publish_ns);
   uint64_t next_latency_sample_ns = 0;  // the last sample's clock reading + kLatencySampleGapNs
-  // A slot's size as peek() checked it; a writer may rewrite it since (a buggy one beyond the maximum).
-  std::size_t slot_size(const shm::SlotHeader* slot) const {
-    return std::min<std::size_t>(slot->size, topic.geometry.max_message_size);
-  }
   void count_late_wakeup() {
     ++late_wakeups;
     // relaxed: a statistic for `stats`, single writer.

@@ -127,10 +127,30 @@ struct TopicRegistry::Topic {
     uint64_t total = retired_messages;
     for (uint32_t p = 0; p < geometry.max_publishers; ++p) {
       if (ring(p)->state.load(std::memory_order_relaxed) != shm::kSlotFree) {
-        total += ring(p)->head.load(std::memory_order_relaxed);
+        total += messages_of(p);
       }
     }
     return total;
+  }
+  // Messages ring p committed: its head counts slots, and a packed slot holds several.
+  uint64_t messages_of(uint32_t p) const {
+    // relaxed: statistics, written by the ring's writer.
+    return std::max(ring(p)->messages.load(std::memory_order_relaxed), ring(p)->head.load(std::memory_order_relaxed));
+  }
+  // Messages of ring p from the slot at `position` (< head) on: its first message's sequence says how many
+  // came before, if the slot still holds that position; else the slots, each at least one message.
+  uint64_t messages_from(uint32_t p, uint64_t position, uint64_t head, uint64_t messages) const {
+    if (position >= head) return 0;
+    const shm::SlotHeader* slot = shm::ring_slot(shm::ring_base(base(), geometry, p), geometry, position);
+    // acquire: pairs with the writer's commit; first_message was written before it.
+    if (slot->sequence.load(std::memory_order_acquire) == position + 1) {
+      const uint64_t before = slot->first_message - 1;
+      // acquire fence, then the sequence again: a lossy writer did not rewrite the slot meanwhile (seqlock).
+      std::atomic_thread_fence(std::memory_order_acquire);
+      if (slot->sequence.load(std::memory_order_relaxed) == position + 1 && before <= messages)
+        return messages - before;
+    }
+    return head - position;
   }
   // The slowest active reader position of ring p (its head when no reader is active).
   uint64_t slowest(uint32_t p) const {
@@ -366,6 +386,7 @@ Result<Attached> TopicRegistry::attach_publisher(const std::string& name, const 
   // The ring is free: no writer, and every reader dropped it when it became free. Reset it for the new
   // writer.
   ring->head.store(0, std::memory_order_relaxed);
+  ring->messages.store(0, std::memory_order_relaxed);
   ring->bytes.store(0, std::memory_order_relaxed);
   ring->gate_timeouts.store(0, std::memory_order_relaxed);
   ring->loaned.store(0, std::memory_order_relaxed);
@@ -517,7 +538,7 @@ void TopicRegistry::detach(const Endpoint& e, uint64_t peer_id) {
     t.dead_since[e.slot] = Clock::now();
     t.header()->publishers_epoch.fetch_add(1, std::memory_order_release);
     spdlog::info("publisher {} left {} (ring {}, {} messages)", t.publisher_id[e.slot], t.name, e.slot,
-                 t.ring(e.slot)->head.load(std::memory_order_relaxed));
+                 t.messages_of(e.slot));
   } else if (e.role == kRoleSubscriber && e.slot < t.geometry.max_subscribers &&
              t.subscriber_owner[e.slot] == peer_id) {
     t.subscriber_owner[e.slot] = 0;
@@ -793,10 +814,11 @@ void TopicRegistry::sample_metrics(Topic& t, uint64_t now) {
     for (uint32_t p = 0; p < g.max_publishers; ++p) {
       const shm::PublisherSlot* ring = t.ring(p);
       if (ring->state.load(std::memory_order_acquire) == shm::kSlotFree) continue;
-      // acquire: pairs with the writer's release store of head.
+      // acquire: pairs with the writer's release store of head (and its messages count before it).
       const uint64_t head = ring->head.load(std::memory_order_acquire);
-      heads += head;
-      upper += head - std::min(head, cursor_position[p]);
+      const uint64_t messages = t.messages_of(p);
+      heads += messages;
+      upper += t.messages_from(p, std::min(head, cursor_position[p]), head, messages);
     }
     int64_t backlog = static_cast<int64_t>(heads) + w.arrival_offset - static_cast<int64_t>(taken + dropped);
     if (!w.calibrated || backlog < -slack || backlog > static_cast<int64_t>(upper) + slack) {

@@ -11,6 +11,7 @@ RingReader::RingReader(std::byte* base, const TopicGeometry& g, uint32_t ring, u
     : base_(base),
       geometry_(g),
       slot_(publisher_slot(base, g, ring)),
+      lossless_(topic_header(base)->policy == kPolicyLossless),
       ring_(ring_base(base, g, ring)),
       cursor_(cursor(base, g, ring, subscriber)),
       ring_index_(ring),
@@ -39,6 +40,7 @@ RingReader::Peek RingReader::peek_lapped(SlotHeader** out, uint64_t* dropped) {
     }
     *dropped += oldest - read_position_;
     read_position_ = oldest;
+    sub_ = 0;
     bool lapped = false;
     const Peek p = look(out, &lapped);
     if (!lapped) return p;

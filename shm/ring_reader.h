@@ -5,11 +5,13 @@
 // Thread safety: one RingReader per (subscriber, ring), used by one thread at a time.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
 
+#include "shm/packed_slot.h"
 #include "shm/topic_segment_layout.h"
 
 namespace shmbus::shm {
@@ -37,36 +39,73 @@ class RingReader {
     return lapped ? peek_lapped(slot, dropped) : p;
   }
 
-  // Takes the slot peek() returned and marks it held. Returns its position. REQUIRES: can_hold().
-  uint64_t hold() {
-    held_.push_back(read_position_);  // within the capacity reserved at construction
-    return read_position_++;
+  // One message of a slot peek() reported kReady: a slot holds one, or several if packed (shm/packed_slot.h).
+  struct Message {
+    const std::byte* data;
+    uint32_t size;
+    uint64_t sequence;     // the message's sequence: 1, 2, 3... per ring
+    uint64_t publish_ns;   // its slot's stamp
+    uint64_t position;     // the slot's
+    uint32_t next_sub;     // the index of the next message in this slot; 0: the next slot
+    uint32_t next_offset;  // where that message starts in the payload
+  };
+  // The message at the read position of `slot`, the slot peek() just reported kReady. False if the slot is
+  // packed and its table is corrupt: the caller skips the slot with skip(). Inline: it runs per message.
+  bool message(const SlotHeader* slot, Message* out) const {
+    return message_at(slot, read_position_, sub_, sub_offset_, out);
   }
-  // Skips the slot peek() returned without holding it.
-  void skip() { ++read_position_; }
-  // Calls visit(slot, position) for `first`, the slot peek() just reported kReady, and for each slot after it
-  // that peek() would report kReady in turn, at most `max` (>= 1) in all; returns how many. Consumes nothing
-  // (skip(count) does). One tight pass: a drain's run of ready slots.
+
+  // Takes the message `m` (from message()) and marks its slot held: a slot holding several messages is held
+  // once for each. Returns the slot's position. REQUIRES: can_hold().
+  uint64_t hold(const Message& m) {
+    held_.push_back(read_position_);  // within the capacity reserved at construction
+    consume(m.position, m.next_sub, m.next_offset);
+    return m.position;
+  }
+  // Skips the slot peek() returned, whatever of it was not read yet, without holding it.
+  void skip() {
+    ++read_position_;
+    sub_ = 0;
+  }
+  // Calls visit(message) for the message message() would return, and for each message after it that
+  // message() would return in turn, at most `max` (>= 1) in all; returns how many. Consumes nothing
+  // (consume() does). One tight pass: a drain's run of ready messages. Stops before a corrupt packed slot
+  // (find it with peek() and message() to skip it).
   template <typename F>
-  std::size_t for_each_ready(SlotHeader* first, std::size_t max, F&& visit) const {
+  std::size_t for_each_ready(const SlotHeader* first, std::size_t max, F&& visit) const {
     std::byte* const end = ring_ + geometry_.ring_bytes;  // depth x slot_stride: the pointer steps land on it
-    SlotHeader* s = first;
+    const SlotHeader* s = first;
     uint64_t position = read_position_;
+    uint32_t sub = sub_;
+    uint32_t offset = sub_offset_;
     std::size_t n = 0;
     for (;;) {
-      visit(s, position);
+      Message m;
+      if (!message_at(s, position, sub, offset, &m)) break;
+      visit(m);
       if (++n == max) break;
+      if (m.next_sub != 0) {  // the next message of a packed slot
+        sub = m.next_sub;
+        offset = m.next_offset;
+        continue;
+      }
+      sub = 0;
       ++position;
-      std::byte* next = reinterpret_cast<std::byte*>(s) + geometry_.slot_stride;
-      s = reinterpret_cast<SlotHeader*>(next == end ? ring_ : next);
+      const std::byte* next = reinterpret_cast<const std::byte*>(s) + geometry_.slot_stride;
+      s = reinterpret_cast<const SlotHeader*>(next == end ? ring_ : next);
       // acquire: as in look(); the payload and header fields of this slot are visible after it.
       if (s->sequence.load(std::memory_order_acquire) != position + 1 || s->size > geometry_.max_message_size)
         break;
     }
     return n;
   }
-  // Consumes `count` slots found ready (for_each_ready) without holding them.
-  void skip(uint64_t count) { read_position_ += count; }
+  // Moves the read position past a message found by message() or for_each_ready(), given its slot's position
+  // and its next_sub and next_offset, without holding it.
+  void consume(uint64_t position, uint32_t next_sub, uint32_t next_offset) {
+    read_position_ = position + (next_sub == 0 ? 1 : 0);
+    sub_ = next_sub;
+    sub_offset_ = next_offset;
+  }
   // Releases a held position (any order).
   void release(uint64_t position) {
     for (auto it = held_.begin(); it != held_.end(); ++it) {
@@ -115,17 +154,44 @@ class RingReader {
     return Peek::kEmpty;
   }
   Peek peek_lapped(SlotHeader** slot, uint64_t* dropped);
+  // Message `sub` (starting at `offset`, see PackedMessage) of the slot at `position`.
+  bool message_at(const SlotHeader* s, uint64_t position, uint32_t sub, uint32_t offset, Message* out) const {
+    const uint32_t size = std::min(s->size, geometry_.max_message_size);  // a writer may rewrite it (lossy)
+    const std::byte* payload = reinterpret_cast<const std::byte*>(s + 1);
+    out->position = position;
+    out->publish_ns = s->publish_ns;
+    if ((s->flags & kSlotPacked) == 0) [[likely]] {
+      out->data = payload;
+      out->size = size;
+      // Lossy: position + 1, as the ring never packs; read from a slot a lap may be rewriting, it could be torn.
+      out->sequence = lossless_ ? s->first_message : position + 1;
+      out->next_sub = 0;
+      out->next_offset = 0;
+      return true;
+    }
+    PackedMessage p;
+    if (!packed_message(payload, size, sub, offset, &p)) return false;
+    out->data = p.data;
+    out->size = p.size;
+    out->sequence = s->first_message + sub;
+    out->next_sub = p.last ? 0 : sub + 1;
+    out->next_offset = p.next_offset;
+    return true;
+  }
   uint64_t oldest_in_use() const;
   void publish_cursor_slow(bool force);
 
   std::byte* base_ = nullptr;
   TopicGeometry geometry_{};
   PublisherSlot* slot_ = nullptr;
+  bool lossless_ = false;  // the topic's policy (immutable): only lossless slots are packed
   std::byte* ring_ = nullptr;
   Cursor* cursor_ = nullptr;
   uint32_t ring_index_ = 0;
   uint32_t generation_ = 0;
   uint64_t read_position_ = 0;
+  uint32_t sub_ = 0;         // the next message in the packed slot at read_position_ (0: its first)
+  uint32_t sub_offset_ = 0;  // where that message starts in the payload (when sub_ > 0)
   uint64_t published_ = 0;
   uint32_t max_held_ = 0;
   uint64_t quarter_ = 1;        // max(1, depth / 4): how far the cursor moves before it is published

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "shm/futex.h"
+#include "shm/packed_slot.h"
 #include "shm/sleep_fence.h"
 
 namespace shmbus::shm {
@@ -24,6 +25,8 @@ RingWriter::RingWriter(std::byte* base, const TopicGeometry& g, uint32_t index, 
       cheap_commit_(register_cheap_commits()) {
   // acquire: pairs with the daemon's release when it (re)initialised this ring for us.
   head_ = slot_->head.load(std::memory_order_acquire);
+  // relaxed: written with head by the ring's previous writer or reset by the daemon, ordered by head's acquire.
+  messages_ = std::max(slot_->messages.load(std::memory_order_relaxed), head_);
   seen_subscribers_epoch_ = header_->subscribers_epoch.load(std::memory_order_acquire);
   cached_slowest_ = slowest_cursor();
 }
@@ -84,6 +87,40 @@ bool RingWriter::wait_for_room(std::chrono::nanoseconds timeout) {
   }
 }
 
+std::size_t RingWriter::pack_count(std::span<const std::span<const std::byte>> messages) const {
+  if (!lossless_) return 1;  // a lossy reader lapped on a packed slot could not count what it lost
+  uint64_t bytes = 0;  // the messages so far, each but the last rounded up to kPayloadAlignment
+  std::size_t k = 0;
+  for (const auto& m : messages) {
+    const uint64_t with_next = round_up_payload(bytes) + m.size();
+    if (packed_first_offset(k + 1) + with_next > geometry_.max_message_size) break;
+    bytes = with_next;
+    ++k;
+  }
+  return std::max<std::size_t>(k, 1);
+}
+
+uint64_t RingWriter::write_packed(std::span<const std::span<const std::byte>> messages, uint64_t publish_ns) {
+  SlotHeader* slot = begin_slot();
+  std::byte* const payload = slot_payload(slot);
+  const auto count = static_cast<uint32_t>(messages.size());
+  std::memcpy(payload, &count, sizeof count);
+  uint64_t offset = packed_first_offset(count);
+  uint64_t end = offset;
+  uint64_t bytes = 0;
+  for (uint32_t i = 0; i < count; ++i) {
+    const auto size = static_cast<uint32_t>(messages[i].size());
+    std::memcpy(payload + sizeof(uint32_t) * (1 + i), &size, sizeof size);
+    if (size != 0) std::memcpy(payload + offset, messages[i].data(), size);
+    end = offset + size;
+    offset = round_up_payload(end);
+    bytes += size;
+  }
+  // release: the sequence as in commit(); end <= max_message_size (pack_count).
+  end_slot(slot, static_cast<uint32_t>(end), publish_ns, /*seq_cst=*/false, kSlotPacked, count);
+  return bytes;
+}
+
 std::size_t RingWriter::write_batch(std::span<const std::span<const std::byte>> messages, uint64_t publish_ns,
                                     std::chrono::nanoseconds timeout) {
   std::size_t done = 0;
@@ -92,25 +129,33 @@ std::size_t RingWriter::write_batch(std::span<const std::span<const std::byte>> 
     // Lossless: as many slots as the slowest reader left free (at least one: the gate is open). Lossy: at
     // most a ring, so that no slot is written twice in one batch.
     const uint64_t room = lossless_ ? geometry_.depth - (head_ - cached_slowest_) : geometry_.depth;
-    const std::size_t n = static_cast<std::size_t>(std::min<uint64_t>(room, messages.size() - done));
     // relaxed: a statistic for `stats` (loans outstanding at a crash).
     slot_->loaned.store(1, std::memory_order_relaxed);
     uint64_t bytes = 0;
     std::size_t written = 0;
-    // Message by message, as claim() + commit() do, so that the daemon's invariants hold at every moment:
-    // head trails the newest committed sequence by at most one (a cursor beyond head + 1 is corruption), and
-    // a subscriber joining a lossless ring (epoch bump, then a read of head) sees at most one message in
-    // flight. What the batch saves is the stamp, the sleeper check and the wake-up: once per chunk.
-    for (; written < n; ++written) {
+    // Slot by slot, as claim() + commit() do, so that the daemon's invariants hold at every moment: head
+    // trails the newest committed sequence by at most one (a cursor beyond head + 1 is corruption), and a
+    // subscriber joining a lossless ring (epoch bump, then a read of head) sees at most one slot in flight.
+    // What the batch saves is the stamp, the sleeper check and the wake-up (once per chunk), and, packed, a
+    // header and a head store per message.
+    for (uint64_t slots = 0; slots < room && done + written < messages.size(); ++slots) {
       // acquire: as in gate_open(); a subscriber joined: stop the chunk, wait_for_room() rescans the cursors.
       if (lossless_ && header_->subscribers_epoch.load(std::memory_order_acquire) != seen_subscribers_epoch_)
         break;
-      const std::span<const std::byte> m = messages[done + written];
+      const auto rest = messages.subspan(done + written);
+      const std::size_t k = pack_count(rest);
+      if (k > 1) {
+        bytes += write_packed(rest.first(k), publish_ns);
+        written += k;
+        continue;
+      }
+      const std::span<const std::byte> m = rest.front();
       SlotHeader* slot = begin_slot();
       if (!m.empty()) std::memcpy(slot_payload(slot), m.data(), m.size());
       bytes += m.size();
       // release: the sequence as in commit(); the sleeper check's order comes once a chunk, below.
       end_slot(slot, static_cast<uint32_t>(m.size()), publish_ns, /*seq_cst=*/false);
+      ++written;
     }
     slot_->bytes.store(slot_->bytes.load(std::memory_order_relaxed) + bytes, std::memory_order_relaxed);
     slot_->loaned.store(0, std::memory_order_relaxed);

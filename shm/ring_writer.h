@@ -61,14 +61,17 @@ class RingWriter {
 
   // Copies `messages` into consecutive slots and publishes them with one publish stamp and at most one check
   // for sleepers (one wake-up; without cheap commits, one full fence) per ring's worth, instead of one per
-  // message. A full lossless ring is waited for as in claim(). Returns how many were published: fewer than
-  // messages.size() only when the ring stayed full for `timeout`. REQUIRES: no claim outstanding; every
-  // message <= g.max_message_size.
+  // message. On a lossless ring, messages that fit together in a slot's payload (g.max_message_size) share
+  // it (shm/packed_slot.h). A full lossless ring is waited for as in claim(). Returns how many were
+  // published: fewer than messages.size() only when the ring stayed full for `timeout`. REQUIRES: no claim
+  // outstanding; every message <= g.max_message_size.
   std::size_t write_batch(std::span<const std::span<const std::byte>> messages, uint64_t publish_ns,
                           std::chrono::nanoseconds timeout);
 
-  // Positions committed so far (the next message's sequence number minus one).
+  // Slots committed so far (the next slot's sequence number minus one).
   uint64_t head() const { return head_; }
+  // Messages committed so far (head() plus the extra messages of packed slots).
+  uint64_t messages() const { return messages_; }
   uint32_t index() const { return index_; }
 
  private:
@@ -82,12 +85,19 @@ class RingWriter {
     std::atomic_thread_fence(std::memory_order_release);
     return slot;
   }
-  // Fills in the header of the slot begun at head_, commits it and advances head_. The sequence store is a
-  // release (pairs with the reader's acquire load), or seq_cst if asked. A branch, not a runtime
-  // memory_order: GCC treats a non-constant order as seq_cst (a locked instruction on x86).
-  void end_slot(SlotHeader* slot, uint32_t size, uint64_t publish_ns, bool seq_cst) {
+  // Fills in the header of the slot begun at head_ (holding `count` messages: more than one if `flags` says
+  // kSlotPacked), commits it and advances head_. The sequence store is a release (pairs with the reader's
+  // acquire load), or seq_cst if asked. A branch, not a runtime memory_order: GCC treats a non-constant order
+  // as seq_cst (a locked instruction on x86).
+  void end_slot(SlotHeader* slot, uint32_t size, uint64_t publish_ns, bool seq_cst, uint32_t flags = 0,
+                uint32_t count = 1) {
     slot->publish_ns = publish_ns;
     slot->size = size;
+    slot->flags = flags;
+    slot->first_message = messages_ + 1;
+    messages_ += count;
+    // relaxed: a statistic (stats, published()); the line is ours, as head's store below.
+    slot_->messages.store(messages_, std::memory_order_relaxed);
     ++head_;
     if (seq_cst) {
       slot->sequence.store(head_, std::memory_order_seq_cst);
@@ -97,6 +107,10 @@ class RingWriter {
     // release: joiners and lapped readers read head with acquire to find the newest committed position.
     slot_->head.store(head_, std::memory_order_release);
   }
+  // How many of `messages`, from the first, share the next slot: 2 or more that fit packed in a payload, or 1.
+  std::size_t pack_count(std::span<const std::span<const std::byte>> messages) const;
+  // Writes messages[0..count) (count >= 2, as pack_count found) into one packed slot and commits it.
+  uint64_t write_packed(std::span<const std::span<const std::byte>> messages, uint64_t publish_ns);
   bool gate_open();                                      // lossless: may the slot at head_ be (re)written?
   bool wait_for_room(std::chrono::nanoseconds timeout);  // gate_open(), spinning then sleeping up to timeout
   uint64_t slowest_cursor();
@@ -124,6 +138,7 @@ class RingWriter {
   bool lossless_ = false;
   bool cheap_commit_ = false;  // this process is registered for membarrier: commits need no full fence
   uint64_t head_ = 0;
+  uint64_t messages_ = 0;
   uint64_t cached_slowest_ = 0;  // a lower bound of every active reader cursor
   uint32_t seen_subscribers_epoch_ = 0;
 };

@@ -23,7 +23,9 @@ namespace shmbus::shm {
 // A fixed constant, not hardware_destructive_interference_size: every binary must agree on the layout.
 inline constexpr std::size_t kCacheLine = 64;
 inline constexpr uint64_t kTopicMagic = 0x3150'4f54'5355'4253;  // "SBUSTOP1" little-endian
-inline constexpr uint32_t kLayoutVersion = 2;  // 2: readers arm the wake word (bit 0) before sleeping
+// 2: readers arm the wake word (bit 0) before sleeping; 3: packed slots, SlotHeader::first_message,
+// PublisherSlot::messages.
+inline constexpr uint32_t kLayoutVersion = 3;
 inline constexpr std::size_t kMaxTopicNameBytes = 255;
 
 // Limits that keep every size computation far from overflow.
@@ -131,13 +133,17 @@ struct alignas(kCacheLine) PublisherSlot {
   std::atomic<uint64_t> bytes;                     // payload bytes committed
   std::atomic<uint64_t> gate_timeouts;             // lossless loans that timed out on a full ring
   std::atomic<uint32_t> loaned;                    // 1 while a loan is outstanding
-  uint8_t pad1_[36];
+  uint8_t pad1_[4];
+  // Messages committed so far: head counts slots, and a packed slot holds several messages.
+  std::atomic<uint64_t> messages;
+  uint8_t pad1b_[24];
 
   // Futex word a lossless writer sleeps on while the slowest reader blocks it; readers wake it.
   alignas(kCacheLine) std::atomic<uint32_t> writer_waiting;
   uint8_t pad2_[60];
 };
 static_assert(offsetof(PublisherSlot, head) == 64);
+static_assert(offsetof(PublisherSlot, messages) == 96);
 static_assert(offsetof(PublisherSlot, writer_waiting) == 128);
 static_assert(sizeof(PublisherSlot) == 192);
 
@@ -185,13 +191,16 @@ static_assert(offsetof(SubscriberSlot, latency_samples) == 104);
 static_assert(offsetof(SubscriberSlot, late_wakeups) == 112);
 static_assert(offsetof(SubscriberSlot, latency_ns) == 128);
 
+// SlotHeader::flags: the payload holds several messages (shm/packed_slot.h), not one.
+inline constexpr uint32_t kSlotPacked = 1;
+
 // Header of every ring slot; the payload follows it directly so a small message and its sequence share lines.
 struct SlotHeader {
   std::atomic<uint64_t> sequence;  // position + 1 once committed; kSlotBusyBit while being written
   uint64_t publish_ns;             // CLOCK_MONOTONIC
   uint32_t size;                   // payload bytes; readers check it against max_message_size
-  uint32_t flags;
-  uint64_t reserved;
+  uint32_t flags;                  // kSlotPacked or 0
+  uint64_t first_message;          // the message sequence (1, 2, 3... per ring) of the payload's first message
 };
 static_assert(sizeof(SlotHeader) == 32);
 inline constexpr std::size_t kPayloadAlignment = 32;

@@ -40,6 +40,32 @@ TEST(CliTest, PubFromStdinAndJsonAndHexFormats) {
   EXPECT_EQ(hex.read_line(), "6f6e65");
 }
 
+// A batch of small messages shares slots (shm/packed_slot.h): the publisher, the subscriber and `stats` count
+// messages, not slots.
+TEST(CliTest, StatsCountPackedBatchMessagesNotSlots) {
+  TestDaemon daemon;
+  Bus bus = daemon.connect("stats-packed");
+  PublisherOptions o;
+  o.topic.max_message_size = 1024;
+  o.topic.policy = Policy::kLossless;  // only a lossless ring packs
+  auto pub = bus.publisher("stats/packed", o);
+  auto sub = bus.subscriber("stats/packed");
+  ASSERT_TRUE(pub.ok() && sub.ok());
+  std::vector<std::span<const std::byte>> batch(70, std::as_bytes(std::span("abcd", 4)));
+  ASSERT_EQ(pub->publish_batch(batch).value(), 70u);
+  ASSERT_TRUE(pub->publish(std::as_bytes(std::span("efgh", 4))).ok());
+  EXPECT_EQ(pub->published(), 71u);
+  for (uint64_t i = 1; i <= 71; ++i) {
+    auto m = sub->take(std::chrono::seconds(1));
+    ASSERT_TRUE(m) << i;
+    EXPECT_EQ(m.sequence(), i);
+  }
+  const auto r = run_process({SHMBUS_CLI_PATH, "stats", "--json"});
+  ASSERT_EQ(r.status, 0);
+  EXPECT_NE(r.out.find("\"messages\" : 71"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\"bytes\" : 284"), std::string::npos) << r.out;
+}
+
 TEST(CliTest, StatsJsonIsMachineReadable) {
   TestDaemon daemon;
   Bus bus = daemon.connect("stats-test");

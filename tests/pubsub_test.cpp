@@ -638,6 +638,34 @@ TEST(MultiProcessTest, BatchPublishIsLosslessAndInOrder) {
     EXPECT_EQ(field(r, "received"), static_cast<uint64_t>(kMessages)) << r;
     EXPECT_EQ(field(r, "checksum"), field(published, "checksum")) << r;
     EXPECT_EQ(field(r, "order_errors"), 0u) << r;
+    EXPECT_EQ(field(r, "sequence_gaps"), 0u) << r;
+    EXPECT_EQ(field(r, "corrupt"), 0u) << r;
+    EXPECT_EQ(field(r, "dropped"), 0u) << r;
+  }
+}
+
+// publish_batch of 16..300-byte messages on a topic that allows 4 KiB: a batch packs about 25 a slot
+// (shm/packed_slot.h). A taking and a draining subscriber in their own processes get every message once, in
+// order, with sequences 1, 2, 3... and equal checksums; the publisher and the daemon count messages, not
+// slots.
+TEST(MultiProcessTest, PackedBatchesReachTakersAndDrainersWhole) {
+  TestDaemon daemon;
+  constexpr int kMessages = 200000;
+  ChildProcess taker({TEST_PEER_PATH, "subscribe", "mp/packed", std::to_string(kMessages)});
+  ChildProcess drainer({TEST_PEER_PATH, "drain", "mp/packed", std::to_string(kMessages)});
+  ASSERT_EQ(taker.read_line(), "ready");
+  ASSERT_EQ(drainer.read_line(), "ready");
+  ChildProcess p({TEST_PEER_PATH, "publish_batch", "mp/packed", std::to_string(kMessages), "300", "lossless",
+                  "2", "9", "64", "4096"});
+  const std::string published = p.read_line(300);
+  EXPECT_EQ(p.wait(), 0);
+  EXPECT_EQ(field(published, "published"), static_cast<uint64_t>(kMessages)) << published;
+  for (ChildProcess* s : {&taker, &drainer}) {
+    const std::string r = s->read_line(300);
+    EXPECT_EQ(field(r, "received"), static_cast<uint64_t>(kMessages)) << r;
+    EXPECT_EQ(field(r, "checksum"), field(published, "checksum")) << r;
+    EXPECT_EQ(field(r, "order_errors"), 0u) << r;
+    EXPECT_EQ(field(r, "sequence_gaps"), 0u) << r;
     EXPECT_EQ(field(r, "corrupt"), 0u) << r;
     EXPECT_EQ(field(r, "dropped"), 0u) << r;
   }

@@ -69,12 +69,13 @@ void read_in_order(RingFixture& f, uint32_t s, uint64_t count, std::atomic<int>&
   SlotHeader* slot = nullptr;
   uint64_t dropped = 0;
   for (uint64_t i = 0; i < count;) {
-    if (r.peek(&slot, &dropped) != RingReader::Peek::kReady) {
+    RingReader::Message m;
+    if (r.peek(&slot, &dropped) != RingReader::Peek::kReady || !r.message(slot, &m)) {
       r.publish_cursor(true);
       continue;
     }
-    if (!expected(slot, i)) ++failures;
-    r.skip();
+    if (!expected(m, i) || m.sequence != i + 1) ++failures;
+    r.consume(m.position, m.next_sub, m.next_offset);
     r.publish_cursor(false);
     ++i;
   }
@@ -135,9 +136,12 @@ TEST(RingTest, HeldSamplesPinTheCursorOutOfOrderRelease) {
   SlotHeader* slot = nullptr;
   uint64_t dropped = 0;
   ASSERT_EQ(r.peek(&slot, &dropped), RingReader::Peek::kReady);
-  const uint64_t p0 = r.hold();
+  RingReader::Message m;
+  ASSERT_TRUE(r.message(slot, &m));
+  const uint64_t p0 = r.hold(m);
   ASSERT_EQ(r.peek(&slot, &dropped), RingReader::Peek::kReady);
-  const uint64_t p1 = r.hold();
+  ASSERT_TRUE(r.message(slot, &m));
+  const uint64_t p1 = r.hold(m);
   take_u64(r), take_u64(r);
   r.publish_cursor(true);
   EXPECT_EQ(w.claim(0ns), nullptr) << "position 0 is still held";
@@ -167,13 +171,16 @@ RingReader::Peek read_run(RingReader& r, std::vector<uint64_t>* seen, std::size_
   uint64_t dropped = 0;
   const RingReader::Peek p = r.peek(&first, &dropped);
   if (p != RingReader::Peek::kReady) return p;
-  const std::size_t n = r.for_each_ready(first, 64, [&](SlotHeader* s, uint64_t position) {
+  RingReader::Message last{};
+  const std::size_t n = r.for_each_ready(first, 64, [&](const RingReader::Message& m) {
     uint64_t v = 0;
-    std::memcpy(&v, slot_payload(s), sizeof v);
-    EXPECT_EQ(v, position + 1);
+    std::memcpy(&v, m.data, sizeof v);
+    EXPECT_EQ(v, m.position + 1);
+    EXPECT_EQ(m.sequence, m.position + 1);
     seen->push_back(v);
+    last = m;
   });
-  r.skip(n);
+  if (n > 0) r.consume(last.position, last.next_sub, last.next_offset);
   if (length != nullptr) *length = n;
   return p;
 }
@@ -208,7 +215,7 @@ TEST(RingTest, ACorruptSlotInsideARunEndsItAndIsSkippedAlone) {
   EXPECT_EQ(read_run(r, &seen), RingReader::Peek::kReady);
   EXPECT_EQ(seen, (std::vector<uint64_t>{1, 2, 3}));
   EXPECT_EQ(read_run(r, &seen), RingReader::Peek::kCorrupt);
-  r.skip(1);
+  r.skip();
   EXPECT_EQ(read_run(r, &seen), RingReader::Peek::kReady);
   EXPECT_EQ(seen, (std::vector<uint64_t>{1, 2, 3, 5, 6}));
   EXPECT_EQ(read_run(r, &seen), RingReader::Peek::kEmpty);
@@ -274,10 +281,10 @@ TEST(RingTest, MultiThreadedLosslessStress) {
   RingFixture f(256, 16, true, 2);
   std::atomic<int> failures{0};
   auto read = [&](uint32_t s) {
-    read_in_order(f, s, kMessages, failures, [](const SlotHeader* slot, uint64_t i) {
+    read_in_order(f, s, kMessages, failures, [](const RingReader::Message& m, uint64_t i) {
       uint64_t v[4];
-      std::memcpy(v, slot_payload(const_cast<SlotHeader*>(slot)), sizeof v);
-      return v[0] == i && v[1] == i * 3 && v[3] == (v[0] ^ v[1] ^ v[2]) && slot->size == 200;
+      std::memcpy(v, m.data, sizeof v);
+      return v[0] == i && v[1] == i * 3 && v[3] == (v[0] ^ v[1] ^ v[2]) && m.size == 200;
     });
   };
   std::thread a(read, 0), b(read, 1);
@@ -307,36 +314,153 @@ struct Batch {
   }
 };
 
-bool holds_message(const SlotHeader* slot, uint64_t i) {
+bool holds_message(const RingReader::Message& m, uint64_t i) {
   uint64_t v[4];
-  std::memcpy(v, slot_payload(const_cast<SlotHeader*>(slot)), sizeof v);
-  return v[0] == i && v[1] == i * 3 && v[3] == (v[0] ^ v[1] ^ v[2]) && slot->size == 32 + i % 200;
+  std::memcpy(v, m.data, sizeof v);
+  return v[0] == i && v[1] == i * 3 && v[3] == (v[0] ^ v[1] ^ v[2]) && m.size == 32 + i % 200;
 }
 
+// The next message of `r`, consumed; false if none is ready.
+bool next_message(RingReader& r, RingReader::Message* m) {
+  SlotHeader* slot = nullptr;
+  uint64_t dropped = 0;
+  if (r.peek(&slot, &dropped) != RingReader::Peek::kReady || !r.message(slot, m)) return false;
+  r.consume(m->position, m->next_sub, m->next_offset);
+  return true;
+}
+
+// Messages of 32..71 bytes on a 256-byte topic: a batch packs two or three a slot. Each comes out whole, in
+// order, with its sequence, the batch's stamp, and 32-byte aligned as a single message is.
 TEST(RingTest, BatchIsDeliveredInOrderWithEachSize) {
   RingFixture f(256, 64, true, 1);
   auto w = f.writer(true);
   auto r = f.reader(0);
   Batch batch(0, 40);
   EXPECT_EQ(w.write_batch(batch.spans, 7, 0ns), 40u);
-  EXPECT_EQ(w.head(), 40u);
-  SlotHeader* slot = nullptr;
-  uint64_t dropped = 0;
+  EXPECT_EQ(w.messages(), 40u);
+  EXPECT_LE(w.head(), 20u) << "packed: at least two a slot";
+  EXPECT_EQ(publisher_slot(f.segment.data(), f.g, 0)->messages.load(), 40u);
+  RingReader::Message m;
   for (uint64_t i = 0; i < 40; ++i) {
-    ASSERT_EQ(r.peek(&slot, &dropped), RingReader::Peek::kReady) << i;
-    EXPECT_TRUE(holds_message(slot, i)) << i;
-    EXPECT_EQ(slot->publish_ns, 7u);
-    r.skip();
+    ASSERT_TRUE(next_message(r, &m)) << i;
+    EXPECT_TRUE(holds_message(m, i)) << i;
+    EXPECT_EQ(m.sequence, i + 1);
+    EXPECT_EQ(m.publish_ns, 7u);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(m.data) % kPayloadAlignment, 0u) << i;
   }
-  EXPECT_EQ(r.peek(&slot, &dropped), RingReader::Peek::kEmpty);
-  EXPECT_EQ(dropped, 0u);
+  EXPECT_FALSE(next_message(r, &m));
+  EXPECT_EQ(r.read_position(), w.head());
+}
+
+// 64-byte messages on a 4 KiB topic: 60 a slot (a 256-byte size table, then one line each). A drain's run
+// limit splits a slot; the next run goes on at the message after, and single publishes keep the sequence.
+TEST(RingTest, PackedSlotsHoldOneLineAMessageAndRunsResumeInsideThem) {
+  RingFixture f(4096, 8, true, 1);
+  auto w = f.writer(true);
+  auto r = f.reader(0);
+  std::vector<std::array<uint64_t, 8>> storage(200);
+  std::vector<std::span<const std::byte>> spans;
+  for (uint64_t i = 0; i < storage.size(); ++i) {
+    storage[i].fill(i * 0x9e3779b97f4a7c15ull);
+    spans.push_back(std::as_bytes(std::span(storage[i])));
+  }
+  ASSERT_EQ(w.write_batch(spans, 0, 0ns), 200u);
+  EXPECT_EQ(w.head(), 4u) << "60 + 60 + 60 + 20";
+  write_u64(w, 12345);  // a single publish after the batch: message 201
+  std::vector<uint64_t> seen;
+  std::vector<std::size_t> runs;
+  for (;;) {
+    SlotHeader* first = nullptr;
+    uint64_t dropped = 0;
+    if (r.peek(&first, &dropped) != RingReader::Peek::kReady) break;
+    RingReader::Message last{};
+    const std::size_t n = r.for_each_ready(first, 50, [&](const RingReader::Message& m) {
+      uint64_t v[8];
+      ASSERT_EQ(m.size, m.sequence <= 200 ? 64u : 8u);
+      std::memcpy(v, m.data, m.size);
+      if (m.sequence <= 200) {
+        EXPECT_EQ(v[7], (m.sequence - 1) * 0x9e3779b97f4a7c15ull);
+      }
+      seen.push_back(m.sequence);
+      last = m;
+    });
+    ASSERT_GT(n, 0u);
+    runs.push_back(n);
+    r.consume(last.position, last.next_sub, last.next_offset);
+  }
+  ASSERT_EQ(seen.size(), 201u);
+  for (uint64_t i = 0; i < seen.size(); ++i) EXPECT_EQ(seen[i], i + 1);
+  EXPECT_EQ(runs, (std::vector<std::size_t>{50, 50, 50, 50, 1}));
+  EXPECT_EQ(w.messages(), 201u);
+}
+
+// A packed slot's messages each hold the slot: the writer may reuse it only once all are released.
+TEST(RingTest, APackedSlotStaysHeldUntilEachOfItsMessagesIsReleased) {
+  RingFixture f(256, 2, true, 1);
+  auto w = f.writer(true);
+  auto r = f.reader(0, 8);
+  Batch batch(0, 6);  // 32..37 bytes: four in the first slot, two in the second
+  ASSERT_EQ(w.write_batch(batch.spans, 0, 0ns), 6u);
+  ASSERT_EQ(w.head(), 2u);
+  std::vector<uint64_t> held;
+  for (uint64_t i = 0; i < 4; ++i) {
+    SlotHeader* slot = nullptr;
+    uint64_t dropped = 0;
+    RingReader::Message m;
+    ASSERT_EQ(r.peek(&slot, &dropped), RingReader::Peek::kReady);
+    ASSERT_TRUE(r.message(slot, &m));
+    EXPECT_TRUE(holds_message(m, i));
+    held.push_back(r.hold(m));
+  }
+  EXPECT_EQ(held, (std::vector<uint64_t>{0, 0, 0, 0}));
+  EXPECT_EQ(r.read_position(), 1u) << "the whole first slot was taken";
+  for (std::size_t i = 0; i < held.size(); ++i) {
+    r.publish_cursor(true);
+    EXPECT_EQ(w.claim(0ns), nullptr) << "the first slot is still held " << held.size() - i << " times";
+    r.release(held[i]);
+  }
+  r.publish_cursor(true);
+  EXPECT_NE(w.claim(0ns), nullptr);
+}
+
+// A buggy writer's packed table: a count past the slot, or a size past its end, is refused (the reader
+// skips the slot), never followed out of it.
+TEST(RingTest, ACorruptPackedTableIsRefusedNotFollowed) {
+  for (int corruption = 0; corruption < 3; ++corruption) {
+    RingFixture f(256, 8, true, 1);
+    auto w = f.writer(true);
+    auto r = f.reader(0);
+    Batch batch(0, 3);
+    ASSERT_EQ(w.write_batch(batch.spans, 0, 0ns), 3u);
+    ASSERT_EQ(w.head(), 1u);
+    SlotHeader* slot = ring_slot(ring_base(f.segment.data(), f.g, 0), f.g, 0);
+    std::byte* payload = slot_payload(slot);
+    const uint32_t values[] = {0xffffffffu, 1000, 40};  // count; the last size; the slot's size
+    if (corruption == 0) std::memcpy(payload, &values[0], 4);
+    if (corruption == 1) std::memcpy(payload + 12, &values[1], 4);
+    if (corruption == 2) slot->size = values[2];
+    RingReader::Message m;
+    SlotHeader* found = nullptr;
+    uint64_t dropped = 0;
+    std::size_t read = 0;
+    while (r.peek(&found, &dropped) == RingReader::Peek::kReady && r.message(found, &m)) {
+      EXPECT_GE(m.data, payload);
+      EXPECT_LE(m.data + m.size, payload + f.g.max_message_size) << corruption;
+      r.consume(m.position, m.next_sub, m.next_offset);
+      ++read;
+    }
+    EXPECT_EQ(r.peek(&found, &dropped), RingReader::Peek::kReady) << "stopped at the corrupt message";
+    EXPECT_LT(read, 3u) << corruption;
+    r.skip();
+    EXPECT_EQ(r.peek(&found, &dropped), RingReader::Peek::kEmpty);
+  }
 }
 
 TEST(RingTest, LosslessBatchStopsAtTheSlowestReaderAndSaysHowFarItGot) {
   RingFixture f(256, 8, true, 1);
   auto w = f.writer(true);
   auto r = f.reader(0);
-  Batch batch(0, 20);
+  Batch batch(100, 20);  // 132..151 bytes: one a slot
   EXPECT_EQ(w.write_batch(batch.spans, 0, 0ns), 8u) << "a ring of 8, nobody reading: 8 fit";
   EXPECT_EQ(w.write_batch(std::span(batch.spans).subspan(8), 0, 1ms), 0u) << "full: nothing more";
   for (uint64_t i = 0; i < 3; ++i) take_u64(r);
@@ -353,11 +477,13 @@ TEST(RingTest, LossyBatchLargerThanTheRingCountsWhatTheReaderMissed) {
   EXPECT_EQ(w.write_batch(batch.spans, 0, 0ns), 100u) << "lossy never waits";
   SlotHeader* slot = nullptr;
   uint64_t dropped = 0, got = 0, next = 0;
-  while (r.peek(&slot, &dropped) == RingReader::Peek::kReady) {
+  RingReader::Message m;
+  while (r.peek(&slot, &dropped) == RingReader::Peek::kReady && r.message(slot, &m)) {
     uint64_t v = 0;
-    std::memcpy(&v, slot_payload(slot), sizeof v);
+    std::memcpy(&v, m.data, sizeof v);
     EXPECT_GE(v, next);
-    EXPECT_TRUE(holds_message(slot, v));
+    EXPECT_TRUE(holds_message(m, v));
+    EXPECT_EQ(m.sequence, v + 1) << "lossy: never packed, one message a slot";
     next = v + 1;
     r.skip(), ++got;
   }
@@ -410,14 +536,14 @@ TEST(RingTest, BatchKeepsHeadWithinOneOfEveryCommittedMessage) {
     SlotHeader* slot = nullptr;
     uint64_t dropped = 0;
     for (uint64_t taken = 0; taken < kMessages;) {
-      if (r.peek(&slot, &dropped) != RingReader::Peek::kReady) {
+      RingReader::Message m;
+      if (r.peek(&slot, &dropped) != RingReader::Peek::kReady || !r.message(slot, &m)) {
         r.publish_cursor(true);
         continue;
       }
-      const uint64_t position = r.read_position();  // its sequence is position + 1, committed
-      // acquire: as a joining subscriber reads head.
-      if (slot_state->head.load(std::memory_order_acquire) < position) behind.fetch_add(1);
-      r.skip();
+      // Its slot's sequence is position + 1, committed. acquire: as a joining subscriber reads head.
+      if (slot_state->head.load(std::memory_order_acquire) < m.position) behind.fetch_add(1);
+      r.consume(m.position, m.next_sub, m.next_offset);
       r.publish_cursor(false);
       ++taken;
     }
@@ -445,7 +571,9 @@ TEST(FutexTest, AWaitReportsATimeoutOnlyWhenTheWholeTimeRan) {
   const auto start = std::chrono::steady_clock::now();
   // With futex_waitv it runs out (false); without (Linux < 5.16, some seccomp filters) a 1 ms cap ends it
   // early (true). Either way `false` must mean the whole 20 ms.
-  if (!futex_wait_any(one, 20ms)) EXPECT_GE(std::chrono::steady_clock::now() - start, 20ms);
+  if (!futex_wait_any(one, 20ms)) {
+    EXPECT_GE(std::chrono::steady_clock::now() - start, 20ms);
+  }
   EXPECT_TRUE(futex_wait_any(std::vector<FutexWaitTarget>{{&word, 8}}, 20ms)) << "the word differs";
   EXPECT_FALSE(futex_wait(&word, 7, 5ms));
   EXPECT_TRUE(futex_wait(&word, 8, 5ms)) << "the word differs";

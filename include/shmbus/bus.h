@@ -143,6 +143,7 @@ class SampleView {
   const std::byte* data_ = nullptr;
   std::size_t size_ = 0;
   uint64_t sequence_ = 0;
+  uint64_t position_ = 0;  // of its slot in the ring (several messages of a batch may share a slot)
   uint64_t publish_ns_ = 0;
   uint64_t publisher_id_ = 0;
   uint32_t ring_ = 0;

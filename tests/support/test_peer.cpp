@@ -11,8 +11,9 @@
 //       (with SEED, received and checksum count only that publisher's messages, and gaps=G counts the
 //       indices of that publisher it skipped).
 //   test_peer hold TOPIC N          takes N messages, keeps holding them, prints "holding", sleeps.
-//   test_peer publish_batch TOPIC COUNT SIZE lossless|lossy WAIT_SUBSCRIBERS SEED BATCH
-//       the same messages as publish, handed over BATCH at a time with Publisher::publish_batch.
+//   test_peer publish_batch TOPIC COUNT SIZE lossless|lossy WAIT_SUBSCRIBERS SEED BATCH [MAX_MESSAGE_SIZE]
+//       the same messages as publish, handed over BATCH at a time with Publisher::publish_batch, on a topic
+//       whose messages may be MAX_MESSAGE_SIZE bytes (default SIZE; larger: small messages share slots).
 //   test_peer loan TOPIC            a publisher that takes a loan, prints "loaned", sleeps (kill it
 //   mid-loan). test_peer scribble TOPIC cursor|head
 //       a hostile participant: attaches, then writes garbage into shared memory it can reach (its own cursor
@@ -185,6 +186,7 @@ int main(int argc, char** argv) {
     shmbus::PublisherOptions o;
     o.topic.policy = std::string(argv[5]) == "lossless" ? shmbus::Policy::kLossless : shmbus::Policy::kLossy;
     o.topic.max_message_size = static_cast<uint32_t>(size);
+    if (argc > 9) o.topic.max_message_size = static_cast<uint32_t>(std::strtoull(argv[9], nullptr, 10));
     o.full_timeout = 10s;
     const std::size_t wait_subscribers = std::strtoull(argv[6], nullptr, 10);
     const uint64_t seed = std::strtoull(argv[7], nullptr, 10);
@@ -228,11 +230,12 @@ int main(int argc, char** argv) {
     if (!sub) return fail(sub.status());
     std::printf("ready\n");
     std::fflush(stdout);
-    uint64_t received = 0, sum = 0, order_errors = 0, corrupt = 0;
+    uint64_t received = 0, sum = 0, order_errors = 0, corrupt = 0, sequence_gaps = 0;
     std::map<uint64_t, uint64_t> last_sequence;  // per publisher
     auto on_message = [&](const auto& m) {       // a Sample or a SampleView
       uint64_t& last = last_sequence[m.publisher_id()];
       if (m.sequence() <= last) ++order_errors;
+      if (m.sequence() != last + 1) ++sequence_gaps;  // a lossless topic has none
       last = m.sequence();
       const bool intact = check(m.data(), m.size());
       // A lossy publisher may overwrite a slot while we read it; still_valid() tells us, and such a message
@@ -268,10 +271,10 @@ int main(int argc, char** argv) {
     }
     std::printf(
         "received=%llu checksum=%llu order_errors=%llu corrupt=%llu dropped=%llu gaps=%llu "
-        "overwritten=%llu\n",
+        "overwritten=%llu sequence_gaps=%llu\n",
         (unsigned long long)received, (unsigned long long)sum, (unsigned long long)order_errors,
         (unsigned long long)corrupt, (unsigned long long)sub->dropped(), (unsigned long long)gaps,
-        (unsigned long long)overwritten);
+        (unsigned long long)overwritten, (unsigned long long)sequence_gaps);
     return 0;
   }
   if (mode == "hold") {
