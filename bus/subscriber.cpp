@@ -118,7 +118,8 @@ void SubscriberCore::refresh(uint32_t epoch) {
       // acquire: the head of the ring the daemon handed over (it completes the cursor's 48 bits).
       const uint64_t start =
           same_generation ? shm::cursor_position(v, ps->head.load(std::memory_order_acquire)) : 0;
-      f.reader = shm::RingReader(topic.base(), g, p, slot, generation, start, options.max_held_samples);
+      f.reader = shm::RingReader(topic.base(), g, p, slot, generation, start, options.max_held_samples,
+                                 topic.lossless);
       f.present = true;
       f.publisher_id = ps->participant_id;
     }
@@ -193,8 +194,7 @@ Sample Subscriber::try_take() {
     if (f->reader.message(slot, &m)) [[likely]] {
       break;
     }
-    f->reader.skip();  // a packed slot whose table does not hold together: a buggy writer
-    c.count_dropped(1);
+    c.count_dropped(f->reader.skip_corrupt(slot));  // a packed slot whose table does not hold together
   }
   SampleView v;
   v.owner_ = &c;
@@ -223,6 +223,7 @@ const SampleView* Subscriber::begin_run(std::size_t max, std::size_t* count, boo
   *lossy = !c.topic.lossless;
   if (c.draining) return nullptr;  // from a drain callback: see drain's REQUIRES
   shm::SlotHeader* slot = nullptr;
+  shm::RingReader::Message first;
   detail::RingFollower* f = c.visiting;
   for (;;) {
     if (f != nullptr) {  // the ring the last run read: go on there while it has messages ready
@@ -237,12 +238,11 @@ const SampleView* Subscriber::begin_run(std::size_t max, std::size_t* count, boo
     }
     if (f == nullptr) f = c.find_ready(&slot);  // re-opens, follows new publishers, serves rings in turn
     if (f == nullptr) return nullptr;
-    shm::RingReader::Message first;
     if (f->reader.message(slot, &first)) [[likely]] {
       break;
     }
-    f->reader.skip();  // a packed slot whose table does not hold together (a buggy writer); look again
-    c.count_dropped(1);
+    // A packed slot whose table does not hold together (a buggy writer): skip it, look again.
+    c.count_dropped(f->reader.skip_corrupt(slot));
   }
   shm::RingReader& reader = f->reader;
   if (c.run_views_ring != reader.ring() || c.run_views_generation != reader.generation() ||
@@ -258,16 +258,16 @@ const SampleView* Subscriber::begin_run(std::size_t max, std::size_t* count, boo
     c.run_views_generation = reader.generation();
     c.run_views_publisher = f->publisher_id;
   }
-  // At most a quarter ring: end_run publishes the cursor every quarter ring, so that a blocked lossless
+  // At most a quarter ring of slots: end_run publishes the cursor every quarter ring, so that a blocked lossless
   // writer gets room while the callbacks run. A lossy writer never waits and may overwrite views of this run
   // before their callbacks: drain checks each view after the first before its callback and ends the run at
   // one overwritten (end_run then counts fewer).
-  const std::size_t limit =
-      std::min({max, detail::SubscriberCore::kDrainRun, static_cast<std::size_t>(reader.publish_interval())});
+  const std::size_t limit = std::min(max, detail::SubscriberCore::kDrainRun);
   SampleView* v = c.run_views.data();
   uint64_t bytes = 0;
   const uint64_t taken = c.taken;
-  const std::size_t n = reader.for_each_ready(slot, limit, [&](const shm::RingReader::Message& m) {
+  const std::size_t n = reader.for_each_ready(slot, first, limit, reader.publish_interval(),
+                                              [&](const shm::RingReader::Message& m) {
     v->data_ = m.data;
     v->size_ = m.size;
     v->sequence_ = m.sequence;

@@ -23,7 +23,7 @@ dead_ring_grace_s = 5.0     # how long a dead publisher's messages wait for slow
 max_message_size = 4096     # bytes
 depth = 64                  # slots per publisher ring, power of two
 policy = "lossy"            # "lossy" (never blocks) or "lossless" (publisher waits for the slowest)
-history = 0                 # messages kept for late joiners, <= depth - 2
+history = 0                 # messages kept for late joiners, <= depth - 2 (a packed batch's slot counts once)
 max_publishers = 8
 max_subscribers = 32
 # Who may publish / subscribe: "*", "user:NAME", "uid:N", "group:NAME", "gid:N". Without a list only the

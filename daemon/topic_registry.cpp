@@ -491,7 +491,9 @@ Result<uint32_t> TopicRegistry::add_subscriber(Topic& t, uint64_t owner, pid_t p
     const uint64_t back = std::min<uint64_t>({history, head, g.depth - 2});
     const uint32_t generation = ring->generation.load(std::memory_order_relaxed);
     t.cursor(p, s)->value.store(shm::make_cursor(generation, head - back), std::memory_order_seq_cst);
-    starts += static_cast<int64_t>(head - back);
+    // In messages, as sample_metrics counts: those before the start slot (a packed slot holds several).
+    const uint64_t messages = t.messages_of(p);
+    starts += static_cast<int64_t>(messages - t.messages_from(p, head - back, head, messages));
   }
   // The reader's position in ring p is start_p + what it took or dropped there, so its backlog is
   // sum(head_p) - sum(start_p) - taken - dropped. (Rings handed out later start it at 0.)
@@ -714,15 +716,16 @@ void TopicRegistry::reap_orphans(Topic& t) {
 
 void TopicRegistry::free_ring(Topic& t, uint32_t p) {
   shm::PublisherSlot* ring = t.ring(p);
-  // The ring's head leaves the sum of heads: keep each subscriber's arrival count where it is. (A subscriber
-  // that did not drain it is re-calibrated at the next sample, see sample_metrics.)
-  const auto head = static_cast<int64_t>(ring->head.load(std::memory_order_relaxed));
+  // The ring's messages leave the sum over rings: keep each subscriber's arrival count where it is. (A
+  // subscriber that did not drain it is re-calibrated at the next sample, see sample_metrics.)
+  const uint64_t messages = t.messages_of(p);
   for (uint32_t s = 0; s < t.geometry.max_subscribers; ++s) {
-    if (t.subscriber_owner[s] != 0) t.windows[s].arrival_offset += head;
+    if (t.subscriber_owner[s] != 0) t.windows[s].arrival_offset += static_cast<int64_t>(messages);
   }
-  t.retired_messages += ring->head.load(std::memory_order_relaxed);
+  t.retired_messages += messages;
   t.retired_bytes += ring->bytes.load(std::memory_order_relaxed);
   ring->head.store(0, std::memory_order_relaxed);
+  ring->messages.store(0, std::memory_order_relaxed);
   for (uint32_t s = 0; s < t.geometry.max_subscribers; ++s) {
     t.cursor(p, s)->value.store(shm::kCursorInactive, std::memory_order_relaxed);
   }
@@ -952,7 +955,7 @@ void TopicRegistry::report(toml::table* doc) const {
           {"pid", static_cast<int64_t>(r->pid)},
           {"uid", static_cast<int64_t>(r->uid)},
           {"state", state == shm::kSlotActive ? "active" : "dead"},
-          {"published", static_cast<int64_t>(head)},
+          {"published", static_cast<int64_t>(t.messages_of(p))},
           {"queued", static_cast<int64_t>(used)},
           {"full_timeouts", static_cast<int64_t>(r->gate_timeouts.load(std::memory_order_relaxed))}});
     }

@@ -1,7 +1,7 @@
 // Fuzzes what a client trusts in a topic segment: validate_topic_header on arbitrary bytes of arbitrary size
 // (a corrupt, truncated or hostile segment), then, for a header it accepts, every ring read the way a
-// Subscriber reads it (start position from its cursor, peek/hold/skip/release, payload bytes, cursor
-// publication). The buffer is exactly the input's size, so AddressSanitizer reports any index read from the
+// Subscriber reads it (start position from its cursor, peek/message/hold/skip/release, payload bytes of
+// single and packed slots, drain's runs, cursor publication). The buffer is exactly the input's size, so AddressSanitizer reports any index read from the
 // segment that is not bounds-checked.
 #include <cstdint>
 #include <cstring>
@@ -28,7 +28,9 @@ void read_ring(std::byte* base, const TopicGeometry& g, uint32_t p, uint32_t s) 
   // As SubscriberCore::refresh: the cursor the daemon left for us gives the start position.
   const uint64_t v = cursor(base, g, p, s)->value.load(std::memory_order_relaxed);
   const bool same_generation = v != kCursorInactive && (v >> kGenerationShift) == (generation & 0xffff);
-  RingReader reader(base, g, p, s, generation, same_generation ? (v & kPositionMask) : 0, /*max_held=*/2);
+  // The policy as the client validated it (from the header, which the fuzzer's input sets).
+  RingReader reader(base, g, p, s, generation, same_generation ? (v & kPositionMask) : 0, /*max_held=*/2,
+                    topic_header(base)->policy == kPolicyLossless);
   uint64_t dropped = 0;
   uint8_t checksum = 0;
   std::optional<uint64_t> previous;  // a sample held across the next take, as an application might
@@ -43,11 +45,27 @@ void read_ring(std::byte* base, const TopicGeometry& g, uint32_t p, uint32_t s) 
       reader.skip();
       continue;
     }
-    const std::byte* payload = slot_payload(slot);
-    for (uint32_t i = 0; i < slot->size; ++i) checksum ^= static_cast<uint8_t>(payload[i]);
-    const uint64_t position = reader.hold();
+    RingReader::Message m;
+    if (!reader.message(slot, &m)) {  // a packed slot whose table does not hold together
+      (void)reader.skip_corrupt(slot);
+      continue;
+    }
+    for (uint32_t i = 0; i < m.size; ++i) checksum ^= static_cast<uint8_t>(m.data[i]);
+    const uint64_t position = reader.hold(m);
     (void)reader.still_valid(position);
     if (previous) reader.release(*previous);
+    if (step % 2 == 1) {  // every other step, a drain's run from the next ready message
+      SlotHeader* first = nullptr;
+      RingReader::Message head{};
+      if (reader.peek(&first, &dropped) == RingReader::Peek::kReady && reader.message(first, &head)) {
+        RingReader::Message last{};
+        const std::size_t n = reader.for_each_ready(first, head, 8, 3, [&](const RingReader::Message& r) {
+          for (uint32_t i = 0; i < r.size; ++i) checksum ^= static_cast<uint8_t>(r.data[i]);
+          last = r;
+        });
+        if (n > 0) reader.consume(last.position, last.next_sub, last.next_offset);
+      }
+    }
     previous = position;
     reader.publish_cursor(/*force=*/false);
   }

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <initializer_list>
+#include <span>
 #include <iostream>
 #include <string>
 #include <string_view>
@@ -91,19 +92,30 @@ void write_records(const fs::path& dir) {
 
 // A segment as the daemon lays it out, ring 0 handed to a publisher that wrote `messages` messages, and
 // subscriber 0 joined at position `start`.
+// A topic segment with `messages` in ring 0; `packed`: a lossless topic written with one batch, so that
+// small messages share slots (shm/packed_slot.h).
 void write_segment(const fs::path& path, uint32_t max_message_size, uint32_t depth, uint32_t publishers,
-                   uint32_t subscribers, uint32_t messages, uint64_t start) {
+                   uint32_t subscribers, uint32_t messages, uint64_t start, bool packed = false) {
   std::string error;
   const auto g = shm::compute_topic_geometry(max_message_size, depth, publishers, subscribers, &error);
   if (!g) throw std::runtime_error(error);
   std::vector<std::byte> storage(g->segment_size + shm::kCacheLine);
   std::byte* base = storage.data() + (-reinterpret_cast<uintptr_t>(storage.data()) % shm::kCacheLine);
-  shm::initialize_topic_segment(base, *g, /*topic_id=*/1, shm::kPolicyLossy, /*history=*/0, "robot/arm/pose",
-                                1);
+  shm::initialize_topic_segment(base, *g, /*topic_id=*/1, packed ? shm::kPolicyLossless : shm::kPolicyLossy,
+                                /*history=*/0, "robot/arm/pose", 1);
   shm::publisher_slot(base, *g, 0)->state.store(shm::kSlotActive);
   shm::publisher_slot(base, *g, 0)->generation.store(1);
   shm::cursor(base, *g, 0, 0)->value.store(shm::make_cursor(1, start));
-  shm::RingWriter writer(base, *g, 0, 1, /*lossless=*/false);
+  shm::RingWriter writer(base, *g, 0, 1, /*lossless=*/packed);
+  if (packed) {
+    std::vector<std::string> bodies;
+    std::vector<std::span<const std::byte>> batch;
+    for (uint32_t m = 0; m < messages; ++m) bodies.emplace_back((m * 7) % 40 + 1, static_cast<char>('a' + m % 26));
+    for (const auto& b : bodies) batch.push_back(std::as_bytes(std::span(b.data(), b.size())));
+    writer.write_batch(batch, 1000, std::chrono::nanoseconds(0));
+    write(path, base, g->segment_size);
+    return;
+  }
   for (uint32_t m = 0; m < messages; ++m) {
     std::byte* payload = writer.claim(std::chrono::nanoseconds(0));
     const uint32_t size = (m * 37) % max_message_size + 1;
@@ -191,6 +203,7 @@ int main(int argc, char** argv) {
   write_segment(corpus / "topic_header" / "smallest", 1, 2, 1, 1, 1, 0);
   write_segment(corpus / "topic_header" / "lapped", 40, 8, 2, 2, 21, 3);  // the reader fell behind
   write_segment(corpus / "topic_header" / "caught_up", 100, 4, 1, 2, 3, 0);
+  write_segment(corpus / "topic_header" / "packed", 256, 8, 1, 2, 20, 0, /*packed=*/true);
   write_work_queue(corpus / "work_queue" / "mixed_states", false);
   write_work_queue(corpus / "work_queue" / "durable_mixed_states", true);
   const std::string example = daemon::kExampleConfig;

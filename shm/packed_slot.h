@@ -60,4 +60,13 @@ inline bool packed_message(const std::byte* payload, uint32_t total, uint32_t in
   return true;
 }
 
+// Messages in a packed slot's table, 0 if the table does not fit in `total` (what a reader says it lost
+// when it skips a corrupt slot).
+inline uint32_t packed_count(const std::byte* payload, uint32_t total) {
+  if (total < sizeof(uint32_t)) return 0;
+  uint32_t count = 0;
+  std::memcpy(&count, payload, sizeof count);
+  return packed_first_offset(count) <= total ? count : 0;
+}
+
 }  // namespace shmbus::shm

@@ -7,11 +7,11 @@
 namespace shmbus::shm {
 
 RingReader::RingReader(std::byte* base, const TopicGeometry& g, uint32_t ring, uint32_t subscriber,
-                       uint32_t generation, uint64_t start, uint32_t max_held)
+                       uint32_t generation, uint64_t start, uint32_t max_held, bool lossless)
     : base_(base),
       geometry_(g),
       slot_(publisher_slot(base, g, ring)),
-      lossless_(topic_header(base)->policy == kPolicyLossless),
+      lossless_(lossless),
       ring_(ring_base(base, g, ring)),
       cursor_(cursor(base, g, ring, subscriber)),
       ring_index_(ring),

@@ -20,9 +20,10 @@ class RingReader {
  public:
   RingReader() = default;
   // REQUIRES: `base` maps a segment validated against `g`; ring < max_publishers; subscriber <
-  // max_subscribers; `start` is the first position to read (history), `generation` the ring's generation.
+  // max_subscribers; `start` is the first position to read (history), `generation` the ring's generation;
+  // `lossless` the topic's policy as validated (not re-read from the segment).
   RingReader(std::byte* base, const TopicGeometry& g, uint32_t ring, uint32_t subscriber, uint32_t generation,
-             uint64_t start, uint32_t max_held);
+             uint64_t start, uint32_t max_held, bool lossless);
 
   // What peek() found.
   enum class Peek { kEmpty, kReady, kCorrupt };
@@ -50,7 +51,8 @@ class RingReader {
     uint32_t next_offset;  // where that message starts in the payload
   };
   // The message at the read position of `slot`, the slot peek() just reported kReady. False if the slot is
-  // packed and its table is corrupt: the caller skips the slot with skip(). Inline: it runs per message.
+  // packed and its table is corrupt, or packed on a lossy ring (which never packs): the caller skips the slot
+  // with skip(). Inline: it runs per message.
   bool message(const SlotHeader* slot, Message* out) const {
     return message_at(slot, read_position_, sub_, sub_offset_, out);
   }
@@ -67,35 +69,45 @@ class RingReader {
     ++read_position_;
     sub_ = 0;
   }
-  // Calls visit(message) for the message message() would return, and for each message after it that
-  // message() would return in turn, at most `max` (>= 1) in all; returns how many. Consumes nothing
-  // (consume() does). One tight pass: a drain's run of ready messages. Stops before a corrupt packed slot
-  // (find it with peek() and message() to skip it).
+  // Skips a slot message() refused; returns the messages lost with it, as far as its table tells (1 if it
+  // does not).
+  uint64_t skip_corrupt(const SlotHeader* slot) {
+    const uint32_t size = std::min(slot->size, geometry_.max_message_size);
+    const uint32_t count = (slot->flags & kSlotPacked) ? packed_count(reinterpret_cast<const std::byte*>(slot + 1), size) : 0;
+    const uint64_t lost = count > sub_ ? count - sub_ : 1;
+    skip();
+    return lost;
+  }
+  // Calls visit(message) for `first` (what message() returned for the slot peek() reported kReady) and for
+  // each message after it that message() would return in turn: at most `max` (>= 1) messages in all, from at
+  // most `max_slots` (>= 1) slots. Returns how many. Consumes nothing (consume() does). One tight pass: a
+  // drain's run of ready messages. Stops before a corrupt packed slot (peek() and message() find it).
   template <typename F>
-  std::size_t for_each_ready(const SlotHeader* first, std::size_t max, F&& visit) const {
+  std::size_t for_each_ready(const SlotHeader* first_slot, const Message& first, std::size_t max,
+                             uint64_t max_slots, F&& visit) const {
     std::byte* const end = ring_ + geometry_.ring_bytes;  // depth x slot_stride: the pointer steps land on it
-    const SlotHeader* s = first;
-    uint64_t position = read_position_;
-    uint32_t sub = sub_;
-    uint32_t offset = sub_offset_;
+    const SlotHeader* s = first_slot;
+    Message m = first;
     std::size_t n = 0;
+    uint64_t slots = 1;
     for (;;) {
-      Message m;
-      if (!message_at(s, position, sub, offset, &m)) break;
       visit(m);
       if (++n == max) break;
+      uint32_t sub = 0;
+      uint32_t offset = 0;
       if (m.next_sub != 0) {  // the next message of a packed slot
         sub = m.next_sub;
         offset = m.next_offset;
-        continue;
+      } else {
+        if (slots++ == max_slots) break;
+        const std::byte* next = reinterpret_cast<const std::byte*>(s) + geometry_.slot_stride;
+        s = reinterpret_cast<const SlotHeader*>(next == end ? ring_ : next);
+        // acquire: as in look(); the payload and header fields of this slot are visible after it.
+        if (s->sequence.load(std::memory_order_acquire) != m.position + 2 ||
+            s->size > geometry_.max_message_size)
+          break;
       }
-      sub = 0;
-      ++position;
-      const std::byte* next = reinterpret_cast<const std::byte*>(s) + geometry_.slot_stride;
-      s = reinterpret_cast<const SlotHeader*>(next == end ? ring_ : next);
-      // acquire: as in look(); the payload and header fields of this slot are visible after it.
-      if (s->sequence.load(std::memory_order_acquire) != position + 1 || s->size > geometry_.max_message_size)
-        break;
+      if (!message_at(s, m.position + (sub == 0 ? 1 : 0), sub, offset, &m)) break;
     }
     return n;
   }
@@ -170,7 +182,7 @@ class RingReader {
       return true;
     }
     PackedMessage p;
-    if (!packed_message(payload, size, sub, offset, &p)) return false;
+    if (!lossless_ || !packed_message(payload, size, sub, offset, &p)) return false;
     out->data = p.data;
     out->size = p.size;
     out->sequence = s->first_message + sub;

@@ -26,7 +26,9 @@ using namespace std::chrono_literals;
 struct RingFixture {
   Segment segment;
   TopicGeometry g;
-  RingFixture(uint32_t message_size, uint32_t depth, bool lossless, uint32_t readers) {
+  bool lossless_topic;
+  RingFixture(uint32_t message_size, uint32_t depth, bool lossless, uint32_t readers)
+      : lossless_topic(lossless) {
     static std::atomic<int> counter{0};
     const std::string name = "/shmbus.ringtest" + std::to_string(getpid()) + "." + std::to_string(counter++);
     g = *compute_topic_geometry(message_size, depth, 2, 4, nullptr);
@@ -40,7 +42,7 @@ struct RingFixture {
   }
   RingWriter writer(bool lossless) { return RingWriter(segment.data(), g, 0, 1, lossless); }
   RingReader reader(uint32_t s, uint32_t max_held = 4) {
-    return RingReader(segment.data(), g, 0, s, 1, 0, max_held);
+    return RingReader(segment.data(), g, 0, s, 1, 0, max_held, lossless_topic);
   }
 };
 
@@ -171,8 +173,9 @@ RingReader::Peek read_run(RingReader& r, std::vector<uint64_t>* seen, std::size_
   uint64_t dropped = 0;
   const RingReader::Peek p = r.peek(&first, &dropped);
   if (p != RingReader::Peek::kReady) return p;
-  RingReader::Message last{};
-  const std::size_t n = r.for_each_ready(first, 64, [&](const RingReader::Message& m) {
+  RingReader::Message last{}, m0;
+  EXPECT_TRUE(r.message(first, &m0));
+  const std::size_t n = r.for_each_ready(first, m0, 64, 64, [&](const RingReader::Message& m) {
     uint64_t v = 0;
     std::memcpy(&v, m.data, sizeof v);
     EXPECT_EQ(v, m.position + 1);
@@ -256,7 +259,7 @@ TEST(RingTest, LosslessRingKeepsFlowingAcrossPosition2Pow48) {
   publisher_slot(f.segment.data(), f.g, 0)->head.store(start);
   cursor(f.segment.data(), f.g, 0, 0)->value.store(make_cursor(1, start));
   auto w = f.writer(true);
-  RingReader r(f.segment.data(), f.g, 0, 0, 1, start, 4);
+  RingReader r(f.segment.data(), f.g, 0, 0, 1, start, 4, true);
   for (uint64_t i = 0; i < 40; ++i) {
     std::byte* p = w.claim(0ns);
     ASSERT_NE(p, nullptr) << "gate closed at position " << start + i;
@@ -329,6 +332,30 @@ bool next_message(RingReader& r, RingReader::Message* m) {
   return true;
 }
 
+// A run reads at most `max_slots` slots (drain publishes the cursor between runs every quarter ring of slots),
+// also when their messages are fewer than `max`; a packed slot counts once.
+TEST(RingTest, ARunStopsAtItsSlotLimit) {
+  RingFixture f(256, 8, true, 1);
+  auto w = f.writer(true);
+  auto r = f.reader(0);
+  for (uint64_t v = 1; v <= 6; ++v) write_u64(w, v);
+  SlotHeader* first = nullptr;
+  uint64_t dropped = 0;
+  RingReader::Message m0;
+  ASSERT_EQ(r.peek(&first, &dropped), RingReader::Peek::kReady);
+  ASSERT_TRUE(r.message(first, &m0));
+  EXPECT_EQ(r.for_each_ready(first, m0, 64, 3, [](const RingReader::Message&) {}), 3u);
+  RingFixture packed(256, 8, true, 1);
+  auto pw = packed.writer(true);
+  auto pr = packed.reader(0);
+  Batch batch(0, 12);  // 32..43 bytes: 4, 3, 3 and 2 a slot (the 32-byte padding of each but the last)
+  ASSERT_EQ(pw.write_batch(batch.spans, 0, 0ns), 12u);
+  ASSERT_EQ(pw.head(), 4u);
+  ASSERT_EQ(pr.peek(&first, &dropped), RingReader::Peek::kReady);
+  ASSERT_TRUE(pr.message(first, &m0));
+  EXPECT_EQ(pr.for_each_ready(first, m0, 64, 2, [](const RingReader::Message&) {}), 7u) << "two slots: 4 + 3";
+}
+
 // Messages of 32..71 bytes on a 256-byte topic: a batch packs two or three a slot. Each comes out whole, in
 // order, with its sequence, the batch's stamp, and 32-byte aligned as a single message is.
 TEST(RingTest, BatchIsDeliveredInOrderWithEachSize) {
@@ -373,8 +400,9 @@ TEST(RingTest, PackedSlotsHoldOneLineAMessageAndRunsResumeInsideThem) {
     SlotHeader* first = nullptr;
     uint64_t dropped = 0;
     if (r.peek(&first, &dropped) != RingReader::Peek::kReady) break;
-    RingReader::Message last{};
-    const std::size_t n = r.for_each_ready(first, 50, [&](const RingReader::Message& m) {
+    RingReader::Message last{}, m0;
+    ASSERT_TRUE(r.message(first, &m0));
+    const std::size_t n = r.for_each_ready(first, m0, 50, 8, [&](const RingReader::Message& m) {
       uint64_t v[8];
       ASSERT_EQ(m.size, m.sequence <= 200 ? 64u : 8u);
       std::memcpy(v, m.data, m.size);

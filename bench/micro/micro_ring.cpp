@@ -97,7 +97,7 @@ void BM_PeekSkip(benchmark::State& state) {
   const bool touch = state.range(1) != 0;
   PrivateRing ring(size, true, 1);
   RingWriter writer(ring.segment.data(), ring.g, 0, 1, true);
-  RingReader reader(ring.segment.data(), ring.g, 0, 0, 1, 0, 16);
+  RingReader reader(ring.segment.data(), ring.g, 0, 0, 1, 0, 16, /*lossless=*/true);
   uint64_t seq = 0, expected = 0;
   double timed_s = 0;
   // One iteration = one batch of kDepth messages, of which only the reading is timed (manual time,
@@ -143,7 +143,7 @@ void BM_Round(benchmark::State& state) {
   const bool touch = state.range(1) != 0;
   PrivateRing ring(size, true, 1);
   RingWriter writer(ring.segment.data(), ring.g, 0, 1, true);
-  RingReader reader(ring.segment.data(), ring.g, 0, 0, 1, 0, 16);
+  RingReader reader(ring.segment.data(), ring.g, 0, 0, 1, 0, 16, /*lossless=*/true);
   uint64_t seq = 0;
   for (auto _ : state) {
     std::byte* p = writer.claim(std::chrono::nanoseconds(0));

@@ -101,7 +101,9 @@ class Publisher {
   // Copies `bytes` into a slot and publishes it: kMessageTooLarge, kTimeout (lossless, full) or Ok.
   Status publish(std::span<const std::byte> bytes);
   // Copies and publishes many messages at once, in order: one release and at most one wake-up of sleeping
-  // subscribers per ring's worth, instead of one per message. Returns how many were published: all of them,
+  // subscribers per ring's worth, instead of one per message. On a lossless topic, messages that fit together
+  // in max_message_size share a slot (each still its own sample, 32-byte aligned): a cache line a message
+  // instead of two for small ones. Returns how many were published: all of them,
   // or fewer when a lossless topic stayed full for full_timeout (the rest were not published; retry them).
   // Errors publish nothing: kMessageTooLarge (naming the first oversize message), kTimeout (full for
   // full_timeout before the first), kInvalidArgument (a loan is outstanding).
@@ -252,8 +254,8 @@ class Subscriber {
   friend class WaitSet;
   friend class EventSource;
   explicit Subscriber(std::unique_ptr<detail::SubscriberCore> core);
-  // drain's two halves. begin_run finds a ring with a message ready and views its consecutive ready slots,
-  // at most `max`, 64 and a quarter ring (the cursor goes out between runs): returns the views (valid until
+  // drain's two halves. begin_run finds a ring with a message ready and views its consecutive ready messages,
+  // at most `max` and 64, from at most a quarter ring of slots (the cursor goes out between runs): returns the views (valid until
   // end_run) and their count in *count, 0 if nothing is ready; *lossy if the ring may overwrite them. end_run
   // consumes the first `consumed` of them; `last`: drain stops after this run.
   const SampleView* begin_run(std::size_t max, std::size_t* count, bool* lossy);

@@ -22,7 +22,9 @@ struct TopicSettings {
       max_message_size;                     // default 4096 bytes (typed endpoints ask for at least sizeof(T))
   std::optional<uint32_t> depth;            // slots per publisher ring; power of two; default 64
   std::optional<Policy> policy;             // default kLossy
-  std::optional<uint32_t> history;          // messages kept for late joiners (<= depth - 2); default 0
+  // Messages kept for late joiners (<= depth - 2); default 0. Counted in slots: the slot of a packed batch
+  // (Publisher::publish_batch) counts once, so a joiner may get more.
+  std::optional<uint32_t> history;
   std::optional<uint32_t> max_publishers;   // default 8
   std::optional<uint32_t> max_subscribers;  // default 32
 };
@@ -97,6 +99,7 @@ struct PublisherOptions {
 struct SubscriberOptions {
   TopicSettings topic;
   // Messages of each live publisher to deliver from before this subscriber joined (<= the topic's history).
+  // Counted in slots, as TopicSettings::history: a packed batch's slot counts once.
   uint32_t history = 0;
   // Samples this subscriber may hold at once; holding a sample of a lossless topic keeps its slot from reuse.
   uint32_t max_held_samples = 16;
