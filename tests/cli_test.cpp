@@ -1,6 +1,7 @@
 // The `shmbus` command line against a real daemon.
 #include <gtest/gtest.h>
 
+#include <optional>
 #include <thread>
 
 #include <toml++/toml.h>
@@ -48,9 +49,10 @@ TEST(CliTest, StatsCountPackedBatchMessagesNotSlots) {
   PublisherOptions o;
   o.topic.max_message_size = 1024;
   o.topic.policy = Policy::kLossless;  // only a lossless ring packs
-  auto pub = bus.publisher("stats/packed", o);
+  auto made = bus.publisher("stats/packed", o);
   auto sub = bus.subscriber("stats/packed");
-  ASSERT_TRUE(pub.ok() && sub.ok());
+  ASSERT_TRUE(made.ok() && sub.ok());
+  std::optional<Publisher> pub(std::move(made).value());
   std::vector<std::span<const std::byte>> batch(70, std::as_bytes(std::span("abcd", 4)));
   ASSERT_EQ(pub->publish_batch(batch).value(), 70u);
   ASSERT_TRUE(pub->publish(std::as_bytes(std::span("efgh", 4))).ok());
@@ -63,7 +65,18 @@ TEST(CliTest, StatsCountPackedBatchMessagesNotSlots) {
   const auto r = run_process({SHMBUS_CLI_PATH, "stats", "--json"});
   ASSERT_EQ(r.status, 0);
   EXPECT_NE(r.out.find("\"messages\" : 71"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\"published\" : 71"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("\"bytes\" : 284"), std::string::npos) << r.out;
+  // The publisher leaves; its drained ring is freed and retired: the topic still counts 71 messages.
+  pub.reset();
+  std::string after;
+  for (int i = 0; i < 100; ++i) {  // up to 10 s (liveness)
+    after = run_process({SHMBUS_CLI_PATH, "stats", "--json"}).out;
+    if (after.find("\"published\"") == std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(after.find("\"published\""), std::string::npos) << "the ring was not freed\n" << after;
+  EXPECT_NE(after.find("\"messages\" : 71"), std::string::npos) << after;
 }
 
 TEST(CliTest, StatsJsonIsMachineReadable) {
