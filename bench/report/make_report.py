@@ -612,7 +612,7 @@ class Report:
         w("")
         w("¹ zero copy: only the 8-byte sequence number is written and read in the loaned slot/chunk "
           "(a zero-copy user of a large frame pays the queue, not a memcpy). `shmbus` = loan + publish + busy-poll "
-          "`try_take`; `shmbus-copy` = `publish(span)` + take + memcpy out; `shmbus-batch` = `publish_batch` of 64 copied messages at a time (stream; in rtt every receive flushes, so batches of one), `drain` + memcpy out; `shmbus-drain` = loan + publish one at a time, read in place with `drain` (up to 64 a call); `shmbus-blocking` = zero-copy with the "
+          "`try_take`; `shmbus-copy` = `publish(span)` + take + memcpy out; `shmbus-batch` = `publish_batch` of 64 copied messages at a time (stream; in rtt every receive flushes, so batches of one) on a topic with 4 KiB slots, where a batch packs messages that fit together into one slot (60 of 64 B), `drain` + memcpy out; `shmbus-drain` = loan + publish one at a time, read in place with `drain` (up to 64 a call); `shmbus-blocking` = zero-copy with the "
           "receiver sleeping in `take()` (futex) between messages; `shmbus-event-source` = the same with the receiver "
           "waiting in `poll()` on an `EventSource` fd, as an event loop does (`try_take`, `rearm`, `poll`). iceoryx: zero copy, lossless, busy-polling.")
         w("")
