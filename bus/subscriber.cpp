@@ -258,28 +258,28 @@ const SampleView* Subscriber::begin_run(std::size_t max, std::size_t* count, boo
     c.run_views_generation = reader.generation();
     c.run_views_publisher = f->publisher_id;
   }
-  // At most a quarter ring of slots: end_run publishes the cursor every quarter ring, so that a blocked lossless
-  // writer gets room while the callbacks run. A lossy writer never waits and may overwrite views of this run
-  // before their callbacks: drain checks each view after the first before its callback and ends the run at
-  // one overwritten (end_run then counts fewer).
+  // At most a quarter ring of slots: end_run publishes the cursor every quarter ring, so that a blocked
+  // lossless writer gets room while the callbacks run. A lossy writer never waits and may overwrite views of
+  // this run before their callbacks: drain checks each view after the first before its callback and ends the
+  // run at one overwritten (end_run then counts fewer).
   const std::size_t limit = std::min(max, detail::SubscriberCore::kDrainRun);
   SampleView* v = c.run_views.data();
   uint64_t bytes = 0;
   const uint64_t taken = c.taken;
-  const std::size_t n = reader.for_each_ready(slot, first, limit, reader.publish_interval(),
-                                              [&](const shm::RingReader::Message& m) {
-    v->data_ = m.data;
-    v->size_ = m.size;
-    v->sequence_ = m.sequence;
-    v->position_ = m.position;
-    v->publish_ns_ = m.publish_ns;
-    bytes += v->size_;
-    // Before the run's callbacks: what waiting cost, not handling (nor the handling of the messages before
-    // it in the run, at most 63 callbacks, which a sample here leaves out).
-    c.sample_latency(taken + (v - c.run_views.data()), v->publish_ns_);
-    c.run_next[v - c.run_views.data()] = {m.next_sub, m.next_offset};
-    ++v;
-  });
+  const std::size_t n = reader.for_each_ready(
+      slot, first, limit, reader.publish_interval(), [&](const shm::RingReader::Message& m) {
+        v->data_ = m.data;
+        v->size_ = m.size;
+        v->sequence_ = m.sequence;
+        v->position_ = m.position;
+        v->publish_ns_ = m.publish_ns;
+        bytes += v->size_;
+        // Before the run's callbacks: what waiting cost, not handling (nor the handling of the messages
+        // before it in the run, at most 63 callbacks, which a sample here leaves out).
+        c.sample_latency(taken + (v - c.run_views.data()), v->publish_ns_);
+        c.run_next[v - c.run_views.data()] = {m.next_sub, m.next_offset};
+        ++v;
+      });
   // The views point into this mapping: no re-open and no look for messages until end_run.
   c.draining = true;
   c.visiting = f;

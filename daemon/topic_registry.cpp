@@ -135,7 +135,8 @@ struct TopicRegistry::Topic {
   // Messages ring p committed: its head counts slots, and a packed slot holds several.
   uint64_t messages_of(uint32_t p) const {
     // relaxed: statistics, written by the ring's writer.
-    return std::max(ring(p)->messages.load(std::memory_order_relaxed), ring(p)->head.load(std::memory_order_relaxed));
+    return std::max(ring(p)->messages.load(std::memory_order_relaxed),
+                    ring(p)->head.load(std::memory_order_relaxed));
   }
   // Messages of ring p from the slot at `position` (< head) on: its first message's sequence says how many
   // came before, if the slot still holds that position; else the slots, each at least one message.

@@ -1,8 +1,8 @@
 // Fuzzes what a client trusts in a topic segment: validate_topic_header on arbitrary bytes of arbitrary size
 // (a corrupt, truncated or hostile segment), then, for a header it accepts, every ring read the way a
 // Subscriber reads it (start position from its cursor, peek/message/hold/skip/release, payload bytes of
-// single and packed slots, drain's runs, cursor publication). The buffer is exactly the input's size, so AddressSanitizer reports any index read from the
-// segment that is not bounds-checked.
+// single and packed slots, drain's runs, cursor publication). The buffer is exactly the input's size, so
+// AddressSanitizer reports any index read from the segment that is not bounds-checked.
 #include <cstdint>
 #include <cstring>
 #include <memory>

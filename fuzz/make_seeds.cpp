@@ -7,8 +7,8 @@
 #include <filesystem>
 #include <fstream>
 #include <initializer_list>
-#include <span>
 #include <iostream>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -110,7 +110,8 @@ void write_segment(const fs::path& path, uint32_t max_message_size, uint32_t dep
   if (packed) {
     std::vector<std::string> bodies;
     std::vector<std::span<const std::byte>> batch;
-    for (uint32_t m = 0; m < messages; ++m) bodies.emplace_back((m * 7) % 40 + 1, static_cast<char>('a' + m % 26));
+    for (uint32_t m = 0; m < messages; ++m)
+      bodies.emplace_back((m * 7) % 40 + 1, static_cast<char>('a' + m % 26));
     for (const auto& b : bodies) batch.push_back(std::as_bytes(std::span(b.data(), b.size())));
     writer.write_batch(batch, 1000, std::chrono::nanoseconds(0));
     write(path, base, g->segment_size);

@@ -73,7 +73,8 @@ class RingReader {
   // does not).
   uint64_t skip_corrupt(const SlotHeader* slot) {
     const uint32_t size = std::min(slot->size, geometry_.max_message_size);
-    const uint32_t count = (slot->flags & kSlotPacked) ? packed_count(reinterpret_cast<const std::byte*>(slot + 1), size) : 0;
+    const uint32_t count =
+        (slot->flags & kSlotPacked) ? packed_count(reinterpret_cast<const std::byte*>(slot + 1), size) : 0;
     const uint64_t lost = count > sub_ ? count - sub_ : 1;
     skip();
     return lost;
@@ -175,7 +176,8 @@ class RingReader {
     if ((s->flags & kSlotPacked) == 0) [[likely]] {
       out->data = payload;
       out->size = size;
-      // Lossy: position + 1, as the ring never packs; read from a slot a lap may be rewriting, it could be torn.
+      // Lossy: position + 1, as the ring never packs; read from a slot a lap may be rewriting, it could be
+      // torn.
       out->sequence = lossless_ ? s->first_message : position + 1;
       out->next_sub = 0;
       out->next_offset = 0;

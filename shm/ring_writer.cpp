@@ -25,7 +25,8 @@ RingWriter::RingWriter(std::byte* base, const TopicGeometry& g, uint32_t index, 
       cheap_commit_(register_cheap_commits()) {
   // acquire: pairs with the daemon's release when it (re)initialised this ring for us.
   head_ = slot_->head.load(std::memory_order_acquire);
-  // relaxed: written with head by the ring's previous writer or reset by the daemon, ordered by head's acquire.
+  // relaxed: written with head by the ring's previous writer or reset by the daemon, ordered by head's
+  // acquire.
   messages_ = std::max(slot_->messages.load(std::memory_order_relaxed), head_);
   seen_subscribers_epoch_ = header_->subscribers_epoch.load(std::memory_order_acquire);
   cached_slowest_ = slowest_cursor();
@@ -89,7 +90,7 @@ bool RingWriter::wait_for_room(std::chrono::nanoseconds timeout) {
 
 std::size_t RingWriter::pack_count(std::span<const std::span<const std::byte>> messages) const {
   if (!lossless_) return 1;  // a lossy reader lapped on a packed slot could not count what it lost
-  uint64_t bytes = 0;  // the messages so far, each but the last rounded up to kPayloadAlignment
+  uint64_t bytes = 0;        // the messages so far, each but the last rounded up to kPayloadAlignment
   std::size_t k = 0;
   for (const auto& m : messages) {
     const uint64_t with_next = round_up_payload(bytes) + m.size();

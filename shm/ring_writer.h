@@ -107,7 +107,8 @@ class RingWriter {
     // release: joiners and lapped readers read head with acquire to find the newest committed position.
     slot_->head.store(head_, std::memory_order_release);
   }
-  // How many of `messages`, from the first, share the next slot: 2 or more that fit packed in a payload, or 1.
+  // How many of `messages`, from the first, share the next slot: 2 or more that fit packed in a payload,
+  // or 1.
   std::size_t pack_count(std::span<const std::span<const std::byte>> messages) const;
   // Writes messages[0..count) (count >= 2, as pack_count found) into one packed slot and commits it.
   uint64_t write_packed(std::span<const std::span<const std::byte>> messages, uint64_t publish_ns);

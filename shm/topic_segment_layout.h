@@ -200,7 +200,7 @@ struct SlotHeader {
   uint64_t publish_ns;             // CLOCK_MONOTONIC
   uint32_t size;                   // payload bytes; readers check it against max_message_size
   uint32_t flags;                  // kSlotPacked or 0
-  uint64_t first_message;          // the message sequence (1, 2, 3... per ring) of the payload's first message
+  uint64_t first_message;  // the message sequence (1, 2, 3... per ring) of the payload's first message
 };
 static_assert(sizeof(SlotHeader) == 32);
 inline constexpr std::size_t kPayloadAlignment = 32;

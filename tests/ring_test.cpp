@@ -332,8 +332,8 @@ bool next_message(RingReader& r, RingReader::Message* m) {
   return true;
 }
 
-// A run reads at most `max_slots` slots (drain publishes the cursor between runs every quarter ring of slots),
-// also when their messages are fewer than `max`; a packed slot counts once.
+// A run reads at most `max_slots` slots (drain publishes the cursor between runs every quarter ring of
+// slots), also when their messages are fewer than `max`; a packed slot counts once.
 TEST(RingTest, ARunStopsAtItsSlotLimit) {
   RingFixture f(256, 8, true, 1);
   auto w = f.writer(true);

@@ -255,9 +255,9 @@ class Subscriber {
   friend class EventSource;
   explicit Subscriber(std::unique_ptr<detail::SubscriberCore> core);
   // drain's two halves. begin_run finds a ring with a message ready and views its consecutive ready messages,
-  // at most `max` and 64, from at most a quarter ring of slots (the cursor goes out between runs): returns the views (valid until
-  // end_run) and their count in *count, 0 if nothing is ready; *lossy if the ring may overwrite them. end_run
-  // consumes the first `consumed` of them; `last`: drain stops after this run.
+  // at most `max` and 64, from at most a quarter ring of slots (the cursor goes out between runs): returns
+  // the views (valid until end_run) and their count in *count, 0 if nothing is ready; *lossy if the ring may
+  // overwrite them. end_run consumes the first `consumed` of them; `last`: drain stops after this run.
   const SampleView* begin_run(std::size_t max, std::size_t* count, bool* lossy);
   void end_run(std::size_t consumed, bool last) noexcept;
   struct RunEnd {

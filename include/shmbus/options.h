@@ -19,9 +19,9 @@ enum class Policy : uint32_t {
 // max_publishers x depth x (max_message_size + 32) bytes, rounded to cache lines.
 struct TopicSettings {
   std::optional<uint32_t>
-      max_message_size;                     // default 4096 bytes (typed endpoints ask for at least sizeof(T))
-  std::optional<uint32_t> depth;            // slots per publisher ring; power of two; default 64
-  std::optional<Policy> policy;             // default kLossy
+      max_message_size;           // default 4096 bytes (typed endpoints ask for at least sizeof(T))
+  std::optional<uint32_t> depth;  // slots per publisher ring; power of two; default 64
+  std::optional<Policy> policy;   // default kLossy
   // Messages kept for late joiners (<= depth - 2); default 0. Counted in slots: the slot of a packed batch
   // (Publisher::publish_batch) counts once, so a joiner may get more.
   std::optional<uint32_t> history;
