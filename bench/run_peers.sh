@@ -258,8 +258,8 @@ for peer in "${peers[@]}"; do
       continue
     fi
   fi
-  if [[ "$peer" == floor ]]; then
-    row floor rtt 8  # the floor moves 8 bytes whatever the size, and has no stream mode
+  if [[ "$peer" == floor || "$peer" == futex-floor ]]; then
+    row "$peer" rtt 8  # the floors move 8 bytes whatever the size, and have no stream mode
     continue
   fi
   for mode in rtt stream; do

@@ -25,7 +25,7 @@ import subprocess
 import sys
 
 SIZES = [8, 64, 1024, 4096, 65536, 1048576, 4194304]
-PEER_ORDER = ["floor", "stream-floor", "stream-floor-slotted", "shmbus", "shmbus-copy", "shmbus-blocking", "shmbus-event-source", "shmbus-batch", "shmbus-drain", "naive-ring", "iceoryx", "uds",
+PEER_ORDER = ["floor", "futex-floor", "stream-floor", "stream-floor-slotted", "shmbus", "shmbus-copy", "shmbus-blocking", "shmbus-event-source", "shmbus-batch", "shmbus-drain", "naive-ring", "iceoryx", "uds",
               "boost-mq", "zmq"]
 
 
@@ -128,7 +128,7 @@ def split_rounds(rows):
         if r.get("peer") == "run_peers":
             rounds.append({})
         elif (rounds and "error" not in r and r.get("mode") in ("rtt", "stream") and
-              (r.get("size") == 64 or r.get("peer") == "floor")):  # the floor moves no payload: its rows say 8 B
+              (r.get("size") == 64 or r.get("peer") in ("floor", "futex-floor"))):  # floors: 8 B rows
             rounds[-1][(r["peer"], r["mode"])] = r
     return [r for r in rounds if r]
 
@@ -434,6 +434,13 @@ class Report:
             self.target("blocking wake-up p50 < ½ UDS rtt p50 (64 B)",
                         f"{ns(v)} (blocking rtt/2: a reader asleep in take() each hop){extra}; ½ UDS rtt {ns(half)}",
                         ns(half), v < half, self.miss(v / half, 1.0))
+        # The floor of any blocking wake-up: a bare futex ping-pong between the same two CPUs.
+        fb, fb_note = self.over_rounds("shmbus-blocking", "futex-floor", "rtt", lambda x, y: x["p50_ns"] / y["p50_ns"])
+        fu, fu_note = self.over_rounds("uds", "futex-floor", "rtt", lambda x, y: x["p50_ns"] / y["p50_ns"])
+        if fb is not None and fu is not None:
+            self.target("blocking wake-up floor (a bare futex ping-pong, `futex-floor`; not a target)",
+                        f"shmbus-blocking rtt {ratio(fb)} the futex floor's ({fb_note}); UDS rtt {ratio(fu)} "
+                        f"the futex floor's ({fu_note})", "–", None, "")
         r, note = self.over_rounds("shmbus-event-source", "uds", "rtt", lambda x, y: x["p50_ns"] / y["p50_ns"])
         if r is not None:
             self.target("event-loop wake-up (an `EventSource` fd in `poll()` each hop; not a target)",
