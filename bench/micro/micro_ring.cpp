@@ -6,6 +6,9 @@
 //                                   the ring is refilled between batches outside the timed region;
 //                                   one iteration is a batch of 256, counter ns_per_msg is per message
 //   BM_Round/<size>/<touch>         one message through: claim + commit, then peek + skip, lossless
+//   BM_BatchRound/<max>             64 messages of 64 B through: write_batch, then message() + consume() for
+//                                   each, lossless, on a topic whose messages may be <max> bytes (64: one a
+//                                   slot; 4096: packed, 60 a slot); times are per message
 //
 // <touch> 0: only the 8-byte sequence is written/read (what a zero-copy user of a large frame
 // pays for the queue); 1: the whole payload is written (memset) and read (summed).
@@ -14,10 +17,13 @@
 #include <benchmark/benchmark.h>
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <span>
 #include <string>
+#include <vector>
 
 #include "shm/ring_reader.h"
 #include "shm/ring_writer.h"
@@ -168,6 +174,42 @@ void BM_Round(benchmark::State& state) {
   state.SetBytesProcessed(state.iterations() * size);
 }
 
+void BM_BatchRound(benchmark::State& state) {
+  const auto max_message = static_cast<uint32_t>(state.range(0));
+  constexpr std::size_t kBatch = 64;
+  PrivateRing ring(max_message, true, 1);
+  RingWriter writer(ring.segment.data(), ring.g, 0, 1, true);
+  RingReader reader(ring.segment.data(), ring.g, 0, 0, 1, 0, 16, /*lossless=*/true);
+  std::vector<std::array<uint64_t, 8>> storage(kBatch);
+  std::vector<std::span<const std::byte>> batch;
+  for (auto& m : storage) batch.push_back(std::as_bytes(std::span(m)));
+  uint64_t seq = 0;
+  for (auto _ : state) {
+    for (auto& m : storage) m[0] = seq++;
+    if (writer.write_batch(batch, 0, std::chrono::nanoseconds(0)) != kBatch) {
+      state.SkipWithError("write_batch: the ring is full (cursor not published?)");
+      break;
+    }
+    uint64_t sum = 0;
+    for (std::size_t i = 0; i < kBatch; ++i) {
+      SlotHeader* slot = nullptr;
+      uint64_t dropped = 0;
+      RingReader::Message m;
+      if (reader.peek(&slot, &dropped) != RingReader::Peek::kReady || !reader.message(slot, &m)) {
+        state.SkipWithError("message missing");
+        return;
+      }
+      uint64_t first = 0;
+      std::memcpy(&first, m.data, sizeof first);
+      sum += first;
+      reader.consume(m.position, m.next_sub, m.next_offset);
+    }
+    benchmark::DoNotOptimize(sum);
+    reader.publish_cursor(true);
+  }
+  state.SetItemsProcessed(state.iterations() * kBatch);
+}
+
 void sizes(benchmark::internal::Benchmark* b) {
   b->ArgNames({"size", "touch"});
   for (int64_t size : {64, 4096})
@@ -178,6 +220,7 @@ BENCHMARK_CAPTURE(BM_ClaimCommit, lossy, false)->Apply(sizes);
 BENCHMARK_CAPTURE(BM_ClaimCommit, lossless, true)->Apply(sizes);
 BENCHMARK(BM_PeekSkip)->Apply(sizes)->UseManualTime();
 BENCHMARK(BM_Round)->Apply(sizes);
+BENCHMARK(BM_BatchRound)->ArgName("max")->Arg(64)->Arg(4096);
 
 }  // namespace
 
