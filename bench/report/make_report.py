@@ -271,7 +271,10 @@ class Report:
             if "ns_per_msg" in b:  # BM_PeekSkip: an iteration is a batch; only the reading is timed
                 out.append(f"| `{b['name']}` | {b['ns_per_msg']:.1f} ns | – | {b['iterations']} × 256 |")
                 continue
-            out.append(f"| `{b['name']}` | {b['real_time'] * unit:.1f} ns | {b['cpu_time'] * unit:.1f} ns | {b['iterations']} |")
+            per = float(b.get("messages_per_iteration", 1))  # BM_BatchRound: an iteration is a batch of 64
+            count = f"{b['iterations']} × {per:.0f}" if per != 1 else f"{b['iterations']}"
+            out.append(f"| `{b['name']}` | {b['real_time'] * unit / per:.1f} ns | {b['cpu_time'] * unit / per:.1f} ns | "
+                       f"{count} |")
         ctx = self.micro.get("context", {})
         out.append("")
         out.append(f"Google Benchmark {ctx.get('library_version', '')}, {ctx.get('num_cpus', '?')} CPUs at "

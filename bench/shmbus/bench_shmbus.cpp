@@ -6,8 +6,9 @@
 //   bench-shmbus-batch     copy, handed over kBatch messages at a time with publish_batch (one release
 //                          and one sleeper check per batch), received with Subscriber::drain (up to kBatch
 //                          per call, each copied out). The topic allows kBatchSlotBytes messages, so that
-//                          a batch of smaller ones shares slots (shm/packed_slot.h); its ring holds about as
-//                          many messages as the naive ring's. In rtt mode every message goes out at once.
+//                          a batch of smaller ones shares slots (shm/packed_slot.h); at 64 B its ring holds
+//                          about as many messages as the naive ring's. In rtt mode every message goes out at
+//                          once.
 //   bench-shmbus-drain     zero-copy as bench-shmbus, one message per publish; received with
 //                          Subscriber::drain (up to kBatch per call, the sequence read in place)
 //   bench-shmbus-event-source  zero-copy, but the receiver waits in poll() on an EventSource's fd between
@@ -52,7 +53,7 @@ class ShmbusTransport {
     settings.max_message_size = static_cast<uint32_t>(o.size);
     settings.depth = static_cast<uint32_t>(bench::ring_slots_for(o.size + 32));  // as the naive ring
     if (V == Variant::kBatch && o.size < kBatchSlotBytes) {
-      // Larger slots, fewer of them: about the naive ring's messages in flight (at least 4 slots).
+      // Larger slots, fewer of them: at 64 B about the naive ring's messages in flight (at least 4 slots).
       settings.max_message_size = kBatchSlotBytes;
       settings.depth = static_cast<uint32_t>(std::bit_floor(std::max<std::size_t>(
           4, bench::ring_slots_for(o.size + 32) * (o.size + 32) / (kBatchSlotBytes + 32))));
