@@ -64,7 +64,8 @@ uint64_t take_u64(RingReader& r) {
 }
 
 // A lossless reader thread's loop: takes `count` messages in order, counting in `failures` every message
-// `expected(slot, i)` rejects and any drop; publishes its cursor as a subscriber does.
+// `expected(message, i)` rejects, every sequence but i + 1 and any drop; publishes its cursor as a subscriber
+// does.
 template <typename Check>
 void read_in_order(RingFixture& f, uint32_t s, uint64_t count, std::atomic<int>& failures, Check expected) {
   auto r = f.reader(s);
