@@ -347,6 +347,7 @@ bool EventSourceState::arm() {
       closed[i] = h->closed.load(std::memory_order_relaxed);
       // seq_cst (inside): Dekker with the writer's commit then load of sleepers and of the armed word, as in
       // Subscriber::take; a writer that commits after this sees the sleeper and changes the armed value.
+      cores[i]->stop_counting_as_sleeper();  // a take() that slept counted it; the thread counts it now
       shm::enter_sleep(h, sleep_flags[i]);
       targets[i + 1] = {&h->wake_word, shm::arm_wake_word(h)};
     }

@@ -50,6 +50,7 @@ Status SubscriberCore::attach(const std::string& topic_name) {
 
 void SubscriberCore::detach() {
   if (!attached) return;
+  stop_counting_as_sleeper();
   attached = false;
   active.clear();
   if (lost.load(std::memory_order_relaxed) ||
@@ -345,7 +346,7 @@ Sample Subscriber::take(std::chrono::nanoseconds timeout) {
     // Dekker with the writer's commit then load of sleepers and of the armed word: either it sees us sleeping
     // and wakes us, or our re-check below sees its message (seq_cst increment and arming, then the fence; the
     // first sleep goes unfenced and short, see shm/sleep_fence.h).
-    shm::enter_sleep(h, core_->stats);
+    core_->count_as_sleeper();                    // once: the count stays after we return
     const uint32_t word = shm::arm_wake_word(h);  // the value we sleep on
     core_->sleeping = true;                       // the mapping must stay until leave_sleep
     // Capped also when fenced, so that a publisher ring handed out meanwhile is noticed (its epoch bump wakes
@@ -363,7 +364,6 @@ Sample Subscriber::take(std::chrono::nanoseconds timeout) {
         }
       }
     }
-    shm::leave_sleep(h, core_->stats);
     core_->sleeping = false;
     if (s) return s;
     if (std::chrono::steady_clock::now() >= deadline) return try_take();

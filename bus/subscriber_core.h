@@ -42,8 +42,25 @@ struct SubscriberCore {
   // Samples still held from rings freed or handed on since: they no longer count against max_held_samples,
   // but they still point into this mapping, which must stay until they are released (no re-open).
   uint32_t orphan_held = 0;
-  // Inside a sleep (between enter_sleep and leave_sleep on the current topic): the mapping must not change.
+  // Inside a sleep (from arming the wake word to the end of the futex wait): the mapping must not change.
   bool sleeping = false;
+  // Counted in the topic's sleepers (shm::enter_sleep) since take() first slept. take() keeps the count when
+  // it returns: a reader that blocks again soon then neither decrements it on its way out of a sleep (taking
+  // the header's cache line back from the writer that woke it, on the path from its wake-up to its reply)
+  // nor increments it before the next sleep. Writers meanwhile find a sleeper on every commit and load the
+  // wake word, which stays disarmed (no wake-up) and unwritten while the reader is awake. Withdrawn by
+  // detach() and before a WaitSet or an EventSource counts this reader in its own way.
+  bool counted_sleeper = false;
+  void count_as_sleeper() {
+    if (counted_sleeper) return;
+    shm::enter_sleep(topic.header(), stats);
+    counted_sleeper = true;
+  }
+  void stop_counting_as_sleeper() {
+    if (!counted_sleeper) return;
+    shm::leave_sleep(topic.header(), stats);
+    counted_sleeper = false;
+  }
   // Inside a drain callback: a view points into the current mapping and a reader is mid-visit, so nothing
   // may look for messages (find_ready returns nothing) or re-open.
   bool draining = false;

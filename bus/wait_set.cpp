@@ -65,7 +65,8 @@ std::vector<Subscriber*> WaitSet::wait(std::chrono::nanoseconds timeout) {
     }
     for (std::size_t i = 0; i < slept_on; ++i) {
       shm::TopicHeader* h = subscribers_[i]->core_->topic.header();
-      // The same sleep protocol as Subscriber::take, once per topic.
+      // The same sleep protocol as Subscriber::take, once per topic, but counted for this sleep only.
+      subscribers_[i]->core_->stop_counting_as_sleeper();
       shm::enter_sleep(h, subscribers_[i]->core_->stats);
       targets[i] = {&h->wake_word, shm::arm_wake_word(h)};
       subscribers_[i]->core_->sleeping = true;  // the mapping must stay until leave_sleep

@@ -547,7 +547,10 @@ void TopicRegistry::detach(const Endpoint& e, uint64_t peer_id) {
     t.subscriber_owner[e.slot] = 0;
     shm::SubscriberSlot* slot = t.subscriber(e.slot);
     t.retired_drops += slot->dropped.load(std::memory_order_relaxed);
-    if (slot->sleeping.exchange(0, std::memory_order_relaxed) != 0) shm::decrement_sleepers(t.header());
+    // Capped: the count is the reader's to write, and a corrupt one must not stall this loop.
+    const uint32_t counted =
+        std::min(slot->sleeping.exchange(0, std::memory_order_relaxed), shm::kMaxSleeperCounts);
+    for (uint32_t i = 0; i < counted; ++i) shm::decrement_sleepers(t.header());
     slot->state.store(shm::kSlotFree, std::memory_order_release);
     for (uint32_t p = 0; p < t.geometry.max_publishers; ++p) {
       t.cursor(p, e.slot)->value.store(shm::kCursorInactive, std::memory_order_seq_cst);

@@ -127,6 +127,7 @@ std::size_t RingWriter::write_batch(std::span<const std::span<const std::byte>> 
   std::size_t done = 0;
   while (done < messages.size()) {
     if (!wait_for_room(timeout)) break;
+    if (woke_last_) prefetch_for_write(&header_->wake_word);  // as in claim()
     // Lossless: as many slots as the slowest reader left free (at least one: the gate is open). Lossy: at
     // most a ring, so that no slot is written twice in one batch.
     const uint64_t room = lossless_ ? geometry_.depth - (head_ - cached_slowest_) : geometry_.depth;
@@ -163,7 +164,11 @@ std::size_t RingWriter::write_batch(std::span<const std::span<const std::byte>> 
     // One check for sleepers (and one wake-up) a chunk. Without cheap commits, a seq_cst fence orders the
     // sequences before it (Dekker with a reader going to sleep), once for the whole chunk.
     if (!cheap_commit_) std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (written > 0 && sleepers_present()) wake_readers();
+    if (written > 0 && sleepers_present()) {
+      wake_readers();
+    } else {
+      woke_last_ = false;
+    }
     done += written;
   }
   return done;
@@ -176,6 +181,7 @@ void RingWriter::wake_readers() {
   // seq_cst (a plain load and the locked exchange on x86): after our commit and our load of sleepers, as
   // that load is (Dekker with the sleeper, which arms before its fence; shm/sleep_fence.h).
   uint32_t w = header_->wake_word.load(std::memory_order_seq_cst);
+  woke_last_ = (w & 1) != 0;
   while ((w & 1) != 0) {
     if (header_->wake_word.compare_exchange_weak(w, w + 1, std::memory_order_seq_cst)) {
       futex_wake(&header_->wake_word);

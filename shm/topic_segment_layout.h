@@ -24,8 +24,9 @@ namespace shmbus::shm {
 inline constexpr std::size_t kCacheLine = 64;
 inline constexpr uint64_t kTopicMagic = 0x3150'4f54'5355'4253;  // "SBUSTOP1" little-endian
 // 2: readers arm the wake word (bit 0) before sleeping; 3: packed slots, SlotHeader::first_message,
-// PublisherSlot::messages.
-inline constexpr uint32_t kLayoutVersion = 3;
+// PublisherSlot::messages; 4: SubscriberSlot::sleeping is a count, and a reader stays counted in sleepers
+// between blocking takes.
+inline constexpr uint32_t kLayoutVersion = 4;
 inline constexpr std::size_t kMaxTopicNameBytes = 255;
 
 // Limits that keep every size computation far from overflow.
@@ -101,7 +102,7 @@ struct alignas(kCacheLine) TopicHeader {
 
   // Read by every writer on every publish: it changes only when a reader sleeps or a subscriber joins/leaves.
   alignas(kCacheLine) std::atomic<uint32_t> wake_word;  // futex word blocking readers sleep on; bit 0: armed
-  std::atomic<uint32_t> sleepers;                       // readers inside (or about to enter) futex_wait
+  std::atomic<uint32_t> sleepers;                       // readers that may sleep on the wake word
   std::atomic<uint32_t> subscribers_epoch;              // bumped by the daemon on join/leave: writers rescan
   uint8_t pad2_[52];
 };
@@ -161,8 +162,9 @@ struct alignas(kCacheLine) SubscriberSlot {
   std::atomic<uint32_t> state;  // kSlotFree or kSlotActive
   uint32_t pid;
   uint32_t uid;
-  std::atomic<uint32_t>
-      sleeping;  // 1 while this reader counts in TopicHeader::sleepers (repair after a crash)
+  // How many times this reader counts in TopicHeader::sleepers (repair after a crash): at most
+  // kMaxSleeperCounts, its owner's take() and its EventSource's thread.
+  std::atomic<uint32_t> sleeping;
   uint64_t participant_id;
   uint8_t pad0_[40];
 
@@ -262,13 +264,15 @@ inline std::byte* slot_payload(SlotHeader* slot) {
   return reinterpret_cast<std::byte*>(slot + 1);
 }
 
-// A reader announces that it is about to sleep on `h`'s wake word, and withdraws afterwards. The per-reader
-// flag lets the daemon undo the count of a reader killed while asleep (else every publish would make a
-// syscall).
+// A reader announces that it may sleep on `h`'s wake word, and withdraws later (Subscriber::take keeps the
+// count between takes, see SubscriberCore::counted_sleeper). The per-reader count lets the daemon undo the
+// counts of a reader killed while counted (else every publish would load the wake word in vain).
+inline constexpr uint32_t kMaxSleeperCounts = 2;
 inline void enter_sleep(TopicHeader* h, SubscriberSlot* me) {
   // seq_cst: Dekker with the writer's seq_cst commit + load of sleepers (see RingWriter::commit).
   h->sleepers.fetch_add(1, std::memory_order_seq_cst);
-  me->sleeping.store(1, std::memory_order_relaxed);
+  // relaxed: a count for the daemon's repair, which runs only once this process is gone.
+  me->sleeping.fetch_add(1, std::memory_order_relaxed);
 }
 // The value a reader about to sleep waits on: the wake word with its low bit set, asking the next writer for
 // a wake-up. Writers wake only an armed word and disarm it as they bump it (RingWriter::wake_readers): one
@@ -294,7 +298,7 @@ inline void decrement_sleepers(TopicHeader* h) {
 }
 inline void leave_sleep(TopicHeader* h, SubscriberSlot* me) {
   decrement_sleepers(h);
-  me->sleeping.store(0, std::memory_order_relaxed);
+  me->sleeping.fetch_sub(1, std::memory_order_relaxed);
 }
 
 // Bucket index of a latency in the histogram, and the upper bound of a bucket in nanoseconds.

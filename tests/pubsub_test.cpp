@@ -409,6 +409,11 @@ void expect_a_missed_wake_up_is_late_and_counted(
     const auto published = std::chrono::steady_clock::now();
     const bool sent = publish_text(pub, "unannounced").ok();
     waiter.join();
+    // Back to the true count, as the readers' slots record it: a take() stays counted after it returns.
+    uint32_t counts = 0;
+    for (uint32_t i = 0; i < g->max_subscribers; ++i)
+      counts += shm::subscriber_slot(segment.data(), *g, i)->sleeping.load(std::memory_order_relaxed);
+    h->sleepers.store(counts);
     ASSERT_TRUE(asleep) << "the waiter never slept";
     ASSERT_TRUE(sent);
     ASSERT_TRUE(got) << "attempt " << attempt << ": the message was not delivered";
@@ -487,6 +492,96 @@ TEST(PubSubTest, AMissedWakeUpInAnEventSourceCostsASleepsCapAndIsCounted) {
   EXPECT_TRUE(turn());
   later.join();
   EXPECT_EQ(sub->late_wakeups(), 1u);
+}
+
+// The sleeper counts of the test daemon's only topic: the topic's (what writers look at) and the sum of its
+// readers' own (what the daemon undoes for a reader that dies).
+struct SleeperCounts {
+  shm::Segment segment;
+  shm::TopicHeader* header = nullptr;
+  shm::TopicGeometry geometry{};
+
+  explicit SleeperCounts(TestDaemon& daemon) {
+    const std::vector<std::string> names = daemon.segments();
+    if (names.size() != 1) throw std::runtime_error("expected one topic segment");
+    segment = shm::Segment::open(names[0]);
+    header = shm::topic_header(segment.data());
+    std::string error;
+    const auto g = shm::validate_topic_header(*header, segment.size(), &error);
+    if (!g) throw std::runtime_error(error);
+    geometry = *g;
+  }
+  uint32_t topic() const { return header->sleepers.load(); }
+  uint32_t readers() const {
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < geometry.max_subscribers; ++i)
+      n += shm::subscriber_slot(segment.data(), geometry, i)->sleeping.load();
+    return n;
+  }
+};
+
+// A take() that slept leaves its subscriber counted as a sleeper (so that the next sleep and the wake-up
+// write nothing to the count's line), once however often it sleeps; a WaitSet counts it for its own sleeps
+// only; leaving the topic withdraws the count.
+TEST(PubSubTest, ABlockingTakeStaysCountedAsASleeperUntilTheSubscriberLeaves) {
+  TestDaemon daemon;
+  Bus bus = daemon.connect();
+  auto pub = bus.publisher("wake/counted");
+  ASSERT_TRUE(pub.ok());
+  auto sub = bus.subscriber("wake/counted", {.spin = std::chrono::microseconds(0)});
+  ASSERT_TRUE(sub.ok());
+  SleeperCounts counts(daemon);
+  EXPECT_EQ(counts.topic(), 0u);
+  // Nothing to take, no spin: each take sleeps until its timeout.
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_FALSE(sub->take(20ms));
+    EXPECT_EQ(counts.topic(), 1u) << "take " << i;
+    EXPECT_EQ(counts.readers(), 1u) << "take " << i;
+  }
+  // Woken by a publish (or finding it at once, if this thread was late): counted once still.
+  std::thread later([&] {
+    std::this_thread::sleep_for(50ms);
+    (void)publish_text(*pub, "later");
+  });
+  EXPECT_TRUE(sub->take(10s));
+  later.join();
+  EXPECT_EQ(counts.topic(), 1u);
+  EXPECT_EQ(counts.readers(), 1u);
+  WaitSet set(std::chrono::microseconds(0));
+  set.add(*sub);
+  EXPECT_TRUE(set.wait(20ms).empty());
+  EXPECT_EQ(counts.topic(), 0u) << "the WaitSet's sleep replaced take()'s count and withdrew its own";
+  EXPECT_EQ(counts.readers(), 0u);
+  EXPECT_FALSE(sub->take(20ms));
+  EXPECT_EQ(counts.topic(), 1u);
+  sub = Status{Errc::kClosed, "left"};  // the subscriber closes
+  EXPECT_EQ(counts.topic(), 0u);
+  EXPECT_EQ(counts.readers(), 0u);
+}
+
+// kill -9 of a subscriber still counted as a sleeper after a blocking take: the daemon undoes its count, so
+// writers stop looking at the wake word for it.
+TEST(PubSubTest, ASubscriberKilledAfterABlockingTakeIsNoLongerCounted) {
+  TestDaemon daemon;
+  Bus bus = daemon.connect();
+  auto pub = bus.publisher("wake/killed");
+  ASSERT_TRUE(pub.ok());
+  ChildProcess holder({TEST_PEER_PATH, "hold", "wake/killed", "1"});
+  ASSERT_EQ(holder.read_line(), "ready");
+  SleeperCounts counts(daemon);
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (counts.topic() == 0 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(1ms);
+  ASSERT_EQ(counts.topic(), 1u) << "the holder never slept in take()";
+  ASSERT_TRUE(publish_text(*pub, "held").ok());
+  ASSERT_EQ(holder.read_line(), "holding");
+  EXPECT_EQ(counts.topic(), 1u) << "still counted after its take returned";
+  EXPECT_EQ(counts.readers(), 1u);
+  holder.kill(SIGKILL);
+  EXPECT_EQ(holder.wait(), 128 + SIGKILL);
+  const auto reaped = std::chrono::steady_clock::now() + 5s;
+  while (counts.topic() != 0 && std::chrono::steady_clock::now() < reaped) std::this_thread::sleep_for(1ms);
+  EXPECT_EQ(counts.topic(), 0u) << "the daemon undid the dead reader's count";
+  EXPECT_EQ(counts.readers(), 0u);
 }
 
 TEST(PubSubTest, WaitSetWakesOnAnyOfSeveralTopics) {
