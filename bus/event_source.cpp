@@ -50,8 +50,8 @@ void clear_readable(int event_fd) {
 }  // namespace
 
 // One watched subscriber, with the background thread's own view of the two things it touches: the topic
-// header (wake word, sleepers, epoch, closed) and the subscriber's slot (the `sleeping` flag the daemon uses
-// to undo the sleepers count of a process killed while asleep). The alias survives the subscriber unmapping
+// header (wake word, sleepers, epoch, closed) and the subscriber's slot (the `sleeping` count the daemon uses
+// to undo the sleepers counts of a process killed while counted). The alias survives the subscriber unmapping
 // its topic to re-open it, so the thread never reads memory the owner thread may unmap.
 struct WatchedSubscriber {
   Subscriber* subscriber = nullptr;

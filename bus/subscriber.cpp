@@ -32,6 +32,7 @@ Status SubscriberCore::attach(const std::string& topic_name) {
   if (reply.slot >= attachment->geometry.max_subscribers) {
     return {Errc::kProtocolError, "the daemon assigned an out-of-range subscriber slot"};
   }
+  stop_counting_as_sleeper();  // counted on the mapping this one replaces
   topic = std::move(attachment).value();
   slot = reply.slot;
   id = reply.participant_id;
@@ -49,8 +50,9 @@ Status SubscriberCore::attach(const std::string& topic_name) {
 }
 
 void SubscriberCore::detach() {
-  if (!attached) return;
+  // Also when not attached: a take() may have counted it on the mapping a failed re-open left in place.
   stop_counting_as_sleeper();
+  if (!attached) return;
   attached = false;
   active.clear();
   if (lost.load(std::memory_order_relaxed) ||
@@ -348,7 +350,7 @@ Sample Subscriber::take(std::chrono::nanoseconds timeout) {
     // first sleep goes unfenced and short, see shm/sleep_fence.h).
     core_->count_as_sleeper();                    // once: the count stays after we return
     const uint32_t word = shm::arm_wake_word(h);  // the value we sleep on
-    core_->sleeping = true;                       // the mapping must stay until leave_sleep
+    core_->sleeping = true;                       // the mapping must stay until the sleep is over
     // Capped also when fenced, so that a publisher ring handed out meanwhile is noticed (its epoch bump wakes
     // nobody).
     const std::chrono::nanoseconds cap = fence.before_sleep(std::chrono::milliseconds(200));

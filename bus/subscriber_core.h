@@ -56,9 +56,10 @@ struct SubscriberCore {
     shm::enter_sleep(topic.header(), stats);
     counted_sleeper = true;
   }
+  // A lost endpoint's counts were undone by the daemon that dropped it: nothing to withdraw then.
   void stop_counting_as_sleeper() {
     if (!counted_sleeper) return;
-    shm::leave_sleep(topic.header(), stats);
+    if (!lost.load(std::memory_order_relaxed)) shm::leave_sleep(topic.header(), stats);
     counted_sleeper = false;
   }
   // Inside a drain callback: a view points into the current mapping and a reader is mid-visit, so nothing

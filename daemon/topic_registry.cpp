@@ -466,6 +466,7 @@ Result<uint32_t> TopicRegistry::add_subscriber(Topic& t, uint64_t owner, pid_t p
   slot->latency_sum_ns.store(0, std::memory_order_relaxed);
   slot->latency_samples.store(0, std::memory_order_relaxed);
   slot->late_wakeups.store(0, std::memory_order_relaxed);
+  slot->sleeping.store(0, std::memory_order_relaxed);  // a former owner's counts were undone when it left
   for (auto& b : slot->latency_ns) b.store(0, std::memory_order_relaxed);
   int64_t starts = 0;  // sum of the start positions chosen below, for the queueing metrics
   const bool lossless = *t.settings.policy == Policy::kLossless;

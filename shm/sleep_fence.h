@@ -1,7 +1,8 @@
 // The store-load ordering between a publisher's commit and a reader going to sleep, paid by the sleeper.
 //
-// A commit stores a slot's sequence and then loads the topic's sleeper count; a reader about to sleep
-// increments that count and then looks for data once more. Each side needs its store ordered before its load
+// A commit stores a slot's sequence and then loads the topic's sleeper count and wake word; a reader about
+// to sleep, counted among the sleepers, arms the wake word (a locked RMW) and then looks for data once
+// more. Each side needs its store ordered before its load
 // (Dekker), or both can miss the other: the reader sleeps on a message nobody wakes it for. A seq_cst store
 // in every commit orders it, but on x86 that is a locked instruction that waits for the slot's cache line to
 // come back from the reader's core: a full cross-core round trip per message, the largest cost of streaming.

@@ -162,8 +162,8 @@ struct alignas(kCacheLine) SubscriberSlot {
   std::atomic<uint32_t> state;  // kSlotFree or kSlotActive
   uint32_t pid;
   uint32_t uid;
-  // How many times this reader counts in TopicHeader::sleepers (repair after a crash): at most
-  // kMaxSleeperCounts, its owner's take() and its EventSource's thread.
+  // How many times this reader counts in TopicHeader::sleepers (repair after a crash): its owner's take()
+  // and each EventSource thread watching it.
   std::atomic<uint32_t> sleeping;
   uint64_t participant_id;
   uint8_t pad0_[40];
@@ -267,7 +267,10 @@ inline std::byte* slot_payload(SlotHeader* slot) {
 // A reader announces that it may sleep on `h`'s wake word, and withdraws later (Subscriber::take keeps the
 // count between takes, see SubscriberCore::counted_sleeper). The per-reader count lets the daemon undo the
 // counts of a reader killed while counted (else every publish would load the wake word in vain).
-inline constexpr uint32_t kMaxSleeperCounts = 2;
+// The most counts of one reader the daemon undoes: a take() and an EventSource thread per source watching
+// it. More, and a crash leaves the topic's count high (harmless: writers load the wake word in vain); the
+// cap keeps a corrupt count from taking other readers' counts away.
+inline constexpr uint32_t kMaxSleeperCounts = 8;
 inline void enter_sleep(TopicHeader* h, SubscriberSlot* me) {
   // seq_cst: Dekker with the writer's seq_cst commit + load of sleepers (see RingWriter::commit).
   h->sleepers.fetch_add(1, std::memory_order_seq_cst);
@@ -296,9 +299,15 @@ inline void decrement_sleepers(TopicHeader* h) {
   while (v != 0 && !h->sleepers.compare_exchange_weak(v, v - 1, std::memory_order_relaxed)) {
   }
 }
+// The reader's own count first, and the topic's only if the reader's was not already 0 (the daemon undid
+// both, say, after it dropped this process): a reader killed between the two leaves the topic's count one
+// too high (writers load the wake word in vain), never one too low (another reader's wake-ups lost).
+// relaxed: counts.
 inline void leave_sleep(TopicHeader* h, SubscriberSlot* me) {
-  decrement_sleepers(h);
-  me->sleeping.fetch_sub(1, std::memory_order_relaxed);
+  uint32_t mine = me->sleeping.load(std::memory_order_relaxed);
+  while (mine != 0 && !me->sleeping.compare_exchange_weak(mine, mine - 1, std::memory_order_relaxed)) {
+  }
+  if (mine != 0) decrement_sleepers(h);
 }
 
 // Bucket index of a latency in the histogram, and the upper bound of a bucket in nanoseconds.

@@ -85,6 +85,29 @@ void read_in_order(RingFixture& f, uint32_t s, uint64_t count, std::atomic<int>&
   if (dropped != 0) ++failures;
 }
 
+// A reader's withdrawal from the topic's sleeper count goes through its own count first: one whose counts
+// were already undone (the daemon dropped it and repaired them) takes nothing from the other readers'.
+TEST(RingTest, LeavingASleepNeverTakesAnotherReadersCount) {
+  RingFixture f(64, 8, true, 2);
+  TopicHeader* h = topic_header(f.segment.data());
+  SubscriberSlot* a = subscriber_slot(f.segment.data(), f.g, 0);
+  SubscriberSlot* b = subscriber_slot(f.segment.data(), f.g, 1);
+  enter_sleep(h, a);
+  enter_sleep(h, b);
+  enter_sleep(h, b);  // b counted twice: a take() and an EventSource thread
+  EXPECT_EQ(h->sleepers.load(), 3u);
+  EXPECT_EQ(b->sleeping.load(), 2u);
+  a->sleeping.store(0);      // as the daemon's repair leaves it ...
+  h->sleepers.fetch_sub(1);  // ... having undone a's count
+  leave_sleep(h, a);         // a, unaware, withdraws again
+  EXPECT_EQ(h->sleepers.load(), 2u) << "b's counts are intact";
+  EXPECT_EQ(a->sleeping.load(), 0u) << "no wrap below zero";
+  leave_sleep(h, b);
+  leave_sleep(h, b);
+  EXPECT_EQ(h->sleepers.load(), 0u);
+  EXPECT_EQ(b->sleeping.load(), 0u);
+}
+
 TEST(RingTest, WrapsAroundManyTimesInOrder) {
   RingFixture f(64, 8, true, 1);
   auto w = f.writer(true);
