@@ -2,16 +2,16 @@
 //
 // A commit stores a slot's sequence and then loads the topic's sleeper count and wake word; a reader about
 // to sleep, counted among the sleepers, arms the wake word (a locked RMW) and then looks for data once
-// more. Each side needs its store ordered before its load
-// (Dekker), or both can miss the other: the reader sleeps on a message nobody wakes it for. A seq_cst store
-// in every commit orders it, but on x86 that is a locked instruction that waits for the slot's cache line to
-// come back from the reader's core: a full cross-core round trip per message, the largest cost of streaming.
+// more. Each side needs its store ordered before its load (Dekker), or both can miss the other: the reader
+// sleeps on a message nobody wakes it for. A seq_cst store in every commit orders it, but on x86 that is a
+// locked instruction that waits for the slot's cache line to come back from the reader's core: a full
+// cross-core round trip per message, the largest cost of streaming.
 //
 // So the orders are asymmetric (membarrier(2), as liburcu and folly do): a publisher whose process is
-// registered commits with a plain release store and a compiler barrier; a reader going to sleep, after its
-// seq_cst increment, runs membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED), which executes a full memory barrier
-// on every CPU that runs a registered process. Either a publisher's load of the count comes after that
-// barrier and sees the increment, or its earlier store was drained by it and the reader's re-check sees the
+// registered commits with a plain release store and a compiler barrier; a reader going to sleep, after it
+// armed the wake word, runs membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED), which executes a full memory barrier
+// on every CPU that runs a registered process. Either a publisher's loads of the count and the word come
+// after that barrier and see them, or its earlier store was drained by it and the reader's re-check sees the
 // message. Processes that cannot register commit with a seq_cst store, as before; a reader whose membarrier
 // fails sleeps at most kUnfencedSleepCap at a time, so a missed wake-up costs that much and no more.
 //

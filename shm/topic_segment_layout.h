@@ -264,13 +264,14 @@ inline std::byte* slot_payload(SlotHeader* slot) {
   return reinterpret_cast<std::byte*>(slot + 1);
 }
 
-// A reader announces that it may sleep on `h`'s wake word, and withdraws later (Subscriber::take keeps the
-// count between takes, see SubscriberCore::counted_sleeper). The per-reader count lets the daemon undo the
-// counts of a reader killed while counted (else every publish would load the wake word in vain).
 // The most counts of one reader the daemon undoes: a take() and an EventSource thread per source watching
 // it. More, and a crash leaves the topic's count high (harmless: writers load the wake word in vain); the
 // cap keeps a corrupt count from taking other readers' counts away.
 inline constexpr uint32_t kMaxSleeperCounts = 8;
+
+// A reader announces that it may sleep on `h`'s wake word, and withdraws later (Subscriber::take keeps the
+// count between takes, see SubscriberCore::counted_sleeper). The per-reader count lets the daemon undo the
+// counts of a reader killed while counted (else every publish would load the wake word in vain).
 inline void enter_sleep(TopicHeader* h, SubscriberSlot* me) {
   // seq_cst: Dekker with the writer's seq_cst commit + load of sleepers (see RingWriter::commit).
   h->sleepers.fetch_add(1, std::memory_order_seq_cst);
