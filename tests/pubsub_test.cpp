@@ -335,7 +335,7 @@ TEST(PubSubTest, ASampleOfAFreedRingStaysReadableAcrossADaemonRestart) {
   const auto deadline = std::chrono::steady_clock::now() + 10s;
   while (!m && std::chrono::steady_clock::now() < deadline) {
     (void)publish_text(*pub, "new");
-    m = sub->take(500ms);
+    m = sub->take(20ms);
   }
   ASSERT_TRUE(m) << "the subscriber did not re-open after the sample was released";
   EXPECT_EQ(text_of(m), "new");
@@ -367,6 +367,38 @@ bool thread_sleeps(pid_t tid) {
   return paren != std::string::npos && paren + 2 < line.size() && line[paren + 2] == 'S';
 }
 
+// The test daemon's only topic, mapped: the topic's sleeper count (what writers look at) and the sums over
+// its subscriber slots of the readers' own sleeper counts (what the daemon undoes for a reader that dies)
+// and of their late wake-ups.
+struct OnlyTopic {
+  shm::Segment segment;
+  shm::TopicHeader* header = nullptr;
+  shm::TopicGeometry geometry{};
+
+  explicit OnlyTopic(TestDaemon& daemon) {
+    const std::vector<std::string> names = daemon.segments();
+    if (names.size() != 1) throw std::runtime_error("expected one topic segment");
+    segment = shm::Segment::open(names[0]);
+    header = shm::topic_header(segment.data());
+    std::string error;
+    const auto g = shm::validate_topic_header(*header, segment.size(), &error);
+    if (!g) throw std::runtime_error(error);
+    geometry = *g;
+  }
+  uint32_t sleepers() const { return header->sleepers.load(); }
+  uint32_t counted_in_slots() const {
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < geometry.max_subscribers; ++i) n += slot(i)->sleeping.load();
+    return n;
+  }
+  uint64_t late_wakeups() const {
+    uint64_t n = 0;
+    for (uint32_t i = 0; i < geometry.max_subscribers; ++i) n += slot(i)->late_wakeups.load();
+    return n;
+  }
+  shm::SubscriberSlot* slot(uint32_t i) const { return shm::subscriber_slot(segment.data(), geometry, i); }
+};
+
 // A wake-up nobody makes: a writer that missed the sleeper (the race a wait's unfenced first sleep allows,
 // shm/sleep_fence.h; here the sleeper count is cleared by hand while `wait` sleeps) costs the sleep's cap,
 // not a hang, and is counted in the subscriber's late_wakeups (also in the shared slot the daemon reports).
@@ -377,19 +409,8 @@ bool thread_sleeps(pid_t tid) {
 void expect_a_missed_wake_up_is_late_and_counted(
     TestDaemon& daemon, Publisher& pub, Subscriber& sub, const std::function<bool()>& wait,
     const std::function<bool()>& in_wait = [] { return true; }) {
-  const std::vector<std::string> names = daemon.segments();
-  ASSERT_EQ(names.size(), 1u);
-  shm::Segment segment = shm::Segment::open(names[0]);
-  std::string error;
-  shm::TopicHeader* h = shm::topic_header(segment.data());
-  const auto g = shm::validate_topic_header(*h, segment.size(), &error);
-  ASSERT_TRUE(g) << error;
-  auto counted = [&] {
-    uint64_t n = 0;
-    for (uint32_t i = 0; i < g->max_subscribers; ++i)
-      n += shm::subscriber_slot(segment.data(), *g, i)->late_wakeups.load(std::memory_order_relaxed);
-    return n;
-  };
+  const OnlyTopic topic(daemon);
+  shm::TopicHeader* h = topic.header;
   uint64_t late = 0;
   for (int attempt = 0; attempt < 5 && late == 0; ++attempt) {
     std::atomic<pid_t> tid{0};
@@ -410,17 +431,14 @@ void expect_a_missed_wake_up_is_late_and_counted(
     const bool sent = publish_text(pub, "unannounced").ok();
     waiter.join();
     // Back to the true count, as the readers' slots record it: a take() stays counted after it returns.
-    uint32_t counts = 0;
-    for (uint32_t i = 0; i < g->max_subscribers; ++i)
-      counts += shm::subscriber_slot(segment.data(), *g, i)->sleeping.load(std::memory_order_relaxed);
-    h->sleepers.store(counts);
+    h->sleepers.store(topic.counted_in_slots());
     ASSERT_TRUE(asleep) << "the waiter never slept";
     ASSERT_TRUE(sent);
     ASSERT_TRUE(got) << "attempt " << attempt << ": the message was not delivered";
     // Liveness: one sleep's cap (10 or 200 ms), with a generous margin for a loaded machine.
     EXPECT_LT(std::chrono::steady_clock::now() - published, 5s);
     late = sub.late_wakeups();
-    EXPECT_EQ(counted(), late) << "the shared slot reports what the subscriber counts";
+    EXPECT_EQ(topic.late_wakeups(), late) << "the shared slot reports what the subscriber counts";
   }
   EXPECT_EQ(late, 1u) << "a missed wake-up was never counted in five attempts";
 }
@@ -494,32 +512,6 @@ TEST(PubSubTest, AMissedWakeUpInAnEventSourceCostsASleepsCapAndIsCounted) {
   EXPECT_EQ(sub->late_wakeups(), 1u);
 }
 
-// The sleeper counts of the test daemon's only topic: the topic's (what writers look at) and the sum of its
-// readers' own (what the daemon undoes for a reader that dies).
-struct SleeperCounts {
-  shm::Segment segment;
-  shm::TopicHeader* header = nullptr;
-  shm::TopicGeometry geometry{};
-
-  explicit SleeperCounts(TestDaemon& daemon) {
-    const std::vector<std::string> names = daemon.segments();
-    if (names.size() != 1) throw std::runtime_error("expected one topic segment");
-    segment = shm::Segment::open(names[0]);
-    header = shm::topic_header(segment.data());
-    std::string error;
-    const auto g = shm::validate_topic_header(*header, segment.size(), &error);
-    if (!g) throw std::runtime_error(error);
-    geometry = *g;
-  }
-  uint32_t topic() const { return header->sleepers.load(); }
-  uint32_t readers() const {
-    uint32_t n = 0;
-    for (uint32_t i = 0; i < geometry.max_subscribers; ++i)
-      n += shm::subscriber_slot(segment.data(), geometry, i)->sleeping.load();
-    return n;
-  }
-};
-
 // A take() that slept leaves its subscriber counted as a sleeper (so that the next sleep and the wake-up
 // write nothing to the count's line), once however often it sleeps; a WaitSet counts it for its own sleeps
 // only; leaving the topic withdraws the count.
@@ -530,13 +522,13 @@ TEST(PubSubTest, ABlockingTakeStaysCountedAsASleeperUntilTheSubscriberLeaves) {
   ASSERT_TRUE(pub.ok());
   auto sub = bus.subscriber("wake/counted", {.spin = std::chrono::microseconds(0)});
   ASSERT_TRUE(sub.ok());
-  SleeperCounts counts(daemon);
-  EXPECT_EQ(counts.topic(), 0u);
+  OnlyTopic counts(daemon);
+  EXPECT_EQ(counts.sleepers(), 0u);
   // Nothing to take, no spin: each take sleeps until its timeout.
   for (int i = 0; i < 3; ++i) {
     EXPECT_FALSE(sub->take(500ms));
-    EXPECT_EQ(counts.topic(), 1u) << "take " << i;
-    EXPECT_EQ(counts.readers(), 1u) << "take " << i;
+    EXPECT_EQ(counts.sleepers(), 1u) << "take " << i;
+    EXPECT_EQ(counts.counted_in_slots(), 1u) << "take " << i;
   }
   // Woken by a publish (or finding it at once, if this thread was late): counted once still.
   std::thread later([&] {
@@ -545,18 +537,18 @@ TEST(PubSubTest, ABlockingTakeStaysCountedAsASleeperUntilTheSubscriberLeaves) {
   });
   EXPECT_TRUE(sub->take(10s));
   later.join();
-  EXPECT_EQ(counts.topic(), 1u);
-  EXPECT_EQ(counts.readers(), 1u);
+  EXPECT_EQ(counts.sleepers(), 1u);
+  EXPECT_EQ(counts.counted_in_slots(), 1u);
   WaitSet set(std::chrono::microseconds(0));
   set.add(*sub);
   EXPECT_TRUE(set.wait(500ms).empty());
-  EXPECT_EQ(counts.topic(), 0u) << "the WaitSet's sleep replaced take()'s count and withdrew its own";
-  EXPECT_EQ(counts.readers(), 0u);
+  EXPECT_EQ(counts.sleepers(), 0u) << "the WaitSet's sleep replaced take()'s count and withdrew its own";
+  EXPECT_EQ(counts.counted_in_slots(), 0u);
   EXPECT_FALSE(sub->take(500ms));
-  EXPECT_EQ(counts.topic(), 1u);
+  EXPECT_EQ(counts.sleepers(), 1u);
   sub = Status{Errc::kClosed, "left"};  // the subscriber closes
-  EXPECT_EQ(counts.topic(), 0u);
-  EXPECT_EQ(counts.readers(), 0u);
+  EXPECT_EQ(counts.sleepers(), 0u);
+  EXPECT_EQ(counts.counted_in_slots(), 0u);
 }
 
 // kill -9 of a subscriber still counted as a sleeper after a blocking take: the daemon undoes its count, so
@@ -568,20 +560,22 @@ TEST(PubSubTest, ASubscriberKilledAfterABlockingTakeIsNoLongerCounted) {
   ASSERT_TRUE(pub.ok());
   ChildProcess holder({TEST_PEER_PATH, "hold", "wake/killed", "1"});
   ASSERT_EQ(holder.read_line(), "ready");
-  SleeperCounts counts(daemon);
+  OnlyTopic counts(daemon);
   const auto deadline = std::chrono::steady_clock::now() + 5s;
-  while (counts.topic() == 0 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(1ms);
-  ASSERT_EQ(counts.topic(), 1u) << "the holder never slept in take()";
+  while (counts.sleepers() == 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(1ms);
+  ASSERT_EQ(counts.sleepers(), 1u) << "the holder never slept in take()";
   ASSERT_TRUE(publish_text(*pub, "held").ok());
   ASSERT_EQ(holder.read_line(), "holding");
-  EXPECT_EQ(counts.topic(), 1u) << "still counted after its take returned";
-  EXPECT_EQ(counts.readers(), 1u);
+  EXPECT_EQ(counts.sleepers(), 1u) << "still counted after its take returned";
+  EXPECT_EQ(counts.counted_in_slots(), 1u);
   holder.kill(SIGKILL);
   EXPECT_EQ(holder.wait(), 128 + SIGKILL);
   const auto reaped = std::chrono::steady_clock::now() + 5s;
-  while (counts.topic() != 0 && std::chrono::steady_clock::now() < reaped) std::this_thread::sleep_for(1ms);
-  EXPECT_EQ(counts.topic(), 0u) << "the daemon undid the dead reader's count";
-  EXPECT_EQ(counts.readers(), 0u);
+  while (counts.sleepers() != 0 && std::chrono::steady_clock::now() < reaped)
+    std::this_thread::sleep_for(1ms);
+  EXPECT_EQ(counts.sleepers(), 0u) << "the daemon undid the dead reader's count";
+  EXPECT_EQ(counts.counted_in_slots(), 0u);
 }
 
 TEST(PubSubTest, WaitSetWakesOnAnyOfSeveralTopics) {
@@ -841,15 +835,10 @@ TEST(PubSubTest, LatencyIsSampledOnOneTakeIn64AndAfterALull) {
     ASSERT_TRUE(sub->take(5s));
   }
 
-  const std::vector<std::string> names = daemon.segments();
-  ASSERT_EQ(names.size(), 1u);
-  shm::Segment segment = shm::Segment::open(names[0]);
-  std::string error;
-  const auto g = shm::validate_topic_header(*shm::topic_header(segment.data()), segment.size(), &error);
-  ASSERT_TRUE(g) << error;
+  const OnlyTopic mapped(daemon);
   uint64_t histogram = 0, samples = 0;
-  for (uint32_t s = 0; s < g->max_subscribers; ++s) {
-    const shm::SubscriberSlot* slot = shm::subscriber_slot(segment.data(), *g, s);
+  for (uint32_t s = 0; s < mapped.geometry.max_subscribers; ++s) {
+    const shm::SubscriberSlot* slot = mapped.slot(s);
     for (const auto& bucket : slot->latency_ns) histogram += bucket.load(std::memory_order_relaxed);
     samples += slot->latency_samples.load(std::memory_order_acquire);
   }
