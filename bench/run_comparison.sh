@@ -72,7 +72,7 @@ if $build; then
   targets=()
   available="$(cmake --build "$build_dir" --target help 2>/dev/null)"
   for t in shmbusd bench-floor bench-futex-floor bench-stream-floor bench-stream-floor-slotted bench-naive-ring bench-uds bench-zmq \
-    bench-boost-mq bench-iceoryx bench-shmbus bench-shmbus-copy bench-shmbus-blocking bench-shmbus-event-source \
+    bench-boost-mq bench-iceoryx bench-shmbus bench-shmbus-unstamped bench-shmbus-copy bench-shmbus-blocking bench-shmbus-event-source \
     bench-shmbus-batch bench-shmbus-drain bench-shmbus-fanout bench-micro-ring; do
     grep -qE "^\.\.\. $t( |\$)" <<<"$available" && targets+=(--target "$t")
   done
@@ -91,7 +91,7 @@ failed=()
 
 # 1. Every peer and the three shmbus variants, rtt and stream, all sizes, probes beside each row.
 echo "run_comparison.sh: [1/4] (+$(($(date +%s) - started)) s) peers (run_peers.sh)"
-peer_args=(--bin-dir "$bin_dir" --peers "floor futex-floor stream-floor stream-floor-slotted shmbus shmbus-copy shmbus-blocking shmbus-event-source shmbus-batch shmbus-drain naive-ring iceoryx uds boost-mq zmq")
+peer_args=(--bin-dir "$bin_dir" --peers "floor futex-floor stream-floor stream-floor-slotted shmbus shmbus-unstamped shmbus-copy shmbus-blocking shmbus-event-source shmbus-batch shmbus-drain naive-ring iceoryx uds boost-mq zmq")
 $quick && peer_args+=(--quick --sizes "64 4096")
 [[ -n "$cpu_a" ]] && peer_args+=(--cpu-a "$cpu_a" --cpu-b "$cpu_b") || peer_args+=(--no-pin)
 BENCH_CDF_DIR="$raw/cdf" "$bench_dir/run_peers.sh" "${peer_args[@]}" "$raw/peers.jsonl" || failed+=("run_peers.sh")
@@ -102,7 +102,7 @@ BENCH_CDF_DIR="$raw/cdf" "$bench_dir/run_peers.sh" "${peer_args[@]}" "$raw/peers
 rounds=5
 $quick && rounds=1
 echo "run_comparison.sh: [1b/4] (+$(($(date +%s) - started)) s) 64 B target rows, $rounds alternating rounds"
-round_peers="floor naive-ring stream-floor stream-floor-slotted shmbus shmbus-drain shmbus-batch"
+round_peers="floor naive-ring stream-floor stream-floor-slotted shmbus shmbus-unstamped shmbus-drain shmbus-batch"
 round_peers+=" shmbus-blocking shmbus-event-source uds futex-floor"  # the blocking wake-up target and its floor
 round_args=(--bin-dir "$bin_dir" --peers "$round_peers" --sizes 64)
 $quick && round_args+=(--quick)

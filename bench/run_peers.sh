@@ -75,7 +75,7 @@ rtt_count() {  # $1 size, $2 peer
     return
   fi
   case "$2" in
-    floor | shmbus | shmbus-drain | iceoryx)
+    floor | shmbus | shmbus-unstamped | shmbus-drain | iceoryx)
       case "$1" in 8 | 64) echo 200000 ;; *) echo 20000 ;; esac
       return
       ;;

@@ -199,7 +199,9 @@ bool Outbound::encode_record(Route& route, const SampleView& m, uint64_t& sequen
     route.dropped_seen = dropped;
     if (!intact) return false;
   }
-  const auto publish_time = static_cast<uint64_t>(now_ns(m.publish_time()) + realtime_offset_ns_);
+  // 0 on the wire: the publisher does not stamp (PublisherOptions::stamp_publish_time).
+  const auto publish_time =
+      m.has_publish_time() ? static_cast<uint64_t>(now_ns(m.publish_time()) + realtime_offset_ns_) : 0;
   encode_record_header(++sequence, publish_time, static_cast<uint32_t>(size), out.first<kRecordHeaderSize>());
   return true;
 }

@@ -39,7 +39,7 @@ inline constexpr std::size_t kOffsetEpoch = 16;   // u64: origin bridge start (n
 inline constexpr std::size_t kRecordHeaderSize = 20;
 inline constexpr std::size_t kRecordSequence = 0;  // u64: 1, 2, 3... per origin, epoch and topic
 inline constexpr std::size_t kRecordPublishTime =
-    8;                                          // u64: publish time at the origin, ns since the Unix epoch
+    8;  // u64: publish time at the origin, ns since the Unix epoch; 0: its publisher does not stamp
 inline constexpr std::size_t kRecordSize = 16;  // u32: payload bytes that follow
 
 // What a sender puts in one batch at most. A single message larger than the byte bound travels alone. A

@@ -114,7 +114,7 @@ Result<Loan> Publisher::loan() {
 void Publisher::publish(Loan&& loan) {
   if (loan.owner_ != core_.get() || loan.data_ == nullptr) return;  // not ours, or empty: nothing to publish
   const auto size = static_cast<uint32_t>(std::min(loan.size_, loan.capacity_));
-  core_->writer.commit(size, detail::stamp_now_ns());
+  core_->writer.commit(size, core_->stamp());
   loan.owner_ = nullptr;
   loan.data_ = nullptr;
   core_->loan_outstanding = false;
@@ -158,7 +158,7 @@ Result<std::size_t> Publisher::publish_batch(std::span<const std::span<const std
   }
   if (messages.empty()) return std::size_t{0};
   const std::size_t done =
-      core_->writer.write_batch(messages, detail::stamp_now_ns(), core_->options.full_timeout);
+      core_->writer.write_batch(messages, core_->stamp(), core_->options.full_timeout);
   if (done == 0) {
     return Status{Errc::kTimeout,
                   "topic " + core_->topic.topic + " is full: its slowest subscriber did not keep up"};

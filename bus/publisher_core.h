@@ -7,6 +7,7 @@
 #include <string>
 
 #include "bus/connection.h"
+#include "bus/stamp_clock.h"
 #include "bus/topic_attachment.h"
 #include "shm/ring_writer.h"
 #include "shmbus/options.h"
@@ -45,6 +46,8 @@ struct PublisherCore {
   Status reopen();
   // Gives the endpoint back to the daemon, unless it already went away with its daemon.
   void detach();
+  // The publish stamp of a message committed now: 0 (no time) unless options.stamp_publish_time.
+  uint64_t stamp() const { return options.stamp_publish_time ? stamp_now_ns() : 0; }
 };
 
 }  // namespace shmbus::detail

@@ -132,7 +132,7 @@ struct SubscriberCore {
   static constexpr uint64_t kLatencySampleGapNs = 1'000'000;
   void sample_latency(uint64_t index, uint64_t publish_ns) {
     if (index % kLatencySampleEvery == 0 || publish_ns >= next_latency_sample_ns) [[unlikely]] {
-      record_latency(publish_ns);
+      if (publish_ns != 0) record_latency(publish_ns);  // 0: its publisher does not stamp
     }
   }
   // Records one sample and sets next_latency_sample_ns.

@@ -847,5 +847,64 @@ TEST(PubSubTest, LatencyIsSampledOnOneTakeIn64AndAfterALull) {
   EXPECT_EQ(histogram, kSampled);
 }
 
+uint64_t latency_samples(const OnlyTopic& mapped) {
+  uint64_t samples = 0;
+  for (uint32_t s = 0; s < mapped.geometry.max_subscribers; ++s)
+    samples += mapped.slot(s)->latency_samples.load(std::memory_order_acquire);
+  return samples;
+}
+
+// A publisher told not to stamp (PublisherOptions::stamp_publish_time) publishes messages without a time,
+// taken or drained, and they add no waiting-time sample (a zero stamp would read as a latency of the whole
+// uptime); a stamping publisher's messages on the same topic still carry theirs and are sampled.
+TEST(PubSubTest, MessagesOfAPublisherThatDoesNotStampCarryNoTimeAndAreNotSampled) {
+  TestDaemon daemon;
+  Bus bus = daemon.connect();
+  const TopicSettings topic{.max_message_size = 8, .depth = 512, .policy = Policy::kLossless};
+  auto sub = bus.subscriber("latency/unstamped", {.topic = topic});
+  auto unstamped = bus.publisher("latency/unstamped", {.topic = topic, .stamp_publish_time = false});
+  ASSERT_TRUE(sub.ok() && unstamped.ok());
+  const std::array<std::byte, 8> m{};
+  constexpr int kMessages = 200;  // takes 0, 64, 128, 192 would be sampled, and the first after each lull
+  for (int i = 0; i < kMessages; ++i) ASSERT_TRUE(unstamped->publish(m).ok());
+  const std::vector<std::byte> batch(8);
+  const std::array<std::span<const std::byte>, 2> two{std::span(batch), std::span(batch)};
+  auto sent = unstamped->publish_batch(two);
+  ASSERT_TRUE(sent.ok() && *sent == 2u);
+  int taken = 0;
+  for (; taken < kMessages / 2; ++taken) {
+    Sample s = sub->try_take();
+    ASSERT_TRUE(s);
+    EXPECT_FALSE(s.has_publish_time());
+    EXPECT_EQ(s.publish_time(), std::chrono::steady_clock::time_point{});
+  }
+  taken += static_cast<int>(sub->drain(kMessages, [](const SampleView& v) {
+    EXPECT_FALSE(v.has_publish_time());
+    EXPECT_EQ(v.publish_time(), std::chrono::steady_clock::time_point{});
+  }));
+  ASSERT_EQ(taken, kMessages + 2);
+  std::this_thread::sleep_for(2ms);  // a lull: the next take would be sampled by time
+  ASSERT_TRUE(unstamped->publish(m).ok());
+  ASSERT_TRUE(sub->take(5s));
+  const OnlyTopic mapped(daemon);
+  EXPECT_EQ(latency_samples(mapped), 0u);
+
+  auto typed = bus.subscriber<uint64_t>("latency/unstamped", {.topic = topic});
+  auto stamped = bus.publisher<uint64_t>("latency/unstamped", {.topic = topic});
+  ASSERT_TRUE(typed.ok() && stamped.ok());
+  const auto before = std::chrono::steady_clock::now();
+  ASSERT_TRUE(stamped->publish(uint64_t{7}).ok());
+  Sample s = sub->take(5s);
+  ASSERT_TRUE(s);
+  EXPECT_TRUE(s.has_publish_time());
+  EXPECT_GE(s.publish_time(), before);
+  EXPECT_LE(s.publish_time(), std::chrono::steady_clock::now());
+  EXPECT_EQ(latency_samples(mapped), 1u);
+  auto t = typed->take(5s);
+  ASSERT_TRUE(t);
+  EXPECT_EQ(*t, 7u);
+  EXPECT_TRUE(t.has_publish_time());
+}
+
 }  // namespace
 }  // namespace shmbus::test

@@ -32,10 +32,14 @@ void print_sample(const shmbus::Sample& m, const std::string& topic, const std::
     static const char* digits = "0123456789abcdef";
     for (std::size_t i = 0; i < m.size(); ++i) line += {digits[p[i] >> 4], digits[p[i] & 15]};
   } else if (format == "json") {
-    const auto latency = Clock::now() - m.publish_time();
+    // null: the publisher does not stamp its messages.
+    const std::string latency =
+        m.has_publish_time()
+            ? std::to_string(std::chrono::nanoseconds(Clock::now() - m.publish_time()).count())
+            : "null";
     line = "{\"topic\":\"" + topic + "\",\"sequence\":" + std::to_string(m.sequence()) +
            ",\"publisher\":" + std::to_string(m.publisher_id()) + ",\"size\":" + std::to_string(m.size()) +
-           ",\"latency_ns\":" + std::to_string(std::chrono::nanoseconds(latency).count()) + ",\"data\":\"";
+           ",\"latency_ns\":" + latency + ",\"data\":\"";
     for (std::size_t i = 0; i < m.size(); ++i) {
       const unsigned char c = p[i];
       if (c == '"' || c == '\\') {

@@ -25,7 +25,7 @@ import subprocess
 import sys
 
 SIZES = [8, 64, 1024, 4096, 65536, 1048576, 4194304]
-PEER_ORDER = ["floor", "futex-floor", "stream-floor", "stream-floor-slotted", "shmbus", "shmbus-copy", "shmbus-blocking", "shmbus-event-source", "shmbus-batch", "shmbus-drain", "naive-ring", "iceoryx", "uds",
+PEER_ORDER = ["floor", "futex-floor", "stream-floor", "stream-floor-slotted", "shmbus", "shmbus-unstamped", "shmbus-copy", "shmbus-blocking", "shmbus-event-source", "shmbus-batch", "shmbus-drain", "naive-ring", "iceoryx", "uds",
               "boost-mq", "zmq"]
 
 
@@ -386,6 +386,8 @@ class Report:
                 return
             self.target(label, measured, f"≥ {factor:g}×", v >= factor, self.miss_low(v, factor))
         stream_target("stream 64 B ≥ naive ring", "shmbus", "naive-ring", 1.0)
+        stream_target("stream 64 B ≥ naive ring, publisher not stamping (`stamp_publish_time = false`)",
+                      "shmbus-unstamped", "naive-ring", 1.0)
         stream_target("stream 64 B ≥ 20× iceoryx", "shmbus", "iceoryx", 20.0)
         stream_target("stream 64 B ≥ naive ring, one publish per message, read with `drain`", "shmbus-drain",
                       "naive-ring", 1.0)
@@ -622,7 +624,7 @@ class Report:
         w("")
         w("¹ zero copy: only the 8-byte sequence number is written and read in the loaned slot/chunk "
           "(a zero-copy user of a large frame pays the queue, not a memcpy). `shmbus` = loan + publish + busy-poll "
-          "`try_take`; `shmbus-copy` = `publish(span)` + take + memcpy out; `shmbus-batch` = `publish_batch` of 64 copied messages at a time (stream; in rtt every receive flushes, so batches of one) on a topic with 4 KiB slots, where a batch packs messages that fit together into one slot (60 of 64 B), `drain` + memcpy out; `shmbus-drain` = loan + publish one at a time, read in place with `drain` (up to 64 a call); `shmbus-blocking` = zero-copy with the "
+          "`try_take`; `shmbus-unstamped` = the same with `PublisherOptions::stamp_publish_time = false` (no TSC read a publish); `shmbus-copy` = `publish(span)` + take + memcpy out; `shmbus-batch` = `publish_batch` of 64 copied messages at a time (stream; in rtt every receive flushes, so batches of one) on a topic with 4 KiB slots, where a batch packs messages that fit together into one slot (60 of 64 B), `drain` + memcpy out; `shmbus-drain` = loan + publish one at a time, read in place with `drain` (up to 64 a call); `shmbus-blocking` = zero-copy with the "
           "receiver sleeping in `take()` (futex) between messages; `shmbus-event-source` = the same with the receiver "
           "waiting in `poll()` on an `EventSource` fd, as an event loop does (`try_take`, `rearm`, `poll`). iceoryx: zero copy, lossless, busy-polling.")
         w("")

@@ -1,5 +1,7 @@
 // bench-shmbus / bench-shmbus-copy / bench-shmbus-blocking: shmbus in the peer harness.
 //   bench-shmbus           zero-copy: loan, write the sequence in place, publish; busy-poll try_take
+//   bench-shmbus-unstamped as bench-shmbus, but the publisher does not stamp its messages
+//                          (PublisherOptions::stamp_publish_time = false: no TSC read a publish)
 //   bench-shmbus-copy      publish(span) and take + memcpy out: what a copying API costs
 //   bench-shmbus-blocking  zero-copy, but the receiver sleeps in take() (futex) between messages:
 //                          wake-up latency
@@ -34,7 +36,7 @@
 
 namespace {
 
-enum class Variant { kZeroCopy, kCopy, kBlocking, kBatch, kDrain, kEventSource };
+enum class Variant { kZeroCopy, kUnstamped, kCopy, kBlocking, kBatch, kDrain, kEventSource };
 constexpr std::size_t kBatch = 64;
 // bench-shmbus-batch's topic: messages up to 4 KiB, so that a batch packs 60 of 64 B into a slot.
 constexpr std::size_t kBatchSlotBytes = 4096;
@@ -68,7 +70,9 @@ class ShmbusTransport {
     auto sub = bus_->subscriber(in, so);
     if (!sub) throw std::runtime_error(sub.status().to_string());
     sub_ = std::move(sub).value();
-    auto pub = bus_->publisher(out, {.topic = settings, .full_timeout = std::chrono::milliseconds(60000)});
+    auto pub = bus_->publisher(out, {.topic = settings,
+                                     .full_timeout = std::chrono::milliseconds(60000),
+                                     .stamp_publish_time = V != Variant::kUnstamped});
     if (!pub) throw std::runtime_error(pub.status().to_string());
     pub_ = std::move(pub).value();
     while (pub_.subscribers() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
@@ -175,6 +179,7 @@ template <Variant V>
 class ShmbusPeer {
  public:
   static constexpr const char* kName = V == Variant::kZeroCopy      ? "shmbus"
+                                       : V == Variant::kUnstamped   ? "shmbus-unstamped"
                                        : V == Variant::kCopy        ? "shmbus-copy"
                                        : V == Variant::kBatch       ? "shmbus-batch"
                                        : V == Variant::kDrain       ? "shmbus-drain"

@@ -131,9 +131,12 @@ class SampleView {
   std::size_t size() const { return size_; }
   // 1, 2, 3... per publisher: gaps mean messages this subscriber missed (lossy topics).
   uint64_t sequence() const { return sequence_; }
+  // When the publisher published it (steady_clock), or the clock's epoch if it does not stamp
+  // (PublisherOptions::stamp_publish_time).
   std::chrono::steady_clock::time_point publish_time() const {
     return std::chrono::steady_clock::time_point(std::chrono::nanoseconds(publish_ns_));
   }
+  bool has_publish_time() const { return publish_ns_ != 0; }
   uint64_t publisher_id() const { return publisher_id_; }
   // Lossy topics only: false once the publisher lapped the ring and overwrote this message. Check it after
   // reading to know that what was read is intact (always true on lossless topics).
@@ -177,6 +180,7 @@ class Sample : private SampleView {  // private: a SampleView& to a Sample could
   explicit operator bool() const { return data_ != nullptr; }
   using SampleView::bytes;
   using SampleView::data;
+  using SampleView::has_publish_time;
   using SampleView::publish_time;
   using SampleView::publisher_id;
   using SampleView::sequence;
@@ -325,6 +329,7 @@ class TypedSample {
   const T& operator*() const { return *operator->(); }
   uint64_t sequence() const { return sample_.sequence(); }
   std::chrono::steady_clock::time_point publish_time() const { return sample_.publish_time(); }
+  bool has_publish_time() const { return sample_.has_publish_time(); }
   uint64_t publisher_id() const { return sample_.publisher_id(); }
   const Sample& untyped() const { return sample_; }
 
