@@ -342,10 +342,20 @@ class Report:
                 self.target("zero-copy p50 4 KiB..4 MiB ≤ 1.5× 64 B", f"worst {ratio(worst)} at {size_label(worst_size)} "
                             f"({', '.join(parts)})", "1.5×", worst <= 1.5, self.miss(worst, 1.5))
         # 3. p99.9 <= 2x floor p99.9 (64 B)
+        # Tails are set by what else the two vCPUs run (the hypervisor's other guests, the host): one row each
+        # may catch a quiet minute for one and a busy one for the other, so the target is checked, as the p50
+        # is, on the median over the alternating rounds; the table's rows are shown beside it.
         if floor and sb64:
             r = raw_ratio(sb64, floor, "p999_ns")
-            self.target("p99.9 rtt 64 B ≤ 2× floor's p99.9", f"{ratio(r)} (shmbus {ns(sb64['p999_ns'])}, floor "
-                        f"{ns(floor['p999_ns'])}; raw: tails are not probe-normalised)", "2×", r <= 2.0, self.miss(r, 2.0))
+            single = (f"the table's rows: {ratio(r)}, shmbus {ns(sb64['p999_ns'])}, floor {ns(floor['p999_ns'])}; "
+                      "raw: tails are not probe-normalised")
+            v, note = self.over_rounds("shmbus", "floor", "rtt", lambda a, b: raw_ratio(a, b, "p999_ns"))
+            if v is not None:
+                self.target("p99.9 rtt 64 B ≤ 2× floor's p99.9", f"{ratio(v)} ({note}; {single})", "2×", v <= 2.0,
+                            self.miss(v, 2.0))
+            else:
+                self.target("p99.9 rtt 64 B ≤ 2× floor's p99.9", f"{ratio(r)} ({single})", "2×", r <= 2.0,
+                            self.miss(r, 2.0))
         # 4. >= 5x lower p50 than iceoryx at every size
         worst, worst_size, parts = None, None, []
         for size in SIZES:
