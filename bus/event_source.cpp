@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cerrno>
 #include <condition_variable>
+#include <cstddef>
 #include <cstring>
 #include <mutex>
 #include <string>
@@ -237,7 +238,8 @@ Status EventSourceState::alias_topic(WatchedSubscriber& w) {
   // Everything the thread touches lies before the slot's end: the header, then (after publisher slots and
   // cursors) the subscriber slots. The rings, possibly large, are not aliased.
   const std::size_t length = g.subscribers_offset + (core.slot + 1) * sizeof(shm::SubscriberSlot);
-  auto alias = MappingAlias::create(core.topic.base(), length);
+  auto alias =
+      MappingAlias::create(core.topic.base(), length, offsetof(shm::TopicHeader, closed), shm::kTopicClosed);
   if (!alias) return alias.status();
   w.alias = std::move(alias).value();
   w.original_base = core.topic.base();
@@ -262,7 +264,8 @@ Status EventSourceState::add_queue(const void* endpoint, QueueAttachment* attach
   }
   if (Status s = check_capacity(); !s.ok()) return s;
   // The header page only: everything the thread touches (WorkQueueHeader fits in kWorkQueueHeaderBytes).
-  auto alias = MappingAlias::create(attachment->memory.data(), shm::kWorkQueueHeaderBytes);
+  auto alias = MappingAlias::create(attachment->memory.data(), shm::kWorkQueueHeaderBytes,
+                                    offsetof(shm::WorkQueueHeader, closed), 1);
   if (!alias) return alias.status();
   WatchedQueue q;
   q.endpoint = endpoint;

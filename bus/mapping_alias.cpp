@@ -8,6 +8,8 @@
 #include <string>
 #include <utility>
 
+#include "shm/truncation_guard.h"
+
 namespace shmbus::detail {
 
 MappingAlias::MappingAlias(MappingAlias&& other) noexcept
@@ -15,7 +17,10 @@ MappingAlias::MappingAlias(MappingAlias&& other) noexcept
 
 MappingAlias& MappingAlias::operator=(MappingAlias&& other) noexcept {
   if (this != &other) {
-    if (data_ != nullptr) munmap(data_, length_);
+    if (data_ != nullptr) {
+      shm::unguard_mapping(data_);
+      munmap(data_, length_);
+    }
     data_ = std::exchange(other.data_, nullptr);
     length_ = std::exchange(other.length_, 0);
   }
@@ -23,10 +28,14 @@ MappingAlias& MappingAlias::operator=(MappingAlias&& other) noexcept {
 }
 
 MappingAlias::~MappingAlias() {
-  if (data_ != nullptr) munmap(data_, length_);
+  if (data_ != nullptr) {
+    shm::unguard_mapping(data_);
+    munmap(data_, length_);
+  }
 }
 
-Result<MappingAlias> MappingAlias::create(std::byte* original, std::size_t length) {
+Result<MappingAlias> MappingAlias::create(std::byte* original, std::size_t length,
+                                          std::size_t truncation_word, uint32_t truncation_value) {
   const auto page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
   const std::size_t rounded = (length + page - 1) / page * page;
   void* p = mremap(original, 0, rounded, MREMAP_MAYMOVE);
@@ -36,6 +45,7 @@ Result<MappingAlias> MappingAlias::create(std::byte* original, std::size_t lengt
   MappingAlias alias;
   alias.data_ = static_cast<std::byte*>(p);
   alias.length_ = rounded;
+  shm::guard_mapping(alias.data_, alias.length_, truncation_word, truncation_value);
   return alias;
 }
 

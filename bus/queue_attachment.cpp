@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <cstddef>
+
 #include <algorithm>
 
 #include "bus/control_protocol.h"
@@ -58,6 +60,9 @@ Result<std::unique_ptr<QueueAttachment>> QueueAttachment::open(std::shared_ptr<C
   std::string why;
   q->queue = shm::WorkQueue::attach(q->memory.data(), q->memory.size(), &why);
   if (!q->queue) return Status{Errc::kProtocolError, "queue " + q->name + " does not validate: " + why};
+  // Cut short by a participant, the queue reads as closed here (calls fail with kClosed) instead of this
+  // process dying of SIGBUS.
+  q->memory.set_truncation_word(offsetof(shm::WorkQueueHeader, closed), 1);
   return q;
 }
 
@@ -74,11 +79,13 @@ QueueAttachment::~QueueAttachment() {
 Result<shm::ClaimedEntry> QueueAttachment::reserve(std::chrono::nanoseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
+    // Closed first: a closed queue's memory may still take an entry (the daemon stopped, or it was cut short
+    // and grown back empty), which nobody would ever deliver.
+    if (queue->closed()) return Status{Errc::kClosed, "queue " + name + " was closed by the daemon"};
     shm::ClaimedEntry claimed;
     const shm::QueueOp op = queue->reserve(pid, &claimed);
     if (op == shm::QueueOp::kOk) return claimed;
     if (op != shm::QueueOp::kFull) return queue_status(op, name);
-    if (queue->closed()) return Status{Errc::kClosed, "queue " + name + " was closed by the daemon"};
     const auto left = deadline - std::chrono::steady_clock::now();
     if (left <= std::chrono::nanoseconds::zero()) return queue_status(op, name);
     queue->wait_space(std::min<std::chrono::nanoseconds>(left, std::chrono::milliseconds(100)));
@@ -97,6 +104,8 @@ Result<shm::DeliveredEntry> QueueAttachment::pop(std::chrono::nanoseconds visibi
                                                  std::chrono::nanoseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
+    // Closed first: what a closed queue still holds is the daemon's to deliver again once it is opened anew.
+    if (queue->closed()) return Status{Errc::kClosed, "queue " + name + " was closed by the daemon"};
     shm::DeliveredEntry d;
     const shm::QueueOp op = queue->pop(pid, visibility, &d);
     if (op == shm::QueueOp::kOk) return d;
@@ -105,7 +114,6 @@ Result<shm::DeliveredEntry> QueueAttachment::pop(std::chrono::nanoseconds visibi
       continue;
     }
     if (op != shm::QueueOp::kEmpty) return queue_status(op, name);
-    if (queue->closed()) return Status{Errc::kClosed, "queue " + name + " was closed by the daemon"};
     const auto left = deadline - std::chrono::steady_clock::now();
     if (left <= std::chrono::nanoseconds::zero()) {
       return Status{Errc::kTimeout, "nothing arrived on queue " + name + " in time"};

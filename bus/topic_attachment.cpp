@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cstddef>
 #include <cstring>
 
 namespace shmbus::detail {
@@ -22,6 +23,9 @@ Result<TopicAttachment> TopicAttachment::map(int fd, const Reply& reply, const s
   if (a.header()->topic_id != reply.topic_id || std::strncmp(a.header()->name, topic.c_str(), 256) != 0) {
     return Status{Errc::kProtocolError, "topic " + topic + ": the daemon sent another topic's segment"};
   }
+  // A participant that cuts the segment short makes this mapping read as a closed topic: its users re-open
+  // it through the daemon (which replaces the segment) instead of dying of SIGBUS.
+  a.segment.set_truncation_word(offsetof(shm::TopicHeader, closed), shm::kTopicClosed);
   a.geometry = *g;
   a.topic = topic;
   a.topic_id = reply.topic_id;

@@ -8,6 +8,7 @@
 #include <toml++/toml.h>
 #include <algorithm>
 #include <cerrno>
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -483,9 +484,48 @@ void QueueRegistry::adopt() {
   }
 }
 
+bool QueueRegistry::retire_if_cut_short(Queue& q) {
+  const bool durable = q.durable();
+  const std::size_t size = durable ? q.file.size() : q.segment.size();
+  const std::size_t now_size = durable ? q.file.current_size() : q.segment.current_size();
+  if (now_size >= size && !(durable ? q.file.replaced() : q.segment.replaced())) return false;
+  // A segment is grown back first, so that clients still mapping it stop faulting, then closed (remove()
+  // closes it through our mapping, or, if that was replaced, the word goes into the memory itself). A durable
+  // file is left as it is: opened again, it is recovered as after a crash, which keeps the entries it still
+  // holds whole and counts the rest (recovered_corrupt); tick() does so at once. Its clients read the old one
+  // closed.
+  bool restored = true;
+  if (!durable) {
+    restored = q.segment.restore_size();
+    if (restored && q.segment.replaced()) q.segment.write_through(offsetof(shm::WorkQueueHeader, closed), 1);
+  }
+  spdlog::error(
+      "queue {}: a participant cut its {} {} short ({} of {} bytes){}; the queue is closed (calls on it "
+      "fail with kClosed) until it is opened again{}",
+      q.name, durable ? "file" : "segment", durable ? q.file.path() : q.segment.name(), now_size, size,
+      restored ? "" : " and it could not be grown back",
+      durable ? "; it is recovered from the entries its file still holds" : ", empty, on a new segment");
+  ++cut_short_;
+  return true;
+}
+
 void QueueRegistry::tick() {
   ++ticks_;
   const uint64_t now = shm::steady_now_ns();
+  std::vector<uint32_t> cut;
+  std::vector<std::pair<std::string, std::string>> reopen;  // durable ones: key, name
+  for (auto& [id, qp] : queues_) {
+    if (!retire_if_cut_short(*qp)) continue;
+    cut.push_back(id);
+    if (qp->durable()) reopen.emplace_back(qp->key, qp->name);
+  }
+  for (uint32_t id : cut) remove(id);
+  // A durable queue comes back at once from what its file still holds, as at a restart (adopt()).
+  for (const auto& [key, name] : reopen) {
+    const bool service = key.rfind("service:", 0) == 0;
+    auto found = find_or_create(key, name, service ? shm::kQueueService : 0, QueueSettings{.durable = true});
+    if (!found) spdlog::error("cannot recover durable queue {}: {}", key, found.status().message());
+  }
   std::vector<uint32_t> unused;
   for (auto& [id, qp] : queues_) {
     Queue& q = *qp;
@@ -586,6 +626,8 @@ void QueueRegistry::report(toml::table* doc) const {
                                {"metrics", std::move(metrics)}});
   }
   doc->insert("queue", std::move(list));
+  // Queues closed because a participant cut their memory short (retire_if_cut_short).
+  doc->insert("queues_cut_short", static_cast<int64_t>(cut_short_));
 }
 
 }  // namespace shmbus::daemon

@@ -62,6 +62,9 @@ class QueueRegistry {
   void fail_calls(const std::vector<shm::DeliveredEntry>& calls, const std::string& why);
   void release_dead_holders(Queue& q, pid_t pid, bool only_if_dead);
   void remove(uint32_t queue_id);
+  // A participant cut `q`'s memory short (ftruncate): grows it back, closes it in that memory and says so.
+  // True if so; the caller then removes it.
+  bool retire_if_cut_short(Queue& q);
   std::string durable_dir() const;
 
   std::string instance_;
@@ -72,6 +75,7 @@ class QueueRegistry {
   unsigned ticks_ = 0;
   std::map<uint32_t, std::unique_ptr<Queue>> queues_;
   std::map<std::string, uint32_t> by_key_;  // "queue:<name>" or "service:<name>"
+  uint64_t cut_short_ = 0;                  // queues retired by retire_if_cut_short
 };
 
 }  // namespace shmbus::daemon

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <cstddef>
 #include <cstring>
 #include <deque>
 #include <utility>
@@ -751,12 +752,42 @@ void TopicRegistry::remove_if_unused(uint32_t topic_id) {
   topics_.erase(it);
 }
 
+bool TopicRegistry::retire_if_cut_short(Topic& t) {
+  const std::size_t now_size = t.segment.current_size();
+  if (t.reshaped || (now_size >= t.segment.size() && !t.segment.replaced())) return false;
+  // Grown back first, so that processes still mapping it stop faulting (the lost pages read as zeros), then
+  // closed: they re-open the topic and the daemon creates it anew. Their mappings replaced after a fault
+  // (shm/truncation_guard.h) already read as closed.
+  const bool restored = t.segment.restore_size();
+  const bool replaced = t.segment.replaced();  // then our own mapping no longer shows the segment
+  if (!replaced) {
+    // release: readers that see closed stop waiting; then wake every sleeper.
+    t.header()->closed.store(shm::kTopicClosed, std::memory_order_release);
+    shm::bump_wake_word(t.header());
+    shm::futex_wake(&t.header()->wake_word);
+    t.wake_writers();
+  } else if (restored) {
+    t.segment.write_through(offsetof(shm::TopicHeader, closed), shm::kTopicClosed);
+  }
+  spdlog::error(
+      "topic {}: a participant cut its segment {} short ({} of {} bytes){}; the topic is closed and "
+      "made anew: its publishers and subscribers re-open it, and the messages it held are lost",
+      t.name, t.segment.name(), now_size, t.segment.size(),
+      restored ? "" : " and it could not be grown back");
+  shm::Segment::remove(t.segment.name());
+  by_name_.erase(t.name);
+  ++cut_short_;
+  return true;
+}
+
 void TopicRegistry::tick() {
   const auto now = Clock::now();
   const auto grace = std::chrono::duration<double>(config_.dead_ring_grace_s);
   std::vector<uint32_t> ids;
   if (in_tick_) return;
   in_tick_ = true;
+  // Endpoints of a retired topic stay with their participants until they go; their closes find no topic.
+  std::erase_if(topics_, [this](auto& entry) { return retire_if_cut_short(*entry.second); });
   for (auto& [id, topic] : topics_) reap_orphans(*topic);
   for (auto& [id, topic] : topics_) {
     if (!topic->reshaped) find_corruption(*topic);
@@ -1019,6 +1050,8 @@ void TopicRegistry::report(toml::table* doc) const {
     topics.push_back(std::move(entry));
   }
   doc->insert("topic", std::move(topics));
+  // Topics closed and made anew because a participant cut their segment short (retire_if_cut_short).
+  doc->insert("topics_cut_short", static_cast<int64_t>(cut_short_));
 }
 
 }  // namespace shmbus::daemon

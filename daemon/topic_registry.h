@@ -104,6 +104,9 @@ class TopicRegistry {
   void fence(uint64_t peer_id, const std::string& why);
   Result<uint32_t> add_subscriber(Topic& t, uint64_t owner, pid_t pid, uid_t uid, uint32_t history);
   void remove_if_unused(uint32_t topic_id);
+  // A participant cut `t`'s segment short (ftruncate): grows it back, closes the topic in it (its users
+  // re-open it, on a new segment) and forgets its name. True if so; the caller then drops `t`.
+  bool retire_if_cut_short(Topic& t);
   // Takes a queueing-metrics sample of every subscriber of `t` if the last one is kMetricsSampleNs old.
   void sample_metrics(Topic& t, uint64_t now_ns);
 
@@ -113,6 +116,7 @@ class TopicRegistry {
   uint64_t next_endpoint_id_ = 1;
   bool in_tick_ = false;
   std::vector<uint64_t> fenced_;
+  uint64_t cut_short_ = 0;  // topics retired by retire_if_cut_short
   std::map<uint32_t, std::unique_ptr<Topic>> topics_;
   std::map<std::string, uint32_t> by_name_;
 };

@@ -8,6 +8,9 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <utility>
+
+#include "shm/truncation_guard.h"
 
 namespace shmbus::shm {
 
@@ -48,6 +51,7 @@ MappedFile MappedFile::open(const std::string& path, std::size_t size, std::size
   try {
     f.file_ = bip::file_mapping(path.c_str(), bip::read_write);
     f.region_ = bip::mapped_region(f.file_, bip::read_write, 0, size);
+    f.guarded_ = guard_mapping(f.data(), f.size());
   } catch (const bip::interprocess_exception& e) {
     throw std::runtime_error("cannot map " + path + ": " + e.what());
   }
@@ -55,7 +59,51 @@ MappedFile MappedFile::open(const std::string& path, std::size_t size, std::size
 }
 
 int MappedFile::duplicate_fd() const {
-  return fcntl(file_.get_mapping_handle().handle, F_DUPFD_CLOEXEC, 0);
+  return fcntl(fd(), F_DUPFD_CLOEXEC, 0);
+}
+
+MappedFile::~MappedFile() {
+  if (guarded_) unguard_mapping(data());
+}
+
+MappedFile::MappedFile(MappedFile&& other) noexcept
+    : path_(std::move(other.path_)),
+      guarded_(std::exchange(other.guarded_, false)),
+      file_(std::move(other.file_)),
+      region_(std::move(other.region_)) {}
+
+MappedFile& MappedFile::operator=(MappedFile&& other) noexcept {
+  if (this != &other) {
+    if (guarded_) unguard_mapping(data());  // before the move below unmaps it
+    path_ = std::move(other.path_);
+    guarded_ = std::exchange(other.guarded_, false);
+    file_ = std::move(other.file_);
+    region_ = std::move(other.region_);
+  }
+  return *this;
+}
+
+void MappedFile::set_truncation_word(std::size_t offset, uint32_t value) {
+  if (guarded_) guard_mapping(data(), size(), offset, value);
+}
+
+bool MappedFile::replaced() const {
+  return guarded_ && mapping_replaced(data());
+}
+
+std::size_t MappedFile::current_size() const {
+  struct stat st {};
+  if (data() == nullptr || fstat(fd(), &st) != 0 || st.st_size < 0) return size();
+  return static_cast<std::size_t>(st.st_size);
+}
+
+bool MappedFile::restore_size() const {
+  return data() != nullptr && ftruncate(fd(), static_cast<off_t>(size())) == 0 &&
+         posix_fallocate(fd(), 0, static_cast<off_t>(size())) == 0;
+}
+
+bool MappedFile::write_through(std::size_t offset, uint32_t value) const {
+  return data() != nullptr && pwrite(fd(), &value, sizeof value, static_cast<off_t>(offset)) == sizeof value;
 }
 
 }  // namespace shmbus::shm

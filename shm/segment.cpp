@@ -12,6 +12,8 @@
 #include <stdexcept>
 #include <utility>
 
+#include "shm/truncation_guard.h"
+
 namespace shmbus::shm {
 namespace bip = boost::interprocess;
 
@@ -54,6 +56,7 @@ Segment Segment::create(const std::string& name, std::size_t size, mode_t mode, 
     }
     s.region_ = bip::mapped_region(object, bip::read_write, 0, size, nullptr, kMapOptions);
     s.fd_ = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    s.guard();
   } catch (const bip::interprocess_exception& e) {
     bip::shared_memory_object::remove(name.c_str());
     throw failure("cannot create", name, e);
@@ -68,6 +71,7 @@ Segment Segment::open(const std::string& name) {
     bip::shared_memory_object object(bip::open_only, name.c_str(), bip::read_write);
     s.region_ = bip::mapped_region(object, bip::read_write, 0, 0, nullptr, kMapOptions);
     s.fd_ = fcntl(object.get_mapping_handle().handle, F_DUPFD_CLOEXEC, 0);
+    s.guard();
   } catch (const bip::interprocess_exception& e) {
     throw failure("cannot open", name, e);
   }
@@ -94,6 +98,7 @@ Segment Segment::map_fd(int fd, const std::string& name) {
   try {
     s.region_ = bip::mapped_region(DescriptorMapping{fd}, bip::read_write, 0,
                                    static_cast<std::size_t>(st.st_size), nullptr, kMapOptions);
+    s.guard();
   } catch (const bip::interprocess_exception& e) {
     throw failure("cannot map", name, e);
   }
@@ -104,18 +109,51 @@ int Segment::duplicate_fd() const {
   return fd_ < 0 ? -1 : fcntl(fd_, F_DUPFD_CLOEXEC, 0);
 }
 
+void Segment::guard() {
+  guarded_ = guard_mapping(data(), size());
+}
+
+void Segment::set_truncation_word(std::size_t offset, uint32_t value) {
+  if (guarded_) guard_mapping(data(), size(), offset, value);
+}
+
+bool Segment::replaced() const {
+  return guarded_ && mapping_replaced(data());
+}
+
+std::size_t Segment::current_size() const {
+  struct stat st {};
+  if (fd_ < 0 || fstat(fd_, &st) != 0 || st.st_size < 0) return size();
+  return static_cast<std::size_t>(st.st_size);
+}
+
+bool Segment::restore_size() const {
+  return fd_ >= 0 && ftruncate(fd_, static_cast<off_t>(size())) == 0 &&
+         posix_fallocate(fd_, 0, static_cast<off_t>(size())) == 0;
+}
+
+bool Segment::write_through(std::size_t offset, uint32_t value) const {
+  return fd_ >= 0 && pwrite(fd_, &value, sizeof value, static_cast<off_t>(offset)) == sizeof value;
+}
+
 Segment::~Segment() {
+  if (guarded_) unguard_mapping(data());
   if (fd_ >= 0) close(fd_);
 }
 
 Segment::Segment(Segment&& other) noexcept
-    : name_(std::move(other.name_)), fd_(std::exchange(other.fd_, -1)), region_(std::move(other.region_)) {}
+    : name_(std::move(other.name_)),
+      fd_(std::exchange(other.fd_, -1)),
+      guarded_(std::exchange(other.guarded_, false)),
+      region_(std::move(other.region_)) {}
 
 Segment& Segment::operator=(Segment&& other) noexcept {
   if (this != &other) {
+    if (guarded_) unguard_mapping(data());  // before the move below unmaps it
     if (fd_ >= 0) close(fd_);
     name_ = std::move(other.name_);
     fd_ = std::exchange(other.fd_, -1);
+    guarded_ = std::exchange(other.guarded_, false);
     region_ = std::move(other.region_);
   }
   return *this;

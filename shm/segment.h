@@ -10,6 +10,7 @@
 #include <boost/interprocess/mapped_region.hpp>
 #include <boost/interprocess/shared_memory_object.hpp>
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -44,14 +45,33 @@ class Segment {
   // Names (with the leading '/') of the segments in /dev/shm that start with `prefix` (also with '/').
   static std::vector<std::string> list(const std::string& prefix);
 
+  // A peer that cuts the segment short (ftruncate) cannot kill this process with SIGBUS: the mapping is
+  // guarded (shm/truncation_guard.h), and replaced by private zero pages at the first access past the new
+  // end. `value` is then written at `offset` of the replacement (a word that tells its users the segment is
+  // gone).
+  void set_truncation_word(std::size_t offset, uint32_t value);
+  // True once the mapping was replaced that way: it no longer shows the shared segment.
+  bool replaced() const;
+  // The segment's current size (fstat), for creators and openers by name; size() when it cannot tell.
+  std::size_t current_size() const;
+  // Grows a segment cut short back to size() (the lost pages come back zero-filled). Creators and openers
+  // by name only. False on failure.
+  bool restore_size() const;
+  // Writes `value` at `offset` of the segment through its descriptor, for when this mapping was replaced.
+  // Creators and openers by name only. False on failure.
+  bool write_through(std::size_t offset, uint32_t value) const;
+
   std::byte* data() const { return static_cast<std::byte*>(region_.get_address()); }
   std::size_t size() const { return region_.get_size(); }
   const std::string& name() const { return name_; }
   bool valid() const { return data() != nullptr; }
 
  private:
+  void guard();
+
   std::string name_;
   int fd_ = -1;  // kept by creators for duplicate_fd(); closed by the destructor
+  bool guarded_ = false;
   boost::interprocess::mapped_region region_;
 };
 
