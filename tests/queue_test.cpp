@@ -47,16 +47,6 @@ int wait_exit(pid_t pid) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-toml::table queue_stats(const TestDaemon& daemon, const std::string& name) {
-  toml::table doc = toml::parse(daemon.statistics());
-  if (const toml::array* queues = doc["queue"].as_array()) {
-    for (const toml::node& n : *queues) {
-      if ((*n.as_table())["name"].value_or(std::string()) == name) return *n.as_table();
-    }
-  }
-  return {};
-}
-
 TEST(QueueTest, CompetingConsumerProcessesGetEachMessageExactlyOnce) {
   TestDaemon daemon;
   Bus bus = daemon.connect();
@@ -103,7 +93,7 @@ TEST(QueueTest, CompetingConsumerProcessesGetEachMessageExactlyOnce) {
   std::filesystem::remove_all(dir);
   ASSERT_EQ(got.size(), kMessages);
   for (uint64_t i = 0; i < kMessages; ++i) ASSERT_EQ(got.count(i * 2654435761u), 1u) << "message " << i;
-  const toml::table s = queue_stats(daemon, "jobs/work");
+  const toml::table s = daemon.queue_statistics("jobs/work");
   EXPECT_EQ(s["acked"].value_or(0LL), static_cast<int64_t>(kMessages + kConsumers));
   EXPECT_EQ(s["in_flight"].value_or(-1LL), 0);
 }
@@ -133,11 +123,12 @@ TEST(QueueTest, KilledConsumersDeliveriesComeBackWithTheirDeliveryCount) {
   // bound) before receiving: otherwise 4 and 5, still ready, may go out before the reclaim puts 1..3 back in
   // place.
   const auto deadline = std::chrono::steady_clock::now() + 10s;
-  while (queue_stats(daemon, "jobs/kill")["in_flight"].value_or(-1LL) != 0 &&
+  while (daemon.queue_statistics("jobs/kill")["in_flight"].value_or(-1LL) != 0 &&
          std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(10ms);
   }
-  ASSERT_EQ(queue_stats(daemon, "jobs/kill")["in_flight"].value_or(-1LL), 0) << "not reclaimed within 10 s";
+  ASSERT_EQ(daemon.queue_statistics("jobs/kill")["in_flight"].value_or(-1LL), 0)
+      << "not reclaimed within 10 s";
   auto consumer = bus.queue_consumer("jobs/kill");
   ASSERT_TRUE(consumer.ok());
   std::vector<uint64_t> order;
@@ -173,7 +164,7 @@ TEST(QueueTest, VisibilityTimeoutRedeliversToAnotherConsumer) {
   EXPECT_EQ(second->delivery_count(), 2u);
   EXPECT_EQ(first->ack().code(), Errc::kInvalidArgument) << "a stale ack must not remove the redelivery";
   EXPECT_TRUE(second->ack().ok());
-  EXPECT_EQ(queue_stats(daemon, "jobs/slow")["expired"].value_or(0LL), 1);
+  EXPECT_EQ(daemon.queue_statistics("jobs/slow")["expired"].value_or(0LL), 1);
 }
 
 TEST(QueueTest, PoisonMessageBecomesADeadLetterThatCanBeInspectedAndReplayed) {
@@ -260,7 +251,7 @@ TEST(QueueTest, ErrorsAreTypedAndExplained) {
   EXPECT_EQ(clash.code(), Errc::kIncompatibleSettings);
   EXPECT_NE(clash.message().find("capacity=2"), std::string::npos) << clash.message();
   EXPECT_NE(clash.message().find("capacity=64"), std::string::npos) << clash.message();
-  EXPECT_EQ(queue_stats(daemon, "jobs/small")["full"].value_or(0LL) > 0, true);
+  EXPECT_EQ(daemon.queue_statistics("jobs/small")["full"].value_or(0LL) > 0, true);
 }
 
 // Durable queue: messages survive a daemon kill -9 and restart, then a simulated reboot (clean stop, page
@@ -323,7 +314,7 @@ TEST(QueueTest, DurableQueueSurvivesDaemonKillAndRebootAndReportsCorruption) {
     if (std::ofstream drop("/proc/sys/vm/drop_caches"); drop) drop << "1\n";  // where allowed
     ASSERT_TRUE(daemon.start());
     Bus bus = daemon.connect();
-    const toml::table s = queue_stats(daemon, "orders/new");
+    const toml::table s = daemon.queue_statistics("orders/new");
     EXPECT_EQ(s["recovered_corrupt"].value_or(0LL), 1) << "the damaged message is detected and reported";
     auto consumer = bus.queue_consumer("orders/new");
     std::vector<uint64_t> rest;
@@ -366,7 +357,7 @@ TEST(QueueTest, TruncatedDurableFileKeepsItsIntactPrefixAndReportsTheRest) {
     // Cut in the middle of the 11th entry: entries 1..10 (slots 0..9) stay whole.
     std::filesystem::resize_file(file, h.entries_offset + 10 * uint64_t{h.slot_stride} + 8);
     ASSERT_TRUE(daemon.start());
-    const toml::table s = queue_stats(daemon, "orders/cut");
+    const toml::table s = daemon.queue_statistics("orders/cut");
     EXPECT_EQ(s["recovered"].value_or(0LL), 10);
     EXPECT_EQ(s["recovered_corrupt"].value_or(0LL), 10) << "the lost entries are reported, not silently gone";
     EXPECT_EQ(s["ready"].value_or(0LL), 10);
@@ -437,7 +428,7 @@ TEST(RpcTest, ManyClientsSeveralServersResponsesMatchTheirCalls) {
   auto stopper = bus.client("math/double");
   for (int i = 0; i < 2; ++i) (void)stopper->call(bytes_of(~0ull), 5s);
   for (pid_t s : servers) EXPECT_EQ(wait_exit(s), 0);
-  EXPECT_EQ(queue_stats(daemon, "math/double")["acked"].value_or(0LL), 1502);
+  EXPECT_EQ(daemon.queue_statistics("math/double")["acked"].value_or(0LL), 1502);
 }
 
 TEST(RpcTest, ServerDeathFailsTheCallLongBeforeItsDeadline) {

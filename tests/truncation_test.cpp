@@ -25,6 +25,7 @@
 #include "shmbus/bus.h"
 #include "shmbus/work_queue.h"
 #include "support/test_daemon.h"
+#include "support/word_bytes.h"
 
 namespace shmbus::test {
 namespace {
@@ -144,25 +145,8 @@ INSTANTIATE_TEST_SUITE_P(Cuts, TruncationTest,
                                   (info.param.daemon_first ? "DaemonFirst" : "PublisherFirst");
                          });
 
-std::span<const std::byte> bytes_of(const uint64_t& v) {
-  return std::as_bytes(std::span(&v, 1));
-}
-uint64_t value_of(std::span<const std::byte> b) {
-  uint64_t v = 0;
-  std::memcpy(&v, b.data(), std::min(b.size(), sizeof v));
-  return v;
-}
 int64_t stat_of(const TestDaemon& daemon, const char* key) {
   return toml::parse(daemon.statistics())[key].value_or(int64_t{-1});
-}
-toml::table queue_stats(const TestDaemon& daemon, const std::string& name) {
-  toml::table doc = toml::parse(daemon.statistics());
-  if (const toml::array* queues = doc["queue"].as_array()) {
-    for (const toml::node& n : *queues) {
-      if ((*n.as_table())["name"].value_or(std::string()) == name) return *n.as_table();
-    }
-  }
-  return {};
 }
 void wait_for_cut_queue(const TestDaemon& daemon) {
   for (int i = 0; i < 1000 && stat_of(daemon, "queues_cut_short") != 1; ++i)
@@ -237,7 +221,7 @@ TEST(QueueTruncationTest, ADurableFileCutShortWhileOpenIsRecoveredAtOnce) {
 
     auto consumer = bus.queue_consumer("orders/cut");
     ASSERT_TRUE(consumer.ok()) << consumer.status().to_string();
-    const toml::table s = queue_stats(daemon, "orders/cut");
+    const toml::table s = daemon.queue_statistics("orders/cut");
     EXPECT_EQ(s["recovered"].value_or(0LL), 10);
     EXPECT_EQ(s["recovered_corrupt"].value_or(0LL), 10) << "the lost entries are counted";
     for (uint64_t i : {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 21}) {

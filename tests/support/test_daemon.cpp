@@ -142,6 +142,16 @@ std::string TestDaemon::statistics() const {
   return doc.value();
 }
 
+toml::table TestDaemon::queue_statistics(const std::string& name) const {
+  toml::table doc = toml::parse(statistics());
+  if (const toml::array* queues = doc["queue"].as_array()) {
+    for (const toml::node& n : *queues) {
+      if ((*n.as_table())["name"].value_or(std::string()) == name) return *n.as_table();
+    }
+  }
+  return {};
+}
+
 ProcessResult run_process(const std::vector<std::string>& argv, double timeout_s,
                           const std::string& stdin_text) {
   int out[2], in[2];

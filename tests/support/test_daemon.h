@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include <toml++/toml.h>
+
 #include "shmbus/bus.h"
 
 namespace shmbus::test {
@@ -37,6 +39,8 @@ class TestDaemon {
   Bus connect(const std::string& name = "test") const;
   // The daemon's statistics as JSON-free key lookups: run `shmbus stats --json` style queries through toml.
   std::string statistics() const;
+  // The statistics of the queue `name` (a table of the daemon's `queue` array), empty if it has none.
+  toml::table queue_statistics(const std::string& name) const;
 
  private:
   std::string instance_;
