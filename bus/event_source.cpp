@@ -128,6 +128,7 @@ struct EventSourceState {
   std::vector<uint32_t> epochs;
   std::vector<uint32_t> closed;
   std::vector<shm::WorkQueueHeader*> queue_headers;
+  std::vector<uint32_t> queue_closed;  // each queue's closed word when the plan was made
   // Per watched subscriber, parallel to headers: its topic's publisher slots (in the alias) and how many,
   // where its rings' heads start in `heads` (their values when the plan was made), and its core. A plan's
   // first sleep skips the membarrier (shm/sleep_fence.h), so a commit may not wake the thread: it finds such
@@ -336,6 +337,7 @@ bool EventSourceState::arm() {
     cores.resize(n);
     missed.assign(n, 0);
     queue_headers.resize(queues.size());
+    queue_closed.resize(queues.size());
     for (std::size_t i = 0; i < n; ++i) {
       shm::TopicHeader* h = watched[i].header;
       headers[i] = h;
@@ -363,6 +365,7 @@ bool EventSourceState::arm() {
       // and the ready() check below sees what it made READY, published by the bump).
       h->ready_sleepers.fetch_add(1, std::memory_order_seq_cst);
       targets[n + 1 + j] = {&h->ready_word, h->ready_word.load(std::memory_order_seq_cst)};
+      queue_closed[j] = h->closed.load(std::memory_order_relaxed);  // relaxed: a change means "look"
     }
     // Orders the sleepers increments before the checks for data below, as in Subscriber::take: a commit
     // either precedes them (has_data sees it) or follows them (its writer sees a sleeper and wakes). The
@@ -466,8 +469,12 @@ EventSourceState::WaitEnd EventSourceState::wait_armed(uint32_t seen) {
     }
     for (std::size_t j = 0, k = headers.size() + 1; j < queue_headers.size(); ++j, ++k) {
       // relaxed: any change means "look" (a commit, a redelivery, the close); the owner's try_receive takes
-      // the queue's mutex. The thread never reads the gauge: the owner decides readiness.
-      if (targets[k].word->load(std::memory_order_relaxed) != targets[k].expected) return WaitEnd::kPublished;
+      // the queue's mutex. The thread never reads the gauge: the owner decides readiness. closed too: an
+      // alias replaced after a cut (shm/truncation_guard.h) reads it set, and its ready word may read as
+      // armed.
+      if (targets[k].word->load(std::memory_order_relaxed) != targets[k].expected ||
+          queue_headers[j]->closed.load(std::memory_order_relaxed) != queue_closed[j])
+        return WaitEnd::kPublished;
     }
     // acquire: pairs with poke(), as in run().
     const uint32_t control = control_word.load(std::memory_order_acquire);

@@ -59,8 +59,11 @@ Status PublisherCore::reopen() {
 void PublisherCore::detach() {
   if (!attached) return;
   attached = false;
+  // A mapping replaced after a cut reads closed whatever the daemon did (it may even have missed a cut
+  // and regrowth between two ticks): give the endpoint back then; a topic it retired ignores the close.
   if (lost.load(std::memory_order_relaxed) ||
-      topic.header()->closed.load(std::memory_order_relaxed) == shm::kTopicClosed) {
+      (topic.header()->closed.load(std::memory_order_relaxed) == shm::kTopicClosed &&
+       !topic.segment.replaced())) {
     connection->remove_endpoint(topic.topic_id, kRolePublisher, slot);
     return;  // its daemon is gone: nothing to give back
   }
@@ -157,8 +160,7 @@ Result<std::size_t> Publisher::publish_batch(std::span<const std::span<const std
     }
   }
   if (messages.empty()) return std::size_t{0};
-  const std::size_t done =
-      core_->writer.write_batch(messages, core_->stamp(), core_->options.full_timeout);
+  const std::size_t done = core_->writer.write_batch(messages, core_->stamp(), core_->options.full_timeout);
   if (done == 0) {
     return Status{Errc::kTimeout,
                   "topic " + core_->topic.topic + " is full: its slowest subscriber did not keep up"};

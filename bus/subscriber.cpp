@@ -55,8 +55,11 @@ void SubscriberCore::detach() {
   if (!attached) return;
   attached = false;
   active.clear();
+  // A mapping replaced after a cut reads closed whatever the daemon did (it may even have missed a cut
+  // and regrowth between two ticks): give the endpoint back then; a topic it retired ignores the close.
   if (lost.load(std::memory_order_relaxed) ||
-      topic.header()->closed.load(std::memory_order_relaxed) == shm::kTopicClosed) {
+      (topic.header()->closed.load(std::memory_order_relaxed) == shm::kTopicClosed &&
+       !topic.segment.replaced())) {
     connection->remove_endpoint(topic.topic_id, kRoleSubscriber, slot);
     return;  // its daemon is gone: nothing to give back (a close would reach the successor)
   }

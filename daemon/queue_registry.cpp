@@ -1,5 +1,6 @@
 #include "daemon/queue_registry.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -7,6 +8,7 @@
 #include <spdlog/spdlog.h>
 #include <toml++/toml.h>
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstddef>
 #include <cstdlib>
@@ -484,6 +486,24 @@ void QueueRegistry::adopt() {
   }
 }
 
+namespace {
+
+// Clears the boot id in the header of the durable queue file at `path` (if it is long enough to hold one),
+// so that opening it recovers it as a file of an earlier boot.
+void forget_boot(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  const std::array<char, sizeof shm::WorkQueueHeader::boot_id> zeros{};
+  struct stat st {};
+  if (fstat(fd, &st) == 0 &&
+      static_cast<std::size_t>(st.st_size) >= offsetof(shm::WorkQueueHeader, boot_id) + zeros.size()) {
+    (void)pwrite(fd, zeros.data(), zeros.size(), static_cast<off_t>(offsetof(shm::WorkQueueHeader, boot_id)));
+  }
+  ::close(fd);
+}
+
+}  // namespace
+
 bool QueueRegistry::retire_if_cut_short(Queue& q) {
   const bool durable = q.durable();
   const std::size_t size = durable ? q.file.size() : q.segment.size();
@@ -492,8 +512,8 @@ bool QueueRegistry::retire_if_cut_short(Queue& q) {
   // A segment is grown back first, so that clients still mapping it stop faulting, then closed (remove()
   // closes it through our mapping, or, if that was replaced, the word goes into the memory itself). A durable
   // file is left as it is: opened again, it is recovered as after a crash, which keeps the entries it still
-  // holds whole and counts the rest (recovered_corrupt); tick() does so at once. Its clients read the old one
-  // closed.
+  // holds whole and counts the rest (recovered_corrupt); tick() does so at once, in a copy. Its clients read
+  // the old one closed.
   bool restored = true;
   if (!durable) {
     restored = q.segment.restore_size();
@@ -513,15 +533,23 @@ void QueueRegistry::tick() {
   ++ticks_;
   const uint64_t now = shm::steady_now_ns();
   std::vector<uint32_t> cut;
-  std::vector<std::pair<std::string, std::string>> reopen;  // durable ones: key, name
+  std::vector<std::array<std::string, 3>> reopen;  // durable ones: key, name, file
   for (auto& [id, qp] : queues_) {
     if (!retire_if_cut_short(*qp)) continue;
     cut.push_back(id);
-    if (qp->durable()) reopen.emplace_back(qp->key, qp->name);
+    if (qp->durable()) reopen.push_back({qp->key, qp->name, qp->file.path()});
   }
   for (uint32_t id : cut) remove(id);
-  // A durable queue comes back at once from what its file still holds, as at a restart (adopt()).
-  for (const auto& [key, name] : reopen) {
+  // A durable queue comes back at once from what its file still holds, as at a restart (adopt()), but in a
+  // copy: its clients keep mapping the cut file, which reads closed to them, while the copy is a new
+  // incarnation nobody holds (as after a reboot: its lock is made anew, deliveries in flight return).
+  for (const auto& [key, name, path] : reopen) {
+    std::error_code ec;
+    const std::string cut_file = path + ".cut";
+    std::filesystem::rename(path, cut_file, ec);
+    if (!ec) std::filesystem::copy_file(cut_file, path, ec);
+    if (!ec) forget_boot(path);
+    std::filesystem::remove(cut_file, ec);
     const bool service = key.rfind("service:", 0) == 0;
     auto found = find_or_create(key, name, service ? shm::kQueueService : 0, QueueSettings{.durable = true});
     if (!found) spdlog::error("cannot recover durable queue {}: {}", key, found.status().message());

@@ -84,7 +84,7 @@ MappedFile& MappedFile::operator=(MappedFile&& other) noexcept {
 }
 
 void MappedFile::set_truncation_word(std::size_t offset, uint32_t value) {
-  if (guarded_) guard_mapping(data(), size(), offset, value);
+  if (guarded_) shm::set_truncation_word(data(), offset, value);
 }
 
 bool MappedFile::replaced() const {

@@ -114,7 +114,7 @@ void Segment::guard() {
 }
 
 void Segment::set_truncation_word(std::size_t offset, uint32_t value) {
-  if (guarded_) guard_mapping(data(), size(), offset, value);
+  if (guarded_) shm::set_truncation_word(data(), offset, value);
 }
 
 bool Segment::replaced() const {

@@ -21,12 +21,13 @@ namespace shmbus::shm {
 inline constexpr std::size_t kNoWord = ~std::size_t{0};
 
 // Guards [base, base + size). On a truncation fault the 32-bit `word_value` is written at `base +
-// word_offset` of the replacement (word_offset < size, 4-byte aligned), or nothing if word_offset is
-// kNoWord. Guarding a base again updates its word. False if the table (kMaxGuardedMappings) is full: the
-// mapping then stays unguarded.
+// word_offset` of the replacement (4-byte aligned, < size and < 4 GiB), or nothing if word_offset is
+// kNoWord. False if the table (kMaxGuardedMappings) is full: the mapping then stays unguarded.
 bool guard_mapping(void* base, std::size_t size, std::size_t word_offset = kNoWord, uint32_t word_value = 0);
+// Changes the word of the mapping guarded at `base`.
+void set_truncation_word(const void* base, std::size_t word_offset, uint32_t word_value);
 // Before the mapping at `base` is unmapped.
-void unguard_mapping(void* base);
+void unguard_mapping(const void* base);
 // True once the mapping at `base` was replaced after a truncation fault.
 bool mapping_replaced(const void* base);
 // Mappings replaced so far in this process.

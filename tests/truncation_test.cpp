@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -53,6 +54,30 @@ struct Cut {
   off_t bytes;        // one page (the header survives, the rings do not) or nothing
   bool daemon_first;  // the daemon's tick (it grows the segment back and closes the topic), or the publisher
 };
+
+// Removes a file or directory tree, or a shared-memory object, at the end of the scope, pass or fail.
+struct RemovedAtExit {
+  std::string path;  // a file or directory tree
+  std::string shm;   // a shared-memory object name
+  ~RemovedAtExit() {
+    std::error_code ec;
+    if (!path.empty()) std::filesystem::remove_all(path, ec);
+    if (!shm.empty()) shm::Segment::remove(shm);
+  }
+};
+
+// True once `pid` is in the stopped state (SIGSTOP delivered), within 5 s.
+bool wait_stopped(pid_t pid) {
+  for (int i = 0; i < 500; ++i) {
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string line;
+    std::getline(stat, line);
+    const auto paren = line.rfind(')');
+    if (paren != std::string::npos && paren + 2 < line.size() && line[paren + 2] == 'T') return true;
+    std::this_thread::sleep_for(10ms);
+  }
+  return false;
+}
 
 // The daemon stopped (SIGSTOP) until the end of the scope.
 class DaemonStopped {
@@ -103,6 +128,7 @@ TEST_P(TruncationTest, ATopicCutShortKillsNeitherItsUsersNorTheDaemonAndComesBac
     ASSERT_EQ(topics_cut_short(daemon), 1);
   } else {
     const DaemonStopped stopped(daemon.pid());  // no tick until the publisher has met the cut
+    ASSERT_TRUE(wait_stopped(daemon.pid()));
     ASSERT_TRUE(cut_in_another_process(before[0], cut.bytes));
     // Into a lost page (lost, the mapping replaced), or, cut to nothing, a re-open that times out.
     (void)pub->publish(next++);
@@ -182,12 +208,14 @@ TEST(QueueTruncationTest, AQueueSegmentCutShortIsClosedAndOpensAgainEmpty) {
   EXPECT_TRUE(d->ack().ok());
 }
 
-// A durable queue's file cut short while it is open: the daemon retires the queue and makes it anew from the
-// file at once, as after a crash: the entries it still holds whole come back in order, the rest are counted.
+// A durable queue's file cut short while it is open: the daemon closes the queue and makes it anew at once
+// from a copy of the file, as after a crash: the entries it still holds whole come back in order, the rest
+// are counted.
 TEST(QueueTruncationTest, ADurableFileCutShortWhileOpenIsRecoveredAtOnce) {
   const std::string data_dir =
       std::filesystem::temp_directory_path() / ("shmbus-cut-" + std::to_string(getpid()));
   std::filesystem::remove_all(data_dir);
+  const RemovedAtExit cleanup{.path = data_dir};
   {
     TestDaemon daemon("data_dir = \"" + data_dir + "\"\n");
     Bus bus = daemon.connect();
@@ -214,10 +242,13 @@ TEST(QueueTruncationTest, ADurableFileCutShortWhileOpenIsRecoveredAtOnce) {
     ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     wait_for_cut_queue(daemon);
     ASSERT_EQ(stat_of(daemon, "queues_cut_short"), 1);
-    // The daemon made the queue anew from the file at once: the producer's mapping, grown back under it,
-    // is that queue's memory again, and it sends on.
+    // The daemon made the queue anew at once, from a copy of the file: the producer still maps the cut one,
+    // which reads closed; opened again, it sends to the recovered queue.
     const uint64_t v = 21;
-    EXPECT_TRUE(producer->send(bytes_of(v)).ok());
+    EXPECT_EQ(producer->send(bytes_of(v)).code(), Errc::kClosed);
+    auto again = bus.queue_producer("orders/cut");
+    ASSERT_TRUE(again.ok()) << again.status().to_string();
+    ASSERT_TRUE(again->send(bytes_of(v)).ok());
 
     auto consumer = bus.queue_consumer("orders/cut");
     ASSERT_TRUE(consumer.ok()) << consumer.status().to_string();
@@ -232,7 +263,6 @@ TEST(QueueTruncationTest, ADurableFileCutShortWhileOpenIsRecoveredAtOnce) {
     }
     EXPECT_EQ(kill(daemon.pid(), 0), 0) << "the daemon died";
   }
-  std::filesystem::remove_all(data_dir);
 }
 
 // The child of AFaultInAnUnguardedMappingStillKills, run before main in a fresh process (exec'd, so that
@@ -254,6 +284,7 @@ const bool unguarded_fault_child = [] {
 // default: death by SIGBUS); the guard does not swallow other mappings' faults.
 TEST(TruncationGuardTest, AFaultInAnUnguardedMappingStillKills) {
   const std::string name = "/shmbus-test-unguarded-" + std::to_string(getpid());
+  const RemovedAtExit cleanup{.shm = name}, cleanup_guarded{.shm = name + "-guarded"};
   const pid_t child = fork();
   if (child == 0) {
     setenv("SHMBUS_TEST_UNGUARDED_FAULT", name.c_str(), 1);
@@ -267,16 +298,15 @@ TEST(TruncationGuardTest, AFaultInAnUnguardedMappingStillKills) {
   }
   int status = 0;
   ASSERT_EQ(waitpid(child, &status, 0), child);
-  shm_unlink(name.c_str());
-  shm::Segment::remove(name + "-guarded");
   ASSERT_TRUE(WIFSIGNALED(status)) << "exit status " << status;
   EXPECT_EQ(WTERMSIG(status), SIGBUS);
 }
 
-// In this process, a guarded mapping cut short is replaced and its word written; reads see it, and the next
-// segment mapped at the same address is not affected by the old entry.
+// In this process, a guarded mapping cut short is replaced and its word written; reads see zeros and the
+// word, and the segment can be grown back.
 TEST(TruncationGuardTest, AGuardedMappingCutShortReadsAsZerosWithItsWord) {
   const std::string name = "/shmbus-test-guarded-" + std::to_string(getpid());
+  const RemovedAtExit cleanup{.shm = name};
   {
     shm::Segment s = shm::Segment::create(name, 3 * 4096, 0600);
     s.set_truncation_word(8, 0xC105ED);
@@ -294,7 +324,39 @@ TEST(TruncationGuardTest, AGuardedMappingCutShortReadsAsZerosWithItsWord) {
     EXPECT_TRUE(s.restore_size());
     EXPECT_EQ(s.current_size(), 3u * 4096);
   }
-  shm::Segment::remove(name);
+}
+
+// Threads that fault on one cut mapping at once: one replaces it (counted once), the others wait for that and
+// go on; the word is written once, not wiped by a second replacement. Then the mapping is let go and a new
+// segment guarded in its place (the table entry reused) is replaced on its own cut, with its own word.
+TEST(TruncationGuardTest, ThreadsFaultingAtOnceReplaceTheMappingOnce) {
+  const std::string name = "/shmbus-test-racing-" + std::to_string(getpid());
+  const RemovedAtExit cleanup{.shm = name};
+  for (uint32_t round = 1; round <= 2; ++round) {
+    shm::Segment s = shm::Segment::create(name, 16 * 4096, 0600);
+    s.set_truncation_word(4, round);
+    ASSERT_TRUE(cut_in_another_process(name, 0));
+    const uint64_t replaced_before = shm::replaced_mappings();
+    std::atomic<int> at_start{0};
+    std::atomic<uint64_t> sum{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+      threads.emplace_back([&, t] {
+        at_start.fetch_add(1);
+        while (at_start.load() < 4) {
+        }
+        const auto* page = reinterpret_cast<const volatile uint8_t*>(s.data() + (4 + 3 * t) * 4096);
+        sum.fetch_add(page[0]);  // each its own lost page
+      });
+    }
+    for (auto& th : threads) th.join();
+    EXPECT_EQ(sum.load(), 0u);
+    EXPECT_EQ(shm::replaced_mappings(), replaced_before + 1) << "round " << round;
+    uint32_t word = 0;
+    std::memcpy(&word, s.data() + 4, sizeof word);
+    EXPECT_EQ(word, round);
+    shm::Segment::remove(name);
+  }
 }
 
 }  // namespace
