@@ -515,9 +515,12 @@ bool QueueRegistry::retire_if_cut_short(Queue& q) {
   // holds whole and counts the rest (recovered_corrupt); tick() does so at once, in a copy. Its clients read
   // the old one closed.
   bool restored = true;
+  const std::size_t closed = offsetof(shm::WorkQueueHeader, closed);
   if (!durable) {
     restored = q.segment.restore_size();
-    if (restored && q.segment.replaced()) q.segment.write_through(offsetof(shm::WorkQueueHeader, closed), 1);
+    if (restored && q.segment.replaced()) q.segment.write_through(closed, 1);
+  } else if (q.file.replaced() && q.file.current_size() >= closed + sizeof(uint32_t)) {
+    q.file.write_through(closed, 1);  // our own mapping no longer shows the file: close it in the file
   }
   spdlog::error(
       "queue {}: a participant cut its {} {} short ({} of {} bytes){}; the queue is closed (calls on it "
@@ -547,9 +550,17 @@ void QueueRegistry::tick() {
     std::error_code ec;
     const std::string cut_file = path + ".cut";
     std::filesystem::rename(path, cut_file, ec);
-    if (!ec) std::filesystem::copy_file(cut_file, path, ec);
-    if (!ec) forget_boot(path);
-    std::filesystem::remove(cut_file, ec);
+    if (!ec) {
+      std::filesystem::copy_file(cut_file, path, ec);
+      if (ec) {  // no copy (a full disk): the cut file is all there is, so it is recovered in place
+        spdlog::error("queue {}: cannot copy {} ({}); recovering it in place", name, path, ec.message());
+        std::filesystem::remove(path, ec);
+        std::filesystem::rename(cut_file, path, ec);
+      } else {
+        forget_boot(path);
+        std::filesystem::remove(cut_file, ec);
+      }
+    }
     const bool service = key.rfind("service:", 0) == 0;
     auto found = find_or_create(key, name, service ? shm::kQueueService : 0, QueueSettings{.durable = true});
     if (!found) spdlog::error("cannot recover durable queue {}: {}", key, found.status().message());

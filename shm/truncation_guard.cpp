@@ -14,16 +14,21 @@ namespace {
 // One guarded mapping. `version` is a seqlock over base and size: odd while guard_mapping or unguard_mapping
 // change them, so that a handler never pairs one mapping's base with another's size (an entry can be let go
 // and claimed again while a handler scans). `word` packs the offset (high 32 bits) and the value (low 32) of
-// the word to write, so that both change at once; kNoWordBits: none. `state` makes one thread the replacer.
+// the word to write, so that both change at once; kNoWordBits: none. `state` makes one thread the replacer:
+// its low 2 bits say where the mapping stands, the rest is the version it was guarded under, so that a
+// handler that read an entry before it was let go and guarded again cannot win the new mapping's state.
 constexpr uint64_t kNoWordBits = ~uint64_t{0};
-enum : uint32_t { kLive = 0, kReplacing = 1, kReplaced = 2 };
+enum : uint64_t { kLive = 0, kReplacing = 1, kReplaced = 2, kRetired = 3 };
+uint64_t state_of(uint64_t version, uint64_t stage) {
+  return (version << 2) | stage;
+}
 
 struct GuardedMapping {
   std::atomic<uint64_t> version{0};
   std::atomic<std::byte*> base{nullptr};  // null: free
   std::atomic<std::size_t> size{0};
   std::atomic<uint64_t> word{kNoWordBits};
-  std::atomic<uint32_t> state{kLive};
+  std::atomic<uint64_t> state{kLive};  // state_of(version, stage)
   std::atomic<bool> claimed{false};  // taken by a guard_mapping (base may still be null while it fills it in)
 };
 
@@ -59,22 +64,25 @@ uint64_t pack_word(std::size_t offset, uint32_t value) {
   return offset == kNoWord || offset > 0xffffffffu ? kNoWordBits : (uint64_t{offset} << 32) | value;
 }
 
-// Replaces `m` (base, size as read under its seqlock) once, whichever thread faults first; the others wait
-// for that and return, their access then runs on the replacement. Async-signal-safe: atomics and mmap.
-bool replace(GuardedMapping& m, std::byte* base, std::size_t size) {
-  uint32_t expected = kLive;
+// Replaces `m` (base, size as read under its seqlock at `version`) once, whichever thread faults first; the
+// others wait for that and return, their access then runs on the replacement. Async-signal-safe: atomics
+// and mmap.
+bool replace(GuardedMapping& m, uint64_t version, std::byte* base, std::size_t size) {
+  uint64_t expected = state_of(version, kLive);
   // acq_rel: the winner's replacement and word are published by its release store of kReplaced.
-  if (!m.state.compare_exchange_strong(expected, kReplacing, std::memory_order_acq_rel)) {
-    uint32_t state = expected;
-    while (state == kReplacing) state = m.state.load(std::memory_order_acquire);
-    return state == kReplaced;  // kLive again: the winner's mmap failed, and so do we
+  if (!m.state.compare_exchange_strong(expected, state_of(version, kReplacing), std::memory_order_acq_rel)) {
+    uint64_t state = expected;
+    while (state == state_of(version, kReplacing)) state = m.state.load(std::memory_order_acquire);
+    // kLive again: the winner's mmap failed, and so do we; another version: let go (and guarded again)
+    // while we faulted on it, a use after unmap of its owner's.
+    return state == state_of(version, kReplaced);
   }
   // The whole mapping, not just the lost pages: what is left of the segment is as unusable to its owner as
   // what is gone, and a mapping that no longer follows the segment cannot be half stale.
   void* p = mmap(base, size, PROT_READ | PROT_WRITE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
                  -1, 0);
   if (p == MAP_FAILED) {
-    m.state.store(kLive, std::memory_order_release);
+    m.state.store(state_of(version, kLive), std::memory_order_release);
     return false;
   }
   // relaxed: packed, so offset and value are one guard's pair.
@@ -87,7 +95,7 @@ bool replace(GuardedMapping& m, std::byte* base, std::size_t size) {
         ->store(static_cast<uint32_t>(word), std::memory_order_relaxed);
   }
   replaced_count.fetch_add(1, std::memory_order_relaxed);  // relaxed: a count
-  m.state.store(kReplaced, std::memory_order_release);
+  m.state.store(state_of(version, kReplaced), std::memory_order_release);
   return true;
 }
 
@@ -105,7 +113,7 @@ bool replace_containing(const void* address) {
     if (base == nullptr ||
         reinterpret_cast<uintptr_t>(address) - reinterpret_cast<uintptr_t>(base) >= size)  // not in it
       continue;
-    return replace(m, base, size);
+    return replace(m, before, base, size);
   }
   return false;
 }
@@ -160,7 +168,7 @@ bool guard_mapping(void* base, std::size_t size, std::size_t word_offset, uint32
     m.base.store(static_cast<std::byte*>(base), std::memory_order_relaxed);
     m.size.store(size, std::memory_order_relaxed);
     m.word.store(pack_word(word_offset, word_value), std::memory_order_relaxed);
-    m.state.store(kLive, std::memory_order_relaxed);
+    m.state.store(state_of(v + 2, kLive), std::memory_order_relaxed);
     m.version.store(v + 2, std::memory_order_release);
     std::size_t seen = table_used.load(std::memory_order_relaxed);
     // release: pairs with the scans' acquire load; entry i is filled in before they look that far.
@@ -180,6 +188,14 @@ void set_truncation_word(const void* base, std::size_t word_offset, uint32_t wor
 void unguard_mapping(const void* base) {
   GuardedMapping* m = find(base);
   if (m == nullptr) return;
+  // Retired first, once no handler is replacing it: a handler still holding this version can no longer win
+  // it (acquire: after a replacement that finished).
+  uint64_t state = m->state.load(std::memory_order_acquire);
+  while (
+      (state & 3) == kReplacing ||
+      !m->state.compare_exchange_weak(state, (state & ~uint64_t{3}) | kRetired, std::memory_order_acquire)) {
+    if ((state & 3) == kReplacing) state = m->state.load(std::memory_order_acquire);
+  }
   const uint64_t v = m->version.load(std::memory_order_relaxed);
   m->version.store(v + 1, std::memory_order_relaxed);
   std::atomic_thread_fence(std::memory_order_release);
@@ -192,7 +208,7 @@ void unguard_mapping(const void* base) {
 bool mapping_replaced(const void* base) {
   const GuardedMapping* m = find(base);
   // acquire: pairs with the replacer's release of kReplaced.
-  return m != nullptr && m->state.load(std::memory_order_acquire) == kReplaced;
+  return m != nullptr && (m->state.load(std::memory_order_acquire) & 3) == kReplaced;
 }
 
 uint64_t replaced_mappings() {
