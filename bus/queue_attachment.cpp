@@ -104,8 +104,6 @@ Result<shm::DeliveredEntry> QueueAttachment::pop(std::chrono::nanoseconds visibi
                                                  std::chrono::nanoseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
-    // Closed first: what a closed queue still holds is the daemon's to deliver again once it is opened anew.
-    if (queue->closed()) return Status{Errc::kClosed, "queue " + name + " was closed by the daemon"};
     shm::DeliveredEntry d;
     const shm::QueueOp op = queue->pop(pid, visibility, &d);
     if (op == shm::QueueOp::kOk) return d;
@@ -114,6 +112,8 @@ Result<shm::DeliveredEntry> QueueAttachment::pop(std::chrono::nanoseconds visibi
       continue;
     }
     if (op != shm::QueueOp::kEmpty) return queue_status(op, name);
+    // Closed once empty: what a closed queue still holds can be drained (a response already there, say).
+    if (queue->closed()) return Status{Errc::kClosed, "queue " + name + " was closed by the daemon"};
     const auto left = deadline - std::chrono::steady_clock::now();
     if (left <= std::chrono::nanoseconds::zero()) {
       return Status{Errc::kTimeout, "nothing arrived on queue " + name + " in time"};

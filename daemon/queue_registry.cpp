@@ -518,7 +518,8 @@ bool QueueRegistry::retire_if_cut_short(Queue& q) {
   const std::size_t closed = offsetof(shm::WorkQueueHeader, closed);
   if (!durable) {
     restored = q.segment.restore_size();
-    if (restored && q.segment.replaced()) q.segment.write_through(closed, 1);
+    if (q.segment.replaced() && q.segment.current_size() >= closed + sizeof(uint32_t))
+      q.segment.write_through(closed, 1);
   } else if (q.file.replaced() && q.file.current_size() >= closed + sizeof(uint32_t)) {
     q.file.write_through(closed, 1);  // our own mapping no longer shows the file: close it in the file
   }
@@ -536,17 +537,21 @@ void QueueRegistry::tick() {
   ++ticks_;
   const uint64_t now = shm::steady_now_ns();
   std::vector<uint32_t> cut;
-  std::vector<std::array<std::string, 3>> reopen;  // durable ones: key, name, file
+  struct Reopen {
+    std::string key, name, path;
+    QueueSettings settings;  // effective: its sync policy stays what its users asked for
+  };
+  std::vector<Reopen> reopen;  // the durable ones
   for (auto& [id, qp] : queues_) {
     if (!retire_if_cut_short(*qp)) continue;
     cut.push_back(id);
-    if (qp->durable()) reopen.push_back({qp->key, qp->name, qp->file.path()});
+    if (qp->durable()) reopen.push_back({qp->key, qp->name, qp->file.path(), qp->settings});
   }
   for (uint32_t id : cut) remove(id);
   // A durable queue comes back at once from what its file still holds, as at a restart (adopt()), but in a
   // copy: its clients keep mapping the cut file, which reads closed to them, while the copy is a new
   // incarnation nobody holds (as after a reboot: its lock is made anew, deliveries in flight return).
-  for (const auto& [key, name, path] : reopen) {
+  for (const auto& [key, name, path, settings] : reopen) {
     std::error_code ec;
     const std::string cut_file = path + ".cut";
     std::filesystem::rename(path, cut_file, ec);
@@ -562,7 +567,7 @@ void QueueRegistry::tick() {
       }
     }
     const bool service = key.rfind("service:", 0) == 0;
-    auto found = find_or_create(key, name, service ? shm::kQueueService : 0, QueueSettings{.durable = true});
+    auto found = find_or_create(key, name, service ? shm::kQueueService : 0, settings);
     if (!found) spdlog::error("cannot recover durable queue {}: {}", key, found.status().message());
   }
   std::vector<uint32_t> unused;

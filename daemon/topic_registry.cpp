@@ -766,7 +766,7 @@ bool TopicRegistry::retire_if_cut_short(Topic& t) {
     shm::bump_wake_word(t.header());
     shm::futex_wake(&t.header()->wake_word);
     t.wake_writers();
-  } else if (restored) {
+  } else if (t.segment.current_size() >= offsetof(shm::TopicHeader, closed) + sizeof(uint32_t)) {
     t.segment.write_through(offsetof(shm::TopicHeader, closed), shm::kTopicClosed);
   }
   spdlog::error(

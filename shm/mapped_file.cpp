@@ -97,11 +97,6 @@ std::size_t MappedFile::current_size() const {
   return static_cast<std::size_t>(st.st_size);
 }
 
-bool MappedFile::restore_size() const {
-  return data() != nullptr && ftruncate(fd(), static_cast<off_t>(size())) == 0 &&
-         posix_fallocate(fd(), 0, static_cast<off_t>(size())) == 0;
-}
-
 bool MappedFile::write_through(std::size_t offset, uint32_t value) const {
   return data() != nullptr && pwrite(fd(), &value, sizeof value, static_cast<off_t>(offset)) == sizeof value;
 }

@@ -34,8 +34,6 @@ class MappedFile {
   bool replaced() const;
   // The file's current size (fstat); size() when it cannot tell.
   std::size_t current_size() const;
-  // Grows a file cut short back to size() (the lost pages come back zero-filled). False on failure.
-  bool restore_size() const;
   // Writes `value` at `offset` of the file, for when this mapping was replaced. False on failure.
   bool write_through(std::size_t offset, uint32_t value) const;
 

@@ -118,7 +118,7 @@ bool replace_containing(const void* address) {
   return false;
 }
 
-void on_sigbus(int signal, siginfo_t* info, void* context) {
+void on_sigbus(int signo, siginfo_t* info, void* context) {
   const int saved_errno = errno;
   // BUS_ADRERR: an access to a page of a file mapping that lies past the end of the file.
   const bool fault = info != nullptr && info->si_code > 0;
@@ -135,9 +135,9 @@ void on_sigbus(int signal, siginfo_t* info, void* context) {
     return;
   }
   if ((previous.sa_flags & SA_SIGINFO) != 0) {
-    previous.sa_sigaction(signal, info, context);
+    previous.sa_sigaction(signo, info, context);
   } else {
-    previous.sa_handler(signal);
+    previous.sa_handler(signo);
   }
 }
 

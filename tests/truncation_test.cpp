@@ -15,6 +15,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <initializer_list>
+#include <ostream>
 #include <span>
 #include <string>
 #include <thread>
@@ -54,6 +56,10 @@ struct Cut {
   off_t bytes;        // one page (the header survives, the rings do not) or nothing
   bool daemon_first;  // the daemon's tick (it grows the segment back and closes the topic), or the publisher
 };
+// For gtest's test names and messages (else it prints the struct's bytes, padding included).
+void PrintTo(const Cut& cut, std::ostream* out) {
+  *out << "{" << cut.bytes << " bytes, " << (cut.daemon_first ? "daemon" : "publisher") << " first}";
+}
 
 // Removes a file or directory tree, or a shared-memory object, at the end of the scope, pass or fail.
 struct RemovedAtExit {
@@ -234,9 +240,9 @@ TEST(QueueTruncationTest, ADurableFileCutShortWhileOpenIsRecoveredAtOnce) {
       ASSERT_TRUE(f.good()) << file;
     }
     // Another process cuts it in the middle of the 11th entry: entries 1..10 stay whole.
+    const auto cut_at = static_cast<off_t>(h.entries_offset + 10 * uint64_t{h.slot_stride} + 8);
     const pid_t child = fork();
-    if (child == 0)
-      _exit(truncate(file.c_str(), h.entries_offset + 10 * off_t{h.slot_stride} + 8) == 0 ? 0 : 1);
+    if (child == 0) _exit(truncate(file.c_str(), cut_at) == 0 ? 0 : 1);
     int status = 0;
     ASSERT_EQ(waitpid(child, &status, 0), child);
     ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
@@ -255,7 +261,7 @@ TEST(QueueTruncationTest, ADurableFileCutShortWhileOpenIsRecoveredAtOnce) {
     const toml::table s = daemon.queue_statistics("orders/cut");
     EXPECT_EQ(s["recovered"].value_or(0LL), 10);
     EXPECT_EQ(s["recovered_corrupt"].value_or(0LL), 10) << "the lost entries are counted";
-    for (uint64_t i : {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 21}) {
+    for (const uint64_t i : std::initializer_list<uint64_t>{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 21}) {
       auto d = consumer->receive(5s);
       ASSERT_TRUE(d.ok()) << d.status().to_string();
       EXPECT_EQ(value_of(d->bytes()), i);
