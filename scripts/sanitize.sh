@@ -34,6 +34,16 @@ run() {
     UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$reports/ubsan" \
     TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:history_size=4:log_path=$reports/tsan" \
     ctest --output-on-failure -j"$(nproc)" "$@") || status=$?
+  # LeakSanitizer's "Unable to get registers from thread N." alone is a known spurious message (it fails to
+  # read a thread it suspended, rarely; LLVM made it a verbose-only note, llvm-project PR 116555): such a file
+  # is shown, not failed on. Any other line in a report still fails the run.
+  for f in "$reports"/*; do
+    [[ -e "$f" ]] || continue
+    if ! grep -qvE '^==[0-9]+==Unable to get registers from thread [0-9]+\.$' "$f"; then
+      echo "sanitize: note, spurious LeakSanitizer message in $f: $(cat "$f")" >&2
+      rm -f "$f"
+    fi
+  done
   if compgen -G "$reports/*" >/dev/null; then
     echo "sanitize: $sanitize reports in $reports:" >&2
     cat "$reports"/* >&2
