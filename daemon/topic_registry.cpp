@@ -6,16 +6,15 @@
 #include <unistd.h>
 #include <algorithm>
 #include <bit>
-#include <cmath>
 #include <cstddef>
 #include <cstring>
-#include <deque>
 #include <utility>
 
 #include <cerrno>
 
 #include "bus/control_protocol.h"
 #include "bus/runtime_paths.h"
+#include "daemon/queueing_metrics.h"
 #include "shm/futex.h"
 #include "shmbus/topic_name.h"
 #include "shmbus/topic_pattern.h"
@@ -29,47 +28,6 @@ constexpr uint64_t kDefaultRingBytes = 4u << 20;
 constexpr uint64_t kOrphan = ~0ull;  // owner of an endpoint adopted after a daemon restart, not yet reclaimed
 
 namespace {
-
-// Queueing metrics. Each subscriber of a topic is a queue: arrivals are the messages published that it will
-// read, departures its takes (and drops), its queue the messages published but not yet taken. The daemon
-// samples every subscriber each kMetricsSampleNs from tick() and reports over a sliding kMetricsWindowNs.
-constexpr uint64_t kMetricsWindowNs = 10'000'000'000ull;
-constexpr uint64_t kMetricsSampleNs = 100'000'000ull;
-
-// One sample of one subscriber. Everything is cumulative, so the figures of a window are differences between
-// its newest and its oldest sample.
-struct MetricsPoint {
-  uint64_t at_ns = 0;    // steady clock
-  uint64_t arrived = 0;  // messages that became readable for the subscriber (from its start positions on)
-  uint64_t taken = 0;
-  uint64_t dropped = 0;
-  uint64_t latency_sum_ns =
-      0;  // the subscriber's sampled publish -> take latencies (see SubscriberCore::sample_latency)
-  uint64_t latency_samples = 0;
-  uint64_t backlog = 0;     // arrived - taken - dropped, at at_ns
-  uint64_t held = 0;        // samples held (taken, still being processed if the program keeps them)
-  double backlog_area = 0;  // integral of backlog over time (message-seconds; trapezoids between samples)
-  double system_area = 0;   // the same for backlog + held
-  double busy_s = 0;        // time in intervals the subscriber never ran out of messages (see sample_metrics)
-  uint64_t busy_taken = 0;  // takes within those intervals
-};
-
-struct SubscriberWindow {
-  // arrived = (sum of the heads of the rings that are not free) + arrival_offset. Set exactly when the daemon
-  // places the subscriber's start positions; kept continuous when a ring is freed (its head leaves the sum).
-  int64_t arrival_offset = 0;
-  bool calibrated = false;  // false: derive the offset from the cursors at the next sample (adopted slots)
-  std::deque<MetricsPoint> points;  // oldest first
-};
-
-double per(double num, double den) {
-  return den > 0 ? num / den : 0.0;
-}
-
-// Counters only grow within a window, but a difference is never allowed to wrap.
-uint64_t delta(uint64_t later, uint64_t earlier) {
-  return later > earlier ? later - earlier : 0;
-}
 
 uint64_t steady_ns() {
   return static_cast<uint64_t>(
@@ -97,17 +55,16 @@ struct TopicRegistry::Topic {
   std::vector<uint64_t> subscriber_id;
   bool had_publisher = false;  // settings are fixed once a publisher attached
   bool reshaped = false;       // replaced by a new segment; lives on until its subscribers re-open
-  std::multimap<uint64_t, uint32_t> moved_in;
-  std::vector<uint64_t> last_head;  // per ring, to catch a head that runs backwards  // peer -> subscriber
-                                    // slot reserved for it by a reshape
-  uint64_t retired_messages = 0;    // messages of rings already reclaimed
+  std::multimap<uint64_t, uint32_t> moved_in;  // peer -> subscriber slot reserved for it by a reshape
+  std::vector<uint64_t> last_head;             // per ring, to catch a head that runs backwards
+  uint64_t retired_messages = 0;               // messages of rings already reclaimed
   uint64_t retired_bytes = 0;
   uint64_t retired_drops = 0;  // drops of subscribers already gone
   uint64_t last_messages = 0;  // for the rate
   Clock::time_point last_tick = Clock::now();
   double rate_hz = 0;
-  std::vector<SubscriberWindow> windows;                      // queueing metrics per subscriber slot
-  std::deque<std::pair<uint64_t, uint64_t>> message_samples;  // (steady ns, messages()), oldest first
+  std::vector<SubscriberWindow> windows;  // queueing metrics per subscriber slot
+  PublishedWindow published;
   uint64_t last_sample_ns = 0;
 
   std::byte* base() const { return segment.data(); }
@@ -498,9 +455,7 @@ Result<uint32_t> TopicRegistry::add_subscriber(Topic& t, uint64_t owner, pid_t p
     const uint64_t messages = t.messages_of(p);
     starts += static_cast<int64_t>(messages - t.messages_from(p, head - back, head, messages));
   }
-  // The reader's position in ring p is start_p + what it took or dropped there, so its backlog is
-  // sum(head_p) - sum(start_p) - taken - dropped. (Rings handed out later start it at 0.)
-  t.windows[s] = SubscriberWindow{-starts, true, {}};
+  t.windows[s] = SubscriberWindow::starting_after(starts);
   const uint64_t id = next_endpoint_id_++;
   slot->pid = static_cast<uint32_t>(pid);
   slot->uid = uid;
@@ -726,7 +681,7 @@ void TopicRegistry::free_ring(Topic& t, uint32_t p) {
   // subscriber that did not drain it is re-calibrated at the next sample, see sample_metrics.)
   const uint64_t messages = t.messages_of(p);
   for (uint32_t s = 0; s < t.geometry.max_subscribers; ++s) {
-    if (t.subscriber_owner[s] != 0) t.windows[s].arrival_offset += static_cast<int64_t>(messages);
+    if (t.subscriber_owner[s] != 0) t.windows[s].ring_freed(messages);
   }
   t.retired_messages += messages;
   t.retired_bytes += ring->bytes.load(std::memory_order_relaxed);
@@ -816,19 +771,13 @@ void TopicRegistry::tick() {
 void TopicRegistry::sample_metrics(Topic& t, uint64_t now) {
   if (t.last_sample_ns != 0 && now - t.last_sample_ns < kMetricsSampleNs) return;
   t.last_sample_ns = now;
-  t.message_samples.emplace_back(now, t.messages());
-  while (t.message_samples.size() > 2 && now - t.message_samples[1].first >= kMetricsWindowNs) {
-    t.message_samples.pop_front();
-  }
+  t.published.add(now, t.messages());
   const auto& g = t.geometry;
-  // Disagreement tolerated before re-calibrating: a reader may be one message ahead of the counters and
-  // heads we read in each ring (it takes before it stores `taken`; a writer stores head after committing).
-  const int64_t slack = static_cast<int64_t>(g.max_publishers) + 1;
   std::vector<uint64_t> cursor_position(g.max_publishers);
   for (uint32_t s = 0; s < g.max_subscribers; ++s) {
     SubscriberWindow& w = t.windows[s];
     if (t.subscriber_owner[s] == 0) {
-      if (!w.points.empty()) w = SubscriberWindow{};
+      if (!w.empty()) w = SubscriberWindow{};
       continue;
     }
     const shm::SubscriberSlot* slot = t.subscriber(s);
@@ -843,64 +792,26 @@ void TopicRegistry::sample_metrics(Topic& t, uint64_t now) {
       cursor_position[p] =
           current ? shm::cursor_position(v, t.ring(p)->head.load(std::memory_order_relaxed)) : 0;
     }
+    SubscriberReading r;
     // acquire: pairs with the reader's release store of the count; the sum then covers at least that many.
-    const uint64_t latency_samples = slot->latency_samples.load(std::memory_order_acquire);
-    const uint64_t latency_sum_ns = slot->latency_sum_ns.load(std::memory_order_relaxed);
-    const uint64_t taken = slot->taken.load(std::memory_order_relaxed);
-    const uint64_t dropped = slot->dropped.load(std::memory_order_relaxed);
-    const uint64_t held = slot->held.load(std::memory_order_relaxed);
-    uint64_t heads = 0, upper = 0;
+    r.latency_samples = slot->latency_samples.load(std::memory_order_acquire);
+    r.latency_sum_ns = slot->latency_sum_ns.load(std::memory_order_relaxed);
+    r.taken = slot->taken.load(std::memory_order_relaxed);
+    r.dropped = slot->dropped.load(std::memory_order_relaxed);
+    r.held = slot->held.load(std::memory_order_relaxed);
     for (uint32_t p = 0; p < g.max_publishers; ++p) {
       const shm::PublisherSlot* ring = t.ring(p);
       if (ring->state.load(std::memory_order_acquire) == shm::kSlotFree) continue;
       // acquire: pairs with the writer's release store of head (and its messages count before it).
       const uint64_t head = ring->head.load(std::memory_order_acquire);
       const uint64_t messages = t.messages_of(p);
-      heads += messages;
-      upper += t.messages_from(p, std::min(head, cursor_position[p]), head, messages);
+      r.heads += messages;
+      r.upper += t.messages_from(p, std::min(head, cursor_position[p]), head, messages);
     }
-    int64_t backlog = static_cast<int64_t>(heads) + w.arrival_offset - static_cast<int64_t>(taken + dropped);
-    if (!w.calibrated || backlog < -slack || backlog > static_cast<int64_t>(upper) + slack) {
-      // An adopted subscriber, a client whose counters do not start at 0 (it re-opened the topic and carries
-      // its totals over), or a ring freed before this subscriber drained it: start again from the cursor
-      // estimate (cursors lag the read positions by up to a quarter ring, and count held samples).
-      const int64_t estimate = std::max<int64_t>(0, static_cast<int64_t>(upper) - static_cast<int64_t>(held));
-      w.arrival_offset += estimate - backlog;
-      backlog = estimate;
-      w.calibrated = true;
-      w.points.clear();
-    }
-    MetricsPoint point;
-    point.at_ns = now;
-    point.taken = taken;
-    point.dropped = dropped;
-    point.backlog = static_cast<uint64_t>(std::clamp<int64_t>(backlog, 0, static_cast<int64_t>(upper)));
-    point.arrived = taken + dropped + static_cast<uint64_t>(std::max<int64_t>(backlog, 0));
-    point.latency_sum_ns = latency_sum_ns;
-    point.latency_samples = latency_samples;
-    point.held = held;
-    if (!w.points.empty()) {
-      const MetricsPoint& last = w.points.back();
-      const double dt = static_cast<double>(now - last.at_ns) / 1e9;
-      const auto backlog_then = static_cast<double>(last.backlog),
-                 backlog_now = static_cast<double>(point.backlog);
-      point.backlog_area = last.backlog_area + 0.5 * (backlog_then + backlog_now) * dt;
-      point.system_area =
-          last.system_area +
-          0.5 * (backlog_then + static_cast<double>(last.held) + backlog_now + static_cast<double>(held)) *
-              dt;
-      // The interval began with more messages waiting than the subscriber took during it: it never ran out of
-      // messages, so its take rate there is its service rate. (Merely "backlogged at both ends" would let it
-      // idle in between and drag the estimate down towards the arrival rate.)
-      const uint64_t took = delta(taken, last.taken);
-      const bool busy = last.backlog > took;
-      point.busy_s = last.busy_s + (busy ? dt : 0.0);
-      point.busy_taken = last.busy_taken + (busy ? took : 0);
-      // Monotonic for the window's differences, whatever a clamp did to this sample's backlog.
-      point.arrived = std::max(point.arrived, last.arrived);
-    }
-    w.points.push_back(point);
-    while (w.points.size() > 2 && now - w.points[1].at_ns >= kMetricsWindowNs) w.points.pop_front();
+    // A reader may be one message ahead of the counters and heads read in each ring (it takes before it
+    // stores `taken`; a writer stores head after committing).
+    r.slack = static_cast<int64_t>(g.max_publishers) + 1;
+    w.add(r, now);
   }
 }
 
@@ -916,46 +827,6 @@ void TopicRegistry::shutdown() {
   topics_.clear();
   by_name_.clear();
 }
-
-namespace {
-
-// The queueing metrics of one subscriber over its window (zeros until it has two samples).
-toml::table subscriber_metrics(const SubscriberWindow& w) {
-  MetricsPoint first, last;
-  if (w.points.size() >= 2) {
-    first = w.points.front();
-    last = w.points.back();
-  }
-  const double dt = static_cast<double>(last.at_ns - first.at_ns) / 1e9;
-  const double lambda = per(static_cast<double>(delta(last.arrived, first.arrived)), dt);
-  const double taken = static_cast<double>(delta(last.taken, first.taken));
-  const double busy_s = last.busy_s - first.busy_s;
-  const double mu = per(static_cast<double>(delta(last.busy_taken, first.busy_taken)), busy_s);
-  const double service_s = per(1.0, mu);
-  const uint64_t latency_samples = delta(last.latency_samples, first.latency_samples);
-  const double wait_s = per(static_cast<double>(delta(last.latency_sum_ns, first.latency_sum_ns)) / 1e9,
-                            static_cast<double>(latency_samples));
-  const double l = per(last.backlog_area - first.backlog_area, dt);
-  const double little = lambda * wait_s;
-  return toml::table{{"window_s", dt},
-                     {"arrival_rate", lambda},
-                     {"throughput", per(taken, dt)},
-                     {"drop_rate", per(static_cast<double>(delta(last.dropped, first.dropped)), dt)},
-                     {"service_rate", mu},
-                     {"busy_s", busy_s},
-                     {"utilisation", per(lambda, mu)},
-                     {"queue_length", l},
-                     {"backlog", static_cast<int64_t>(w.points.empty() ? 0 : w.points.back().backlog)},
-                     {"in_system", per(last.system_area - first.system_area, dt)},
-                     {"waiting_time_s", wait_s},
-                     {"latency_samples", static_cast<int64_t>(latency_samples)},
-                     {"service_time_s", service_s},
-                     {"sojourn_time_s", wait_s + service_s},
-                     {"littles_law_lambda_w", little},
-                     {"littles_law_error", per(std::abs(l - little), std::max(l, little))}};
-}
-
-}  // namespace
 
 void TopicRegistry::report(toml::table* doc) const {
   toml::array topics;
@@ -1012,7 +883,7 @@ void TopicRegistry::report(toml::table* doc) const {
           {"dropped", static_cast<int64_t>(dropped)},
           {"late_wakeups", static_cast<int64_t>(slot->late_wakeups.load(std::memory_order_relaxed))},
           {"held", static_cast<int64_t>(slot->held.load(std::memory_order_relaxed))},
-          {"metrics", subscriber_metrics(t.windows[s])}});
+          {"metrics", t.windows[s].report()}});
     }
     auto percentile = [&](double q) -> int64_t {
       uint64_t total = 0;
@@ -1032,15 +903,7 @@ void TopicRegistry::report(toml::table* doc) const {
     entry.insert("bytes", static_cast<int64_t>(bytes));
     entry.insert("drops", static_cast<int64_t>(drops));
     entry.insert("rate_hz", t.rate_hz);
-    {
-      // Messages published to the topic per second over the metrics window (each subscriber's arrival_rate
-      // counts only what it will read: the same once it has been attached for a window).
-      const auto& m = t.message_samples;
-      const double dt = m.size() >= 2 ? static_cast<double>(m.back().first - m.front().first) / 1e9 : 0.0;
-      const double published =
-          m.size() >= 2 ? static_cast<double>(delta(m.back().second, m.front().second)) : 0.0;
-      entry.insert("metrics", toml::table{{"window_s", dt}, {"arrival_rate", per(published, dt)}});
-    }
+    entry.insert("metrics", t.published.report());
     entry.insert("slots_in_use", static_cast<int64_t>(in_use));
     entry.insert("loaned", static_cast<int64_t>(loaned));
     entry.insert("latency_p50_ns", percentile(0.50));
