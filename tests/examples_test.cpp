@@ -12,6 +12,7 @@
 #include "shmbus/bus.h"
 #include "shmbus/rpc.h"
 #include "shmbus/work_queue.h"
+#include "support/scratch_dir.h"
 #include "support/test_daemon.h"
 
 namespace shmbus::test {
@@ -44,9 +45,8 @@ TEST(ExamplesTest, PublisherAndSubscriberExamplesFlowInOrder) {
 }
 
 TEST(ExamplesTest, DurableQueueExampleKeepsJobsAcrossADaemonKill) {
-  const std::string data_dir =
-      std::filesystem::temp_directory_path() / ("shmbus-ex-" + std::to_string(getpid()));
-  setenv("SHMBUS_DATA_DIR", data_dir.c_str(), 1);
+  const ScratchDir data_dir("shmbus-ex");
+  setenv("SHMBUS_DATA_DIR", data_dir.path().c_str(), 1);
   {
     TestDaemon daemon;
     EXPECT_EQ(run_process({example("durable_queue"), "send", "5"}).status, 0);
@@ -57,7 +57,6 @@ TEST(ExamplesTest, DurableQueueExampleKeepsJobsAcrossADaemonKill) {
     EXPECT_NE(work.out.find("5 jobs done"), std::string::npos) << work.out;
   }
   unsetenv("SHMBUS_DATA_DIR");
-  std::filesystem::remove_all(data_dir);
 }
 
 TEST(ExamplesTest, TheLibraryNeverWritesToStdout) {

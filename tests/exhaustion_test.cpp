@@ -24,7 +24,8 @@
 
 #include "bus/control_protocol.h"
 #include "shmbus/work_queue.h"
-#include "support/process_cpu.h"
+#include "support/process_stat.h"
+#include "support/scratch_dir.h"
 #include "support/test_daemon.h"
 #include "support/word_bytes.h"
 
@@ -33,12 +34,6 @@ namespace {
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
-
-std::string unique_suffix() {
-  static int counter = 0;
-  return std::to_string(getpid()) + "-" + std::to_string(counter++) + "-" +
-         std::to_string(Clock::now().time_since_epoch().count() % 1000000);
-}
 
 // Retries `attempt` (which returns true on success) until it succeeds or `limit` passes.
 template <typename F>

@@ -9,7 +9,6 @@
 #include <array>
 #include <atomic>
 #include <cstring>
-#include <fstream>
 #include <functional>
 #include <thread>
 
@@ -19,6 +18,7 @@
 #include "shmbus/event_source.h"
 #include "shmbus/wait_set.h"
 #include "support/peer_output.h"
+#include "support/process_stat.h"
 #include "support/test_daemon.h"
 
 namespace shmbus::test {
@@ -358,15 +358,6 @@ TEST(PubSubTest, BlockingTakeWakesOnPublish) {
   EXPECT_EQ(sub->late_wakeups(), 0u) << "woken by the publish, not at a sleep's cap";
 }
 
-// Whether thread `tid` of this process is asleep (state S in /proc).
-bool thread_sleeps(pid_t tid) {
-  std::ifstream stat("/proc/self/task/" + std::to_string(tid) + "/stat");
-  std::string line;
-  std::getline(stat, line);
-  const auto paren = line.rfind(')');
-  return paren != std::string::npos && paren + 2 < line.size() && line[paren + 2] == 'S';
-}
-
 // The test daemon's only topic, mapped: the topic's sleeper count (what writers look at) and the sums over
 // its subscriber slots of the readers' own sleeper counts (what the daemon undoes for a reader that dies)
 // and of their late wake-ups.
@@ -422,7 +413,7 @@ void expect_a_missed_wake_up_is_late_and_counted(
     });
     // Asleep in the wait: counted as a sleeper, and its thread in state S (for 5 s at most).
     bool asleep = false;
-    while (!(asleep = tid != 0 && h->sleepers.load() != 0 && in_wait() && thread_sleeps(tid)) &&
+    while (!(asleep = tid != 0 && h->sleepers.load() != 0 && in_wait() && thread_state(tid) == 'S') &&
            std::chrono::steady_clock::now() - start < 5s) {
       std::this_thread::sleep_for(1ms);
     }

@@ -19,6 +19,8 @@
 #include "shm/work_queue_layout.h"
 #include "shmbus/rpc.h"
 #include "shmbus/work_queue.h"
+#include "support/durable_queue_file.h"
+#include "support/scratch_dir.h"
 #include "support/test_daemon.h"
 #include "support/word_bytes.h"
 
@@ -52,8 +54,8 @@ TEST(QueueTest, CompetingConsumerProcessesGetEachMessageExactlyOnce) {
   Bus bus = daemon.connect();
   constexpr uint64_t kMessages = 20'000;
   constexpr int kConsumers = 3;
-  const std::string dir = std::filesystem::temp_directory_path() / ("shmbus-q-" + daemon.instance());
-  std::filesystem::create_directories(dir);
+  const ScratchDir scratch("shmbus-q");
+  const std::string& dir = scratch.path();
   QueueProducerOptions po;
   po.queue.capacity = 128;
   auto producer = bus.queue_producer("jobs/work", po);
@@ -90,7 +92,6 @@ TEST(QueueTest, CompetingConsumerProcessesGetEachMessageExactlyOnce) {
     while (in.read(reinterpret_cast<char*>(&v), sizeof v)) got.insert(v), ++n;
     per_consumer.push_back(n);
   }
-  std::filesystem::remove_all(dir);
   ASSERT_EQ(got.size(), kMessages);
   for (uint64_t i = 0; i < kMessages; ++i) ASSERT_EQ(got.count(i * 2654435761u), 1u) << "message " << i;
   const toml::table s = daemon.queue_statistics("jobs/work");
@@ -257,9 +258,8 @@ TEST(QueueTest, ErrorsAreTypedAndExplained) {
 // Durable queue: messages survive a daemon kill -9 and restart, then a simulated reboot (clean stop, page
 // cache dropped where allowed, the file's boot id changed) during which one message was corrupted on disk.
 TEST(QueueTest, DurableQueueSurvivesDaemonKillAndRebootAndReportsCorruption) {
-  const std::string data_dir =
-      std::filesystem::temp_directory_path() / ("shmbus-durable-" + std::to_string(getpid()));
-  std::filesystem::remove_all(data_dir);
+  const ScratchDir scratch("shmbus-durable");
+  const std::string& data_dir = scratch.path();
   {
     TestDaemon daemon("data_dir = \"" + data_dir +
                       "\"\n[[queue]]\npattern = \"orders/**\"\ndurable = true\n"
@@ -291,15 +291,14 @@ TEST(QueueTest, DurableQueueSurvivesDaemonKillAndRebootAndReportsCorruption) {
     const std::string file = data_dir + "/" + daemon.instance() + "/queue%3Aorders%2Fnew.queue";
     ASSERT_TRUE(std::filesystem::exists(file)) << file;
     {
+      const auto layout = read_queue_layout(file);
+      ASSERT_TRUE(layout) << file;
       std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
-      shm::WorkQueueHeader h;
-      f.read(reinterpret_cast<char*>(&h), sizeof h);
       f.seekp(offsetof(shm::WorkQueueHeader, boot_id));
       f.write("another-boot", 13);
       // The entry holding 12 gets a flipped payload byte.
-      for (uint32_t i = 0; i < h.capacity; ++i) {
-        const auto at = static_cast<std::streamoff>(h.entries_offset + uint64_t{i} * h.slot_stride +
-                                                    shm::kEntryHeaderBytes);
+      for (uint64_t i = 0; i < layout->capacity; ++i) {
+        const auto at = static_cast<std::streamoff>(layout->entry(i) + shm::kEntryHeaderBytes);
         uint64_t v = 0;
         f.seekg(at);
         f.read(reinterpret_cast<char*>(&v), sizeof v);
@@ -325,15 +324,13 @@ TEST(QueueTest, DurableQueueSurvivesDaemonKillAndRebootAndReportsCorruption) {
     std::vector<uint64_t> expected{7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20};
     EXPECT_EQ(rest, expected) << "the in-flight message of the old boot is delivered again, the rest intact";
   }
-  std::filesystem::remove_all(data_dir);
 }
 
 // A durable queue file cut short (a torn write at power loss, a full disk): the daemon grows it back, keeps
 // the intact prefix, reports the entries it lost, and `shmbus queue list / stats` show it.
 TEST(QueueTest, TruncatedDurableFileKeepsItsIntactPrefixAndReportsTheRest) {
-  const std::string data_dir =
-      std::filesystem::temp_directory_path() / ("shmbus-trunc-" + std::to_string(getpid()));
-  std::filesystem::remove_all(data_dir);
+  const ScratchDir scratch("shmbus-trunc");
+  const std::string& data_dir = scratch.path();
   {
     TestDaemon daemon("data_dir = \"" + data_dir + "\"\n");
     {
@@ -348,14 +345,10 @@ TEST(QueueTest, TruncatedDurableFileKeepsItsIntactPrefixAndReportsTheRest) {
     }
     ASSERT_EQ(daemon.stop(SIGTERM), 0);
     const std::string file = data_dir + "/" + daemon.instance() + "/queue%3Aorders%2Fcut.queue";
-    shm::WorkQueueHeader h;
-    {
-      std::ifstream f(file, std::ios::binary);
-      f.read(reinterpret_cast<char*>(&h), sizeof h);
-      ASSERT_TRUE(f.good()) << file;
-    }
+    const auto layout = read_queue_layout(file);
+    ASSERT_TRUE(layout) << file;
     // Cut in the middle of the 11th entry: entries 1..10 (slots 0..9) stay whole.
-    std::filesystem::resize_file(file, h.entries_offset + 10 * uint64_t{h.slot_stride} + 8);
+    std::filesystem::resize_file(file, layout->entry(10) + 8);
     ASSERT_TRUE(daemon.start());
     const toml::table s = daemon.queue_statistics("orders/cut");
     EXPECT_EQ(s["recovered"].value_or(0LL), 10);
@@ -378,7 +371,6 @@ TEST(QueueTest, TruncatedDurableFileKeepsItsIntactPrefixAndReportsTheRest) {
     }
     EXPECT_EQ(consumer->receive(100ms).status().code(), Errc::kTimeout);
   }
-  std::filesystem::remove_all(data_dir);
 }
 
 TEST(RpcTest, ManyClientsSeveralServersResponsesMatchTheirCalls) {

@@ -14,7 +14,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <initializer_list>
 #include <ostream>
 #include <span>
@@ -27,6 +26,9 @@
 #include "shm/work_queue_layout.h"
 #include "shmbus/bus.h"
 #include "shmbus/work_queue.h"
+#include "support/durable_queue_file.h"
+#include "support/process_stat.h"
+#include "support/scratch_dir.h"
 #include "support/test_daemon.h"
 #include "support/word_bytes.h"
 
@@ -61,25 +63,16 @@ void PrintTo(const Cut& cut, std::ostream* out) {
   *out << "{" << cut.bytes << " bytes, " << (cut.daemon_first ? "daemon" : "publisher") << " first}";
 }
 
-// Removes a file or directory tree, or a shared-memory object, at the end of the scope, pass or fail.
-struct RemovedAtExit {
-  std::string path;  // a file or directory tree
-  std::string shm;   // a shared-memory object name
-  ~RemovedAtExit() {
-    std::error_code ec;
-    if (!path.empty()) std::filesystem::remove_all(path, ec);
-    if (!shm.empty()) shm::Segment::remove(shm);
-  }
+// Removes a shared-memory object at the end of the scope, pass or fail.
+struct SegmentRemovedAtExit {
+  std::string name;
+  ~SegmentRemovedAtExit() { shm::Segment::remove(name); }
 };
 
 // True once `pid` is in the stopped state (SIGSTOP delivered), within 5 s.
 bool wait_stopped(pid_t pid) {
   for (int i = 0; i < 500; ++i) {
-    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-    std::string line;
-    std::getline(stat, line);
-    const auto paren = line.rfind(')');
-    if (paren != std::string::npos && paren + 2 < line.size() && line[paren + 2] == 'T') return true;
+    if (process_state(pid) == 'T') return true;
     std::this_thread::sleep_for(10ms);
   }
   return false;
@@ -218,10 +211,8 @@ TEST(QueueTruncationTest, AQueueSegmentCutShortIsClosedAndOpensAgainEmpty) {
 // from a copy of the file, as after a crash: the entries it still holds whole come back in order, the rest
 // are counted.
 TEST(QueueTruncationTest, ADurableFileCutShortWhileOpenIsRecoveredAtOnce) {
-  const std::string data_dir =
-      std::filesystem::temp_directory_path() / ("shmbus-cut-" + std::to_string(getpid()));
-  std::filesystem::remove_all(data_dir);
-  const RemovedAtExit cleanup{.path = data_dir};
+  const ScratchDir scratch("shmbus-cut");
+  const std::string& data_dir = scratch.path();
   {
     TestDaemon daemon("data_dir = \"" + data_dir + "\"\n");
     Bus bus = daemon.connect();
@@ -233,14 +224,10 @@ TEST(QueueTruncationTest, ADurableFileCutShortWhileOpenIsRecoveredAtOnce) {
     ASSERT_TRUE(producer.ok()) << producer.status().to_string();
     for (uint64_t i = 1; i <= 20; ++i) ASSERT_TRUE(producer->send(bytes_of(i)).ok());
     const std::string file = data_dir + "/" + daemon.instance() + "/queue%3Aorders%2Fcut.queue";
-    shm::WorkQueueHeader h;
-    {
-      std::ifstream f(file, std::ios::binary);
-      f.read(reinterpret_cast<char*>(&h), sizeof h);
-      ASSERT_TRUE(f.good()) << file;
-    }
+    const auto layout = read_queue_layout(file);
+    ASSERT_TRUE(layout) << file;
     // Another process cuts it in the middle of the 11th entry: entries 1..10 stay whole.
-    const auto cut_at = static_cast<off_t>(h.entries_offset + 10 * uint64_t{h.slot_stride} + 8);
+    const auto cut_at = static_cast<off_t>(layout->entry(10) + 8);
     const pid_t child = fork();
     if (child == 0) _exit(truncate(file.c_str(), cut_at) == 0 ? 0 : 1);
     int status = 0;
@@ -290,7 +277,7 @@ const bool unguarded_fault_child = [] {
 // default: death by SIGBUS); the guard does not swallow other mappings' faults.
 TEST(TruncationGuardTest, AFaultInAnUnguardedMappingStillKills) {
   const std::string name = "/shmbus-test-unguarded-" + std::to_string(getpid());
-  const RemovedAtExit cleanup{.shm = name}, cleanup_guarded{.shm = name + "-guarded"};
+  const SegmentRemovedAtExit cleanup{name}, cleanup_guarded{name + "-guarded"};
   const pid_t child = fork();
   if (child == 0) {
     setenv("SHMBUS_TEST_UNGUARDED_FAULT", name.c_str(), 1);
@@ -312,7 +299,7 @@ TEST(TruncationGuardTest, AFaultInAnUnguardedMappingStillKills) {
 // word, and the segment can be grown back.
 TEST(TruncationGuardTest, AGuardedMappingCutShortReadsAsZerosWithItsWord) {
   const std::string name = "/shmbus-test-guarded-" + std::to_string(getpid());
-  const RemovedAtExit cleanup{.shm = name};
+  const SegmentRemovedAtExit cleanup{name};
   {
     shm::Segment s = shm::Segment::create(name, 3 * 4096, 0600);
     s.set_truncation_word(8, 0xC105ED);
@@ -337,7 +324,7 @@ TEST(TruncationGuardTest, AGuardedMappingCutShortReadsAsZerosWithItsWord) {
 // segment guarded in its place (the table entry reused) is replaced on its own cut, with its own word.
 TEST(TruncationGuardTest, ThreadsFaultingAtOnceReplaceTheMappingOnce) {
   const std::string name = "/shmbus-test-racing-" + std::to_string(getpid());
-  const RemovedAtExit cleanup{.shm = name};
+  const SegmentRemovedAtExit cleanup{name};
   for (uint32_t round = 1; round <= 2; ++round) {
     shm::Segment s = shm::Segment::create(name, 16 * 4096, 0600);
     s.set_truncation_word(4, round);

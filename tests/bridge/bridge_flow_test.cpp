@@ -8,7 +8,7 @@
 #include "bridge/wire_format.h"
 #include "common_messages.h"
 #include "support/bridge_fixture.h"
-#include "support/process_cpu.h"
+#include "support/process_stat.h"
 
 namespace shmbus::test {
 namespace {

@@ -16,15 +16,15 @@
 #include <stdexcept>
 #include <thread>
 
+#include "scratch_dir.h"
+
 namespace shmbus::test {
 namespace {
 
 using Clock = std::chrono::steady_clock;
 
 std::string unique_name() {
-  static std::atomic<int> counter{0};
-  return "test" + std::to_string(getpid()) + "x" + std::to_string(counter++) + "x" +
-         std::to_string(Clock::now().time_since_epoch().count() % 100000);
+  return "test" + unique_suffix();
 }
 
 pid_t spawn(const std::vector<std::string>& argv, int stdout_fd, int stdin_fd) {
