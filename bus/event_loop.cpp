@@ -16,6 +16,8 @@
 #include <utility>
 #include <vector>
 
+#include "shm/deadline.h"
+
 namespace shmbus {
 namespace detail {
 
@@ -558,7 +560,7 @@ std::size_t EventLoop::run_once(std::chrono::milliseconds timeout) {
 }
 
 void EventLoop::run_for(std::chrono::nanoseconds duration) {
-  const auto deadline = std::chrono::steady_clock::now() + duration;
+  const auto deadline = shm::deadline_after(duration);
   for (;;) {
     // acq_rel: takes the request stop() released; the next run starts afresh.
     if (state_->stop_requested.exchange(false, std::memory_order_acq_rel)) return;

@@ -201,8 +201,8 @@ struct EventSourceState {
     plan_entered = false;
     for (std::size_t i = 0; i < headers.size(); ++i) shm::leave_sleep(headers[i], sleep_flags[i]);
     for (shm::WorkQueueHeader* h : queue_headers) {
-      // seq_cst: as in WorkQueue::wait_ready (a count; a waker that still sees us only makes a spare wake).
-      h->ready_sleepers.fetch_sub(1, std::memory_order_seq_cst);
+      // Not below 0: the daemon may have zeroed the count (WorkQueue::reset_sleepers).
+      shm::leave_queue_sleep(&h->ready_sleepers);
     }
   }
 

@@ -8,6 +8,7 @@
 
 #include "bus/control_protocol.h"
 #include "bus/log.h"
+#include "shm/deadline.h"
 
 namespace shmbus::detail {
 
@@ -23,7 +24,8 @@ Status queue_status(shm::QueueOp op, const std::string& name) {
       return {Errc::kInvalidArgument,
               "the entry of queue " + name + " is no longer yours (taken back after a timeout or a restart)"};
     case shm::QueueOp::kLockTimeout:
-      return {Errc::kTimeout, "queue " + name + " stayed locked for 2 s (a stuck or corrupting process)"};
+      return {Errc::kTimeout,
+              "queue " + name + " stayed locked for 2 s by a live process (a stuck or hostile one)"};
     case shm::QueueOp::kCorrupt:
       return {Errc::kInvalidArgument, "queue " + name + ": impossible entry metadata"};
   }
@@ -77,7 +79,7 @@ QueueAttachment::~QueueAttachment() {
 }
 
 Result<shm::ClaimedEntry> QueueAttachment::reserve(std::chrono::nanoseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  const auto deadline = shm::deadline_after(timeout);
   for (;;) {
     // Closed first: a closed queue's memory may still take an entry (the daemon stopped, or it was cut short
     // and grown back empty), which nobody would ever deliver.
@@ -102,7 +104,7 @@ Status QueueAttachment::commit(const shm::ClaimedEntry& claimed, const shm::Comm
 
 Result<shm::DeliveredEntry> QueueAttachment::pop(std::chrono::nanoseconds visibility,
                                                  std::chrono::nanoseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  const auto deadline = shm::deadline_after(timeout);
   for (;;) {
     shm::DeliveredEntry d;
     const shm::QueueOp op = queue->pop(pid, visibility, &d);

@@ -7,6 +7,7 @@
 #include "bus/call_table.h"
 #include "bus/log.h"
 #include "bus/queue_attachment.h"
+#include "shm/deadline.h"
 #include "shmbus/bus.h"
 #include "shmbus/topic_name.h"
 
@@ -155,7 +156,7 @@ Result<detail::QueueAttachment*> Server::response_queue(uint32_t id) {
 }
 
 Result<Request> Server::receive(std::chrono::nanoseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  const auto deadline = shm::deadline_after(timeout);
   for (;;) {
     const auto left = std::max<std::chrono::nanoseconds>(deadline - std::chrono::steady_clock::now(),
                                                          std::chrono::nanoseconds::zero());
@@ -276,7 +277,7 @@ Result<PendingCall> Client::call_async(QueueLoan&& request, std::chrono::nanosec
   }
   if (request.size_ > request.capacity_)
     return Status{Errc::kMessageTooLarge, "loan size exceeds its buffer"};
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  const auto deadline = shm::deadline_after(timeout);
   const uint64_t correlation = next_correlation_++;
   const shm::ClaimedEntry claimed{request.index_, request.data_, static_cast<uint32_t>(request.capacity_)};
   const auto size = static_cast<uint32_t>(request.size_);

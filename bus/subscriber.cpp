@@ -3,6 +3,7 @@
 #include "bus/log.h"
 #include "bus/stamp_clock.h"
 #include "bus/subscriber_core.h"
+#include "shm/deadline.h"
 #include "shm/futex.h"
 #include "shm/sleep_fence.h"
 #include "shmbus/bus.h"
@@ -332,8 +333,9 @@ bool Subscriber::has_data() {
 Sample Subscriber::take(std::chrono::nanoseconds timeout) {
   if (Sample s = try_take()) return s;
   const auto start = std::chrono::steady_clock::now();
-  const auto deadline = start + timeout;
-  const auto spin_until = start + std::min<std::chrono::nanoseconds>(timeout, core_->options.spin);
+  const auto deadline = shm::deadline_after(start, timeout);
+  const auto spin_until =
+      shm::deadline_after(start, std::min<std::chrono::nanoseconds>(timeout, core_->options.spin));
   // Read the clock every few polls only: on a VM a clock read costs as much as a poll. No spin: sleep at
   // once.
   for (unsigned polls = 1;

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "bus/subscriber_core.h"
+#include "shm/deadline.h"
 #include "shm/futex.h"
 #include "shm/sleep_fence.h"
 
@@ -42,8 +43,8 @@ std::vector<Subscriber*> WaitSet::wait(std::chrono::nanoseconds timeout) {
   };
   if (collect() || notified()) return ready;
   const auto start = std::chrono::steady_clock::now();
-  const auto deadline = start + timeout;
-  const auto spin_until = start + std::min<std::chrono::nanoseconds>(timeout, spin_);
+  const auto deadline = shm::deadline_after(start, timeout);
+  const auto spin_until = shm::deadline_after(start, std::min<std::chrono::nanoseconds>(timeout, spin_));
   // Read the clock every few polls only: on a VM a clock read costs as much as a poll of a few rings.
   for (unsigned polls = 1; spin_.count() > 0; ++polls) {
     if (collect() || notified()) return ready;

@@ -30,6 +30,10 @@ constexpr uint64_t kMetricsWindowNs = 10'000'000'000ull;  // the sliding window 
 // The memory a response queue may take.
 constexpr uint64_t kMaxReplyQueueBytes = 256ull << 20;
 constexpr uint64_t kSampleEveryNs = 250'000'000ull;
+// How long the daemon waits for a queue's lock that a live participant holds. Its one thread serves every
+// participant, so a holder that stalls (or means harm) costs it at most this per queue and tick; what it
+// could not do is retried at the next tick.
+constexpr auto kDaemonLockTimeout = std::chrono::milliseconds(10);
 
 std::string read_boot_id() {
   std::ifstream in("/proc/sys/kernel/random/boot_id");
@@ -184,6 +188,7 @@ Status QueueRegistry::create_memory(Queue& q, const QueueSettings& s) {
           std::filesystem::rename(path, aside, ec);
         } else {
           q.queue = *view;
+          q.queue->set_lock_timeout(kDaemonLockTimeout);
           auto* h = view->header();
           q.flags = h->flags;
           q.settings.capacity = h->capacity;
@@ -218,6 +223,7 @@ Status QueueRegistry::create_memory(Queue& q, const QueueSettings& s) {
                           : shm::WorkQueue::attach(q.segment.data(), q.segment.size(), &why);
   if (!view) return {Errc::kInternal, "new queue does not validate: " + why};
   q.queue = *view;
+  q.queue->set_lock_timeout(kDaemonLockTimeout);
   return Status::Ok();
 }
 
@@ -419,6 +425,7 @@ void QueueRegistry::peer_gone(const Peer& peer) {
     if (q->endpoints.erase(peer.id) == 0) continue;
     q->pids.erase(peer.id);
     q->queue->header()->consumers.store(q->consumer_count(), std::memory_order_relaxed);
+    q->queue->reset_sleepers();  // it may have died asleep on the queue, its count still in
     bool same_process_still_here = false;
     for (const auto& [other, pid] : q->pids) same_process_still_here |= pid == peer.pid;
     if (!same_process_still_here) release_dead_holders(*q, peer.pid, /*only_if_dead=*/false);
@@ -448,6 +455,7 @@ void QueueRegistry::adopt() {
       if (!view) throw std::runtime_error(why);
       auto* h = view->header();
       q->queue = *view;
+      q->queue->set_lock_timeout(kDaemonLockTimeout);
       q->id = h->queue_id;
       q->flags = h->flags;
       q->name = std::string(h->name, strnlen(h->name, sizeof h->name));

@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-deps.sh
 which="${1:-all}"
-tsan_labels='^(ring_test|work_queue_test|queue_test|async_test|async_queue_test|pubsub_test|drain_test|daemon_test|truncation_test)$'
+tsan_labels='^(ring_test|work_queue_test|owner_lock_test|queue_test|async_test|async_queue_test|pubsub_test|drain_test|daemon_test|truncation_test)$'
 failed=0
 
 # run <build dir> <sanitizers> <ctest args...>
@@ -21,7 +21,7 @@ run() {
   cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSHMBUS_SANITIZE="$sanitize" \
     -DSHMBUS_BUILD_BENCH=OFF -DSHMBUS_BUILD_EXAMPLES=OFF >/dev/null
   if [[ "$sanitize" == thread ]]; then
-    cmake --build "$build" -j"$(nproc)" --target ring_test work_queue_test queue_test async_test async_queue_test pubsub_test daemon_test \
+    cmake --build "$build" -j"$(nproc)" --target ring_test work_queue_test owner_lock_test queue_test async_test async_queue_test pubsub_test daemon_test \
       truncation_test >/dev/null
   else
     cmake --build "$build" -j"$(nproc)" >/dev/null

@@ -69,15 +69,20 @@ bool futex_wait_any(std::span<const FutexWaitTarget> targets, std::chrono::nanos
     // futex_waitv takes an absolute CLOCK_MONOTONIC deadline.
     timespec now{};
     clock_gettime(CLOCK_MONOTONIC, &now);
-    const auto deadline = std::chrono::seconds(now.tv_sec) + std::chrono::nanoseconds(now.tv_nsec) + timeout;
+    const auto since_boot = std::chrono::seconds(now.tv_sec) + std::chrono::nanoseconds(now.tv_nsec);
+    // Saturated: a "forever" timeout must not overflow into the past.
+    const auto deadline = timeout < std::chrono::nanoseconds::max() - since_boot
+                              ? since_boot + timeout
+                              : std::chrono::nanoseconds::max();
     const timespec abs = to_timespec(deadline);
     const long rc = syscall(SYS_futex_waitv, waiters.data(), targets.size(), 0, &abs, CLOCK_MONOTONIC);
     if (rc >= 0) return true;
     if (errno == ETIMEDOUT) return timeout < asked;
     if (errno == EAGAIN || errno == EINTR) return true;  // a value changed, or a signal: the caller re-checks
     // ENOSYS (Linux < 5.16), or EPERM from a seccomp filter that does not know the call (Docker's default
-    // profile before 23.0): sleep on the first word from now on, rather than return at once and spin.
-    waitv_missing.store(true, std::memory_order_relaxed);
+    // profile before 23.0): sleep on the first word from now on, rather than return at once and spin. Any
+    // other error (ENOMEM...) falls back for this sleep only.
+    if (errno == ENOSYS || errno == EPERM) waitv_missing.store(true, std::memory_order_relaxed);
   }
   const auto capped = std::min<std::chrono::nanoseconds>(timeout, std::chrono::milliseconds(1));
   return futex_wait(targets[0].word, targets[0].expected, capped) || capped < asked;

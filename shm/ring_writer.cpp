@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "shm/deadline.h"
 #include "shm/futex.h"
 #include "shm/packed_slot.h"
 #include "shm/sleep_fence.h"
@@ -62,7 +63,7 @@ bool RingWriter::gate_open() {
 
 bool RingWriter::wait_for_room(std::chrono::nanoseconds timeout) {
   if (!lossless_ || gate_open()) return true;
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  const auto deadline = deadline_after(timeout);
   // A short spin (tens of microseconds): a reader that keeps up frees a quarter ring soon; a longer spin only
   // takes the CPU that reader needs on a small machine.
   for (int spin = 0; spin < kSpinsBeforeSleep; ++spin) {

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 
 namespace shmbus::shm {
 
@@ -13,14 +14,17 @@ bool register_cheap_commits() {
 }
 
 namespace {
-// Whether this kernel has the expedited global barrier at all. Without it no process can have registered,
-// every writer commits with a seq_cst store, and the fence below is all the ordering a sleeper needs.
-bool kernel_has_global_expedited() {
-  static const bool has = [] {
+// Whether no process can have registered for cheap commits: the kernel lacks the expedited global barrier
+// (ENOSYS, or a QUERY that does not list it). Then every writer commits with a seq_cst store, and the fence
+// below is all the ordering a sleeper needs. A QUERY refused otherwise (EPERM from a seccomp filter on this
+// process only) says nothing of the writers elsewhere: not "absent".
+bool kernel_lacks_global_expedited() {
+  static const bool lacks = [] {
     const long commands = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
-    return commands > 0 && (commands & MEMBARRIER_CMD_GLOBAL_EXPEDITED) != 0;
+    if (commands < 0) return errno == ENOSYS;
+    return (commands & MEMBARRIER_CMD_GLOBAL_EXPEDITED) == 0;
   }();
-  return has;
+  return lacks;
 }
 }  // namespace
 
@@ -28,8 +32,8 @@ bool fence_before_sleep() {
   // seq_cst: orders this thread's sleeper increments before its re-check, against writers that still use
   // seq_cst commits (unregistered processes).
   std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (!kernel_has_global_expedited()) return true;
-  // The kernel has it but may refuse this process (a seccomp filter): then a registered writer elsewhere
+  if (kernel_lacks_global_expedited()) return true;
+  // The kernel may have it but refuse this process (a seccomp filter): then a registered writer elsewhere
   // could be missed, and the caller caps its sleep.
   return syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0) == 0;
 }

@@ -10,12 +10,12 @@
 #include <ctime>
 
 #include "shm/futex.h"
+#include "shm/owner_lock.h"
 
 namespace shmbus::shm {
 namespace {
 
 constexpr std::size_t kAlign = 64;
-constexpr auto kLockDeadline = std::chrono::seconds(2);
 
 std::size_t round_up(std::size_t n, std::size_t to) {
   return (n + to - 1) / to * to;
@@ -25,7 +25,7 @@ uint32_t stride_of(uint32_t max_message_size) {
   return static_cast<uint32_t>(round_up(kEntryHeaderBytes + max_message_size, kAlign));
 }
 
-// Relaxed read-modify-write of a counter whose writers the mutex serialises: readers elsewhere only need an
+// Relaxed read-modify-write of a counter whose writers the lock serialises: readers elsewhere only need an
 // untorn value.
 void add(std::atomic<uint64_t>& counter, uint64_t n) {
   counter.store(counter.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
@@ -67,25 +67,17 @@ std::size_t work_queue_bytes(const WorkQueueGeometry& g) {
   return kWorkQueueHeaderBytes + index + static_cast<std::size_t>(stride_of(g.max_message_size)) * g.capacity;
 }
 
-// The queue's mutex, taken with a deadline. A previous holder that died (EOWNERDEAD) may have left the
-// gauges mid-update: they are recounted from the index, whose single-word states are always whole.
+// The queue's lock, taken with the view's deadline. A previous holder that died may have left the gauges
+// mid-update: they are recounted from the index, whose single-word states are always whole.
 class WorkQueue::Lock {
  public:
   explicit Lock(WorkQueue& q) : q_(q) {
-    timespec deadline{};
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += std::chrono::duration_cast<std::chrono::seconds>(kLockDeadline).count();
-    const int rc = pthread_mutex_timedlock(&q_.header_->mutex, &deadline);
-    if (rc == EOWNERDEAD) {
-      q_.recount_locked();
-      pthread_mutex_consistent(&q_.header_->mutex);
-      held_ = true;
-    } else {
-      held_ = rc == 0;
-    }
+    const LockResult r = OwnerLock::lock(&q_.header_->lock, q_.lock_timeout_);
+    if (r == LockResult::kOwnerDied) q_.recount_locked();
+    held_ = r != LockResult::kTimeout;
   }
   ~Lock() {
-    if (held_) pthread_mutex_unlock(&q_.header_->mutex);
+    if (held_) OwnerLock::unlock(&q_.header_->lock);
   }
   Lock(const Lock&) = delete;
   Lock& operator=(const Lock&) = delete;
@@ -123,12 +115,7 @@ void WorkQueue::initialize(std::byte* base, std::size_t size, const WorkQueueGeo
   h->next_seq = 1;
   h->next_delivery_tag = 1;
   h->counters.last_change_ns.store(steady_now_ns(), std::memory_order_relaxed);
-  pthread_mutexattr_t attr;
-  pthread_mutexattr_init(&attr);
-  pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
-  pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
-  pthread_mutex_init(&h->mutex, &attr);
-  pthread_mutexattr_destroy(&attr);
+  h->lock.store(0, std::memory_order_relaxed);  // relaxed: nobody maps the queue before it is initialized
 }
 
 std::optional<WorkQueue> WorkQueue::attach(std::byte* base, std::size_t size, std::string* why) {
@@ -183,7 +170,7 @@ void WorkQueue::advance_areas(uint64_t now) {
   c.last_change_ns.store(now, std::memory_order_relaxed);
 }
 
-// Under the mutex. The index word is the truth; the gauges follow it (recount_locked repairs them).
+// Under the lock. The index word is the truth; the gauges follow it (recount_locked repairs them).
 void WorkQueue::set_state(uint32_t i, EntryState to, uint64_t now) {
   advance_areas(now);
   const auto from = static_cast<EntryState>(index_[i].state);
@@ -292,7 +279,7 @@ void WorkQueue::abandon(const ClaimedEntry& claimed, pid_t pid) {
 }
 
 QueueOp WorkQueue::pop(pid_t pid, std::chrono::nanoseconds visibility, DeliveredEntry* out) {
-  // Relaxed peek without the mutex, so that consumers polling an empty queue do not contend with producers
+  // Relaxed peek without the lock, so that consumers polling an empty queue do not contend with producers
   // for it. A commit this misses is seen by the next poll, or wakes the sleeper (notify_ready).
   if (header_->ready.load(std::memory_order_relaxed) == 0) return QueueOp::kEmpty;
   bool dropped = false;
@@ -300,7 +287,7 @@ QueueOp WorkQueue::pop(pid_t pid, std::chrono::nanoseconds visibility, Delivered
   {
     Lock lock(*this);
     if (!lock.held()) return QueueOp::kLockTimeout;
-    // Relaxed: the gauge is written under this mutex, which we hold.
+    // Relaxed: the gauge is written under this lock, which we hold.
     if (header_->ready.load(std::memory_order_relaxed) == 0) return QueueOp::kEmpty;
     uint32_t best = layout_.capacity;
     for (uint32_t i = 0; i < layout_.capacity; ++i) {
@@ -317,7 +304,7 @@ QueueOp WorkQueue::pop(pid_t pid, std::chrono::nanoseconds visibility, Delivered
     }
     const uint64_t now = steady_now_ns();
     EntryHeader* e = entry(best);
-    // Read once: a process ignoring the mutex could grow it between a check and a second read.
+    // Read once: a process ignoring the lock could grow it between a check and a second read.
     const uint32_t size = e->size;
     if (size > layout_.max_message_size || index_[best].priority >= kPriorityLevels) {
       set_state(best, EntryState::kFree, now);
@@ -420,7 +407,7 @@ void WorkQueue::wait_ready(std::chrono::nanoseconds timeout) {
   const uint32_t word = header_->ready_word.load(std::memory_order_seq_cst);
   if (header_->ready.load(std::memory_order_relaxed) == 0 && !closed())
     futex_wait(&header_->ready_word, word, timeout);
-  header_->ready_sleepers.fetch_sub(1, std::memory_order_seq_cst);
+  leave_queue_sleep(&header_->ready_sleepers);
 }
 
 void WorkQueue::wait_space(std::chrono::nanoseconds timeout) {
@@ -431,7 +418,18 @@ void WorkQueue::wait_space(std::chrono::nanoseconds timeout) {
       header_->ready.load(std::memory_order_relaxed) + header_->in_flight.load(std::memory_order_relaxed) +
       header_->dead.load(std::memory_order_relaxed) + header_->writing.load(std::memory_order_relaxed);
   if (used >= layout_.capacity && !closed()) futex_wait(&header_->space_word, word, timeout);
-  header_->space_sleepers.fetch_sub(1, std::memory_order_seq_cst);
+  leave_queue_sleep(&header_->space_sleepers);
+}
+
+void WorkQueue::reset_sleepers() {
+  // seq_cst, as every access to the counts and words (see notify_ready): the bumps come after the zeroing,
+  // so a sleeper that loads a word from before its bump is woken by the futex_wake or fails its wait at once.
+  header_->ready_sleepers.store(0, std::memory_order_seq_cst);
+  header_->space_sleepers.store(0, std::memory_order_seq_cst);
+  header_->ready_word.fetch_add(1, std::memory_order_seq_cst);
+  header_->space_word.fetch_add(1, std::memory_order_seq_cst);
+  futex_wake(&header_->ready_word);
+  futex_wake(&header_->space_word);
 }
 
 uint32_t WorkQueue::expire(uint64_t now) {
@@ -491,14 +489,9 @@ std::vector<DeliveredEntry> WorkQueue::release_owner(pid_t pid, bool requeue) {
 RecoveryReport WorkQueue::recover(bool new_boot, std::string_view boot_id) {
   RecoveryReport report;
   if (new_boot) {
-    // Nobody of an earlier boot can hold the mutex any more; its bytes may say otherwise.
-    pthread_mutexattr_t attr;
-    pthread_mutexattr_init(&attr);
-    pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
-    pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
-    std::memset(&header_->mutex, 0, sizeof header_->mutex);
-    pthread_mutex_init(&header_->mutex, &attr);
-    pthread_mutexattr_destroy(&attr);
+    // Nobody of an earlier boot can hold the lock any more (its thread ids mean nothing now); its word may
+    // say otherwise. relaxed: the daemon recovers the queue before it hands it to anyone.
+    header_->lock.store(0, std::memory_order_relaxed);
     std::memset(header_->boot_id, 0, sizeof header_->boot_id);
     std::memcpy(header_->boot_id, boot_id.data(), std::min(boot_id.size(), sizeof header_->boot_id - 1));
     header_->ready_sleepers.store(0, std::memory_order_relaxed);
@@ -613,7 +606,7 @@ std::vector<pid_t> WorkQueue::owners() {
 }
 
 QueueSnapshot WorkQueue::snapshot() const {
-  // Relaxed loads of values written under the mutex: each is untorn; together they are approximately
+  // Relaxed loads of values written under the lock: each is untorn; together they are approximately
   // simultaneous, which is all statistics need.
   const WorkQueueHeader* h = header_;
   const QueueCounters& c = h->counters;

@@ -5,8 +5,8 @@
 //
 // WorkQueue is a process-local view of the mapped bytes (it owns nothing). Each method names who may call it.
 // Every index and size read from the memory is checked before use: a corrupt entry is dropped and counted,
-// never followed. Every lock is taken with a deadline, so a process that corrupts or holds the mutex cannot
-// hang the others: they get kLockTimeout.
+// never followed. Every lock is taken with a deadline, so a process that holds the lock cannot hang the
+// others (they get kLockTimeout), and one that scribbles on it cannot crash them (shm/owner_lock.h).
 #pragma once
 
 #include <sys/types.h>
@@ -38,7 +38,7 @@ enum class QueueOp {
   kEmpty,        // pop: nothing READY
   kFull,         // reserve: no FREE entry
   kStale,        // ack/reject/commit: the entry is no longer this caller's (redelivered, reaped or replayed)
-  kLockTimeout,  // the mutex stayed held (a stuck or hostile process) or is unrecoverable
+  kLockTimeout,  // the lock stayed held by a live process (a stuck or hostile one) for the view's deadline
   kCorrupt,      // the entry's metadata was impossible; it was dropped and counted
 };
 
@@ -106,6 +106,11 @@ uint64_t steady_now_ns();
 
 class WorkQueue {
  public:
+  static constexpr std::chrono::nanoseconds kDefaultLockTimeout = std::chrono::seconds(2);
+  // How long this view's calls wait for the lock while another live process holds it, before kLockTimeout.
+  // The daemon's views wait briefly: its one thread serves every participant.
+  void set_lock_timeout(std::chrono::nanoseconds timeout) { lock_timeout_ = timeout; }
+
   // Daemon: formats `size` bytes at `base` (zero-filled) as an empty queue.
   static void initialize(std::byte* base, std::size_t size, const WorkQueueGeometry& geometry,
                          uint32_t queue_id, std::string_view name, std::string_view boot_id);
@@ -139,7 +144,7 @@ class WorkQueue {
   // `requeue` is false (service queues), freed and returned so the daemon can fail the calls.
   std::vector<DeliveredEntry> release_owner(pid_t pid, bool requeue);
   // Daemon, before anyone else maps the queue: checks every entry; with `new_boot`, entries held by
-  // processes of an earlier boot are requeued (IN_FLIGHT) or discarded (WRITING) and the mutex re-made.
+  // processes of an earlier boot are requeued (IN_FLIGHT) or discarded (WRITING) and the lock freed.
   RecoveryReport recover(bool new_boot, std::string_view boot_id);
 
   // Inspector: copies of up to `max` dead letters, oldest first.
@@ -160,6 +165,10 @@ class WorkQueue {
   uint32_t capacity() const { return layout_.capacity; }
   uint32_t max_message_size() const { return layout_.max_message_size; }
   bool closed() const;
+  // Daemon, when a participant went: zeroes the sleeper counts and wakes every sleeper. A process killed in
+  // a wait leaves its count behind (every later notify would pay a futex wake); the live sleepers wake, find
+  // nothing, and count themselves again at their next wait.
+  void reset_sleepers();
   void close();  // daemon: wakes every sleeper; consumers stop waiting
 
  private:
@@ -192,6 +201,7 @@ class WorkQueue {
 
   std::byte* base_ = nullptr;
   std::size_t size_ = 0;
+  std::chrono::nanoseconds lock_timeout_ = kDefaultLockTimeout;
   WorkQueueHeader* header_ = nullptr;
   EntryIndex* index_ = nullptr;
   Layout layout_;

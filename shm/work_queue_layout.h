@@ -6,8 +6,8 @@
 //
 // Unlike a topic's broadcast ring, each message here goes to exactly one consumer and stays until that
 // consumer acknowledges it, so entries change state out of order (a message can be redelivered while later
-// ones are done). That bookkeeping is guarded by one robust process-shared mutex; the entry's payload is
-// written and read outside it by the one process that holds the entry (WRITING or IN_FLIGHT).
+// ones are done). That bookkeeping is guarded by one process-shared lock (shm/owner_lock.h); the entry's
+// payload is written and read outside it by the one process that holds the entry (WRITING or IN_FLIGHT).
 //
 // States of an entry: FREE -> WRITING (a producer's loan) -> READY -> IN_FLIGHT (delivered to one consumer)
 // -> FREE (acked), back to READY (rejected, consumer died, visibility timeout) or DEAD (too many deliveries).
@@ -39,8 +39,8 @@ inline constexpr uint32_t kQueueReply = 1u << 2;    // one client's private resp
 // Entry flags
 inline constexpr uint32_t kEntryErrorResponse = 1u << 0;  // a response carrying an error (status_code)
 
-// Cumulative counters and time integrals for queueing metrics. Written only under the mutex (each store is a
-// plain relaxed read-modify-write: the mutex serialises writers); read without it by `shmbus stats`, which
+// Cumulative counters and time integrals for queueing metrics. Written only under the lock (each store is a
+// plain relaxed read-modify-write: the lock serialises writers); read without it by `shmbus stats`, which
 // only needs each value to be untorn (relaxed atomics).
 struct QueueCounters {
   std::atomic<uint64_t> enqueued;        // commits (arrivals)
@@ -77,7 +77,10 @@ struct alignas(64) WorkQueueHeader {
   char boot_id[40];  // the boot that last recovered the queue: another boot means every holder is gone
   char name[256];
 
-  pthread_mutex_t mutex;  // robust, process-shared; guards every EntryIndex and entry metadata
+  // Guards every EntryIndex and entry metadata (shm/owner_lock.h: a word that holds its owner's thread id).
+  // Where version 1 had a robust pthread mutex, whose first word is 0 when free: files keep their layout.
+  std::atomic<uint32_t> lock;
+  uint32_t lock_reserved[9];
 
   // Futex words. ready_word is bumped (release) after every transition into READY; space_word after every
   // transition into FREE. The *_sleepers counts let the waking side skip FUTEX_WAKE when nobody sleeps.
@@ -87,17 +90,17 @@ struct alignas(64) WorkQueueHeader {
   std::atomic<uint32_t> space_sleepers;
   std::atomic<uint32_t> closed;  // the daemon shut down: consumers stop waiting
 
-  // Gauges, written under the mutex, read anywhere (relaxed).
+  // Gauges, written under the lock, read anywhere (relaxed).
   alignas(64) std::atomic<uint32_t> ready;
   std::atomic<uint32_t> in_flight;
   std::atomic<uint32_t> dead;
   std::atomic<uint32_t> writing;
   std::atomic<uint32_t> consumers;  // attached consumers, maintained by the daemon
   uint32_t sync_policy;             // durable queues: 2 = every commit and ack syncs its pages (persist)
-  uint64_t next_seq;                // under the mutex: FIFO order of commits
+  uint64_t next_seq;                // under the lock: FIFO order of commits
   uint64_t
-      next_delivery_tag;  // under the mutex: identifies one delivery, so a stale ack cannot hit a redelivery
-  uint32_t free_hint;     // under the mutex: where the FREE search starts
+      next_delivery_tag;  // under the lock: identifies one delivery, so a stale ack cannot hit a redelivery
+  uint32_t free_hint;     // under the lock: where the FREE search starts
   uint32_t pad1_;
 
   alignas(64) QueueCounters counters;
@@ -133,5 +136,13 @@ struct EntryHeader {
   uint8_t pad_[44];
 };
 static_assert(sizeof(EntryHeader) == kEntryHeaderBytes);
+
+// Decrements a sleeper count unless it is already 0 (the daemon zeroed it after a participant went: see
+// WorkQueue::reset_sleepers). seq_cst: as the increment it undoes (WorkQueue::wait_ready).
+inline void leave_queue_sleep(std::atomic<uint32_t>* sleepers) {
+  uint32_t v = sleepers->load(std::memory_order_seq_cst);
+  while (v != 0 && !sleepers->compare_exchange_weak(v, v - 1, std::memory_order_seq_cst)) {
+  }
+}
 
 }  // namespace shmbus::shm

@@ -17,6 +17,7 @@
 #include "shmbus/bus.h"
 #include "shmbus/event_source.h"
 #include "shmbus/wait_set.h"
+#include "shmbus/work_queue.h"
 #include "support/peer_output.h"
 #include "support/process_stat.h"
 #include "support/test_daemon.h"
@@ -50,6 +51,41 @@ TEST(PubSubTest, MessagesFlowWithMetadata) {
     EXPECT_LE(m.publish_time(), std::chrono::steady_clock::now());
   }
   EXPECT_FALSE(sub->try_take());
+}
+
+// "Wait for ever" (nanoseconds::max()) waits: the deadline saturates instead of overflowing into the past,
+// which made take() return at once (and a caller's take loop spin). The same for a WaitSet and a queue.
+TEST(PubSubTest, AWaitWithoutDeadlineWaitsForTheMessage) {
+  TestDaemon daemon;
+  Bus bus = daemon.connect();
+  auto sub = bus.subscriber("demo/forever");
+  auto pub = bus.publisher("demo/forever");
+  ASSERT_TRUE(sub.ok() && pub.ok());
+  std::thread later([&] {
+    std::this_thread::sleep_for(200ms);
+    (void)publish_text(*pub, "late");
+  });
+  const auto start = std::chrono::steady_clock::now();
+  Sample m = sub->take(std::chrono::nanoseconds::max());
+  later.join();
+  ASSERT_TRUE(m) << "returned empty after "
+                 << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                                          start)
+                        .count()
+                 << " ms";
+  EXPECT_EQ(text_of(m), "late");
+
+  auto producer = bus.queue_producer("jobs/forever");
+  auto consumer = bus.queue_consumer("jobs/forever");
+  ASSERT_TRUE(producer.ok() && consumer.ok());
+  std::thread sender([&] {
+    std::this_thread::sleep_for(200ms);
+    (void)producer->send(std::as_bytes(std::span("job", 3)));
+  });
+  auto d = consumer->receive(std::chrono::nanoseconds::max());
+  sender.join();
+  ASSERT_TRUE(d.ok()) << d.status().to_string();
+  EXPECT_EQ(d->bytes().size(), 3u);
 }
 
 struct Pose {

@@ -2,13 +2,16 @@
 // delivery to competing consumers, redelivery after kill -9, visibility timeouts, dead letters, priorities,
 // durability across daemon kill -9 / restart / simulated reboot with corruption, RPC correlation, deadlines
 // and server death, the CLI, and the documented errors.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <toml++/toml.h>
 #include <algorithm>
+#include <cstddef>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -16,6 +19,7 @@
 #include <set>
 #include <thread>
 
+#include "shm/segment.h"
 #include "shm/work_queue_layout.h"
 #include "shmbus/rpc.h"
 #include "shmbus/work_queue.h"
@@ -371,6 +375,85 @@ TEST(QueueTest, TruncatedDurableFileKeepsItsIntactPrefixAndReportsTheRest) {
     }
     EXPECT_EQ(consumer->receive(100ms).status().code(), Errc::kTimeout);
   }
+}
+
+// A participant that scribbles on a queue's lock crashes nobody. (The lock used to be a robust pthread
+// mutex, whose list links glibc writes through at unlock: one process could make the daemon, which locks
+// every queue each tick, write wherever it liked.) While it scribbles, calls may fail or time out; the
+// daemon and this process live on, and the queue serves again once it stops.
+TEST(QueueTest, AProcessScribblingOnAQueueLockCrashesNobody) {
+  TestDaemon daemon;
+  Bus bus = daemon.connect();
+  auto producer = bus.queue_producer("jobs/scribbled");
+  auto consumer = bus.queue_consumer("jobs/scribbled");
+  ASSERT_TRUE(producer.ok() && consumer.ok());
+  const std::vector<std::string> segments = daemon.segments();
+  ASSERT_EQ(segments.size(), 1u);
+  const pid_t scribbler = fork();
+  if (scribbler == 0) {
+    const int fd = shm_open(segments[0].c_str(), O_RDWR, 0);
+    void* base = fd < 0 ? MAP_FAILED : mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (base == MAP_FAILED) _exit(2);
+    // The lock word and the 36 bytes after it, where the mutex kept its owner and list links.
+    auto* words = reinterpret_cast<volatile uint32_t*>(static_cast<std::byte*>(base) +
+                                                       offsetof(shm::WorkQueueHeader, lock));
+    uint32_t x = 0x9e3779b9;
+    for (const auto end = std::chrono::steady_clock::now() + 2s; std::chrono::steady_clock::now() < end;) {
+      for (int i = 0; i < 10; ++i) words[i] = x = x * 1664525 + 1013904223;
+    }
+    words[0] = 0;  // done: the lock is free again
+    _exit(0);
+  }
+  uint64_t sent = 0, received = 0;
+  for (const auto end = std::chrono::steady_clock::now() + 2s; std::chrono::steady_clock::now() < end;) {
+    sent += producer->send(bytes_of(sent + 1)).ok();
+    if (auto d = consumer->receive(1ms); d.ok()) received += d->ack().ok();
+  }
+  EXPECT_EQ(wait_exit(scribbler), 0);
+  EXPECT_EQ(kill(daemon.pid(), 0), 0) << "the daemon died";
+  EXPECT_GT(sent, 0u);
+  // What is left (entries whose bookkeeping the scribbles garbled are dropped and counted), then one more.
+  while (consumer->receive(200ms).ok()) {
+  }
+  const uint64_t marker = ~0ull - 1;
+  ASSERT_TRUE(producer->send(bytes_of(marker)).ok());
+  auto d = consumer->receive(5s);
+  ASSERT_TRUE(d.ok()) << d.status().to_string();
+  EXPECT_EQ(value_of(d->bytes()), marker);
+  EXPECT_TRUE(d->ack().ok());
+  EXPECT_TRUE(bus.queue_producer("jobs/after").ok()) << "the daemon still serves";
+}
+
+// A consumer killed while asleep in receive() leaves its sleeper count in the queue (every later send would
+// pay a futex wake for nobody): the daemon zeroes the counts when it sees the participant go.
+TEST(QueueTest, AConsumerKilledAsleepLeavesNoSleeperCountBehind) {
+  TestDaemon daemon;
+  Bus bus = daemon.connect();
+  auto producer = bus.queue_producer("jobs/sleepy");
+  ASSERT_TRUE(producer.ok());
+  const std::vector<std::string> segments = daemon.segments();
+  ASSERT_EQ(segments.size(), 1u);
+  shm::Segment segment = shm::Segment::open(segments[0]);
+  auto* header = reinterpret_cast<shm::WorkQueueHeader*>(segment.data());
+  const pid_t sleeper = spawn([&] {
+    Bus b = daemon.connect("sleeper");
+    auto consumer = b.queue_consumer("jobs/sleepy");
+    if (!consumer) return 2;
+    (void)consumer->receive(60s);  // asleep until killed
+    return 3;
+  });
+  bool counted = false;
+  for (int i = 0; i < 500 && !(counted = header->ready_sleepers.load() == 1); ++i)
+    std::this_thread::sleep_for(10ms);
+  ASSERT_TRUE(counted) << "the consumer never slept";
+  kill(sleeper, SIGKILL);
+  EXPECT_EQ(wait_exit(sleeper), 128 + SIGKILL);
+  bool cleared = false;
+  for (int i = 0; i < 500 && !(cleared = header->ready_sleepers.load() == 0); ++i)
+    std::this_thread::sleep_for(10ms);
+  EXPECT_TRUE(cleared) << "ready_sleepers stayed " << header->ready_sleepers.load();
+  const uint64_t v = 7;
+  EXPECT_TRUE(producer->send(bytes_of(v)).ok());
 }
 
 TEST(RpcTest, ManyClientsSeveralServersResponsesMatchTheirCalls) {
