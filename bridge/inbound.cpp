@@ -348,10 +348,22 @@ void Inbound::discover() {
   std::set<std::string> wanted;
   std::set<std::string> wanted_local;
   for (const auto& local : topics.value()) {
-    if (auto m = mapper_.local_to_wire(local, Direction::kIn)) {
-      wanted.insert(m->name);
-      wanted_local.insert(local);
+    const auto m = mapper_.local_to_wire(local, Direction::kIn);
+    if (!m) continue;
+    // First match wins both ways: a wire topic's messages go to the local topic wire_to_local names. A local
+    // topic whose wire topic an earlier rule sends elsewhere can receive nothing: subscribing upstream for it
+    // would only feed that other topic (and open and close a publisher there at every discovery).
+    const auto back = mapper_.wire_to_local(m->name, Direction::kIn);
+    if (!back || back->name != local) {
+      if (shadowed_.size() < kMaxRoutes && shadowed_.insert(local).second) {
+        spdlog::warn(
+            "inbound: local topic {} can receive nothing from peers: its wire topic {} arrives as {}", local,
+            m->name, back ? back->name : std::string("(no in rule)"));
+      }
+      continue;
     }
+    wanted.insert(m->name);
+    wanted_local.insert(local);
   }
   for (const auto& wire : wanted) {
     if (subscribed_.insert(wire).second) {

@@ -108,6 +108,7 @@ class Inbound {
   std::string last_topic_frame_;
   Route* last_route_ = nullptr;
   std::unordered_map<std::string, Publisher> publishers_;  // by local topic
+  std::set<std::string> shadowed_;  // local topics an earlier rule keeps from receiving (warned once)
   // Ids of publishers we had and let go (or that re-opened under a new id), still announced as ours for
   // kRetiredFor: their messages may sit unread in the outbound side's rings, and sent from there they would
   // go out again under our origin (duplicates downstream). Ids are unique per daemon: cleared when it

@@ -88,6 +88,50 @@ depth = 256
   })) << "B's statistics never showed the stream under remote/a/pose/arm";
 }
 
+// First match wins both ways. With the example configuration's rules on B, site A's robot/arm/pose arrives
+// as robot/arm/pose (rule 1), so a subscriber on B's remote/site-b/robot/arm/pose (which rule 2 maps to that
+// same wire topic) can receive nothing: B does not subscribe upstream for it (that only fed robot/arm/pose
+// and opened and closed a publisher there at every discovery), while rule 2 still serves other topics.
+TEST_P(BridgeMappingTest, ALocalTopicShadowedByAnEarlierRuleIsNotSubscribedUpstream) {
+  make_hosts(2, {{0, 1}});
+  if (IsSkipped()) return;
+  ASSERT_TRUE(host(0).start_bridge(config(0, {}, {1}, R"(
+[[rule]]
+pattern = "**"
+direction = "out"
+)",
+                                          "lossless = true")));
+  ASSERT_TRUE(host(1).start_bridge(config(1, {0}, {}, R"(
+[[rule]]
+pattern = "robot/*/pose"
+direction = "both"
+policy = "lossless"
+depth = 256
+[[rule]]
+pattern = "**"
+direction = "in"
+local_prefix = "remote/site-b/"
+remote_prefix = ""
+policy = "lossless"
+depth = 256
+)",
+                                          "lossless = true")));
+  Bus bus_b = host(1).connect("receiver");
+  auto shadowed = bus_b.subscriber("remote/site-b/robot/arm/pose");
+  auto remapped = bus_b.subscriber("remote/site-b/camera/x");
+  ASSERT_TRUE(shadowed.ok() && remapped.ok());
+  Bus bus_a = host(0).connect("sender");
+  auto pose = bus_a.publisher("robot/arm/pose", kLossless);
+  auto camera = bus_a.publisher("camera/x", kLossless);
+  ASSERT_TRUE(pose.ok() && camera.ok());
+  // One discovery on B found both subscribers; the subscription it sent for camera/x crossed.
+  ASSERT_TRUE(wait_until([&] { return camera->subscribers() > 0; })) << "rule 2's subscription never crossed";
+  std::this_thread::sleep_for(500ms);  // ten discoveries more
+  EXPECT_EQ(pose->subscribers(), 0u) << "B subscribed upstream for a topic it cannot deliver to";
+  ASSERT_NO_FATAL_FAILURE(publish_numbered(*camera, 1, 100));
+  ASSERT_NO_FATAL_FAILURE(expect_numbered(*remapped, 1, 100));
+}
+
 TEST_P(BridgeMappingTest, OutOnlyRuleNeverLetsTheOtherSidesPublicationsIn) {
   make_hosts(2, {{0, 1}});
   if (IsSkipped()) return;
