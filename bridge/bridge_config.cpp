@@ -1,6 +1,7 @@
 #include "bridge/bridge_config.h"
 
 #include <toml++/toml.h>
+#include <bit>
 #include <filesystem>
 #include <fstream>
 #include <initializer_list>
@@ -8,6 +9,7 @@
 
 #include "bridge/curve_keys.h"
 #include "bridge/wire_format.h"
+#include "shm/topic_segment_layout.h"
 #include "shmbus/topic_name.h"
 #include "shmbus/topic_pattern.h"
 
@@ -182,15 +184,25 @@ class Parser {
                      "\"" + *field + "\" must be empty or a valid topic name followed by '/'");
       }
     }
+    // Within the limits a topic can have (shm/topic_segment_layout.h), as the daemon checks its own rules: a
+    // wrong value is reported here, not as a publish failure on every message.
     auto& ts = rule->topic;
     for (auto [key, field, min, max] :
-         {std::tuple{"max_message_size", &ts.max_message_size, 1ll, 1ll << 30},
-          std::tuple{"depth", &ts.depth, 2ll, 1ll << 20}, std::tuple{"history", &ts.history, 0ll, 1ll << 20},
-          std::tuple{"max_publishers", &ts.max_publishers, 1ll, 4096ll},
-          std::tuple{"max_subscribers", &ts.max_subscribers, 1ll, 4096ll}}) {
+         {std::tuple{"max_message_size", &ts.max_message_size, 1ll, int64_t{shm::kMaxMessageSizeLimit}},
+          std::tuple{"depth", &ts.depth, 2ll, int64_t{shm::kMaxDepthLimit}},
+          std::tuple{"history", &ts.history, 0ll, int64_t{shm::kMaxDepthLimit} - 2},
+          std::tuple{"max_publishers", &ts.max_publishers, 1ll, int64_t{shm::kMaxPublishersLimit}},
+          std::tuple{"max_subscribers", &ts.max_subscribers, 1ll, int64_t{shm::kMaxSubscribersLimit}}}) {
       int64_t v = -1;
       if (auto s = get_int(t, key, min, max, &v); !s.ok()) return s;
       if (v >= 0) *field = static_cast<uint32_t>(v);
+    }
+    if (ts.depth && !std::has_single_bit(*ts.depth)) {
+      return error(t.get("depth"), "rule.depth", std::to_string(*ts.depth) + " is not a power of two");
+    }
+    if (ts.history && ts.depth && uint64_t{*ts.history} + 2 > *ts.depth) {
+      return error(t.get("history"), "rule.history",
+                   "must be at most depth - 2 = " + std::to_string(*ts.depth - 2));
     }
     std::string policy;
     if (auto s = get_string(t, "policy", &policy); !s.ok()) return s;
@@ -213,6 +225,11 @@ class Parser {
     if (auto s = get_string(doc, "name", &c.name); !s.ok()) return s;
     if (c.name.empty() || c.name.find('/') != std::string::npos || !validate_topic_name(c.name).ok()) {
       return error(doc.get("name"), "name", "\"" + c.name + "\" must be one topic segment ([A-Za-z0-9_.-])");
+    }
+    // Its statistics topic, shmbus/bridge/<name>/stats, must be a valid topic name too.
+    if (!validate_topic_name("shmbus/bridge/" + c.name + "/stats").ok()) {
+      return error(doc.get("name"), "name",
+                   "is too long for its statistics topic shmbus/bridge/<name>/stats");
     }
     c.origin_id = origin_id_of(c.name);
     int64_t origin = 0;

@@ -511,6 +511,15 @@ TEST_F(ConfigTest, ErrorsNameTheLineAndTheKey) {
        "bridge.toml:3: max_frame_bytes: must be between 65536 and 268435500"},
       {"name = \"a\"\n\n[network\n", "bridge.toml:3: "},
       {"name = \"a/b\"\n", "bridge.toml:1: name"},
+      {"name = \"" + std::string(236, 'n') + "\"\n", "bridge.toml:1: name: is too long"},
+      // Topic settings the daemon would refuse at every open are refused here, as the daemon's own rules are.
+      {"name = \"a\"\n[[rule]]\npattern = \"**\"\ndepth = 3\n",
+       "bridge.toml:4: rule.depth: 3 is not a power"},
+      {"name = \"a\"\n[[rule]]\npattern = \"**\"\nmax_publishers = 100\n", "bridge.toml:4: max_publishers"},
+      {"name = \"a\"\n[[rule]]\npattern = \"**\"\nmax_message_size = 300000000\n",
+       "bridge.toml:4: max_message_size"},
+      {"name = \"a\"\n[[rule]]\npattern = \"**\"\ndepth = 8\nhistory = 7\n",
+       "bridge.toml:5: rule.history: must be at most depth - 2 = 6"},
   };
   for (const auto& c : cases) {
     const Status s = parse(c.text);
