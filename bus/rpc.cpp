@@ -303,11 +303,15 @@ Result<PendingCall> Client::call_async(std::span<const std::byte> request, std::
                                               requests_->name + "'s max_message_size " +
                                               std::to_string(requests_->queue->max_message_size())};
   }
-  auto l = loan();
-  if (!l) return l.status();
-  std::memcpy(l->data(), request.data(), request.size());
-  l->set_size(request.size());
-  return call_async(std::move(l).value(), timeout);
+  // The wait for room counts against the call's deadline: at most the smaller of the two, and the call gets
+  // what is left.
+  const auto start = std::chrono::steady_clock::now();
+  auto claimed = requests_->reserve(std::min<std::chrono::nanoseconds>(options_.full_timeout, timeout));
+  if (!claimed) return claimed.status();
+  QueueLoan l(requests_.get(), claimed->index, claimed->payload, claimed->capacity);
+  std::memcpy(l.data(), request.data(), request.size());
+  l.set_size(request.size());
+  return call_async(std::move(l), timeout - (std::chrono::steady_clock::now() - start));
 }
 
 Result<Response> Client::call(QueueLoan&& request, std::chrono::nanoseconds timeout) {

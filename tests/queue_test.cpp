@@ -575,6 +575,25 @@ TEST(RpcTest, DeadlinesErrorsAndZeroCopyBothWays) {
 // A server keeps the response queues of the clients it answered open (a cache of 256). When the cache is
 // trimmed, a response loan still held for one of them must stay writable: that queue is kept. (The trim
 // unmapped it before, and the loan wrote into unmapped memory.)
+// The wait for room in a full request queue counts against the call's deadline: a call with a short timeout
+// returns at about that timeout, not after the client's (longer) full_timeout as well.
+TEST(RpcTest, AFullRequestQueueCountsAgainstTheCallsDeadline) {
+  TestDaemon daemon;
+  Bus bus = daemon.connect();
+  ClientOptions co;
+  co.queue.capacity = 2;
+  co.full_timeout = std::chrono::milliseconds(10'000);
+  auto client = bus.client("math/slow", co);
+  ASSERT_TRUE(client.ok()) << client.status().to_string();
+  const uint64_t v = 1;
+  for (int i = 0; i < 2; ++i) ASSERT_TRUE(client->call_async(bytes_of(v), 60s).ok());  // no server: full now
+  const auto start = std::chrono::steady_clock::now();
+  auto r = client->call(bytes_of(v), 200ms);
+  const auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(r.status().code(), Errc::kTimeout) << r.status().to_string();
+  EXPECT_LT(took, 5s) << "waited for room past the call's deadline";
+}
+
 TEST(RpcTest, AResponseLoanOutlivesTheTrimOfTheServersResponseQueueCache) {
   TestDaemon daemon("max_queues = 400\n");
   Bus bus = daemon.connect();
