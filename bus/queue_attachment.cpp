@@ -26,6 +26,8 @@ Status queue_status(shm::QueueOp op, const std::string& name) {
     case shm::QueueOp::kLockTimeout:
       return {Errc::kTimeout,
               "queue " + name + " stayed locked for 2 s by a live process (a stuck or hostile one)"};
+    case shm::QueueOp::kClosed:
+      return {Errc::kClosed, "queue " + name + " was closed by the daemon; the message was not sent"};
     case shm::QueueOp::kCorrupt:
       return {Errc::kInvalidArgument, "queue " + name + ": impossible entry metadata"};
   }
@@ -107,6 +109,9 @@ Result<shm::DeliveredEntry> QueueAttachment::pop(std::chrono::nanoseconds visibi
   const auto deadline = shm::deadline_after(timeout);
   for (;;) {
     shm::DeliveredEntry d;
+    // Read before the pop: closed and then empty means drained. (Read after, a commit made just before the
+    // close could sit unread behind a kClosed.)
+    const bool was_closed = queue->closed();
     const shm::QueueOp op = queue->pop(pid, visibility, &d);
     if (op == shm::QueueOp::kOk) return d;
     if (op == shm::QueueOp::kCorrupt) {
@@ -115,7 +120,7 @@ Result<shm::DeliveredEntry> QueueAttachment::pop(std::chrono::nanoseconds visibi
     }
     if (op != shm::QueueOp::kEmpty) return queue_status(op, name);
     // Closed once empty: what a closed queue still holds can be drained (a response already there, say).
-    if (queue->closed()) return Status{Errc::kClosed, "queue " + name + " was closed by the daemon"};
+    if (was_closed) return Status{Errc::kClosed, "queue " + name + " was closed by the daemon"};
     const auto left = deadline - std::chrono::steady_clock::now();
     if (left <= std::chrono::nanoseconds::zero()) {
       return Status{Errc::kTimeout, "nothing arrived on queue " + name + " in time"};

@@ -246,6 +246,12 @@ QueueOp WorkQueue::commit(const ClaimedEntry& claimed, pid_t pid, const CommitIn
       return QueueOp::kStale;
     }
     const uint64_t now = steady_now_ns();
+    // Closed under this lock (close()): a message committed now would never be delivered, its consumers
+    // gone once the queue drained. relaxed: the lock orders us after close()'s store.
+    if (header_->closed.load(std::memory_order_relaxed) != 0) {
+      set_state(i, EntryState::kFree, now);
+      return QueueOp::kClosed;
+    }
     e->size = info.size;
     e->deliveries = 0;
     e->flags = info.flags;
@@ -663,7 +669,14 @@ bool WorkQueue::closed() const {
 }
 
 void WorkQueue::close() {
-  header_->closed.store(1, std::memory_order_release);
+  {
+    // Under the lock, so that a commit is either before the close (delivered: consumers drain what the queue
+    // holds before they see it closed) or after it (refused with kClosed). A lock held past the deadline
+    // by a live process: closed all the same, and that one commit may be lost.
+    Lock lock(*this);
+    // release: pairs with closed()'s acquire; nothing else is published through it.
+    header_->closed.store(1, std::memory_order_release);
+  }
   header_->ready_word.fetch_add(1, std::memory_order_seq_cst);
   header_->space_word.fetch_add(1, std::memory_order_seq_cst);
   futex_wake(&header_->ready_word);

@@ -40,6 +40,7 @@ enum class QueueOp {
   kStale,        // ack/reject/commit: the entry is no longer this caller's (redelivered, reaped or replayed)
   kLockTimeout,  // the lock stayed held by a live process (a stuck or hostile one) for the view's deadline
   kCorrupt,      // the entry's metadata was impossible; it was dropped and counted
+  kClosed,       // commit: the daemon closed the queue first; the entry was given back, nothing sent
 };
 
 // An entry lent to a producer for writing in place.

@@ -456,6 +456,29 @@ TEST(QueueTest, AConsumerKilledAsleepLeavesNoSleeperCountBehind) {
   EXPECT_TRUE(producer->send(bytes_of(v)).ok());
 }
 
+// A loan sent after the daemon closed the queue (a clean stop) is refused with kClosed, not reported sent
+// into a queue nobody will read again; and a consumer drains what was committed before the close.
+TEST(QueueTest, ALoanSentAfterTheQueueClosedIsRefusedNotLost) {
+  TestDaemon daemon;
+  Bus bus = daemon.connect();
+  auto producer = bus.queue_producer("jobs/closing");
+  auto consumer = bus.queue_consumer("jobs/closing");
+  ASSERT_TRUE(producer.ok() && consumer.ok());
+  const uint64_t before = 1;
+  ASSERT_TRUE(producer->send(bytes_of(before)).ok());
+  auto loan = producer->loan();
+  ASSERT_TRUE(loan.ok()) << loan.status().to_string();
+  ASSERT_EQ(daemon.stop(SIGTERM), 0);
+  const uint64_t after = 2;
+  std::memcpy(loan->data(), &after, sizeof after);
+  loan->set_size(sizeof after);
+  EXPECT_EQ(producer->send(std::move(loan).value()).code(), Errc::kClosed);
+  auto d = consumer->receive(1s);
+  ASSERT_TRUE(d.ok()) << d.status().to_string();
+  EXPECT_EQ(value_of(d->bytes()), before);
+  EXPECT_EQ(consumer->receive(100ms).status().code(), Errc::kClosed);
+}
+
 TEST(RpcTest, ManyClientsSeveralServersResponsesMatchTheirCalls) {
   TestDaemon daemon;
   Bus bus = daemon.connect();
