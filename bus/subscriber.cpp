@@ -348,7 +348,17 @@ Sample Subscriber::take(std::chrono::nanoseconds timeout) {
   for (;;) {
     if (closed()) return {};
     // No time left (take(0), say): one last look, without the sleep protocol and its membarrier.
-    if (std::chrono::steady_clock::now() >= deadline) return try_take();
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) return try_take();
+    if (core_->held >= core_->options.max_held_samples) {
+      // Nothing can be taken until a sample is released (or a freed ring stops counting its samples, which
+      // try_take checks): armed, every commit would wake us in vain, at a futex wake and, from the second
+      // sleep on, a membarrier per commit. Wait unarmed instead.
+      std::this_thread::sleep_for(
+          std::min<std::chrono::nanoseconds>(deadline - now, std::chrono::milliseconds(10)));
+      if (Sample s = try_take()) return s;
+      continue;
+    }
     h = core_->topic.header();  // a reshaped topic was re-opened in another segment
     // Dekker with the writer's commit then load of sleepers and of the armed word: either it sees us sleeping
     // and wakes us, or our re-check below sees its message (seq_cst increment and arming, then the fence; the

@@ -9,6 +9,7 @@
 #include <array>
 #include <atomic>
 #include <cstring>
+#include <fstream>
 #include <functional>
 #include <thread>
 
@@ -86,6 +87,43 @@ TEST(PubSubTest, AWaitWithoutDeadlineWaitsForTheMessage) {
   sender.join();
   ASSERT_TRUE(d.ok()) << d.status().to_string();
   EXPECT_EQ(d->bytes().size(), 3u);
+}
+
+// Voluntary context switches of the calling thread so far (each futex sleep that ended is one).
+long voluntary_switches() {
+  std::ifstream status("/proc/thread-self/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("voluntary_ctxt_switches:", 0) == 0) return std::stol(line.substr(24));
+  }
+  return -1;
+}
+
+// At max_held_samples, take() can take nothing: it waits out its timeout unarmed, instead of being woken
+// (and paying a membarrier) for every commit, which the publishers would pay for too.
+TEST(PubSubTest, TakeAtTheHeldLimitIsNotWokenByEveryCommit) {
+  TestDaemon daemon;
+  Bus bus = daemon.connect();
+  const TopicSettings lossy{.policy = Policy::kLossy};
+  auto sub = bus.subscriber("demo/held", {.topic = lossy, .max_held_samples = 2});
+  auto pub = bus.publisher("demo/held", {.topic = lossy});
+  ASSERT_TRUE(sub.ok() && pub.ok());
+  for (int i = 0; i < 2; ++i) ASSERT_TRUE(publish_text(*pub, "held").ok());
+  Sample first = sub->take(1s), second = sub->take(1s);
+  ASSERT_TRUE(first && second);
+  std::atomic<bool> stop{false};
+  std::thread publisher([&] {
+    while (!stop.load()) {
+      (void)publish_text(*pub, "more");
+      std::this_thread::sleep_for(500us);
+    }
+  });
+  const long before = voluntary_switches();
+  EXPECT_FALSE(sub->take(500ms)) << "took past max_held_samples";
+  const long after = voluntary_switches();
+  stop.store(true);
+  publisher.join();
+  // Unarmed: about 50 sleeps of 10 ms. Armed, each of ~1000 commits woke the thread.
+  EXPECT_LT(after - before, 200) << "woken " << after - before << " times in 500 ms";
 }
 
 struct Pose {

@@ -203,9 +203,12 @@ class Subscriber {
   Subscriber& operator=(Subscriber&&) noexcept;
   ~Subscriber();
 
-  // The next message of any publisher (publishers served in turn), or an empty Sample when there is none.
+  // The next message of any publisher (publishers served in turn), or an empty Sample when there is none
+  // (also while SubscriberOptions::max_held_samples samples are held: release one first).
   Sample try_take();
-  // Waits up to `timeout` for a message: spins SubscriberOptions::spin, then sleeps on a futex.
+  // Waits up to `timeout` for a message: spins SubscriberOptions::spin, then sleeps on a futex. While
+  // max_held_samples are held it takes nothing and only waits out the timeout (without a wake-up per
+  // commit, which publishers would pay for).
   Sample take(std::chrono::nanoseconds timeout);
   // True if try_take() would return a message now.
   bool has_data();
