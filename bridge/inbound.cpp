@@ -156,6 +156,7 @@ void Inbound::deliver(Route& route, const BatchHeader& header, const std::vector
     return;
   }
   bool pending = false;
+  bool stalled = false;  // a relayed record's publish timed out: the rest of the batch does not wait again
   for (const WireRecord& r : records) {
     const auto outcome = SequenceTracker::observe(*stream, r.sequence);
     if (outcome.verdict == SequenceTracker::Verdict::kDuplicate) {
@@ -174,9 +175,15 @@ void Inbound::deliver(Route& route, const BatchHeader& header, const std::vector
     } else if (r.payload.size() > p->max_message_size()) {
       add(counters_.too_large);
     } else if (relay) {
-      // The message goes on to the relay queue too: publish it now, in order after what is pending.
+      // The message goes on to the relay queue too: publish it now, in order after what is pending. A full
+      // lossless topic is waited for once a batch (full_timeout), as publish_batch does on the other path:
+      // not once a record, which held this thread (and a stop) for up to 256 timeouts.
       flush_pending();
-      publish_now(*p, r.payload);
+      if (stalled) {
+        add(counters_.publish_failed);
+      } else {
+        stalled = !publish_now(*p, r.payload);
+      }
     } else {
       if (pending_.publisher != p) flush_pending();
       pending_.publisher = p;
@@ -208,7 +215,7 @@ void Inbound::deliver(Route& route, const BatchHeader& header, const std::vector
   if (pending_.records.size() >= kPublishBatch) flush_pending();
 }
 
-void Inbound::publish_now(Publisher& p, std::span<const std::byte> bytes) {
+bool Inbound::publish_now(Publisher& p, std::span<const std::byte> bytes) {
   const uint64_t id = p.id();
   const Status s = p.publish(bytes);
   // A publisher whose daemon restarted without its topic re-opens itself, under a new id: the outbound side
@@ -219,6 +226,7 @@ void Inbound::publish_now(Publisher& p, std::span<const std::byte> bytes) {
   } else if (!s.ok()) {
     add(counters_.publish_failed);
   }
+  return s.code() != Errc::kTimeout;
 }
 
 void Inbound::flush_pending() {

@@ -78,7 +78,8 @@ class Inbound {
   int receive_one();
   void deliver(Route& route, const BatchHeader& header, const std::vector<WireRecord>& records,
                ZmqMessage&& frame);
-  void publish_now(Publisher& p, std::span<const std::byte> bytes);
+  // Publishes one message at once; false if a full lossless topic timed out (counted).
+  bool publish_now(Publisher& p, std::span<const std::byte> bytes);
   void flush_pending();
   Route& route_of(std::string_view wire);
   Publisher* publisher_for(const Route& route);

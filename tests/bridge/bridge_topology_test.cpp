@@ -199,5 +199,56 @@ TEST(BridgePathTest, AFasterPathJoiningLateLosesNothingTheSlowerOneStillCarries)
       << stat(b.bridge_stats(), "in", "duplicates");
 }
 
+// A relayed topic whose lossless local topic is full (its subscriber never takes): the bridge waits
+// full_timeout once a batch, as the path without relaying does, not once a record (a batch of 256 records
+// held the inbound thread, and a stop, for 256 timeouts).
+TEST(BridgePathTest, AFullRelayedTopicHoldsTheBridgeOneTimeoutABatchNotOneARecord) {
+  auto topology = Topology::loopback(1);
+  BridgeHost b(*topology, 0, "b");
+  FakePeer origin;
+  ASSERT_FALSE(origin.endpoint().empty()) << "cannot bind a fake peer on loopback";
+  ASSERT_TRUE(b.start_bridge("name = \"b\"\n" + b.bus_section() + "[network]\nbind = " + b.bind_list() +
+                             "\nfull_timeout_ms = 200\ndiscovery_interval_ms = 20\nrelay = true\n"
+                             "[[peer]]\nendpoint = \"" +
+                             origin.endpoint() +
+                             "\"\n[[rule]]\npattern = \"mesh/**\"\npolicy = \"lossless\"\ndepth = 2\n"));
+  Bus bus = b.connect("stuck");
+  auto stuck = bus.subscriber("mesh/t");  // never takes: the topic is full after two messages
+  ASSERT_TRUE(stuck.ok()) << stuck.status().to_string();
+  // A downstream peer that wants mesh/t: what arrives from the origin is relayed to it.
+  void* context = zmq_ctx_new();
+  void* downstream = zmq_socket(context, ZMQ_XSUB);
+  const int linger = 0;
+  zmq_setsockopt(downstream, ZMQ_LINGER, &linger, sizeof linger);
+  std::string bind = b.bind_list();  // ["tcp://127.0.0.1:PORT"]
+  bind = bind.substr(2, bind.find('"', 2) - 2);
+  ASSERT_EQ(zmq_connect(downstream, bind.c_str()), 0) << bind;
+  const std::string subscribe("\1mesh/t\0", 8);
+  zmq_send(downstream, subscribe.data(), subscribe.size(), 0);
+  char buf[300];
+  const int n = zmq_recv(origin.socket(), buf, sizeof buf, 0);  // the bridge subscribed upstream
+  ASSERT_EQ(std::string(buf, static_cast<std::size_t>(std::max(n, 0))), subscribe);
+  ASSERT_TRUE(b.wait_stats([](const toml::table& s) { return stat(s, "out", "remote_topics") >= 1; }))
+      << "the downstream subscription never reached the bridge";
+
+  std::vector<Numbered> messages;
+  std::vector<bridge::WireRecord> records;
+  for (uint64_t seq = 1; seq <= 256; ++seq) messages.push_back(numbered(seq));
+  for (uint64_t seq = 1; seq <= 256; ++seq) {
+    records.push_back({.sequence = seq, .payload = std::as_bytes(std::span(&messages[seq - 1], 1))});
+  }
+  const std::vector<std::byte> batch = bridge::encode_batch({.origin_id = 77, .origin_epoch = 1}, records);
+  const std::string topic("mesh/t\0", 7);
+  zmq_send(origin.socket(), topic.data(), topic.size(), ZMQ_SNDMORE);
+  zmq_send(origin.socket(), batch.data(), batch.size(), 0);
+  ASSERT_TRUE(b.wait_stats([](const toml::table& s) { return stat(s, "in", "publish_failed") > 0; }))
+      << "the full topic never timed out";
+  const auto start = Clock::now();
+  EXPECT_EQ(b.stop_bridge(SIGTERM), 0) << "the bridge did not stop (killed after 20 s)";
+  EXPECT_LT(Clock::now() - start, 10s);
+  zmq_close(downstream);
+  zmq_ctx_term(context);
+}
+
 }  // namespace
 }  // namespace shmbus::test
