@@ -51,7 +51,7 @@ bool Outbound::ensure_bus() {
   return true;
 }
 
-void Outbound::open_route(const std::string& wire) {
+void Outbound::open_route(const std::string& wire, bool retry) {
   if (!bus_ || routes_.count(wire)) return;
   auto mapping = mapper_.wire_to_local(wire, Direction::kOut);
   if (!mapping) return;
@@ -59,8 +59,10 @@ void Outbound::open_route(const std::string& wire) {
   o.max_held_samples = 4;
   auto sub = bus_->subscriber(mapping->name, o);
   if (!sub) {
-    spdlog::warn("outbound: cannot subscribe to local topic {} for peers: {}", mapping->name,
-                 sub.status().to_string());
+    // Retried every kRouteRetry (retry_routes) while a peer wants it: warned the first time only.
+    spdlog::log(retry ? spdlog::level::debug : spdlog::level::warn,
+                "outbound: cannot subscribe to local topic {} for peers: {} (retrying every second)",
+                mapping->name, sub.status().to_string());
     if (sub.status().code() == Errc::kDaemonUnavailable)
       shared_.daemon_losses.fetch_add(1, std::memory_order_relaxed);
     return;
@@ -70,6 +72,14 @@ void Outbound::open_route(const std::string& wire) {
   wait_set_.add(route->subscriber);
   spdlog::info("outbound: peers subscribed to {} (local topic {})", wire, route->local);
   routes_.emplace(wire, std::move(route));
+}
+
+void Outbound::retry_routes() {
+  // A subscribe that failed (no subscriber slot free on the topic, say) is not announced again: XPUB tells
+  // us of a topic's first subscriber only. Without this the topic would never flow to any peer.
+  if (routes_.size() >= wanted_.size() || Clock::now() < next_route_retry_) return;
+  next_route_retry_ = Clock::now() + kRouteRetry;
+  for (const auto& wire : wanted_) open_route(wire, /*retry=*/true);
 }
 
 void Outbound::close_route(const std::string& wire) {
@@ -269,6 +279,7 @@ void Outbound::run() {
     send_stalled_ = false;  // a new pass may wait for a full peer again
     ensure_bus();
     handle_subscriptions();
+    retry_routes();
     const bool relayed = send_relays();
     if (routes_.empty()) {
       zmq_pollitem_t item{xpub_, 0, ZMQ_POLLIN, 0};

@@ -46,7 +46,10 @@ class Outbound {
   };
 
   void handle_subscriptions();
-  void open_route(const std::string& wire);
+  // Subscribes locally for `wire` (wanted by a peer); `retry`: a failure was already warned about.
+  void open_route(const std::string& wire, bool retry = false);
+  // Opens the routes of wanted topics whose subscribe failed, every kRouteRetry.
+  void retry_routes();
   void close_route(const std::string& wire);
   void close_all_routes();
   bool ensure_bus();
@@ -72,6 +75,8 @@ class Outbound {
 
   std::optional<Bus> bus_;
   std::chrono::steady_clock::time_point next_connect_{};
+  static constexpr std::chrono::seconds kRouteRetry{1};
+  std::chrono::steady_clock::time_point next_route_retry_{};
   uint64_t losses_seen_ = 0;
   std::set<std::string> wanted_;                             // wire topics peers want that a rule selects
   std::map<std::string, std::unique_ptr<Route>> routes_;     // by wire topic; stable addresses for WaitSet

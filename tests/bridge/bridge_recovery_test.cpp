@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <optional>
 #include <thread>
 
 #include "common_messages.h"
@@ -107,6 +108,34 @@ TEST_P(BridgeRecoveryTest, FlowResumesAfterPeerBridgeAndDaemonRestarts) {
   const toml::table s = host(1).bridge_stats();
   EXPECT_EQ(s["peer"][0]["state"].value_or(std::string()), "connected");
   EXPECT_EQ(stat(s, "in", "malformed"), 0);
+}
+
+// A peer subscribes to a topic whose subscriber slots are all taken: the bridge cannot subscribe locally at
+// first, and ZeroMQ never announces that subscription again. It retries, and the topic flows once a slot is
+// free.
+TEST_P(BridgeRecoveryTest, ALocalSubscribeThatFailedIsRetriedUntilTheTopicFlows) {
+  make_hosts(2, {{0, 1}});
+  if (IsSkipped()) return;
+  ASSERT_TRUE(host(0).start_bridge(config(0, {}, {1}, kRules)));
+  ASSERT_TRUE(host(1).start_bridge(config(1, {0}, {}, kRules)));
+  const TopicSettings one_subscriber{.max_message_size = sizeof(Numbered), .max_subscribers = 1};
+  Bus bus_a = host(0).connect("sender");
+  auto pub = bus_a.publisher("rec/full", {.topic = one_subscriber});
+  auto squatter = std::make_optional(bus_a.subscriber("rec/full", {.topic = one_subscriber}));
+  ASSERT_TRUE(pub.ok() && squatter->ok());
+  Bus bus_b = host(1).connect("receiver");
+  auto sub = bus_b.subscriber("rec/full");
+  ASSERT_TRUE(sub.ok()) << sub.status().to_string();
+  ASSERT_TRUE(host(0).wait_stats([](const toml::table& s) { return stat(s, "out", "remote_topics") == 1; }))
+      << "B's subscription never reached A's bridge";
+  squatter.reset();  // a slot is free now
+  bool crossed = false;
+  for (uint64_t n = 1; n <= 1000 && !crossed; ++n) {  // 10 s at most
+    const Numbered m = numbered(n);
+    (void)pub->publish(std::as_bytes(std::span(&m, 1)));
+    crossed = static_cast<bool>(sub->take(10ms));
+  }
+  EXPECT_TRUE(crossed) << "the topic never flowed once its slot was free";
 }
 
 INSTANTIATE_TEST_SUITE_P(Net, BridgeRecoveryTest, ::testing::Values(Net::kNamespaces, Net::kLoopback),
