@@ -2,6 +2,7 @@
 
 #include <cstring>
 #include <map>
+#include <random>
 #include <utility>
 
 #include "bus/call_table.h"
@@ -145,7 +146,14 @@ Result<Request> Server::try_receive() {
 
 Result<detail::QueueAttachment*> Server::response_queue(uint32_t id) {
   auto it = responses_.find(id);
-  if (it != responses_.end()) return it->second.get();
+  if (it != responses_.end()) {
+    // A closed response queue is gone (its client left, or a restarted daemon dropped it): its id may be
+    // handed to a new client's queue, which only a fresh open reaches.
+    if (!it->second->queue->closed()) return it->second.get();
+    if (it->second->loans_out != 0)
+      return Status{Errc::kClosed, "the response queue of that client was closed by the daemon"};
+    responses_.erase(it);
+  }
   auto q = detail::QueueAttachment::open(connection_, "", {}, detail::kReplyWriter, id);
   if (!q) return q.status();
   // Clients come and go: keep the cache bounded, but never unmap a queue a response loan still points into.
@@ -256,6 +264,11 @@ Client::Client(std::unique_ptr<detail::QueueAttachment> requests,
       calls_(std::make_unique<detail::CallTable>()),
       options_(options) {
   calls_->responses = responses_.get();
+  // Correlations start at random: a response queue id can be handed to a new client after a daemon restart
+  // while old servers still hold requests naming it. Their responses then reach the new client, which finds
+  // no call of that correlation (counted late) instead of completing the wrong call.
+  std::random_device random;
+  next_correlation_ = (uint64_t{random()} << 32 | random()) >> 1 | 1;
 }
 Client::Client(Client&&) noexcept = default;
 Client& Client::operator=(Client&&) noexcept = default;

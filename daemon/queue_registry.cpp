@@ -459,7 +459,12 @@ void QueueRegistry::adopt() {
       q->id = h->queue_id;
       q->flags = h->flags;
       q->name = std::string(h->name, strnlen(h->name, sizeof h->name));
-      if (q->flags & shm::kQueueReply) throw std::runtime_error("a response queue of a gone client");
+      if (q->flags & shm::kQueueReply) {
+        // Closed first: a server that survived the crash may hold it open, and must not keep answering into
+        // it once its id is handed to a new client (shmbus::Server reopens a closed one by id).
+        q->queue->close();
+        throw std::runtime_error("a response queue of a gone client");
+      }
       q->key = ((q->flags & shm::kQueueService) ? "service:" : "queue:") + q->name;
       if (queues_.count(q->id) || by_key_.count(q->key)) throw std::runtime_error("duplicate queue");
       q->settings = config_.queue_defaults;

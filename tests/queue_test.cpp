@@ -529,6 +529,55 @@ TEST(RpcTest, ManyClientsSeveralServersResponsesMatchTheirCalls) {
   EXPECT_EQ(daemon.queue_statistics("math/double")["acked"].value_or(0LL), 1502);
 }
 
+// After a daemon kill -9 a surviving server may hold requests (and a cached response queue) of clients whose
+// response queue ids the restarted daemon hands to new clients. A response must never complete another
+// client's call: here B's second request is answered before A's, into what the server knew as id A's queue,
+// with B's second correlation, which used to equal A's pending one (both counted from 1).
+TEST(RpcTest, AfterADaemonCrashNoClientGetsAnothersResponse) {
+  TestDaemon daemon;
+  const pid_t server = spawn([&] {
+    Bus b = daemon.connect("server");
+    auto s = b.server("math/echo");
+    if (!s) return 2;
+    for (;;) {
+      auto r = s->receive(20s);
+      if (!r) return 0;  // the test is over (or its daemon gone)
+      if (value_of(r->bytes()) == ~0ull) return 0;
+      (void)r->respond(r->bytes());
+    }
+  });
+  Bus bus_a = daemon.connect("a");
+  auto a = bus_a.client("math/echo");
+  ASSERT_TRUE(a.ok()) << a.status().to_string();
+  auto first = a->call(bytes_of(uint64_t{101}), 5s);  // the server now caches A's response queue
+  ASSERT_TRUE(first.ok()) << first.status().to_string();
+  ASSERT_EQ(daemon.stop(SIGKILL), 128 + SIGKILL);
+  ASSERT_TRUE(daemon.start());
+  Bus bus_b = daemon.connect("b");
+  auto b = bus_b.client("math/echo");
+  ASSERT_TRUE(b.ok()) << b.status().to_string();
+  auto b1 = b->call(bytes_of(uint64_t{201}), 300ms);
+  auto b2 = b->call_async(bytes_of(uint64_t{202}), 2s);
+  auto a2 = a->call_async(bytes_of(uint64_t{102}), 2s);
+  if (a2.ok()) {
+    auto r = a->wait(*a2);
+    if (r.ok()) {
+      EXPECT_EQ(value_of(r->bytes()), 102u) << "A got another client's response";
+    }
+  }
+  if (b1.ok()) {
+    EXPECT_EQ(value_of(b1->bytes()), 201u) << "B got another client's response";
+  }
+  if (b2.ok()) {
+    auto r = b->wait(*b2);
+    if (r.ok()) {
+      EXPECT_EQ(value_of(r->bytes()), 202u) << "B got another client's response";
+    }
+  }
+  kill(server, SIGKILL);
+  wait_exit(server);
+}
+
 TEST(RpcTest, ServerDeathFailsTheCallLongBeforeItsDeadline) {
   TestDaemon daemon;
   Bus bus = daemon.connect();
