@@ -67,6 +67,15 @@ SequenceTracker::Outcome SequenceTracker::observe(TopicState& t, uint64_t sequen
       add_hole(t, {sequence >= kLateWindow ? sequence - kLateWindow + 1 : 1, sequence - 1, false});
     return {Verdict::kDeliver, 0};
   }
+  // A jump of more than kRestartJump either way is no loss and no late copy: a stream that started again
+  // without a new epoch, or a forged sequence (UINT64_MAX would otherwise make every later message a
+  // duplicate, and count 2^64 lost). Start the stream afresh from it, counting nothing.
+  if (sequence > t.last ? sequence - t.last > kRestartJump : t.last - sequence > kRestartJump) {
+    t.holes.clear();
+    t.last = sequence;
+    ++t.delivered;
+    return {Verdict::kDeliver, 0};
+  }
   if (sequence <= t.last) return t.holes.empty() ? Outcome{Verdict::kDuplicate, 0} : fill_hole(t, sequence);
   const uint64_t missing = sequence - t.last - 1;
   if (missing) add_hole(t, {t.last + 1, sequence - 1, true});

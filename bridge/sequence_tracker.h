@@ -70,6 +70,8 @@ class SequenceTracker {
   // duplicates.
   static constexpr uint64_t kLateWindow = uint64_t{1} << 16;
   static constexpr std::size_t kMaxHoles = 32;
+  // A sequence this far from the last, either way, restarts the stream (see observe).
+  static constexpr uint64_t kRestartJump = uint64_t{1} << 32;
   // Classifies `sequence` within `s` (from stream()) and records it.
   static Outcome observe(TopicState& s, uint64_t sequence);
   // stream() and observe() in one call.

@@ -174,6 +174,25 @@ TEST(SequenceTrackerTest, SuppressesDuplicatesCountsGapsAndFollowsEpochs) {
   EXPECT_EQ(missing, 2u);  // kept across the restart
 }
 
+// One forged (or wrapped) sequence far away does not block its stream: after UINT64_MAX the genuine
+// sequences are delivered again, and no loss of 2^64 messages is counted.
+TEST(SequenceTrackerTest, AFarJumpRestartsTheStreamInsteadOfBlockingIt) {
+  SequenceTracker t;
+  using V = SequenceTracker::Verdict;
+  EXPECT_EQ(t.observe(1, 10, "x", 5).verdict, V::kDeliver);
+  const auto forged = t.observe(1, 10, "x", UINT64_MAX);
+  EXPECT_EQ(forged.verdict, V::kDeliver);
+  EXPECT_EQ(forged.missing, 0u);
+  EXPECT_EQ(t.observe(1, 10, "x", 6).verdict, V::kDeliver);
+  EXPECT_EQ(t.observe(1, 10, "x", 7).verdict, V::kDeliver);
+  EXPECT_EQ(t.observe(1, 10, "x", 7).verdict, V::kDuplicate);
+  uint64_t missing = 0;
+  t.for_each([&](uint64_t, uint64_t, const std::string&, const SequenceTracker::TopicState& s) {
+    missing += s.missing;
+  });
+  EXPECT_EQ(missing, 0u);
+}
+
 // A triangle's relay path carries 1..; the direct link joins at 40, overtaking the relay's copies of 30..39.
 // Those still arrive (late, out of order) and are delivered once; what both paths carry is delivered once.
 TEST(SequenceTrackerTest, AFasterPathJoiningLateLosesNothingTheSlowerOneStillCarries) {
@@ -253,23 +272,30 @@ TEST(SequenceTrackerTest, NothingBelowTheFirstIsLateWhereItMayHaveBeenDeliveredB
 }
 
 // At the end of the sequence space: UINT64_MAX + 1 wraps to 0, which is no successor.
-TEST(SequenceTrackerTest, SequenceZeroAfterTheLastIsADuplicateNotTheNext) {
+// After UINT64_MAX, 0 is no successor (last + 1 wraps): it is a jump of 2^64 - 1 down, which restarts the
+// stream (AFarJumpRestartsTheStreamInsteadOfBlockingIt) rather than pass as the next in order.
+TEST(SequenceTrackerTest, SequenceZeroAfterTheLastRestartsTheStream) {
   using V = SequenceTracker::Verdict;
   SequenceTracker t;
   constexpr uint64_t kMax = UINT64_MAX;
   EXPECT_EQ(t.observe(1, 1, "x", kMax - 1).verdict, V::kDeliver);
   EXPECT_EQ(t.observe(1, 1, "x", kMax - 2).verdict, V::kLate);  // below the first: the hole
   EXPECT_EQ(t.observe(1, 1, "x", kMax).verdict, V::kDeliver);
-  EXPECT_EQ(t.observe(1, 1, "x", 0).verdict, V::kDuplicate);
   EXPECT_EQ(t.observe(1, 1, "x", kMax - 1).verdict, V::kDuplicate);
+  const auto wrapped = t.observe(1, 1, "x", 0);
+  EXPECT_EQ(wrapped.verdict, V::kDeliver);
+  EXPECT_EQ(wrapped.missing, 0u);
+  EXPECT_EQ(t.observe(1, 1, "x", 0).verdict, V::kDuplicate);
+  EXPECT_EQ(t.observe(1, 1, "x", 1).verdict, V::kDeliver);
   SequenceTracker u;  // no holes at all: the in-order shortcut
   EXPECT_EQ(u.observe(1, 1, "x", 1).verdict, V::kDeliver);
   EXPECT_EQ(u.observe(1, 1, "x", 2).verdict, V::kDeliver);
   SequenceTracker::TopicState* s = u.stream(1, 1, "x");
   s->last = kMax - 1;  // as if it had counted that far in order
   EXPECT_EQ(SequenceTracker::observe(*s, kMax).verdict, V::kDeliver);
-  EXPECT_EQ(SequenceTracker::observe(*s, 0).verdict, V::kDuplicate);
-  EXPECT_EQ(SequenceTracker::observe(*s, 1).verdict, V::kDuplicate);
+  EXPECT_EQ(SequenceTracker::observe(*s, kMax).verdict, V::kDuplicate);
+  EXPECT_EQ(SequenceTracker::observe(*s, 0).missing, 0u);
+  EXPECT_EQ(s->missing, 0u);
 }
 
 // Late copies below the first message come back with a new epoch: a restart after an older epoch's return,
