@@ -373,7 +373,12 @@ Sample Subscriber::take(std::chrono::nanoseconds timeout) {
     if (!s) {
       const auto left = deadline - std::chrono::steady_clock::now();
       if (left > std::chrono::nanoseconds::zero()) {
-        const auto sleep = std::min<std::chrono::nanoseconds>(left, cap);
+        // A reshape that landed after our last look and before we armed bumps this segment's word no more:
+        // its messages go to the new segment, which we follow once not sleeping. Sleep 1 ms at most then.
+        // relaxed: a flag; the re-open reads what it needs through the daemon.
+        const bool moved = h->closed.load(std::memory_order_relaxed) != shm::kTopicOpen;
+        const auto sleep = std::min<std::chrono::nanoseconds>(
+            left, moved ? std::chrono::nanoseconds(std::chrono::milliseconds(1)) : cap);
         if (!shm::futex_wait(&h->wake_word, word, sleep)) {
           // Slept the whole time (to the cap or the deadline): a message there now was not woken for.
           s = try_take();
