@@ -148,9 +148,12 @@ class RemoteInterest {
 };
 
 struct Shared {
+  // Set once to end the threads. Relaxed everywhere: a flag polled for a prompt exit; nothing is read
+  // through it, and the threads' join orders what they did before the main thread goes on.
   std::atomic<bool> stop{false};
   // Bumped by the inbound thread when it finds the local daemon gone: the outbound thread then drops its
-  // subscribers and reconnects too.
+  // subscribers and reconnects too. Relaxed: only its change is looked at, and each thread talks to the
+  // daemon through its own Bus, which orders everything else.
   std::atomic<uint64_t> daemon_losses{0};
   Counters counters;
   RelayQueue relay;

@@ -44,6 +44,7 @@ ZapHandler::~ZapHandler() {
 }
 
 void ZapHandler::stop() {
+  // relaxed: a flag polled for a prompt exit; join() orders everything after it.
   stop_.store(true, std::memory_order_relaxed);
   if (thread_.joinable()) thread_.join();
   if (socket_) zmq_close(socket_), socket_ = nullptr;
@@ -51,7 +52,7 @@ void ZapHandler::stop() {
 
 void ZapHandler::run() {
   zmq_pollitem_t item{socket_, 0, ZMQ_POLLIN, 0};
-  while (!stop_.load(std::memory_order_relaxed)) {
+  while (!stop_.load(std::memory_order_relaxed)) {  // relaxed: see stop()
     if (zmq_poll(&item, 1, 100) > 0 && (item.revents & ZMQ_POLLIN)) serve_one();
   }
 }
@@ -62,7 +63,13 @@ void ZapHandler::serve_one() {
   frames.reserve(16);
   do {
     frames.emplace_back();
-    if (zmq_msg_recv(frames.back().get(), socket_, 0) < 0) return;
+    if (zmq_msg_recv(frames.back().get(), socket_, 0) < 0) {
+      // Nothing received: nothing to answer. Part of a request: answer it (refused, below), or the REP
+      // socket stays waiting for a reply and serves no handshake again.
+      if (frames.size() == 1) return;
+      frames.pop_back();
+      break;
+    }
   } while (frames.back().more() && frames.size() < 16);
   while (frames.back().more()) {  // a hostile request longer than any valid one: drain, then refuse
     ZmqMessage extra;
