@@ -554,16 +554,23 @@ std::vector<DeadLetter> WorkQueue::dead_letters(std::size_t max) {
   std::vector<DeadLetter> out;
   Lock lock(*this);
   if (!lock.held()) return out;
+  // The oldest `max` by sequence, found first and copied alone: copying every dead payload under the lock
+  // (gigabytes, on a large queue) would hold off producers and consumers meanwhile.
+  std::vector<std::pair<uint64_t, uint32_t>> dead;  // (seq, index)
   for (uint32_t i = 0; i < layout_.capacity; ++i) {
-    if (index_[i].state != static_cast<uint32_t>(EntryState::kDead)) continue;
+    if (index_[i].state == static_cast<uint32_t>(EntryState::kDead)) dead.emplace_back(index_[i].seq, i);
+  }
+  const std::size_t n = std::min(max, dead.size());
+  std::partial_sort(dead.begin(), dead.begin() + static_cast<std::ptrdiff_t>(n), dead.end());
+  out.reserve(n);
+  for (std::size_t k = 0; k < n; ++k) {
+    const uint32_t i = dead[k].second;
     const EntryHeader* e = entry(i);
     const uint32_t size = std::min(e->size, layout_.max_message_size);
     DeadLetter d{index_[i].seq, index_[i].priority, e->deliveries, e->enqueue_ns, {}};
     d.payload.assign(payload(i), payload(i) + size);
     out.push_back(std::move(d));
   }
-  std::sort(out.begin(), out.end(), [](const DeadLetter& a, const DeadLetter& b) { return a.seq < b.seq; });
-  if (out.size() > max) out.resize(max);
   return out;
 }
 

@@ -111,6 +111,28 @@ TEST(WorkQueueTest, RejectRedeliversWithCountThenDeadLettersAndReplays) {
   EXPECT_EQ(q.snapshot().dead, 0u);
 }
 
+// dead_letters(max) returns the oldest `max` dead letters, in sequence order (and copies only those).
+TEST(WorkQueueTest, DeadLettersReturnsTheOldestFirstUpToMax) {
+  TestQueue t({.capacity = 16, .max_message_size = 8, .max_deliveries = 1});
+  WorkQueue& q = *t.queue;
+  for (uint64_t v = 1; v <= 6; ++v) put(q, v);
+  DeliveredEntry d;
+  for (int i = 0; i < 6; ++i) {
+    ASSERT_EQ(q.pop(kMe, std::chrono::seconds(1), &d), QueueOp::kOk);
+    ASSERT_EQ(q.reject(d.index, d.tag, true), QueueOp::kOk);  // one delivery allowed: dead at once
+  }
+  ASSERT_EQ(q.snapshot().dead, 6u);
+  const auto dead = q.dead_letters(4);
+  ASSERT_EQ(dead.size(), 4u);
+  for (uint64_t k = 0; k < 4; ++k) {
+    uint64_t v = 0;
+    std::memcpy(&v, dead[k].payload.data(), sizeof v);
+    EXPECT_EQ(v, k + 1);
+  }
+  EXPECT_EQ(q.dead_letters(100).size(), 6u);
+  EXPECT_TRUE(q.dead_letters(0).empty());
+}
+
 TEST(WorkQueueTest, VisibilityTimeoutRedeliversAndTheStaleAckIsRefused) {
   TestQueue t({.capacity = 8, .max_message_size = 8});
   WorkQueue& q = *t.queue;
