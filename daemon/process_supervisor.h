@@ -8,11 +8,7 @@
 #include <string>
 #include <vector>
 
-namespace toml {
-inline namespace v3 {
-class table;
-}
-}  // namespace toml
+#include "daemon/toml_table_fwd.h"
 
 namespace shmbus::daemon {
 

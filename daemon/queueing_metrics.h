@@ -9,11 +9,7 @@
 #include <deque>
 #include <utility>
 
-namespace toml {
-inline namespace v3 {
-class table;
-}
-}  // namespace toml
+#include "daemon/toml_table_fwd.h"
 
 namespace shmbus::daemon {
 

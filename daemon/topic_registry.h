@@ -13,15 +13,10 @@
 #include <vector>
 
 #include "daemon/daemon_config.h"
+#include "daemon/toml_table_fwd.h"
 #include "shm/segment.h"
 #include "shm/topic_segment_layout.h"
 #include "shmbus/status.h"
-
-namespace toml {
-inline namespace v3 {
-class table;
-}
-}  // namespace toml
 
 namespace shmbus::daemon {
 
