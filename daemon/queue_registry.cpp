@@ -34,6 +34,8 @@ constexpr uint64_t kSampleEveryNs = 250'000'000ull;
 // participant, so a holder that stalls (or means harm) costs it at most this per queue and tick; what it
 // could not do is retried at the next tick.
 constexpr auto kDaemonLockTimeout = std::chrono::milliseconds(10);
+// The same for answering a call whose server died (fail_calls), which is not retried.
+constexpr auto kFailCallLockTimeout = std::chrono::milliseconds(200);
 
 std::string read_boot_id() {
   std::ifstream in("/proc/sys/kernel/random/boot_id");
@@ -402,19 +404,27 @@ void QueueRegistry::fail_calls(const std::vector<shm::DeliveredEntry>& calls, co
   for (const shm::DeliveredEntry& call : calls) {
     auto it = queues_.find(call.reply_queue);
     if (it == queues_.end() || !(it->second->flags & shm::kQueueReply)) continue;  // the client is gone too
-    shm::WorkQueue& reply = *it->second->queue;
+    // A view of its own, with a longer lock deadline than the daemon's 10 ms: this answer is not retried at
+    // a later tick, and without it the call waits out its whole deadline.
+    shm::WorkQueue reply = *it->second->queue;
+    reply.set_lock_timeout(kFailCallLockTimeout);
     shm::ClaimedEntry claimed;
-    if (reply.reserve(getpid(), &claimed) != shm::QueueOp::kOk) {
-      spdlog::warn("cannot fail call {}: its client's response queue is full", call.correlation);
+    if (const shm::QueueOp op = reply.reserve(getpid(), &claimed); op != shm::QueueOp::kOk) {
+      spdlog::warn("cannot fail call {}: its client's response queue is {}", call.correlation,
+                   op == shm::QueueOp::kFull ? "full" : "locked or closed");
       continue;
     }
     const auto size = static_cast<uint32_t>(std::min<std::size_t>(why.size(), claimed.capacity));
     std::memcpy(claimed.payload, why.data(), size);
-    (void)reply.commit(claimed, getpid(),
-                       {.size = size,
-                        .correlation = call.correlation,
-                        .flags = shm::kEntryErrorResponse,
-                        .status_code = static_cast<int32_t>(Errc::kServerDied)});
+    const shm::QueueOp op = reply.commit(claimed, getpid(),
+                                         {.size = size,
+                                          .correlation = call.correlation,
+                                          .flags = shm::kEntryErrorResponse,
+                                          .status_code = static_cast<int32_t>(Errc::kServerDied)});
+    if (op != shm::QueueOp::kOk && op != shm::QueueOp::kClosed) {
+      reply.abandon(claimed, getpid());  // not left WRITING under our (live) pid for good
+      spdlog::warn("cannot fail call {}: its client's response queue stayed locked", call.correlation);
+    }
   }
 }
 

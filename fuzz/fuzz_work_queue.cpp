@@ -29,7 +29,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string why;
   auto q = WorkQueue::attach(image.get(), size, &why);
   if (!q) return 0;
-  (void)q->recover(/*new_boot=*/true, "fuzz-boot");  // re-makes the mutex, checks every entry
+  (void)q->recover(/*new_boot=*/true, "fuzz-boot");  // frees the lock, checks every entry
   const pid_t me = getpid();
   DeliveredEntry d;
   uint8_t checksum = 0;

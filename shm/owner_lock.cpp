@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 
+#include "shm/deadline.h"
 #include "shm/futex.h"
 
 namespace shmbus::shm {
@@ -69,7 +70,10 @@ LockResult OwnerLock::lock(std::atomic<uint32_t>* word, std::chrono::nanoseconds
   if (word->compare_exchange_strong(v, me, std::memory_order_acquire, std::memory_order_relaxed)) {
     return LockResult::kLocked;
   }
-  const auto deadline = Clock::now() + timeout;
+  const auto deadline = deadline_after(timeout);
+  auto next_check =
+      Clock::now() + kOwnerCheckEvery;  // by the clock: a word that keeps changing wakes us early
+  bool woken = false;                   // a futex wake may have been meant for us
   for (;;) {
     // relaxed: only a value to compare and swap against; the CAS that takes the lock orders the rest.
     v = word->load(std::memory_order_relaxed);
@@ -81,8 +85,8 @@ LockResult OwnerLock::lock(std::atomic<uint32_t>* word, std::chrono::nanoseconds
       }
       continue;
     }
-    bool slept_out = false;
-    if (Clock::now() < deadline) {
+    const auto now = Clock::now();
+    if (now < deadline && now < next_check) {
       // relaxed: the bit only asks the owner to wake us; nothing is published through it.
       if ((v & kWaitersBit) == 0 &&
           !word->compare_exchange_strong(v, v | kWaitersBit, std::memory_order_relaxed,
@@ -90,17 +94,22 @@ LockResult OwnerLock::lock(std::atomic<uint32_t>* word, std::chrono::nanoseconds
         continue;  // the word changed: look again
       }
       v |= kWaitersBit;
-      const auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - Clock::now());
-      slept_out = !futex_wait(word, v, std::min<std::chrono::nanoseconds>(kOwnerCheckEvery, left));
-      if (!slept_out) continue;  // woken, or the word changed: look again
+      const auto left = std::min(deadline, next_check) - now;
+      woken |= futex_wait(word, v, std::chrono::duration_cast<std::chrono::nanoseconds>(left));
+      continue;  // woken, the word changed, or the slice ran out: look again
     }
-    // A whole slice (or the deadline) passed with the same owner: take over if it is gone. Only from the
-    // word judged: a CAS, so that a live owner's release in between is not overwritten.
+    // kOwnerCheckEvery (or the deadline) passed: take over if the owner is gone. Only from the word judged:
+    // a CAS, so that a live owner's release in between is not overwritten.
+    next_check = now + kOwnerCheckEvery;
     if (!owner_alive(v, me) && word->compare_exchange_strong(v, me | kWaitersBit, std::memory_order_acquire,
                                                              std::memory_order_relaxed)) {
       return LockResult::kOwnerDied;
     }
-    if (Clock::now() >= deadline) return LockResult::kTimeout;
+    if (now >= deadline) {
+      // An unlock that woke us woke no one else: pass that wake-up on, or the other sleepers lose a slice.
+      if (woken) futex_wake(word, 1);
+      return LockResult::kTimeout;
+    }
   }
 }
 

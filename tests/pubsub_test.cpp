@@ -62,9 +62,10 @@ TEST(PubSubTest, AWaitWithoutDeadlineWaitsForTheMessage) {
   auto sub = bus.subscriber("demo/forever");
   auto pub = bus.publisher("demo/forever");
   ASSERT_TRUE(sub.ok() && pub.ok());
+  // A send that fails stops the daemon: the waits then end (closed) and the test fails instead of hanging.
   std::thread later([&] {
     std::this_thread::sleep_for(200ms);
-    (void)publish_text(*pub, "late");
+    if (!publish_text(*pub, "late").ok()) daemon.stop(SIGTERM);
   });
   const auto start = std::chrono::steady_clock::now();
   Sample m = sub->take(std::chrono::nanoseconds::max());
@@ -81,7 +82,7 @@ TEST(PubSubTest, AWaitWithoutDeadlineWaitsForTheMessage) {
   ASSERT_TRUE(producer.ok() && consumer.ok());
   std::thread sender([&] {
     std::this_thread::sleep_for(200ms);
-    (void)producer->send(std::as_bytes(std::span("job", 3)));
+    if (!producer->send(std::as_bytes(std::span("job", 3))).ok()) daemon.stop(SIGTERM);
   });
   auto d = consumer->receive(std::chrono::nanoseconds::max());
   sender.join();
