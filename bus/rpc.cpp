@@ -279,7 +279,11 @@ uint64_t Client::late_responses() const {
 }
 
 Result<QueueLoan> Client::loan() {
-  auto claimed = requests_->reserve(options_.full_timeout);
+  return loan_within(options_.full_timeout);
+}
+
+Result<QueueLoan> Client::loan_within(std::chrono::nanoseconds timeout) {
+  auto claimed = requests_->reserve(timeout);
   if (!claimed) return claimed.status();
   return QueueLoan(requests_.get(), claimed->index, claimed->payload, claimed->capacity);
 }
@@ -319,12 +323,11 @@ Result<PendingCall> Client::call_async(std::span<const std::byte> request, std::
   // The wait for room counts against the call's deadline: at most the smaller of the two, and the call gets
   // what is left.
   const auto start = std::chrono::steady_clock::now();
-  auto claimed = requests_->reserve(std::min<std::chrono::nanoseconds>(options_.full_timeout, timeout));
-  if (!claimed) return claimed.status();
-  QueueLoan l(requests_.get(), claimed->index, claimed->payload, claimed->capacity);
-  std::memcpy(l.data(), request.data(), request.size());
-  l.set_size(request.size());
-  return call_async(std::move(l), timeout - (std::chrono::steady_clock::now() - start));
+  auto l = loan_within(std::min<std::chrono::nanoseconds>(options_.full_timeout, timeout));
+  if (!l) return l.status();
+  std::memcpy(l->data(), request.data(), request.size());
+  l->set_size(request.size());
+  return call_async(std::move(l).value(), timeout - (std::chrono::steady_clock::now() - start));
 }
 
 Result<Response> Client::call(QueueLoan&& request, std::chrono::nanoseconds timeout) {

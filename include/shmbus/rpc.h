@@ -168,6 +168,8 @@ class Client {
   friend class EventSource;
   Client(std::unique_ptr<detail::QueueAttachment> requests,
          std::unique_ptr<detail::QueueAttachment> responses, ClientOptions options);
+  // loan(), waiting at most `timeout` for room.
+  Result<QueueLoan> loan_within(std::chrono::nanoseconds timeout);
   std::unique_ptr<detail::QueueAttachment> requests_;
   std::unique_ptr<detail::QueueAttachment> responses_;
   std::unique_ptr<detail::CallTable> calls_;  // on the heap: PendingCalls point to it while the Client moves
