@@ -1,6 +1,7 @@
 #include "bus/connection.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -91,6 +92,28 @@ void Connection::remove_endpoint(uint32_t topic_id, uint32_t role, uint32_t slot
   });
 }
 
+void Connection::add_queue_role(uint32_t queue_id, uint32_t role) {
+  std::lock_guard lock(mutex_);
+  queue_roles_.push_back({queue_id, role});
+}
+
+void Connection::remove_queue_role(uint32_t queue_id, uint32_t role) {
+  std::lock_guard lock(mutex_);
+  auto it = std::find_if(queue_roles_.begin(), queue_roles_.end(),
+                         [&](const QueueRole& q) { return q.queue_id == queue_id && q.role == role; });
+  if (it != queue_roles_.end()) queue_roles_.erase(it);
+}
+
+Status Connection::follow_daemon_restart() {
+  std::lock_guard lock(mutex_);
+  // The daemon never writes unasked, so a live socket polls empty (or holds a late answer: POLLIN alone).
+  // A dead daemon's end reads as hung up.
+  pollfd p{.fd = fd_, .events = POLLRDHUP, .revents = 0};
+  if (fd_ >= 0 && poll(&p, 1, 0) == 0) return Status::Ok();
+  if (fd_ >= 0 && !(p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL))) return Status::Ok();
+  return reconnect_locked();
+}
+
 Status Connection::reconnect_locked() {
   uint64_t id = 0;
   auto fd = connect_and_greet(socket_path_, name_, timeout_, &id);
@@ -121,6 +144,26 @@ Status Connection::reconnect_locked() {
       // No answer (the daemon went away again, or timed out): keep it, to reclaim at the next reconnect.
       log().warn("could not reclaim endpoint {} on topic {}: {}", e.endpoint_id, e.topic_id, s.to_string());
       ++it;
+    }
+  }
+  for (auto it = queue_roles_.begin(); it != queue_roles_.end();) {
+    ReclaimQueueRequest r{};
+    r.header = make_header(RecordType::kReclaimQueue, sizeof r, 0);
+    r.queue_id = it->queue_id;
+    r.role = it->role;
+    Reply reply{};
+    const Status s = call_locked(&r, sizeof r, &reply, nullptr);
+    if (s.ok()) {
+      ++reclaimed, ++it;
+    } else if (s.code() == Errc::kInvalidArgument || s.code() == Errc::kPermissionDenied ||
+               s.code() == Errc::kProtocolError) {
+      // The daemon answered no (it lost the queue, or refuses the role), or predates kReclaimQueue.
+      log().info("queue {} (role {}) is gone with the previous daemon ({})", r.queue_id, r.role, s.message());
+      it = queue_roles_.erase(it);
+      ++lost;
+    } else {
+      log().warn("could not reclaim role {} on queue {}: {}", r.role, r.queue_id, s.to_string());
+      ++it;  // kept, for the next reconnect
     }
   }
   log().info("reconnected to a restarted shmbusd; reclaimed {} endpoint(s), {} to re-open", reclaimed, lost);

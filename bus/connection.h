@@ -38,6 +38,15 @@ class Connection {
   // and a close would reach its successor). `lost` outlives the registration (remove_endpoint).
   void add_endpoint(const ReclaimRequest& endpoint, std::atomic<bool>* lost);
   void remove_endpoint(uint32_t topic_id, uint32_t role, uint32_t slot);
+  // Queue roles this connection holds (one registration per QueueAttachment), re-claimed likewise. A role
+  // the restarted daemon refuses is forgotten: its queue reads closed (a clean stop removed it) or it is
+  // still mapped but unknown to the daemon, as it would be had it never been adopted.
+  void add_queue_role(uint32_t queue_id, uint32_t role);
+  void remove_queue_role(uint32_t queue_id, uint32_t role);
+  // Reconnects (and re-claims) if the daemon closed our socket, i.e. it died, without a round trip when it
+  // did not. What a queue's user calls once the queue shows another daemon epoch: a client that only moves
+  // data through shared memory would otherwise never tell the new daemon what it holds.
+  Status follow_daemon_restart();
 
   // Asks for the daemon's statistics document (TOML text).
   Result<std::string> stats();
@@ -82,6 +91,11 @@ class Connection {
     std::atomic<bool>* lost;
   };
   std::vector<OwnedEndpoint> endpoints_;
+  struct QueueRole {
+    uint32_t queue_id;
+    uint32_t role;
+  };
+  std::vector<QueueRole> queue_roles_;
   // Requests whose caller stopped waiting (a timeout). Their replies may still come, ahead of the next
   // call's: they are recognised by id and skipped, or the connection would stay one reply behind for good.
   struct Abandoned {

@@ -89,6 +89,8 @@ std::size_t record_size(RecordType type) {
       return sizeof(OpenQueueRequest);
     case RecordType::kCloseQueue:
       return sizeof(CloseQueueRequest);
+    case RecordType::kReclaimQueue:
+      return sizeof(ReclaimQueueRequest);
     case RecordType::kReply:
       return sizeof(Reply);
     case RecordType::kStatsChunk:

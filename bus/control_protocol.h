@@ -29,6 +29,7 @@ enum class RecordType : uint16_t {
   kReclaim = 6,         // ReclaimRequest -> Reply: after a daemon restart, take back an endpoint it adopted
   kOpenQueue = 7,       // OpenQueueRequest -> Reply (+ queue fd; topic_id carries the queue id)
   kCloseQueue = 8,      // CloseQueueRequest -> Reply
+  kReclaimQueue = 9,    // ReclaimQueueRequest -> Reply: after a daemon restart, take back a queue role held
   kReply = 100,
   kStatsChunk = 101,
 };
@@ -115,6 +116,14 @@ struct OpenQueueRequest {
 };
 
 struct CloseQueueRequest {
+  RecordHeader header;
+  uint32_t queue_id;
+  uint32_t role;
+};
+
+// A queue role this participant held with a crashed daemon (kQueueProducer ... kReplyOwner), to be counted
+// again by its successor, which adopted the queue from shared memory.
+struct ReclaimQueueRequest {
   RecordHeader header;
   uint32_t queue_id;
   uint32_t role;

@@ -67,11 +67,36 @@ Result<std::unique_ptr<QueueAttachment>> QueueAttachment::open(std::shared_ptr<C
   // Cut short by a participant, the queue reads as closed here (calls fail with kClosed) instead of this
   // process dying of SIGBUS.
   q->memory.set_truncation_word(offsetof(shm::WorkQueueHeader, closed), 1);
+  // relaxed: compared with later loads of the same word only; nothing is read through it.
+  q->daemon_epoch.store(q->queue->header()->daemon_epoch.load(std::memory_order_relaxed),
+                        std::memory_order_relaxed);
+  // A server's response-queue writers are not re-claimed: the restarted daemon checks afresh, at the next
+  // open, that it serves that client (Server::response_queue re-opens what it cannot use).
+  if (role != kReplyWriter) {
+    q->connection->add_queue_role(q->id, role);
+    q->registered = true;
+  }
   return q;
+}
+
+void QueueAttachment::follow_daemon() {
+  // relaxed: a hint to reconnect; the queue's own state is read under its lock.
+  const uint32_t now_epoch = queue->header()->daemon_epoch.load(std::memory_order_relaxed);
+  if (now_epoch == daemon_epoch.load(std::memory_order_relaxed)) [[likely]]
+    return;
+  const uint64_t now = shm::steady_now_ns();
+  if (now < next_follow_ns.load(std::memory_order_relaxed)) return;
+  next_follow_ns.store(now + 100'000'000, std::memory_order_relaxed);
+  if (Status s = connection->follow_daemon_restart(); !s.ok()) {
+    log().debug("queue {}: its daemon restarted and cannot be reached yet: {}", name, s.to_string());
+    return;
+  }
+  daemon_epoch.store(now_epoch, std::memory_order_relaxed);
 }
 
 QueueAttachment::~QueueAttachment() {
   if (!connection || id == 0) return;
+  if (registered) connection->remove_queue_role(id, role);
   CloseQueueRequest request{};
   request.header = make_header(RecordType::kCloseQueue, sizeof request, 0);
   request.queue_id = id;
@@ -83,6 +108,7 @@ QueueAttachment::~QueueAttachment() {
 Result<shm::ClaimedEntry> QueueAttachment::reserve(std::chrono::nanoseconds timeout) {
   const auto deadline = shm::deadline_after(timeout);
   for (;;) {
+    follow_daemon();
     // Closed first: a closed queue's memory may still take an entry (the daemon stopped, or it was cut short
     // and grown back empty), which nobody would ever deliver.
     if (queue->closed()) return Status{Errc::kClosed, "queue " + name + " was closed by the daemon"};
@@ -108,6 +134,7 @@ Result<shm::DeliveredEntry> QueueAttachment::pop(std::chrono::nanoseconds visibi
                                                  std::chrono::nanoseconds timeout) {
   const auto deadline = shm::deadline_after(timeout);
   for (;;) {
+    follow_daemon();
     shm::DeliveredEntry d;
     // Read before the pop: closed and then empty means drained. (Read after, a commit made just before the
     // close could sit unread behind a kClosed.)

@@ -27,6 +27,11 @@ struct QueueAttachment {
   uint32_t role = 0;
   pid_t pid = 0;
   std::atomic<uint32_t> loans_out{0};  // QueueLoans of this queue not yet committed or given back
+  // The queue's daemon epoch when last seen, and when follow_daemon() may next try to reconnect after a
+  // failure (steady ns). Atomics: a queue handle may be used from several threads.
+  std::atomic<uint32_t> daemon_epoch{0};
+  std::atomic<uint64_t> next_follow_ns{0};
+  bool registered = false;  // with the connection, for re-claiming after a daemon restart
 
   ~QueueAttachment();
 
@@ -42,6 +47,10 @@ struct QueueAttachment {
   // Pops the next entry, waiting up to `timeout`: kTimeout, kClosed or Ok.
   Result<shm::DeliveredEntry> pop(std::chrono::nanoseconds visibility, std::chrono::nanoseconds timeout);
   Status ack(uint32_t index, uint64_t tag);
+  // One relaxed load while the daemon stays the same. When a restarted daemon adopted the queue (its epoch
+  // moved), reconnects so that the new daemon counts this process's roles again (Connection::
+  // follow_daemon_restart), retrying every 100 ms while it cannot.
+  void follow_daemon();
 };
 
 // A QueueOp that is not kOk, as a Status naming the queue.

@@ -389,6 +389,11 @@ bool ControlServer::serve(int fd) {
       queues_.close(r.queue_id, r.role, participant.peer);
       return answer(Status::Ok());
     }
+    case RecordType::kReclaimQueue: {
+      ReclaimQueueRequest r;
+      std::memcpy(&r, buffer, sizeof r);
+      return answer(queues_.reclaim(r.queue_id, r.role, participant.peer));
+    }
     case RecordType::kStats:
       // A client that does not read its statistics is disconnected: each send may block this loop for the
       // send timeout, and a full socket would block every later one.

@@ -36,6 +36,12 @@ constexpr uint64_t kSampleEveryNs = 250'000'000ull;
 constexpr auto kDaemonLockTimeout = std::chrono::milliseconds(10);
 // The same for answering a call whose server died (fail_calls), which is not retried.
 constexpr auto kFailCallLockTimeout = std::chrono::milliseconds(200);
+// An adopted queue nobody has re-claimed or opened yet is not retired as unused before this: its users
+// re-claim it at their next operation on it, or within 100 ms while they wait on it. One idle for longer
+// finds it closed if it was also empty, and opens it again.
+constexpr uint64_t kAdoptedGraceNs = 60'000'000'000ull;
+// reply_owner of an adopted response queue its client has not re-claimed yet.
+constexpr uint64_t kUnclaimedReplyOwner = ~0ull;
 
 std::string read_boot_id() {
   std::ifstream in("/proc/sys/kernel/random/boot_id");
@@ -91,7 +97,12 @@ struct QueueRegistry::Queue {
   shm::Segment segment;    // non-durable
   shm::MappedFile file;    // durable
   std::optional<shm::WorkQueue> queue;
-  uint64_t reply_owner = 0;                             // reply queues: the participant that owns it
+  uint64_t reply_owner = 0;  // reply queues: the participant that owns it
+  pid_t orphan_pid = 0;      // an adopted reply queue not yet re-claimed: the process that created it
+  // Adopted from a crashed daemon and neither re-claimed nor opened since: its users are unknown, so it is
+  // not retired as unused before kAdoptedGrace has passed (they re-claim it at their next operation).
+  bool unclaimed = false;
+  uint64_t adopted_ns = 0;
   std::map<uint64_t, std::vector<uint32_t>> endpoints;  // participant -> roles held
   std::map<uint64_t, pid_t> pids;                       // participant -> pid
   uint64_t last_sync_ns = 0;
@@ -367,6 +378,7 @@ Result<QueueAttached> QueueRegistry::open(const std::string& name, const QueueSe
     return Status{Errc::kInternal,
                   "cannot duplicate the queue's descriptor: " + std::string(std::strerror(err))};
   }
+  q->unclaimed = false;  // known again: the ordinary rules apply
   q->endpoints[peer.id].push_back(role);
   q->pids[peer.id] = peer.pid;
   // relaxed: a statistic for `shmbus stats` and the queueing metrics; nothing is ordered by it.
@@ -470,12 +482,19 @@ void QueueRegistry::adopt() {
       q->flags = h->flags;
       q->name = std::string(h->name, strnlen(h->name, sizeof h->name));
       if (q->flags & shm::kQueueReply) {
-        // Closed first: a server that survived the crash may hold it open, and must not keep answering into
-        // it once its id is handed to a new client (shmbus::Server reopens a closed one by id).
-        q->queue->close();
-        throw std::runtime_error("a response queue of a gone client");
+        // Its client may still wait on it and servers answer into it: kept for the process that made it
+        // ("reply/<pid>") to re-claim, or removed once that process is gone (tick()).
+        const auto slash = q->name.find('/');
+        q->orphan_pid = slash == std::string::npos ? 0 : std::atoi(q->name.c_str() + slash + 1);
+        if (q->orphan_pid <= 0 || !process_alive(q->orphan_pid)) {
+          q->queue->close();  // a server that survived must not keep answering into it
+          throw std::runtime_error("a response queue of a gone client");
+        }
+        q->reply_owner = kUnclaimedReplyOwner;
+        q->key = "reply:" + std::to_string(next_reply_++);
+      } else {
+        q->key = ((q->flags & shm::kQueueService) ? "service:" : "queue:") + q->name;
       }
-      q->key = ((q->flags & shm::kQueueService) ? "service:" : "queue:") + q->name;
       if (queues_.count(q->id) || by_key_.count(q->key)) throw std::runtime_error("duplicate queue");
       q->settings = config_.queue_defaults;
       q->settings.capacity = h->capacity;
@@ -483,6 +502,10 @@ void QueueRegistry::adopt() {
       q->settings.max_deliveries = h->max_deliveries;
       q->settings.durable = false;
       q->recovery = view->recover(false, boot_id_);
+      q->unclaimed = true;
+      q->adopted_ns = shm::steady_now_ns();
+      // relaxed: a hint to its users that the daemon changed (QueueAttachment::follow_daemon).
+      h->daemon_epoch.fetch_add(1, std::memory_order_relaxed);
       next_id_ = std::max(next_id_, q->id + 1);
       spdlog::warn("adopted queue {} of a crashed daemon ({} ready)", q->name, h->ready.load());
       by_key_[q->key] = q->id;
@@ -505,8 +528,48 @@ void QueueRegistry::adopt() {
     const bool service = key.substr(0, colon) == "service";
     auto found = find_or_create(key, key.substr(colon + 1), service ? shm::kQueueService : 0,
                                 QueueSettings{.durable = true});
-    if (!found) spdlog::error("cannot recover durable queue {}: {}", key, found.status().message());
+    if (!found) {
+      spdlog::error("cannot recover durable queue {}: {}", key, found.status().message());
+      continue;
+    }
+    // Its users (if it was open when the predecessor died) map the same file: they re-claim their roles.
+    found.value()->unclaimed = true;
+    found.value()->adopted_ns = shm::steady_now_ns();
+    found.value()->queue->header()->daemon_epoch.fetch_add(1, std::memory_order_relaxed);  // as above
   }
+}
+
+Status QueueRegistry::reclaim(uint32_t queue_id, uint32_t role, const Peer& peer) {
+  auto it = queues_.find(queue_id);
+  if (it == queues_.end()) {
+    return Status{Errc::kInvalidArgument,
+                  "no queue " + std::to_string(queue_id) + " (lost with the previous daemon)"};
+  }
+  Queue& q = *it->second;
+  if (role == kReplyOwner) {
+    // Only the process that created it, and only once: another one would read that client's responses.
+    if (!(q.flags & shm::kQueueReply) || q.reply_owner != kUnclaimedReplyOwner || q.orphan_pid != peer.pid) {
+      return Status{Errc::kPermissionDenied, "response queue " + std::to_string(queue_id) +
+                                                 " is not an unclaimed one of pid " +
+                                                 std::to_string(peer.pid)};
+    }
+    q.reply_owner = peer.id;
+  } else if (role >= kQueueProducer && role <= kServiceServer) {
+    if ((q.flags & shm::kQueueReply) || is_service_role(role) != bool(q.flags & shm::kQueueService)) {
+      return Status{Errc::kInvalidArgument, "queue " + q.name + " has no role " + std::to_string(role)};
+    }
+    if (Status s = authorize(q.name, role == kQueueInspector ? kQueueConsumer : role, peer); !s.ok())
+      return s;
+  } else {
+    return Status{Errc::kInvalidArgument, "role " + std::to_string(role) + " is not re-claimed"};
+  }
+  q.unclaimed = false;
+  q.endpoints[peer.id].push_back(role);
+  q.pids[peer.id] = peer.pid;
+  // relaxed: a statistic (as in open()).
+  q.queue->header()->consumers.store(q.consumer_count(), std::memory_order_relaxed);
+  spdlog::info("queue {}: pid {} re-claimed role {}", q.name, peer.pid, role);
+  return Status::Ok();
 }
 
 namespace {
@@ -610,8 +673,15 @@ void QueueRegistry::tick() {
       q.samples.push_back(q.queue->snapshot());
       while (q.samples.size() > 2 && now - q.samples[1].taken_ns >= kMetricsWindowNs) q.samples.pop_front();
     }
+    if (q.reply_owner == kUnclaimedReplyOwner) {
+      // Kept while its client lives (it re-claims the queue at its next call); no use to anyone after.
+      if (ticks_ % 5 == 0 && !process_alive(q.orphan_pid)) unused.push_back(id);
+      continue;
+    }
     const shm::QueueSnapshot s = q.queue->snapshot();
-    if (!q.durable() && q.attached() == 0 && s.ready + s.in_flight + s.dead + s.writing == 0 && ticks_ > 10) {
+    const bool in_grace = q.unclaimed && now - q.adopted_ns < kAdoptedGraceNs;
+    if (!q.durable() && q.attached() == 0 && s.ready + s.in_flight + s.dead + s.writing == 0 && ticks_ > 10 &&
+        !in_grace) {
       unused.push_back(id);
     }
   }

@@ -38,6 +38,10 @@ class QueueRegistry {
   Result<QueueAttached> open(const std::string& name, const QueueSettings& requested, uint32_t role,
                              uint32_t queue_id, const Peer& peer);
   void close(uint32_t queue_id, uint32_t role, const Peer& peer);
+  // After a crash of the previous daemon: `peer` held `role` on the adopted queue `queue_id` and says so
+  // again (its connection reconnected). Checked as an open would be; a response queue goes back only to the
+  // process that created it.
+  Status reclaim(uint32_t queue_id, uint32_t role, const Peer& peer);
   // A participant disconnected: its endpoints go, its deliveries are taken back (or, on services, its
   // calls failed), its response queues removed.
   void peer_gone(const Peer& peer);

@@ -66,6 +66,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       break;
     }
     case RecordType::kCloseQueue:
+    case RecordType::kReclaimQueue:
     case RecordType::kClose:
     case RecordType::kReclaim:
     case RecordType::kStats:

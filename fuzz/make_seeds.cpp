@@ -52,6 +52,10 @@ void write_queue_records(const fs::path& dir) {
   close.queue_id = 1;
   close.role = kQueueConsumer;
   write_record(dir, "close_queue", close, RecordType::kCloseQueue);
+  ReclaimQueueRequest reclaim{};
+  reclaim.queue_id = 3;
+  reclaim.role = kServiceServer;
+  write_record(dir, "reclaim_queue", reclaim, RecordType::kReclaimQueue);
 }
 
 void write_records(const fs::path& dir) {

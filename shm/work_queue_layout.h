@@ -89,6 +89,10 @@ struct alignas(64) WorkQueueHeader {
   std::atomic<uint32_t> space_word;
   std::atomic<uint32_t> space_sleepers;
   std::atomic<uint32_t> closed;  // the daemon shut down: consumers stop waiting
+  // Bumped by a daemon that adopts the queue from a crashed predecessor: a client that sees it change knows
+  // its daemon went away and reconnects, so that the new one learns who uses the queue (0 in version 1
+  // files).
+  std::atomic<uint32_t> daemon_epoch;
 
   // Gauges, written under the lock, read anywhere (relaxed).
   alignas(64) std::atomic<uint32_t> ready;

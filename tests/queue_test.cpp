@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -479,6 +480,56 @@ TEST(QueueTest, ALoanSentAfterTheQueueClosedIsRefusedNotLost) {
   EXPECT_EQ(consumer->receive(100ms).status().code(), Errc::kClosed);
 }
 
+// A producer and a consumer survive a daemon kill -9: the restarted daemon adopts their queue and learns
+// who uses it when they next touch it (the consumer while it waits, the producer at its next send), so it
+// neither retires the queue when it runs empty (that closed it under them) nor miscounts its consumers.
+TEST(QueueTest, AProducerAndAConsumerKeepTheirQueueThroughADaemonCrash) {
+  TestDaemon daemon;
+  Bus bus = daemon.connect();
+  auto producer = bus.queue_producer("jobs/survivor");
+  auto consumer = bus.queue_consumer("jobs/survivor");
+  ASSERT_TRUE(producer.ok() && consumer.ok());
+  for (uint64_t v = 1; v <= 100; ++v) ASSERT_TRUE(producer->send(bytes_of(v)).ok());
+  uint64_t sum = 0;
+  for (uint64_t v = 1; v <= 100; ++v) {
+    auto d = consumer->receive(5s);
+    ASSERT_TRUE(d.ok()) << d.status().to_string();
+    ASSERT_EQ(value_of(d->bytes()), v);
+    sum += v;
+    ASSERT_TRUE(d->ack().ok());
+  }
+  ASSERT_EQ(daemon.stop(SIGKILL), 128 + SIGKILL);
+  ASSERT_TRUE(daemon.start());
+  // Only the consumer waits: it re-claims both roles of this connection while nothing is sent.
+  std::optional<Result<Delivery>> received;
+  std::thread waiter([&] { received = consumer->receive(20s); });
+  int64_t endpoints = 0, consumers = 0;
+  for (int i = 0; i < 200 && endpoints != 2; ++i) {
+    const toml::table q = daemon.queue_statistics("jobs/survivor");
+    endpoints = q["endpoints"].value_or(int64_t{0});
+    consumers = q["consumers"].value_or(int64_t{0});
+    if (endpoints != 2) std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_EQ(endpoints, 2) << "the restarted daemon does not know the queue's users";
+  EXPECT_EQ(consumers, 1);
+  std::this_thread::sleep_for(1500ms);  // > 10 daemon ticks, the queue empty: it used to be retired here
+  const Status sent = producer->send(bytes_of(uint64_t{101}));
+  waiter.join();
+  ASSERT_TRUE(sent.ok()) << sent.to_string();
+  ASSERT_TRUE(received && received->ok()) << (received ? received->status().to_string() : "no result");
+  EXPECT_EQ(value_of((*received)->bytes()), 101u);
+  ASSERT_TRUE((*received)->ack().ok());
+  for (uint64_t v = 102; v <= 200; ++v) ASSERT_TRUE(producer->send(bytes_of(v)).ok());
+  for (uint64_t v = 102; v <= 200; ++v) {
+    auto d = consumer->receive(5s);
+    ASSERT_TRUE(d.ok()) << d.status().to_string();
+    ASSERT_EQ(value_of(d->bytes()), v);
+    sum += v;
+    ASSERT_TRUE(d->ack().ok());
+  }
+  EXPECT_EQ(sum + 101, 200u * 201 / 2);
+}
+
 TEST(RpcTest, ManyClientsSeveralServersResponsesMatchTheirCalls) {
   TestDaemon daemon;
   Bus bus = daemon.connect();
@@ -529,11 +580,11 @@ TEST(RpcTest, ManyClientsSeveralServersResponsesMatchTheirCalls) {
   EXPECT_EQ(daemon.queue_statistics("math/double")["acked"].value_or(0LL), 1502);
 }
 
-// After a daemon kill -9 a surviving server may hold requests (and a cached response queue) of clients whose
-// response queue ids the restarted daemon hands to new clients. A response must never complete another
-// client's call: here B's second request is answered before A's, into what the server knew as id A's queue,
-// with B's second correlation, which used to equal A's pending one (both counted from 1).
-TEST(RpcTest, AfterADaemonCrashNoClientGetsAnothersResponse) {
+// After a daemon kill -9, a server and a client that survived it go on: the restarted daemon adopts the
+// service's request queue and the client's response queue, and both re-claim their roles at their next
+// operation, so the server answers the old client and a new one. No response completes another client's
+// call (response queue ids used to be handed to new clients while old servers still cached them).
+TEST(RpcTest, AfterADaemonCrashOldAndNewClientsAreAnsweredEachTheirOwn) {
   TestDaemon daemon;
   const pid_t server = spawn([&] {
     Bus b = daemon.connect("server");
@@ -543,7 +594,7 @@ TEST(RpcTest, AfterADaemonCrashNoClientGetsAnothersResponse) {
       auto r = s->receive(20s);
       if (!r) return 0;  // the test is over (or its daemon gone)
       if (value_of(r->bytes()) == ~0ull) return 0;
-      (void)r->respond(r->bytes());
+      if (!r->respond(r->bytes()).ok()) return 3;
     }
   });
   Bus bus_a = daemon.connect("a");
@@ -556,26 +607,77 @@ TEST(RpcTest, AfterADaemonCrashNoClientGetsAnothersResponse) {
   Bus bus_b = daemon.connect("b");
   auto b = bus_b.client("math/echo");
   ASSERT_TRUE(b.ok()) << b.status().to_string();
-  auto b1 = b->call(bytes_of(uint64_t{201}), 300ms);
-  auto b2 = b->call_async(bytes_of(uint64_t{202}), 2s);
-  auto a2 = a->call_async(bytes_of(uint64_t{102}), 2s);
-  if (a2.ok()) {
-    auto r = a->wait(*a2);
-    if (r.ok()) {
-      EXPECT_EQ(value_of(r->bytes()), 102u) << "A got another client's response";
-    }
+  auto b1 = b->call(bytes_of(uint64_t{201}), 5s);
+  auto b2 = b->call_async(bytes_of(uint64_t{202}), 5s);
+  auto a2 = a->call_async(bytes_of(uint64_t{102}), 5s);
+  ASSERT_TRUE(b1.ok()) << "a new client is not answered: " << b1.status().to_string();
+  EXPECT_EQ(value_of(b1->bytes()), 201u) << "B got another client's response";
+  ASSERT_TRUE(a2.ok()) << a2.status().to_string();
+  auto ra = a->wait(*a2);
+  ASSERT_TRUE(ra.ok()) << "the old client is not answered: " << ra.status().to_string();
+  EXPECT_EQ(value_of(ra->bytes()), 102u) << "A got another client's response";
+  ASSERT_TRUE(b2.ok()) << b2.status().to_string();
+  auto rb = b->wait(*b2);
+  ASSERT_TRUE(rb.ok()) << rb.status().to_string();
+  EXPECT_EQ(value_of(rb->bytes()), 202u) << "B got another client's response";
+  EXPECT_EQ(a->late_responses() + b->late_responses(), 0u);
+  (void)b->call_async(bytes_of(~0ull), 1s);  // stops the server
+  EXPECT_EQ(wait_exit(server), 0) << "the server could not answer (3) or did not start (2)";
+}
+
+// A client made before a daemon crash, with no server yet: a server started after the restart must be able
+// to answer it, which takes the client's roles known to the new daemon (re-claimed at its next call).
+TEST(RpcTest, AServerStartedAfterADaemonCrashAnswersAClientFromBefore) {
+  TestDaemon daemon;
+  Bus bus = daemon.connect("client");
+  auto client = bus.client("math/late");
+  ASSERT_TRUE(client.ok()) << client.status().to_string();
+  ASSERT_EQ(daemon.stop(SIGKILL), 128 + SIGKILL);
+  ASSERT_TRUE(daemon.start());
+  const pid_t server = spawn([&] {
+    Bus b = daemon.connect("server");
+    auto s = b.server("math/late");
+    if (!s) return 2;
+    auto r = s->receive(10s);
+    if (!r) return 4;
+    return r->respond(r->bytes()).ok() ? 0 : 3;
+  });
+  auto response = client->call(bytes_of(uint64_t{7}), 10s);
+  ASSERT_TRUE(response.ok()) << response.status().to_string();
+  EXPECT_EQ(value_of(response->bytes()), 7u);
+  EXPECT_EQ(wait_exit(server), 0) << "the server could not answer (3), got nothing (4) or did not start (2)";
+}
+
+// A response queue whose client died while no daemon ran is removed by the restarted one (it is kept only
+// while its process lives, for that process to re-claim it).
+TEST(RpcTest, TheResponseQueueOfAClientThatDiedWithoutADaemonIsRemoved) {
+  TestDaemon daemon;
+  int ready[2];
+  ASSERT_EQ(pipe(ready), 0);
+  const pid_t client = spawn([&] {
+    Bus b = daemon.connect("client");
+    auto c = b.client("math/gone");
+    char one = 1;
+    if (!c || write(ready[1], &one, 1) != 1) return 2;
+    pause();
+    return 0;
+  });
+  char byte = 0;
+  ASSERT_EQ(read(ready[0], &byte, 1), 1);
+  close(ready[0]);
+  close(ready[1]);
+  const std::string reply_name = "reply/" + std::to_string(client);
+  ASSERT_TRUE(daemon.queue_statistics(reply_name).contains("name"));
+  ASSERT_EQ(daemon.stop(SIGKILL), 128 + SIGKILL);
+  kill(client, SIGKILL);
+  EXPECT_EQ(wait_exit(client), 128 + SIGKILL);
+  ASSERT_TRUE(daemon.start());
+  bool gone = false;
+  for (int i = 0; i < 100 && !gone; ++i) {
+    gone = !daemon.queue_statistics(reply_name).contains("name");
+    if (!gone) std::this_thread::sleep_for(50ms);
   }
-  if (b1.ok()) {
-    EXPECT_EQ(value_of(b1->bytes()), 201u) << "B got another client's response";
-  }
-  if (b2.ok()) {
-    auto r = b->wait(*b2);
-    if (r.ok()) {
-      EXPECT_EQ(value_of(r->bytes()), 202u) << "B got another client's response";
-    }
-  }
-  kill(server, SIGKILL);
-  wait_exit(server);
+  EXPECT_TRUE(gone) << reply_name << " outlived its client";
 }
 
 TEST(RpcTest, ServerDeathFailsTheCallLongBeforeItsDeadline) {
