@@ -55,8 +55,9 @@ void clear_readable(int event_fd) {
 // to undo the sleepers counts of a process killed while counted). The alias survives the subscriber unmapping
 // its topic to re-open it, so the thread never reads memory the owner thread may unmap.
 struct WatchedSubscriber {
-  Subscriber* subscriber = nullptr;
-  SubscriberCore* core = nullptr;      // the subscriber's; read by the owner thread only
+  // Identity: the subscriber's core, which stays put when the Subscriber is moved, and tells us when it goes
+  // (WatchingSources). Read by the owner thread only.
+  SubscriberCore* core = nullptr;
   std::byte* original_base = nullptr;  // the mapping the alias was made of; a re-opened topic has another
   uint32_t slot = 0;
   bool paused = false;  // owner thread only: not counted as ready (see EventSource::set_paused)
@@ -77,19 +78,23 @@ struct WatchedSubscriber {
   }
   // Owner thread. Every subscriber is asked (a call may refresh its publishers), the paused ones do not
   // count.
-  bool ready() const { return subscriber->has_data() && !paused; }
+  bool ready() const {
+    shm::SlotHeader* slot = nullptr;
+    return !paused && core->find_ready(&slot) != nullptr;  // Subscriber::has_data
+  }
 };
 
 // One watched work queue: a QueueConsumer's or a Server's (requests), or a Client's (its responses). The
 // thread touches only the queue's header (ready_word, ready_sleepers), through its own mapping of that page:
-// the attachment keeps its mapping while the endpoint lives, but an owner that assigns another endpoint to
-// the watched one (not allowed, yet easy to do) would unmap it under the sleeping thread.
+// the attachment keeps its mapping while the endpoint lives, and tells us when it goes (WatchingSources), but
+// the thread may still be asleep on the header then.
 struct WatchedQueue {
-  const void* endpoint = nullptr;         // identity: the QueueConsumer, Server or Client
-  QueueAttachment* attachment = nullptr;  // the endpoint's; owner thread only
-  CallTable* calls = nullptr;             // a Client's pending calls; null for consumers and servers
-  bool paused = false;                    // owner thread only, as WatchedSubscriber::paused
-  bool closed_reported = false;           // owner thread only: the closing was reported (once)
+  // Identity: the QueueConsumer's or Server's request queue, or the Client's response queue, which stays put
+  // when the endpoint is moved. Owner thread only.
+  QueueAttachment* attachment = nullptr;
+  CallTable* calls = nullptr;    // a Client's pending calls; null for consumers and servers
+  bool paused = false;           // owner thread only, as WatchedSubscriber::paused
+  bool closed_reported = false;  // owner thread only: the closing was reported (once)
   MappingAlias alias;
   shm::WorkQueueHeader* header = nullptr;  // in alias
 
@@ -216,9 +221,15 @@ struct EventSourceState {
   // Owner thread: how many subscribers and queues are watched.
   std::size_t size() const { return watched.size() + queues.size(); }
 
-  Status add_queue(const void* endpoint, QueueAttachment* attachment, CallTable* calls);
-  void remove_queue(const void* endpoint);
-  void set_queue_paused(const void* endpoint, bool paused);
+  Status add_subscriber(SubscriberCore* core);
+  void remove_subscriber(SubscriberCore* core);
+  Status add_queue(QueueAttachment* attachment, CallTable* calls);
+  void remove_queue(QueueAttachment* attachment);
+  void set_queue_paused(QueueAttachment* attachment, bool paused);
+  // An endpoint going away without remove(): it is no longer watched.
+  void forget(const WatchingSources* watching);
+  // The source goes: its endpoints no longer tell it anything.
+  void leave_endpoints();
 
   // Owner thread: makes the fd readable if a subscriber has a message, else has the thread sleep on all of
   // them. Returns whether a message is waiting.
@@ -258,9 +269,49 @@ Status EventSourceState::check_capacity() const {
                                 " subscribers and queues; use another one"};
 }
 
-Status EventSourceState::add_queue(const void* endpoint, QueueAttachment* attachment, CallTable* calls) {
+Status EventSourceState::add_subscriber(SubscriberCore* core) {
+  if (core == nullptr) return {Errc::kInvalidArgument, "an empty (moved-from) subscriber"};
+  if (std::any_of(watched.begin(), watched.end(), [&](auto& w) { return w.core == core; }))
+    return Status::Ok();
+  if (Status s = check_capacity(); !s.ok()) return s;
+  WatchedSubscriber w;
+  w.core = core;
+  if (Status s = alias_topic(w); !s.ok()) return s;
+  disarm();
+  watched.push_back(std::move(w));
+  core->watching.add(this);
+  arm();
+  return Status::Ok();
+}
+
+void EventSourceState::remove_subscriber(SubscriberCore* core) {
+  auto it = std::find_if(watched.begin(), watched.end(), [&](auto& w) { return w.core == core; });
+  if (it == watched.end()) return;
+  disarm();
+  core->watching.remove(this);
+  watched.erase(it);
+  arm();
+}
+
+void EventSourceState::forget(const WatchingSources* watching) {
+  disarm();  // the thread no longer sleeps on the endpoint's alias, which goes with its entry
+  std::erase_if(watched, [&](auto& w) { return &w.core->watching == watching; });
+  std::erase_if(queues, [&](auto& q) { return &q.attachment->watching == watching; });
+  arm();
+}
+
+void EventSourceState::leave_endpoints() {
+  for (WatchedSubscriber& w : watched) w.core->watching.remove(this);
+  for (WatchedQueue& q : queues) q.attachment->watching.remove(this);
+}
+
+void forget_watched(EventSourceState* source, const WatchingSources* watching) {
+  source->forget(watching);
+}
+
+Status EventSourceState::add_queue(QueueAttachment* attachment, CallTable* calls) {
   if (attachment == nullptr) return {Errc::kInvalidArgument, "an empty (moved-from) endpoint"};
-  if (std::any_of(queues.begin(), queues.end(), [&](auto& q) { return q.endpoint == endpoint; })) {
+  if (std::any_of(queues.begin(), queues.end(), [&](auto& q) { return q.attachment == attachment; })) {
     return Status::Ok();
   }
   if (Status s = check_capacity(); !s.ok()) return s;
@@ -269,27 +320,28 @@ Status EventSourceState::add_queue(const void* endpoint, QueueAttachment* attach
                                     offsetof(shm::WorkQueueHeader, closed), 1);
   if (!alias) return alias.status();
   WatchedQueue q;
-  q.endpoint = endpoint;
   q.attachment = attachment;
   q.calls = calls;
   q.alias = std::move(alias).value();
   q.header = reinterpret_cast<shm::WorkQueueHeader*>(q.alias.data());
   disarm();
   queues.push_back(std::move(q));
+  attachment->watching.add(this);
   arm();
   return Status::Ok();
 }
 
-void EventSourceState::remove_queue(const void* endpoint) {
-  auto it = std::find_if(queues.begin(), queues.end(), [&](auto& q) { return q.endpoint == endpoint; });
+void EventSourceState::remove_queue(QueueAttachment* attachment) {
+  auto it = std::find_if(queues.begin(), queues.end(), [&](auto& q) { return q.attachment == attachment; });
   if (it == queues.end()) return;
   disarm();  // the thread no longer sleeps on the alias, which goes with the entry
+  attachment->watching.remove(this);
   queues.erase(it);
   arm();
 }
 
-void EventSourceState::set_queue_paused(const void* endpoint, bool paused) {
-  auto it = std::find_if(queues.begin(), queues.end(), [&](auto& q) { return q.endpoint == endpoint; });
+void EventSourceState::set_queue_paused(QueueAttachment* attachment, bool paused) {
+  auto it = std::find_if(queues.begin(), queues.end(), [&](auto& q) { return q.attachment == attachment; });
   if (it == queues.end() || it->paused == paused) return;
   it->paused = paused;
   // As for subscribers: the queue stayed in the thread's plan, so only entries made READY before count.
@@ -531,6 +583,7 @@ EventSource::~EventSource() {
   }
   state_->poke();
   state_->thread.join();
+  state_->leave_endpoints();
   close(state_->event_fd);
 }
 
@@ -550,36 +603,17 @@ Result<EventSource> EventSource::create() {
 }
 
 Status EventSource::add(Subscriber& subscriber) {
-  if (!subscriber.core_) return {Errc::kInvalidArgument, "an empty (moved-from) subscriber"};
-  auto& watched = state_->watched;
-  if (std::any_of(watched.begin(), watched.end(), [&](auto& w) { return w.subscriber == &subscriber; })) {
-    return Status::Ok();
-  }
-  if (Status s = state_->check_capacity(); !s.ok()) return s;
-  detail::WatchedSubscriber w;
-  w.subscriber = &subscriber;
-  w.core = subscriber.core_.get();
-  if (Status s = detail::EventSourceState::alias_topic(w); !s.ok()) return s;
-  state_->disarm();
-  watched.push_back(std::move(w));
-  state_->arm();
-  return Status::Ok();
+  return state_->add_subscriber(subscriber.core_.get());
 }
 
 void EventSource::remove(Subscriber& subscriber) {
-  auto& watched = state_->watched;
-  auto it =
-      std::find_if(watched.begin(), watched.end(), [&](auto& w) { return w.subscriber == &subscriber; });
-  if (it == watched.end()) return;
-  state_->disarm();
-  watched.erase(it);
-  state_->arm();
+  if (subscriber.core_) state_->remove_subscriber(subscriber.core_.get());
 }
 
 void EventSource::set_paused(Subscriber& subscriber, bool paused) {
   auto& watched = state_->watched;
-  auto it =
-      std::find_if(watched.begin(), watched.end(), [&](auto& w) { return w.subscriber == &subscriber; });
+  auto it = std::find_if(watched.begin(), watched.end(),
+                         [&](auto& w) { return w.core == subscriber.core_.get() && w.core != nullptr; });
   if (it == watched.end() || it->paused == paused) return;
   it->paused = paused;
   // Un-paused: a paused subscriber stays in the thread's plan (its sleepers count makes any later commit wake
@@ -588,28 +622,28 @@ void EventSource::set_paused(Subscriber& subscriber, bool paused) {
 }
 
 Status EventSource::add(QueueConsumer& consumer) {
-  return state_->add_queue(&consumer, consumer.queue_.get(), nullptr);
+  return state_->add_queue(consumer.queue_.get(), nullptr);
 }
 Status EventSource::add(Server& server) {
-  return state_->add_queue(&server, server.requests_.get(), nullptr);
+  return state_->add_queue(server.requests_.get(), nullptr);
 }
 Status EventSource::add(Client& client) {
-  return state_->add_queue(&client, client.responses_.get(), client.calls_.get());
+  return state_->add_queue(client.responses_.get(), client.calls_.get());
 }
 void EventSource::remove(QueueConsumer& consumer) {
-  state_->remove_queue(&consumer);
+  if (consumer.queue_) state_->remove_queue(consumer.queue_.get());
 }
 void EventSource::remove(Server& server) {
-  state_->remove_queue(&server);
+  if (server.requests_) state_->remove_queue(server.requests_.get());
 }
 void EventSource::remove(Client& client) {
-  state_->remove_queue(&client);
+  if (client.responses_) state_->remove_queue(client.responses_.get());
 }
 void EventSource::set_paused(QueueConsumer& consumer, bool paused) {
-  state_->set_queue_paused(&consumer, paused);
+  if (consumer.queue_) state_->set_queue_paused(consumer.queue_.get(), paused);
 }
 void EventSource::set_paused(Server& server, bool paused) {
-  state_->set_queue_paused(&server, paused);
+  if (server.requests_) state_->set_queue_paused(server.requests_.get(), paused);
 }
 
 int EventSource::fd() const {

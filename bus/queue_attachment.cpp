@@ -95,6 +95,7 @@ void QueueAttachment::follow_daemon() {
 }
 
 QueueAttachment::~QueueAttachment() {
+  watching.forget_all();  // first, while the queue is still mapped
   if (!connection || id == 0) return;
   if (registered) connection->remove_queue_role(id, role);
   CloseQueueRequest request{};

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "bus/connection.h"
+#include "bus/watching_sources.h"
 #include "shm/segment.h"
 #include "shm/work_queue.h"
 #include "shmbus/options.h"
@@ -31,7 +32,8 @@ struct QueueAttachment {
   // failure (steady ns). Atomics: a queue handle may be used from several threads.
   std::atomic<uint32_t> daemon_epoch{0};
   std::atomic<uint64_t> next_follow_ns{0};
-  bool registered = false;  // with the connection, for re-claiming after a daemon restart
+  bool registered = false;   // with the connection, for re-claiming after a daemon restart
+  WatchingSources watching;  // the EventSources watching this queue's endpoint
 
   ~QueueAttachment();
 

@@ -12,6 +12,7 @@ namespace shmbus {
 namespace detail {
 
 SubscriberCore::~SubscriberCore() {
+  watching.forget_all();  // first: a source may look at us (late wake-ups) as it lets go
   detach();
 }
 

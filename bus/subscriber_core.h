@@ -10,6 +10,7 @@
 
 #include "bus/connection.h"
 #include "bus/topic_attachment.h"
+#include "bus/watching_sources.h"
 #include "shm/ring_reader.h"
 #include "shmbus/bus.h"
 #include "shmbus/options.h"
@@ -160,6 +161,8 @@ struct SubscriberCore {
     return follow_epoch(epoch);
   }
   bool follow_epoch(uint32_t epoch);
+
+  WatchingSources watching;  // the EventSources watching this subscriber
 };
 
 // always_inline: a call here cost a fifth of a take in register saves (callgrind).

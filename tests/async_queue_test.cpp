@@ -9,6 +9,7 @@
 
 #include <cstring>
 #include <functional>
+#include <optional>
 #include <set>
 #include <thread>
 #include <vector>
@@ -446,6 +447,35 @@ TEST(AsyncQueueTest, ClosedQueueEndsCallbackAndAwaitingCoroutine) {
 }
 
 // (e) Destructors return promptly while the thread sleeps on queues, and destroy suspended coroutines.
+// Watched queue endpoints, like subscribers, may be moved (the source follows them) or destroyed without
+// remove() (the source forgets them, and never touches their memory again: ASan).
+TEST(AsyncQueueTest, WatchedQueueEndpointsCanBeMovedOrDestroyedWithoutRemove) {
+  TestDaemon daemon;
+  Bus bus = daemon.connect();
+  auto producer = bus.queue_producer("jobs/moved").value();
+  auto source = EventSource::create().value();
+  std::optional<QueueConsumer> doomed = bus.queue_consumer("jobs/moved").value();
+  std::optional<Client> doomed_client = bus.client("svc/moved").value();
+  QueueConsumer original = bus.queue_consumer("jobs/moved").value();
+  ASSERT_TRUE(source.add(*doomed).ok());
+  ASSERT_TRUE(source.add(*doomed_client).ok());
+  ASSERT_TRUE(source.add(original).ok());
+  ASSERT_EQ(source.size(), 3u);
+  std::vector<QueueConsumer> owners;
+  owners.push_back(std::move(original));
+  doomed.reset();
+  doomed_client.reset();
+  EXPECT_EQ(source.size(), 1u);
+  EXPECT_FALSE(source.rearm());
+  ASSERT_TRUE(producer.send(bytes_of(uint64_t{9})).ok());
+  ASSERT_TRUE(readable(source.fd(), 5s)) << "the moved consumer is no longer watched";
+  auto d = owners[0].try_receive();
+  ASSERT_TRUE(d.ok()) << d.status().to_string();
+  EXPECT_EQ(value_of(d->bytes()), 9u);
+  ASSERT_TRUE(d->ack().ok());
+  EXPECT_FALSE(source.rearm());
+}
+
 TEST(AsyncQueueTest, DestructorsReturnPromptly) {
   TestDaemon daemon;
   Bus bus = daemon.connect();

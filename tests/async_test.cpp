@@ -8,6 +8,7 @@
 #include <csignal>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -184,6 +185,36 @@ TEST(AsyncTest, PartialDrainStaysReadable) {
   EXPECT_TRUE(sub.try_take());
   EXPECT_FALSE(source.rearm());
   EXPECT_FALSE(readable(source.fd(), 50ms));
+}
+
+// A watched subscriber moved to a new owner stays watched (the source follows its core), and one destroyed
+// without remove() is forgotten: the source neither reads it after free (ASan) nor counts it.
+TEST(AsyncTest, AWatchedSubscriberCanBeMovedOrDestroyedWithoutRemove) {
+  TestDaemon daemon;
+  Bus bus = daemon.connect();
+  auto pub = bus.publisher("moved/topic").value();
+  auto source = EventSource::create().value();
+  std::optional<Subscriber> doomed = bus.subscriber("moved/topic").value();
+  ASSERT_TRUE(source.add(*doomed).ok());
+  Subscriber original = bus.subscriber("moved/topic").value();
+  ASSERT_TRUE(source.add(original).ok());
+  ASSERT_EQ(source.size(), 2u);
+  std::vector<Subscriber> owners;
+  owners.push_back(std::move(original));  // moved: the source must follow it, not the moved-from object
+  doomed.reset();                         // destroyed while watched, the thread asleep on its topic
+  EXPECT_EQ(source.size(), 1u);
+  EXPECT_FALSE(source.rearm());
+  source.remove(original);  // moved from: nothing to remove, and the moved-to one stays watched
+  EXPECT_EQ(source.size(), 1u);
+  ASSERT_TRUE(publish_index(pub, 7).ok());
+  ASSERT_TRUE(readable(source.fd(), 5s)) << "the moved subscriber is no longer watched";
+  Sample m = owners[0].try_take();
+  ASSERT_TRUE(m);
+  EXPECT_EQ(index_of(m), 7u);
+  m = Sample();
+  EXPECT_FALSE(source.rearm());
+  source.remove(owners[0]);
+  EXPECT_EQ(source.size(), 0u);
 }
 
 TEST(AsyncTest, DestructorReturnsPromptlyWhileTheThreadSleeps) {

@@ -79,13 +79,14 @@ class EventSource {
 
   // Watches `subscriber`; the fd becomes readable at once if it has a message. Adding one twice is a no-op.
   // kExhausted beyond kMaxWatched; kInternal if its topic's memory cannot be mapped for the thread.
-  // REQUIRES: `subscriber` stays where it is (not moved from) and outlives this source, or is removed first.
+  // A watched endpoint may be moved (the source follows it to its new owner) or destroyed (the source stops
+  // watching it) without remove(), on the owner thread.
   Status add(Subscriber& subscriber);
   void remove(Subscriber& subscriber);
 
   // Watches a work-queue consumer, a server (its request queue) or a client (its private response queue);
-  // readiness as described above. Errors and REQUIRES as for add(Subscriber&); kInvalidArgument for an empty
-  // (moved-from) endpoint.
+  // readiness as described above. Errors, moves and destruction as for add(Subscriber&); kInvalidArgument
+  // for an empty (moved-from) endpoint.
   Status add(QueueConsumer& consumer);
   Status add(Server& server);
   Status add(Client& client);
