@@ -12,11 +12,13 @@
 #include <vector>
 
 #include "shm/owner_lock.h"
+#include "support/fork_child.h"
 
 namespace shmbus::shm {
 namespace {
 
 using namespace std::chrono_literals;
+using test::wait_exit;
 
 // What the processes share: the lock word and what it guards.
 struct Shared {
@@ -51,12 +53,6 @@ void increment(Shared* s, int times) {
     s->inside.fetch_sub(1);
     OwnerLock::unlock(&s->word);
   }
-}
-
-int wait_exit(pid_t pid) {
-  int status = 0;
-  waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
 TEST(OwnerLockTest, ThreadsOfSeveralProcessesExcludeEachOther) {

@@ -25,6 +25,7 @@
 #include "shmbus/rpc.h"
 #include "shmbus/work_queue.h"
 #include "support/durable_queue_file.h"
+#include "support/fork_child.h"
 #include "support/scratch_dir.h"
 #include "support/test_daemon.h"
 #include "support/word_bytes.h"
@@ -33,26 +34,6 @@ namespace shmbus::test {
 namespace {
 
 using namespace std::chrono_literals;
-
-// Runs `body` in a forked child with its own Bus; the child's exit status is body's return value.
-pid_t spawn(const std::function<int()>& body) {
-  const pid_t pid = fork();
-  if (pid == 0) {
-    int rc = 99;
-    try {
-      rc = body();
-    } catch (...) {
-    }
-    _exit(rc);
-  }
-  return pid;
-}
-
-int wait_exit(pid_t pid) {
-  int status = 0;
-  waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
 
 TEST(QueueTest, CompetingConsumerProcessesGetEachMessageExactlyOnce) {
   TestDaemon daemon;
