@@ -479,6 +479,12 @@ void QueueRegistry::adopt() {
       q->queue = *view;
       q->queue->set_lock_timeout(kDaemonLockTimeout);
       q->id = h->queue_id;
+      // The id is in the segment's name, which only the daemon gives: a header rewritten by a participant
+      // cannot pass its queue off as another (whose id clients and servers still hold).
+      if (segment_name != prefix + std::to_string(q->id)) {
+        q->queue->close();  // its users get kClosed, not a queue no daemon serves
+        throw std::runtime_error("its header's id " + std::to_string(q->id) + " is not its name's");
+      }
       q->flags = h->flags;
       q->name = std::string(h->name, strnlen(h->name, sizeof h->name));
       if (q->flags & shm::kQueueReply) {

@@ -511,6 +511,32 @@ TEST(QueueTest, AProducerAndAConsumerKeepTheirQueueThroughADaemonCrash) {
   EXPECT_EQ(sum + 101, 200u * 201 / 2);
 }
 
+// A queue whose header a participant rewrote to carry another id is not adopted under that id by the next
+// daemon (clients and servers hold queues by id): it is closed and removed, so its users get kClosed instead
+// of sending into a queue no daemon serves.
+TEST(QueueTest, AQueueWhoseHeaderIdWasRewrittenIsNotAdopted) {
+  TestDaemon daemon;
+  Bus bus = daemon.connect();
+  auto producer = bus.queue_producer("jobs/forged");
+  ASSERT_TRUE(producer.ok()) << producer.status().to_string();
+  const std::vector<std::string> segments = daemon.segments();
+  ASSERT_EQ(segments.size(), 1u);
+  ASSERT_EQ(daemon.stop(SIGKILL), 128 + SIGKILL);
+  {
+    const int fd = shm_open(segments[0].c_str(), O_RDWR, 0);
+    ASSERT_GE(fd, 0);
+    void* base = mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    ASSERT_NE(base, MAP_FAILED);
+    static_cast<shm::WorkQueueHeader*>(base)->queue_id = 77;
+    munmap(base, 4096);
+  }
+  ASSERT_TRUE(daemon.start());
+  EXPECT_TRUE(daemon.segments().empty()) << "the forged queue was adopted";
+  EXPECT_FALSE(daemon.queue_statistics("jobs/forged").contains("name"));
+  EXPECT_EQ(producer->send(bytes_of(uint64_t{1})).code(), Errc::kClosed);
+}
+
 TEST(RpcTest, ManyClientsSeveralServersResponsesMatchTheirCalls) {
   TestDaemon daemon;
   Bus bus = daemon.connect();
