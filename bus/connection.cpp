@@ -92,9 +92,9 @@ void Connection::remove_endpoint(uint32_t topic_id, uint32_t role, uint32_t slot
   });
 }
 
-void Connection::add_queue_role(uint32_t queue_id, uint32_t role) {
+void Connection::add_queue_role(uint32_t queue_id, uint32_t role, const std::string& name) {
   std::lock_guard lock(mutex_);
-  queue_roles_.push_back({queue_id, role});
+  queue_roles_.push_back({queue_id, role, name});
 }
 
 void Connection::remove_queue_role(uint32_t queue_id, uint32_t role) {
@@ -109,9 +109,51 @@ Status Connection::follow_daemon_restart() {
   // The daemon never writes unasked, so a live socket polls empty (or holds a late answer: POLLIN alone).
   // A dead daemon's end reads as hung up.
   pollfd p{.fd = fd_, .events = POLLRDHUP, .revents = 0};
-  if (fd_ >= 0 && poll(&p, 1, 0) == 0) return Status::Ok();
-  if (fd_ >= 0 && !(p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL))) return Status::Ok();
-  return reconnect_locked();
+  const bool hung_up =
+      fd_ < 0 || (poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)));
+  if (hung_up) {
+    if (Status s = reconnect_locked(); !s.ok()) return s;
+  } else {
+    reclaim_queue_roles_locked();  // those an earlier attempt could not
+  }
+  const auto pending =
+      std::count_if(queue_roles_.begin(), queue_roles_.end(), [](const QueueRole& q) { return !q.claimed; });
+  if (pending == 0) return Status::Ok();
+  return {Errc::kTimeout,
+          std::to_string(pending) + " queue role(s) not re-claimed from the restarted daemon yet"};
+}
+
+void Connection::reclaim_queue_roles_locked() {
+  for (auto it = queue_roles_.begin(); it != queue_roles_.end();) {
+    if (it->claimed) {
+      ++it;
+      continue;
+    }
+    ReclaimQueueRequest r{};
+    r.header = make_header(RecordType::kReclaimQueue, sizeof r, 0);
+    copy_string(it->name, r.name, sizeof r.name);
+    r.queue_id = it->queue_id;
+    r.role = it->role;
+    Reply reply{};
+    const Status s = call_locked(&r, sizeof r, &reply, nullptr);
+    if (s.ok()) {
+      it->claimed = true;
+      ++it;
+    } else if (s.code() == Errc::kInvalidArgument || s.code() == Errc::kPermissionDenied) {
+      // The daemon answered no: it lost the queue (a clean stop removed it), or refuses the role. The queue
+      // reads closed then, or is still mapped but unknown to the daemon, as had it never been adopted.
+      log().info("queue {} (role {}) is gone with the previous daemon ({})", r.queue_id, r.role, s.message());
+      it = queue_roles_.erase(it);
+    } else if (s.code() == Errc::kProtocolError) {
+      // A daemon older than kReclaimQueue: it re-claims no queue role (and may close the connection).
+      log().warn("shmbusd re-claims no queue roles (an older version): {}", s.message());
+      queue_roles_.clear();
+      return;
+    } else {
+      log().warn("could not reclaim role {} on queue {}: {}", r.role, r.queue_id, s.to_string());
+      return;  // kept, for the next follow_daemon_restart()
+    }
+  }
 }
 
 Status Connection::reconnect_locked() {
@@ -146,27 +188,14 @@ Status Connection::reconnect_locked() {
       ++it;
     }
   }
-  for (auto it = queue_roles_.begin(); it != queue_roles_.end();) {
-    ReclaimQueueRequest r{};
-    r.header = make_header(RecordType::kReclaimQueue, sizeof r, 0);
-    r.queue_id = it->queue_id;
-    r.role = it->role;
-    Reply reply{};
-    const Status s = call_locked(&r, sizeof r, &reply, nullptr);
-    if (s.ok()) {
-      ++reclaimed, ++it;
-    } else if (s.code() == Errc::kInvalidArgument || s.code() == Errc::kPermissionDenied ||
-               s.code() == Errc::kProtocolError) {
-      // The daemon answered no (it lost the queue, or refuses the role), or predates kReclaimQueue.
-      log().info("queue {} (role {}) is gone with the previous daemon ({})", r.queue_id, r.role, s.message());
-      it = queue_roles_.erase(it);
-      ++lost;
-    } else {
-      log().warn("could not reclaim role {} on queue {}: {}", r.role, r.queue_id, s.to_string());
-      ++it;  // kept, for the next reconnect
-    }
-  }
-  log().info("reconnected to a restarted shmbusd; reclaimed {} endpoint(s), {} to re-open", reclaimed, lost);
+  for (QueueRole& q : queue_roles_) q.claimed = false;  // a new daemon: it knows none of them
+  reclaim_queue_roles_locked();
+  const auto roles =
+      std::count_if(queue_roles_.begin(), queue_roles_.end(), [](const QueueRole& q) { return q.claimed; });
+  log().info(
+      "reconnected to a restarted shmbusd; reclaimed {} topic endpoint(s) ({} to re-open) and {} of {} "
+      "queue role(s)",
+      reclaimed, lost, roles, queue_roles_.size());
   return Status::Ok();
 }
 

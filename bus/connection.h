@@ -41,11 +41,12 @@ class Connection {
   // Queue roles this connection holds (one registration per QueueAttachment), re-claimed likewise. A role
   // the restarted daemon refuses is forgotten: its queue reads closed (a clean stop removed it) or it is
   // still mapped but unknown to the daemon, as it would be had it never been adopted.
-  void add_queue_role(uint32_t queue_id, uint32_t role);
+  void add_queue_role(uint32_t queue_id, uint32_t role, const std::string& name);
   void remove_queue_role(uint32_t queue_id, uint32_t role);
   // Reconnects (and re-claims) if the daemon closed our socket, i.e. it died, without a round trip when it
-  // did not. What a queue's user calls once the queue shows another daemon epoch: a client that only moves
-  // data through shared memory would otherwise never tell the new daemon what it holds.
+  // did not; then re-claims the queue roles an earlier attempt could not. What a queue's user calls once the
+  // queue shows another daemon epoch: a client that only moves data through shared memory would otherwise
+  // never tell the new daemon what it holds. Ok once every queue role is re-claimed (or refused for good).
   Status follow_daemon_restart();
 
   // Asks for the daemon's statistics document (TOML text).
@@ -94,8 +95,12 @@ class Connection {
   struct QueueRole {
     uint32_t queue_id;
     uint32_t role;
+    std::string name;     // as opened ("" for a response queue)
+    bool claimed = true;  // known to the current daemon (opened with it, or re-claimed)
   };
   std::vector<QueueRole> queue_roles_;
+  // Re-claims the queue roles the current daemon does not know yet; stops at the first that gets no answer.
+  void reclaim_queue_roles_locked();
   // Requests whose caller stopped waiting (a timeout). Their replies may still come, ahead of the next
   // call's: they are recognised by id and skipped, or the connection would stay one reply behind for good.
   struct Abandoned {

@@ -125,6 +125,7 @@ struct CloseQueueRequest {
 // again by its successor, which adopted the queue from shared memory.
 struct ReclaimQueueRequest {
   RecordHeader header;
+  char name[256];  // as opened; empty for kReplyOwner
   uint32_t queue_id;
   uint32_t role;
 };

@@ -103,6 +103,9 @@ struct WatchedQueue {
   // waiting responses off the queue, so that answers to timed-out calls do not keep it ready). A queue the
   // daemon closed is ready once.
   bool ready() {
+    // A restarted daemon adopted the queue: re-claim our roles even while nothing arrives (the thread wakes
+    // the owner when the epoch moves), so that it is neither retired nor refused to servers.
+    attachment->follow_daemon();
     if (paused) return false;
     if (attachment->queue->closed() && !closed_reported) {
       closed_reported = true;
@@ -134,6 +137,7 @@ struct EventSourceState {
   std::vector<uint32_t> closed;
   std::vector<shm::WorkQueueHeader*> queue_headers;
   std::vector<uint32_t> queue_closed;  // each queue's closed word when the plan was made
+  std::vector<uint32_t> queue_epochs;  // and its daemon epoch (a restarted daemon adopted it)
   // Per watched subscriber, parallel to headers: its topic's publisher slots (in the alias) and how many,
   // where its rings' heads start in `heads` (their values when the plan was made), and its core. A plan's
   // first sleep skips the membarrier (shm/sleep_fence.h), so a commit may not wake the thread: it finds such
@@ -390,6 +394,7 @@ bool EventSourceState::arm() {
     missed.assign(n, 0);
     queue_headers.resize(queues.size());
     queue_closed.resize(queues.size());
+    queue_epochs.resize(queues.size());
     for (std::size_t i = 0; i < n; ++i) {
       shm::TopicHeader* h = watched[i].header;
       headers[i] = h;
@@ -417,7 +422,8 @@ bool EventSourceState::arm() {
       // and the ready() check below sees what it made READY, published by the bump).
       h->ready_sleepers.fetch_add(1, std::memory_order_seq_cst);
       targets[n + 1 + j] = {&h->ready_word, h->ready_word.load(std::memory_order_seq_cst)};
-      queue_closed[j] = h->closed.load(std::memory_order_relaxed);  // relaxed: a change means "look"
+      queue_closed[j] = h->closed.load(std::memory_order_relaxed);        // relaxed: a change means "look"
+      queue_epochs[j] = h->daemon_epoch.load(std::memory_order_relaxed);  // relaxed: as above
     }
     // Orders the sleepers increments before the checks for data below, as in Subscriber::take: a commit
     // either precedes them (has_data sees it) or follows them (its writer sees a sleeper and wakes). The
@@ -525,7 +531,8 @@ EventSourceState::WaitEnd EventSourceState::wait_armed(uint32_t seen) {
       // alias replaced after a cut (shm/truncation_guard.h) reads it set, and its ready word may read as
       // armed.
       if (targets[k].word->load(std::memory_order_relaxed) != targets[k].expected ||
-          queue_headers[j]->closed.load(std::memory_order_relaxed) != queue_closed[j])
+          queue_headers[j]->closed.load(std::memory_order_relaxed) != queue_closed[j] ||
+          queue_headers[j]->daemon_epoch.load(std::memory_order_relaxed) != queue_epochs[j])
         return WaitEnd::kPublished;
     }
     // acquire: pairs with poke(), as in run().

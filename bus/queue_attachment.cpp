@@ -73,7 +73,7 @@ Result<std::unique_ptr<QueueAttachment>> QueueAttachment::open(std::shared_ptr<C
   // A server's response-queue writers are not re-claimed: the restarted daemon checks afresh, at the next
   // open, that it serves that client (Server::response_queue re-opens what it cannot use).
   if (role != kReplyWriter) {
-    q->connection->add_queue_role(q->id, role);
+    q->connection->add_queue_role(q->id, role, q->name);
     q->registered = true;
   }
   return q;
@@ -85,13 +85,15 @@ void QueueAttachment::follow_daemon() {
   if (now_epoch == daemon_epoch.load(std::memory_order_relaxed)) [[likely]]
     return;
   const uint64_t now = shm::steady_now_ns();
+  // relaxed: a rate limit; two threads that both pass it only reconnect twice (the connection's mutex
+  // serialises them).
   if (now < next_follow_ns.load(std::memory_order_relaxed)) return;
   next_follow_ns.store(now + 100'000'000, std::memory_order_relaxed);
   if (Status s = connection->follow_daemon_restart(); !s.ok()) {
     log().debug("queue {}: its daemon restarted and cannot be reached yet: {}", name, s.to_string());
     return;
   }
-  daemon_epoch.store(now_epoch, std::memory_order_relaxed);
+  daemon_epoch.store(now_epoch, std::memory_order_relaxed);  // relaxed: as the load above
 }
 
 QueueAttachment::~QueueAttachment() {

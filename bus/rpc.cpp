@@ -3,6 +3,7 @@
 #include <cstring>
 #include <map>
 #include <random>
+#include <thread>
 #include <utility>
 
 #include "bus/call_table.h"
@@ -74,7 +75,7 @@ std::chrono::steady_clock::time_point Request::deadline() const {
 
 Result<QueueLoan> Request::loan_response() {
   if (!server_ || answered_) return Status{Errc::kInvalidArgument, "this request was already answered"};
-  auto q = server_->response_queue(reply_queue_);
+  auto q = server_->response_queue(reply_queue_, deadline_ns_);
   if (!q) return q.status();
   auto claimed = q.value()->reserve(server_->options_.full_timeout);
   if (!claimed) return claimed.status();
@@ -144,7 +145,7 @@ Result<Request> Server::try_receive() {
   return receive(std::chrono::nanoseconds::zero());
 }
 
-Result<detail::QueueAttachment*> Server::response_queue(uint32_t id) {
+Result<detail::QueueAttachment*> Server::response_queue(uint32_t id, uint64_t deadline_ns) {
   auto it = responses_.find(id);
   if (it != responses_.end()) {
     // A closed response queue is gone (its client left, or a restarted daemon dropped it): its id may be
@@ -155,6 +156,14 @@ Result<detail::QueueAttachment*> Server::response_queue(uint32_t id) {
     responses_.erase(it);
   }
   auto q = detail::QueueAttachment::open(connection_, "", {}, detail::kReplyWriter, id);
+  // kTimeout: after a daemon crash, its client has not re-claimed the queue yet; it does within 100 ms
+  // while it waits for this response. Retried for a second at most, and not past the call's deadline.
+  const uint64_t until =
+      std::min<uint64_t>(deadline_ns == 0 ? UINT64_MAX : deadline_ns, shm::steady_now_ns() + 1'000'000'000);
+  while (!q && q.status().code() == Errc::kTimeout && shm::steady_now_ns() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    q = detail::QueueAttachment::open(connection_, "", {}, detail::kReplyWriter, id);
+  }
   if (!q) return q.status();
   // Clients come and go: keep the cache bounded, but never unmap a queue a response loan still points into.
   // (loans_out's implicit seq_cst load: a count kept by this server's own thread, ordering nothing else.)

@@ -392,7 +392,9 @@ bool ControlServer::serve(int fd) {
     case RecordType::kReclaimQueue: {
       ReclaimQueueRequest r;
       std::memcpy(&r, buffer, sizeof r);
-      return answer(queues_.reclaim(r.queue_id, r.role, participant.peer));
+      const auto name = read_string(r.name, sizeof r.name);
+      if (!name) return answer({Errc::kProtocolError, "queue name field is not terminated"});
+      return answer(queues_.reclaim(r.queue_id, *name, r.role, participant.peer));
     }
     case RecordType::kStats:
       // A client that does not read its statistics is disconnected: each send may block this loop for the

@@ -36,9 +36,9 @@ constexpr uint64_t kSampleEveryNs = 250'000'000ull;
 constexpr auto kDaemonLockTimeout = std::chrono::milliseconds(10);
 // The same for answering a call whose server died (fail_calls), which is not retried.
 constexpr auto kFailCallLockTimeout = std::chrono::milliseconds(200);
-// An adopted queue nobody has re-claimed or opened yet is not retired as unused before this: its users
-// re-claim it at their next operation on it, or within 100 ms while they wait on it. One idle for longer
-// finds it closed if it was also empty, and opens it again.
+// An adopted queue is not retired as unused (no endpoint, empty) before this: its users re-claim their
+// roles at their next operation on it, or within 100 ms while they wait on it. One idle for longer finds it
+// closed if it was also empty, and opens it again.
 constexpr uint64_t kAdoptedGraceNs = 60'000'000'000ull;
 // reply_owner of an adopted response queue its client has not re-claimed yet.
 constexpr uint64_t kUnclaimedReplyOwner = ~0ull;
@@ -52,6 +52,38 @@ std::string read_boot_id() {
 
 bool process_alive(pid_t pid) {
   return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
+}
+
+// A queue's segment is "<instance prefix>q<id>", a client's response queue "...q<id>.reply.<pid>": only the
+// daemon names segments, so after a crash the name, not the header any user can write, says which queue it
+// is and which process a response queue belongs to.
+std::string queue_segment_suffix(uint32_t id, pid_t reply_pid) {
+  return std::to_string(id) + (reply_pid > 0 ? ".reply." + std::to_string(reply_pid) : "");
+}
+
+// The pid in a response queue's name, "reply/<pid>" (made by the daemon).
+pid_t reply_pid_of(const std::string& name) {
+  const auto slash = name.find('/');
+  return slash == std::string::npos ? 0 : static_cast<pid_t>(std::atoi(name.c_str() + slash + 1));
+}
+
+// Parses a suffix queue_segment_suffix() made; false if it is not one.
+bool parse_queue_segment_suffix(const std::string& suffix, uint32_t* id, pid_t* reply_pid) {
+  unsigned long long n = 0, pid = 0;
+  char tail = 0;
+  int used = 0;
+  if (std::sscanf(suffix.c_str(), "%llu%n", &n, &used) != 1 || n == 0 || n > UINT32_MAX) return false;
+  if (std::to_string(n) != suffix.substr(0, static_cast<std::size_t>(used))) return false;  // no signs, zeros
+  const std::string rest = suffix.substr(static_cast<std::size_t>(used));
+  if (!rest.empty()) {
+    if (rest.rfind(".reply.", 0) != 0 || std::sscanf(rest.c_str() + 7, "%llu%c", &pid, &tail) != 1 ||
+        pid == 0 || pid > INT32_MAX || std::to_string(pid) != rest.substr(7)) {
+      return false;
+    }
+  }
+  *id = static_cast<uint32_t>(n);
+  *reply_pid = static_cast<pid_t>(pid);
+  return true;
 }
 
 // '/' cannot be in a file name and '%' cannot be in a queue name, so this encoding is unambiguous.
@@ -98,10 +130,11 @@ struct QueueRegistry::Queue {
   shm::MappedFile file;    // durable
   std::optional<shm::WorkQueue> queue;
   uint64_t reply_owner = 0;  // reply queues: the participant that owns it
-  pid_t orphan_pid = 0;      // an adopted reply queue not yet re-claimed: the process that created it
-  // Adopted from a crashed daemon and neither re-claimed nor opened since: its users are unknown, so it is
-  // not retired as unused before kAdoptedGrace has passed (they re-claim it at their next operation).
-  bool unclaimed = false;
+  pid_t reply_pid = 0;       // response queues: the process that created it (in its segment's name)
+  // Adopted from a crashed daemon: its users are unknown until they re-claim their roles, so it is not
+  // retired as unused before kAdoptedGraceNs has passed.
+  bool adopted =
+      false;  // of a crashed predecessor (or recovered from a durable file): roles may be re-claimed
   uint64_t adopted_ns = 0;
   std::map<uint64_t, std::vector<uint32_t>> endpoints;  // participant -> roles held
   std::map<uint64_t, pid_t> pids;                       // participant -> pid
@@ -207,6 +240,9 @@ Status QueueRegistry::create_memory(Queue& q, const QueueSettings& s) {
           q.settings.capacity = h->capacity;
           q.settings.max_message_size = h->max_message_size;
           q.settings.max_deliveries = h->max_deliveries;
+          // Recovered at start-up, a queue keeps the id it had (its users re-claim their roles by it), unless
+          // a queue of this start already has that id.
+          if (adopting_ && h->queue_id != 0 && !queues_.count(h->queue_id)) q.id = h->queue_id;
           h->queue_id = q.id;
           const bool new_boot = std::string(h->boot_id, strnlen(h->boot_id, sizeof h->boot_id)) != boot_id_;
           q.recovery = view->recover(new_boot, boot_id_);
@@ -225,7 +261,8 @@ Status QueueRegistry::create_memory(Queue& q, const QueueSettings& s) {
       std::memset(q.file.data(), 0, q.file.size());
       shm::WorkQueue::initialize(q.file.data(), bytes, g, q.id, q.name, boot_id_);
     } else {
-      q.segment = shm::Segment::create(segment_prefix(instance_) + "q" + std::to_string(q.id), bytes, 0600);
+      q.segment = shm::Segment::create(
+          segment_prefix(instance_) + "q" + queue_segment_suffix(q.id, q.reply_pid), bytes, 0600);
       shm::WorkQueue::initialize(q.segment.data(), bytes, g, q.id, q.name, boot_id_);
     }
   } catch (const std::exception& e) {
@@ -296,7 +333,9 @@ Result<QueueRegistry::Queue*> QueueRegistry::find_or_create(const std::string& k
   q->name = name;
   q->flags = kind | (*s.durable && kind != shm::kQueueReply ? shm::kQueueDurable : 0);
   q->settings = s;
+  if (kind == shm::kQueueReply) q->reply_pid = reply_pid_of(name);  // names the segment (create_memory)
   if (Status st = create_memory(*q, s); !st.ok()) return st;
+  next_id_ = std::max(next_id_, q->id + 1);  // a recovered durable queue may keep a higher id
   q->settings.durable = q->durable();
   q->queue->header()->sync_policy = static_cast<uint32_t>(*q->settings.sync);
   Queue* raw = q.get();
@@ -317,8 +356,13 @@ Result<QueueAttached> QueueRegistry::open(const std::string& name, const QueueSe
                     "no response queue " + std::to_string(queue_id) + " (its client is gone)"};
     }
     // Only a server of a service whose client owns the queue: a server of another service must not read,
-    // forge or fill responses meant for someone else.
+    // forge or fill responses meant for someone else. Adopted after a crash, the owner is known once the
+    // client re-claims the queue (within 100 ms while it waits for a response): the server retries.
     const uint64_t owner = it->second->reply_owner;
+    if (owner == kUnclaimedReplyOwner) {
+      return Status{Errc::kTimeout, "response queue " + std::to_string(queue_id) +
+                                        " is not re-claimed by its client yet (shmbusd restarted)"};
+    }
     auto has = [](const Queue& queue, uint64_t who, uint32_t r) {
       auto e = queue.endpoints.find(who);
       return e != queue.endpoints.end() &&
@@ -378,7 +422,6 @@ Result<QueueAttached> QueueRegistry::open(const std::string& name, const QueueSe
     return Status{Errc::kInternal,
                   "cannot duplicate the queue's descriptor: " + std::string(std::strerror(err))};
   }
-  q->unclaimed = false;  // known again: the ordinary rules apply
   q->endpoints[peer.id].push_back(role);
   q->pids[peer.id] = peer.pid;
   // relaxed: a statistic for `shmbus stats` and the queueing metrics; nothing is ordered by it.
@@ -390,6 +433,11 @@ void QueueRegistry::close(uint32_t queue_id, uint32_t role, const Peer& peer) {
   auto it = queues_.find(queue_id);
   if (it == queues_.end()) return;
   Queue& q = *it->second;
+  // A response queue goes with its Client, also one its client had not re-claimed after a daemon crash.
+  if (role == kReplyOwner && q.reply_owner == kUnclaimedReplyOwner && q.reply_pid == peer.pid) {
+    remove(queue_id);
+    return;
+  }
   auto e = q.endpoints.find(peer.id);
   if (e == q.endpoints.end()) return;
   auto r = std::find(e->second.begin(), e->second.end(), role);
@@ -468,8 +516,14 @@ void QueueRegistry::remove(uint32_t queue_id) {
 void QueueRegistry::adopt() {
   // Shared-memory queues of a crashed predecessor: clients may still be using them.
   const std::string prefix = segment_prefix(instance_) + "q";
+  adopting_ = true;
   for (const std::string& segment_name : shm::Segment::list(prefix)) {
     try {
+      uint32_t named_id = 0;
+      pid_t reply_pid = 0;
+      if (!parse_queue_segment_suffix(segment_name.substr(prefix.size()), &named_id, &reply_pid))
+        throw std::runtime_error("not a queue segment's name");
+      next_id_ = std::max(next_id_, named_id + 1);  // even if it goes: its id may still be held by clients
       auto q = std::make_unique<Queue>();
       q->segment = shm::Segment::open(segment_name);
       std::string why;
@@ -479,20 +533,23 @@ void QueueRegistry::adopt() {
       q->queue = *view;
       q->queue->set_lock_timeout(kDaemonLockTimeout);
       q->id = h->queue_id;
-      // The id is in the segment's name, which only the daemon gives: a header rewritten by a participant
-      // cannot pass its queue off as another (whose id clients and servers still hold).
-      if (segment_name != prefix + std::to_string(q->id)) {
-        q->queue->close();  // its users get kClosed, not a queue no daemon serves
-        throw std::runtime_error("its header's id " + std::to_string(q->id) + " is not its name's");
-      }
       q->flags = h->flags;
       q->name = std::string(h->name, strnlen(h->name, sizeof h->name));
-      if (q->flags & shm::kQueueReply) {
-        // Its client may still wait on it and servers answer into it: kept for the process that made it
-        // ("reply/<pid>") to re-claim, or removed once that process is gone (tick()).
-        const auto slash = q->name.find('/');
-        q->orphan_pid = slash == std::string::npos ? 0 : std::atoi(q->name.c_str() + slash + 1);
-        if (q->orphan_pid <= 0 || !process_alive(q->orphan_pid)) {
+      // The name, which only the daemon gives, must agree with the header, which any user can rewrite: else
+      // the queue could pass itself off as another (whose id clients and servers still hold), or as some
+      // process's response queue. Closed first: its users get kClosed, not a queue no daemon serves.
+      const bool reply = q->flags & shm::kQueueReply;
+      if (q->id != named_id || reply != (reply_pid != 0) ||
+          (reply && q->name != "reply/" + std::to_string(reply_pid))) {
+        q->queue->close();
+        throw std::runtime_error("its header (id " + std::to_string(q->id) + ", " + q->name +
+                                 ") does not match its name");
+      }
+      if (reply) {
+        // Its client may still wait on it and servers answer into it: kept for the process that made it to
+        // re-claim, or removed once that process is gone (tick()).
+        q->reply_pid = reply_pid;
+        if (!process_alive(reply_pid)) {
           q->queue->close();  // a server that survived must not keep answering into it
           throw std::runtime_error("a response queue of a gone client");
         }
@@ -508,11 +565,13 @@ void QueueRegistry::adopt() {
       q->settings.max_deliveries = h->max_deliveries;
       q->settings.durable = false;
       q->recovery = view->recover(false, boot_id_);
-      q->unclaimed = true;
+      q->adopted = true;
       q->adopted_ns = shm::steady_now_ns();
-      // relaxed: a hint to its users that the daemon changed (QueueAttachment::follow_daemon).
+      // relaxed: statistics and a hint; nothing is read through them. The consumers counted by the dead
+      // daemon are counted again as they re-claim; the epoch tells its users that the daemon changed
+      // (QueueAttachment::follow_daemon).
+      h->consumers.store(0, std::memory_order_relaxed);
       h->daemon_epoch.fetch_add(1, std::memory_order_relaxed);
-      next_id_ = std::max(next_id_, q->id + 1);
       spdlog::warn("adopted queue {} of a crashed daemon ({} ready)", q->name, h->ready.load());
       by_key_[q->key] = q->id;
       queues_[q->id] = std::move(q);
@@ -539,22 +598,25 @@ void QueueRegistry::adopt() {
       continue;
     }
     // Its users (if it was open when the predecessor died) map the same file: they re-claim their roles.
-    found.value()->unclaimed = true;
+    found.value()->adopted = true;
     found.value()->adopted_ns = shm::steady_now_ns();
     found.value()->queue->header()->daemon_epoch.fetch_add(1, std::memory_order_relaxed);  // as above
   }
+  adopting_ = false;
 }
 
-Status QueueRegistry::reclaim(uint32_t queue_id, uint32_t role, const Peer& peer) {
+Status QueueRegistry::reclaim(uint32_t queue_id, const std::string& name, uint32_t role, const Peer& peer) {
   auto it = queues_.find(queue_id);
-  if (it == queues_.end()) {
-    return Status{Errc::kInvalidArgument,
-                  "no queue " + std::to_string(queue_id) + " (lost with the previous daemon)"};
+  // Only queues this daemon adopted, and by the name the client opened (ids are reused after a clean stop):
+  // a role must land on the queue it was held on, never on another.
+  if (it == queues_.end() || !it->second->adopted || (role != kReplyOwner && it->second->name != name)) {
+    return Status{Errc::kInvalidArgument, "no queue " + name + " (id " + std::to_string(queue_id) +
+                                              ") was adopted from the previous daemon"};
   }
   Queue& q = *it->second;
   if (role == kReplyOwner) {
     // Only the process that created it, and only once: another one would read that client's responses.
-    if (!(q.flags & shm::kQueueReply) || q.reply_owner != kUnclaimedReplyOwner || q.orphan_pid != peer.pid) {
+    if (!(q.flags & shm::kQueueReply) || q.reply_owner != kUnclaimedReplyOwner || q.reply_pid != peer.pid) {
       return Status{Errc::kPermissionDenied, "response queue " + std::to_string(queue_id) +
                                                  " is not an unclaimed one of pid " +
                                                  std::to_string(peer.pid)};
@@ -569,12 +631,11 @@ Status QueueRegistry::reclaim(uint32_t queue_id, uint32_t role, const Peer& peer
   } else {
     return Status{Errc::kInvalidArgument, "role " + std::to_string(role) + " is not re-claimed"};
   }
-  q.unclaimed = false;
   q.endpoints[peer.id].push_back(role);
   q.pids[peer.id] = peer.pid;
   // relaxed: a statistic (as in open()).
   q.queue->header()->consumers.store(q.consumer_count(), std::memory_order_relaxed);
-  spdlog::info("queue {}: pid {} re-claimed role {}", q.name, peer.pid, role);
+  spdlog::debug("queue {}: pid {} re-claimed role {}", q.name, peer.pid, role);
   return Status::Ok();
 }
 
@@ -681,11 +742,11 @@ void QueueRegistry::tick() {
     }
     if (q.reply_owner == kUnclaimedReplyOwner) {
       // Kept while its client lives (it re-claims the queue at its next call); no use to anyone after.
-      if (ticks_ % 5 == 0 && !process_alive(q.orphan_pid)) unused.push_back(id);
+      if (ticks_ % 5 == 0 && !process_alive(q.reply_pid)) unused.push_back(id);
       continue;
     }
     const shm::QueueSnapshot s = q.queue->snapshot();
-    const bool in_grace = q.unclaimed && now - q.adopted_ns < kAdoptedGraceNs;
+    const bool in_grace = q.adopted && now - q.adopted_ns < kAdoptedGraceNs;
     if (!q.durable() && q.attached() == 0 && s.ready + s.in_flight + s.dead + s.writing == 0 && ticks_ > 10 &&
         !in_grace) {
       unused.push_back(id);

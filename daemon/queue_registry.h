@@ -38,10 +38,10 @@ class QueueRegistry {
   Result<QueueAttached> open(const std::string& name, const QueueSettings& requested, uint32_t role,
                              uint32_t queue_id, const Peer& peer);
   void close(uint32_t queue_id, uint32_t role, const Peer& peer);
-  // After a crash of the previous daemon: `peer` held `role` on the adopted queue `queue_id` and says so
-  // again (its connection reconnected). Checked as an open would be; a response queue goes back only to the
-  // process that created it.
-  Status reclaim(uint32_t queue_id, uint32_t role, const Peer& peer);
+  // After a crash of the previous daemon: `peer` held `role` on the adopted queue `queue_id` named `name`
+  // and says so again (its connection reconnected). Checked as an open would be; a response queue (whose
+  // name the client does not know) goes back only to the process that created it.
+  Status reclaim(uint32_t queue_id, const std::string& name, uint32_t role, const Peer& peer);
   // A participant disconnected: its endpoints go, its deliveries are taken back (or, on services, its
   // calls failed), its response queues removed.
   void peer_gone(const Peer& peer);
@@ -77,6 +77,7 @@ class QueueRegistry {
   uint32_t next_id_ = 1;
   uint64_t next_reply_ = 1;
   unsigned ticks_ = 0;
+  bool adopting_ = false;  // in adopt(): durable queues keep the ids their files record
   std::map<uint32_t, std::unique_ptr<Queue>> queues_;
   std::map<std::string, uint32_t> by_key_;  // "queue:<name>" or "service:<name>"
   uint64_t cut_short_ = 0;                  // queues retired by retire_if_cut_short

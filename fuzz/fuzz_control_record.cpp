@@ -65,8 +65,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         __builtin_trap();
       break;
     }
+    case RecordType::kReclaimQueue: {
+      const auto r = decode_as<ReclaimQueueRequest>(buffer);
+      if (const auto name = read_string(r.name, sizeof r.name)) {
+        if (name->size() >= sizeof r.name) __builtin_trap();
+      }
+      break;
+    }
     case RecordType::kCloseQueue:
-    case RecordType::kReclaimQueue:
     case RecordType::kClose:
     case RecordType::kReclaim:
     case RecordType::kStats:

@@ -53,6 +53,7 @@ void write_queue_records(const fs::path& dir) {
   close.role = kQueueConsumer;
   write_record(dir, "close_queue", close, RecordType::kCloseQueue);
   ReclaimQueueRequest reclaim{};
+  copy_string("svc/resize", reclaim.name, sizeof reclaim.name);
   reclaim.queue_id = 3;
   reclaim.role = kServiceServer;
   write_record(dir, "reclaim_queue", reclaim, RecordType::kReclaimQueue);

@@ -474,6 +474,8 @@ TEST(AsyncQueueTest, WatchedQueueEndpointsCanBeMovedOrDestroyedWithoutRemove) {
   EXPECT_EQ(value_of(d->bytes()), 9u);
   ASSERT_TRUE(d->ack().ok());
   EXPECT_FALSE(source.rearm());
+  source.remove(owners[0]);  // found by the moved-to endpoint
+  EXPECT_EQ(source.size(), 0u);
 }
 
 TEST(AsyncQueueTest, DestructorsReturnPromptly) {

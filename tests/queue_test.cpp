@@ -655,6 +655,67 @@ TEST(RpcTest, AServerStartedAfterADaemonCrashAnswersAClientFromBefore) {
   EXPECT_EQ(wait_exit(server), 0) << "the server could not answer (3), got nothing (4) or did not start (2)";
 }
 
+// A call made before a daemon crash, still queued, is answered by a server started after the restart: the
+// server's open of the client's (adopted, not yet re-claimed) response queue waits for the waiting client to
+// re-claim it, instead of being refused and the response dropped.
+TEST(RpcTest, ACallQueuedBeforeADaemonCrashIsAnsweredByAServerStartedAfter) {
+  TestDaemon daemon;
+  Bus bus = daemon.connect("client");
+  auto client = bus.client("math/queued");
+  ASSERT_TRUE(client.ok()) << client.status().to_string();
+  auto call = client->call_async(bytes_of(uint64_t{41}), 20s);
+  ASSERT_TRUE(call.ok()) << call.status().to_string();
+  ASSERT_EQ(daemon.stop(SIGKILL), 128 + SIGKILL);
+  ASSERT_TRUE(daemon.start());
+  const pid_t server = spawn([&] {
+    Bus b = daemon.connect("server");
+    auto s = b.server("math/queued");
+    if (!s) return 2;
+    auto r = s->receive(10s);
+    if (!r) return 4;
+    return r->respond(r->bytes()).ok() ? 0 : 3;
+  });
+  // The client waits only once the server holds the request: its open of the response queue comes first.
+  int64_t in_flight = 0;
+  for (int i = 0; i < 500 && in_flight != 1; ++i) {
+    in_flight = daemon.queue_statistics("math/queued")["in_flight"].value_or(int64_t{0});
+    if (in_flight != 1) std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_EQ(in_flight, 1);
+  auto response = client->wait(*call);
+  ASSERT_TRUE(response.ok()) << response.status().to_string();
+  EXPECT_EQ(value_of(response->bytes()), 41u);
+  EXPECT_EQ(wait_exit(server), 0) << "the server could not answer (3), got nothing (4) or did not start (2)";
+}
+
+// A durable queue recovered after a daemon crash keeps its id, so that its users re-claim their roles on it
+// (it used to get a new id whenever a shared-memory queue with a higher one was adopted first).
+TEST(QueueTest, ADurableQueueKeepsItsIdThroughADaemonCrash) {
+  const ScratchDir scratch("shmbus-durable-id");
+  TestDaemon daemon("data_dir = \"" + scratch.path() + "\"\n");
+  Bus bus = daemon.connect();
+  QueueProducerOptions po;
+  po.queue.durable = true;
+  auto producer = bus.queue_producer("jobs/durable-id", po);
+  auto consumer = bus.queue_consumer("jobs/durable-id");
+  ASSERT_TRUE(producer.ok() && consumer.ok()) << producer.status().to_string();
+  auto client = bus.client("svc/after");  // shared-memory queues with higher ids, adopted first
+  ASSERT_TRUE(client.ok()) << client.status().to_string();
+  ASSERT_EQ(daemon.stop(SIGKILL), 128 + SIGKILL);
+  ASSERT_TRUE(daemon.start());
+  ASSERT_TRUE(producer->send(bytes_of(uint64_t{5})).ok());  // re-claims this connection's roles
+  int64_t endpoints = 0;
+  for (int i = 0; i < 100 && endpoints != 2; ++i) {
+    endpoints = daemon.queue_statistics("jobs/durable-id")["endpoints"].value_or(int64_t{0});
+    if (endpoints != 2) std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_EQ(endpoints, 2) << "the producer's and consumer's roles did not land on the recovered queue";
+  auto d = consumer->receive(5s);
+  ASSERT_TRUE(d.ok()) << d.status().to_string();
+  EXPECT_EQ(value_of(d->bytes()), 5u);
+  ASSERT_TRUE(d->ack().ok());
+}
+
 // A response queue whose client died while no daemon ran is removed by the restarted one (it is kept only
 // while its process lives, for that process to re-claim it).
 TEST(RpcTest, TheResponseQueueOfAClientThatDiedWithoutADaemonIsRemoved) {
@@ -662,6 +723,7 @@ TEST(RpcTest, TheResponseQueueOfAClientThatDiedWithoutADaemonIsRemoved) {
   int ready[2];
   ASSERT_EQ(pipe(ready), 0);
   const pid_t client = spawn([&] {
+    close(ready[0]);
     Bus b = daemon.connect("client");
     auto c = b.client("math/gone");
     char one = 1;
@@ -669,15 +731,23 @@ TEST(RpcTest, TheResponseQueueOfAClientThatDiedWithoutADaemonIsRemoved) {
     pause();
     return 0;
   });
+  close(ready[1]);  // a child that fails before writing makes the read below return 0, not block
+  struct Reaper {
+    pid_t pid;
+    ~Reaper() {
+      if (pid > 0) kill(pid, SIGKILL), wait_exit(pid);
+    }
+  } reaper{client};
   char byte = 0;
-  ASSERT_EQ(read(ready[0], &byte, 1), 1);
+  const ssize_t got = read(ready[0], &byte, 1);
   close(ready[0]);
-  close(ready[1]);
+  ASSERT_EQ(got, 1) << "the client did not start";
   const std::string reply_name = "reply/" + std::to_string(client);
   ASSERT_TRUE(daemon.queue_statistics(reply_name).contains("name"));
   ASSERT_EQ(daemon.stop(SIGKILL), 128 + SIGKILL);
   kill(client, SIGKILL);
   EXPECT_EQ(wait_exit(client), 128 + SIGKILL);
+  reaper.pid = 0;
   ASSERT_TRUE(daemon.start());
   bool gone = false;
   for (int i = 0; i < 100 && !gone; ++i) {

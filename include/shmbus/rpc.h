@@ -102,7 +102,9 @@ class Server {
   friend class EventSource;
   Server(std::shared_ptr<detail::Connection> connection, std::unique_ptr<detail::QueueAttachment> requests,
          ServerOptions options);
-  Result<detail::QueueAttachment*> response_queue(uint32_t id);
+  // The response queue `id`, opened on first use; a call's deadline (steady ns, 0: none) bounds the wait
+  // for one its client has not re-claimed yet after a daemon crash.
+  Result<detail::QueueAttachment*> response_queue(uint32_t id, uint64_t deadline_ns);
   std::shared_ptr<detail::Connection> connection_;
   std::unique_ptr<detail::QueueAttachment> requests_;
   std::map<uint32_t, std::unique_ptr<detail::QueueAttachment>> responses_;  // by queue id, opened on demand
