@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstring>
 #include <functional>
 #include <optional>
@@ -476,6 +477,35 @@ TEST(AsyncQueueTest, WatchedQueueEndpointsCanBeMovedOrDestroyedWithoutRemove) {
   EXPECT_FALSE(source.rearm());
   source.remove(owners[0]);  // found by the moved-to endpoint
   EXPECT_EQ(source.size(), 0u);
+}
+
+// A consumer served by an event loop re-claims its role from a daemon restarted after a kill -9 while
+// nothing arrives: the source wakes for the queue's new daemon epoch, and the loop's rearm() re-claims.
+TEST(AsyncQueueTest, AnIdleWatchedConsumerReclaimsItsRoleAfterADaemonCrash) {
+  TestDaemon daemon;
+  Bus bus = daemon.connect();
+  auto consumer = bus.queue_consumer("jobs/idle-watched").value();
+  auto source = EventSource::create().value();
+  ASSERT_TRUE(source.add(consumer).ok());
+  EXPECT_FALSE(source.rearm());
+  ASSERT_EQ(daemon.stop(SIGKILL), 128 + SIGKILL);
+  ASSERT_TRUE(daemon.start());
+  int64_t endpoints = 0;
+  for (int i = 0; i < 100 && endpoints != 1; ++i) {
+    if (readable(source.fd(), 50ms)) {
+      while (consumer.try_receive().ok()) {
+      }
+      (void)source.rearm();
+    }
+    endpoints = daemon.queue_statistics("jobs/idle-watched")["endpoints"].value_or(int64_t{0});
+  }
+  EXPECT_EQ(endpoints, 1) << "the watched consumer did not re-claim its role";
+  auto producer = bus.queue_producer("jobs/idle-watched").value();
+  ASSERT_TRUE(producer.send(bytes_of(uint64_t{3})).ok());
+  ASSERT_TRUE(readable(source.fd(), 5s));
+  auto d = consumer.try_receive();
+  ASSERT_TRUE(d.ok()) << d.status().to_string();
+  EXPECT_EQ(value_of(d->bytes()), 3u);
 }
 
 TEST(AsyncQueueTest, DestructorsReturnPromptly) {
