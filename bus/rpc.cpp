@@ -155,11 +155,11 @@ Result<detail::QueueAttachment*> Server::response_queue(uint32_t id, uint64_t de
       return Status{Errc::kClosed, "the response queue of that client was closed by the daemon"};
     responses_.erase(it);
   }
-  auto q = detail::QueueAttachment::open(connection_, "", {}, detail::kReplyWriter, id);
   // kTimeout: after a daemon crash, its client has not re-claimed the queue yet; it does within 100 ms
   // while it waits for this response. Retried for a second at most, and not past the call's deadline.
   const uint64_t until =
       std::min<uint64_t>(deadline_ns == 0 ? UINT64_MAX : deadline_ns, shm::steady_now_ns() + 1'000'000'000);
+  auto q = detail::QueueAttachment::open(connection_, "", {}, detail::kReplyWriter, id);
   while (!q && q.status().code() == Errc::kTimeout && shm::steady_now_ns() < until) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
     q = detail::QueueAttachment::open(connection_, "", {}, detail::kReplyWriter, id);

@@ -78,6 +78,8 @@ Result<std::unique_ptr<ControlServer>> ControlServer::start(const std::string& i
       chmod(path.c_str(), 0666) != 0 || listen(server->listen_fd_, 128) != 0) {
     return Status{Errc::kInternal, "cannot listen on " + path + ": " + std::strerror(errno)};
   }
+  server->queues_.announce();  // only now: the users of adopted queues reconnect at once
+
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <charconv>
 #include <cstddef>
 #include <cstdlib>
 #include <cstring>
@@ -40,6 +41,9 @@ constexpr auto kFailCallLockTimeout = std::chrono::milliseconds(200);
 // roles at their next operation on it, or within 100 ms while they wait on it. One idle for longer finds it
 // closed if it was also empty, and opens it again.
 constexpr uint64_t kAdoptedGraceNs = 60'000'000'000ull;
+// Queue ids stay below this: an id read from shared memory or a durable file (which users can write) must
+// not run the counter up to wrap around onto live queues.
+constexpr uint32_t kMaxQueueId = 1u << 30;
 // reply_owner of an adopted response queue its client has not re-claimed yet.
 constexpr uint64_t kUnclaimedReplyOwner = ~0ull;
 
@@ -67,19 +71,25 @@ pid_t reply_pid_of(const std::string& name) {
   return slash == std::string::npos ? 0 : static_cast<pid_t>(std::atoi(name.c_str() + slash + 1));
 }
 
-// Parses a suffix queue_segment_suffix() made; false if it is not one.
-bool parse_queue_segment_suffix(const std::string& suffix, uint32_t* id, pid_t* reply_pid) {
-  unsigned long long n = 0, pid = 0;
-  char tail = 0;
-  int used = 0;
-  if (std::sscanf(suffix.c_str(), "%llu%n", &n, &used) != 1 || n == 0 || n > UINT32_MAX) return false;
-  if (std::to_string(n) != suffix.substr(0, static_cast<std::size_t>(used))) return false;  // no signs, zeros
-  const std::string rest = suffix.substr(static_cast<std::size_t>(used));
-  if (!rest.empty()) {
-    if (rest.rfind(".reply.", 0) != 0 || std::sscanf(rest.c_str() + 7, "%llu%c", &pid, &tail) != 1 ||
-        pid == 0 || pid > INT32_MAX || std::to_string(pid) != rest.substr(7)) {
-      return false;
-    }
+// Parses a decimal number that is all of `text` (no sign, no leading zero) and within 1..max.
+bool parse_decimal(std::string_view text, uint64_t max, uint64_t* out) {
+  uint64_t n = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+  if (ec != std::errc() || end != text.data() + text.size() || text.empty() || text[0] == '0' || n == 0 ||
+      n > max)
+    return false;
+  *out = n;
+  return true;
+}
+
+// Parses a suffix queue_segment_suffix() made; false if it is not one (or its id is beyond kMaxQueueId).
+bool parse_queue_segment_suffix(std::string_view suffix, uint32_t* id, pid_t* reply_pid) {
+  const auto dot = suffix.find('.');
+  uint64_t n = 0, pid = 0;
+  if (!parse_decimal(suffix.substr(0, dot), kMaxQueueId, &n)) return false;
+  if (dot != std::string_view::npos) {
+    const std::string_view rest = suffix.substr(dot);
+    if (rest.substr(0, 7) != ".reply." || !parse_decimal(rest.substr(7), INT32_MAX, &pid)) return false;
   }
   *id = static_cast<uint32_t>(n);
   *reply_pid = static_cast<pid_t>(pid);
@@ -242,7 +252,8 @@ Status QueueRegistry::create_memory(Queue& q, const QueueSettings& s) {
           q.settings.max_deliveries = h->max_deliveries;
           // Recovered at start-up, a queue keeps the id it had (its users re-claim their roles by it), unless
           // a queue of this start already has that id.
-          if (adopting_ && h->queue_id != 0 && !queues_.count(h->queue_id)) q.id = h->queue_id;
+          if (adopting_ && h->queue_id != 0 && h->queue_id < kMaxQueueId && !queues_.count(h->queue_id))
+            q.id = h->queue_id;
           h->queue_id = q.id;
           const bool new_boot = std::string(h->boot_id, strnlen(h->boot_id, sizeof h->boot_id)) != boot_id_;
           q.recovery = view->recover(new_boot, boot_id_);
@@ -328,6 +339,9 @@ Result<QueueRegistry::Queue*> QueueRegistry::find_or_create(const std::string& k
   }
   if (*s.sync_interval_ms == 0) return Status{Errc::kInvalidArgument, "sync_interval_ms must be at least 1"};
   auto q = std::make_unique<Queue>();
+  while (next_id_ == 0 || next_id_ >= kMaxQueueId || queues_.count(next_id_)) {
+    next_id_ = next_id_ == 0 || next_id_ >= kMaxQueueId ? 1 : next_id_ + 1;
+  }
   q->id = next_id_++;
   q->key = key;
   q->name = name;
@@ -517,13 +531,16 @@ void QueueRegistry::adopt() {
   // Shared-memory queues of a crashed predecessor: clients may still be using them.
   const std::string prefix = segment_prefix(instance_) + "q";
   adopting_ = true;
+  struct Done {
+    bool* flag;
+    ~Done() { *flag = false; }
+  } done{&adopting_};
   for (const std::string& segment_name : shm::Segment::list(prefix)) {
     try {
       uint32_t named_id = 0;
       pid_t reply_pid = 0;
       if (!parse_queue_segment_suffix(segment_name.substr(prefix.size()), &named_id, &reply_pid))
         throw std::runtime_error("not a queue segment's name");
-      next_id_ = std::max(next_id_, named_id + 1);  // even if it goes: its id may still be held by clients
       auto q = std::make_unique<Queue>();
       q->segment = shm::Segment::open(segment_name);
       std::string why;
@@ -559,6 +576,7 @@ void QueueRegistry::adopt() {
         q->key = ((q->flags & shm::kQueueService) ? "service:" : "queue:") + q->name;
       }
       if (queues_.count(q->id) || by_key_.count(q->key)) throw std::runtime_error("duplicate queue");
+      next_id_ = std::max(next_id_, q->id + 1);
       q->settings = config_.queue_defaults;
       q->settings.capacity = h->capacity;
       q->settings.max_message_size = h->max_message_size;
@@ -571,7 +589,6 @@ void QueueRegistry::adopt() {
       // daemon are counted again as they re-claim; the epoch tells its users that the daemon changed
       // (QueueAttachment::follow_daemon).
       h->consumers.store(0, std::memory_order_relaxed);
-      h->daemon_epoch.fetch_add(1, std::memory_order_relaxed);
       spdlog::warn("adopted queue {} of a crashed daemon ({} ready)", q->name, h->ready.load());
       by_key_[q->key] = q->id;
       queues_[q->id] = std::move(q);
@@ -600,9 +617,15 @@ void QueueRegistry::adopt() {
     // Its users (if it was open when the predecessor died) map the same file: they re-claim their roles.
     found.value()->adopted = true;
     found.value()->adopted_ns = shm::steady_now_ns();
-    found.value()->queue->header()->daemon_epoch.fetch_add(1, std::memory_order_relaxed);  // as above
   }
-  adopting_ = false;
+}
+
+void QueueRegistry::announce() {
+  for (auto& [id, q] : queues_) {
+    // relaxed: a hint to its users that the daemon changed (QueueAttachment::follow_daemon); they reconnect
+    // at once, which is why this comes only once the daemon listens.
+    if (q->adopted) q->queue->header()->daemon_epoch.fetch_add(1, std::memory_order_relaxed);
+  }
 }
 
 Status QueueRegistry::reclaim(uint32_t queue_id, const std::string& name, uint32_t role, const Peer& peer) {
@@ -616,6 +639,7 @@ Status QueueRegistry::reclaim(uint32_t queue_id, const std::string& name, uint32
   Queue& q = *it->second;
   if (role == kReplyOwner) {
     // Only the process that created it, and only once: another one would read that client's responses.
+    if ((q.flags & shm::kQueueReply) && q.reply_owner == peer.id) return Status::Ok();  // a retried re-claim
     if (!(q.flags & shm::kQueueReply) || q.reply_owner != kUnclaimedReplyOwner || q.reply_pid != peer.pid) {
       return Status{Errc::kPermissionDenied, "response queue " + std::to_string(queue_id) +
                                                  " is not an unclaimed one of pid " +

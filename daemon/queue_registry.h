@@ -48,6 +48,9 @@ class QueueRegistry {
 
   // Re-opens what a crashed predecessor left (shared-memory queues) and every durable queue file.
   void adopt();
+  // Once the daemon listens: tells the users of adopted queues that it changed (their daemon epoch), so
+  // that they reconnect and re-claim their roles.
+  void announce();
   // Periodic work: visibility timeouts, dead holders, interval syncs, metrics samples, unused queues.
   void tick();
   // Closes every queue (sleepers return), syncs durable files, removes shared-memory queues.

@@ -537,6 +537,34 @@ TEST(QueueTest, AQueueWhoseHeaderIdWasRewrittenIsNotAdopted) {
   EXPECT_EQ(producer->send(bytes_of(uint64_t{1})).code(), Errc::kClosed);
 }
 
+// Whatever a local user leaves in /dev/shm under the daemon's names (here a huge queue id that would run
+// the id counter round onto live queues) is removed at start, and queues get small ids that work.
+TEST(QueueTest, AForeignSegmentWithAHugeIdDoesNotDisturbQueueIds) {
+  TestDaemon daemon;
+  ASSERT_EQ(daemon.stop(SIGKILL), 128 + SIGKILL);
+  const std::string bogus = "/shmbus." + daemon.instance() + ".q4294967294";
+  const int fd = shm_open(bogus.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
+  ASSERT_GE(fd, 0);
+  EXPECT_EQ(ftruncate(fd, 8192), 0);
+  close(fd);
+  ASSERT_TRUE(daemon.start());
+  EXPECT_NE(shm_unlink(bogus.c_str()), 0) << "the foreign segment was left";
+  Bus bus = daemon.connect();
+  std::vector<QueueProducer> producers;
+  for (int i = 0; i < 3; ++i) {
+    auto p = bus.queue_producer("jobs/ids" + std::to_string(i));
+    ASSERT_TRUE(p.ok()) << p.status().to_string();
+    producers.push_back(std::move(p).value());
+  }
+  auto consumer = bus.queue_consumer("jobs/ids0");
+  ASSERT_TRUE(consumer.ok());
+  ASSERT_TRUE(producers[0].send(bytes_of(uint64_t{8})).ok());
+  auto d = consumer->receive(5s);
+  ASSERT_TRUE(d.ok()) << d.status().to_string();
+  EXPECT_EQ(value_of(d->bytes()), 8u);
+  for (const std::string& segment : daemon.segments()) EXPECT_LT(segment.size(), bogus.size()) << segment;
+}
+
 TEST(RpcTest, ManyClientsSeveralServersResponsesMatchTheirCalls) {
   TestDaemon daemon;
   Bus bus = daemon.connect();
