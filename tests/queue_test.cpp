@@ -35,6 +35,19 @@ namespace {
 
 using namespace std::chrono_literals;
 
+// A server process that answers one call on `service` with its request's bytes: exit 0, or 2 (no server),
+// 4 (no call within 10 s), 3 (the response failed).
+pid_t spawn_echo_once(const TestDaemon& daemon, const std::string& service) {
+  return spawn([&] {
+    Bus b = daemon.connect("server");
+    auto s = b.server(service);
+    if (!s) return 2;
+    auto r = s->receive(10s);
+    if (!r) return 4;
+    return r->respond(r->bytes()).ok() ? 0 : 3;
+  });
+}
+
 TEST(QueueTest, CompetingConsumerProcessesGetEachMessageExactlyOnce) {
   TestDaemon daemon;
   Bus bus = daemon.connect();
@@ -669,14 +682,7 @@ TEST(RpcTest, AServerStartedAfterADaemonCrashAnswersAClientFromBefore) {
   ASSERT_TRUE(client.ok()) << client.status().to_string();
   ASSERT_EQ(daemon.stop(SIGKILL), 128 + SIGKILL);
   ASSERT_TRUE(daemon.start());
-  const pid_t server = spawn([&] {
-    Bus b = daemon.connect("server");
-    auto s = b.server("math/late");
-    if (!s) return 2;
-    auto r = s->receive(10s);
-    if (!r) return 4;
-    return r->respond(r->bytes()).ok() ? 0 : 3;
-  });
+  const pid_t server = spawn_echo_once(daemon, "math/late");
   auto response = client->call(bytes_of(uint64_t{7}), 10s);
   ASSERT_TRUE(response.ok()) << response.status().to_string();
   EXPECT_EQ(value_of(response->bytes()), 7u);
@@ -695,14 +701,7 @@ TEST(RpcTest, ACallQueuedBeforeADaemonCrashIsAnsweredByAServerStartedAfter) {
   ASSERT_TRUE(call.ok()) << call.status().to_string();
   ASSERT_EQ(daemon.stop(SIGKILL), 128 + SIGKILL);
   ASSERT_TRUE(daemon.start());
-  const pid_t server = spawn([&] {
-    Bus b = daemon.connect("server");
-    auto s = b.server("math/queued");
-    if (!s) return 2;
-    auto r = s->receive(10s);
-    if (!r) return 4;
-    return r->respond(r->bytes()).ok() ? 0 : 3;
-  });
+  const pid_t server = spawn_echo_once(daemon, "math/queued");
   // The client waits only once the server holds the request: its open of the response queue comes first.
   int64_t in_flight = 0;
   for (int i = 0; i < 500 && in_flight != 1; ++i) {
