@@ -141,10 +141,10 @@ struct QueueRegistry::Queue {
   std::optional<shm::WorkQueue> queue;
   uint64_t reply_owner = 0;  // reply queues: the participant that owns it
   pid_t reply_pid = 0;       // response queues: the process that created it (in its segment's name)
-  // Adopted from a crashed daemon: its users are unknown until they re-claim their roles, so it is not
-  // retired as unused before kAdoptedGraceNs has passed.
-  bool adopted =
-      false;  // of a crashed predecessor (or recovered from a durable file): roles may be re-claimed
+  // Adopted from a crashed daemon (or recovered from a durable file) at adopted_ns: its users are unknown
+  // until they re-claim their roles, which only such a queue accepts, so it is not retired as unused before
+  // kAdoptedGraceNs has passed.
+  bool adopted = false;
   uint64_t adopted_ns = 0;
   std::map<uint64_t, std::vector<uint32_t>> endpoints;  // participant -> roles held
   std::map<uint64_t, pid_t> pids;                       // participant -> pid
