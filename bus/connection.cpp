@@ -124,26 +124,29 @@ Status Connection::follow_daemon_restart() {
 }
 
 void Connection::reclaim_queue_roles_locked() {
-  for (auto it = queue_roles_.begin(); it != queue_roles_.end();) {
-    if (it->claimed) {
-      ++it;
+  for (std::size_t i = 0; i < queue_roles_.size();) {
+    if (queue_roles_[i].claimed) {
+      ++i;
       continue;
     }
+    // One request for all the handles of this role on this queue (with their count).
+    const QueueRole role = queue_roles_[i];
+    auto same = [&](const QueueRole& q) { return q.queue_id == role.queue_id && q.role == role.role; };
     ReclaimQueueRequest r{};
     r.header = make_header(RecordType::kReclaimQueue, sizeof r, 0);
-    copy_string(it->name, r.name, sizeof r.name);
-    r.queue_id = it->queue_id;
-    r.role = it->role;
+    copy_string(role.name, r.name, sizeof r.name);
+    r.queue_id = role.queue_id;
+    r.role = role.role;
+    r.count = static_cast<uint32_t>(std::count_if(queue_roles_.begin(), queue_roles_.end(), same));
     Reply reply{};
     const Status s = call_locked(&r, sizeof r, &reply, nullptr);
     if (s.ok()) {
-      it->claimed = true;
-      ++it;
+      for (QueueRole& q : queue_roles_) q.claimed = q.claimed || same(q);
     } else if (s.code() == Errc::kInvalidArgument || s.code() == Errc::kPermissionDenied) {
       // The daemon answered no: it lost the queue (a clean stop removed it), or refuses the role. The queue
       // reads closed then, or is still mapped but unknown to the daemon, as had it never been adopted.
       log().info("queue {} (role {}) is gone with the previous daemon ({})", r.queue_id, r.role, s.message());
-      it = queue_roles_.erase(it);
+      std::erase_if(queue_roles_, same);
     } else if (s.code() == Errc::kProtocolError) {
       // A daemon older than kReclaimQueue: it re-claims no queue role (and may close the connection).
       log().warn("shmbusd re-claims no queue roles (an older version): {}", s.message());

@@ -128,6 +128,8 @@ struct ReclaimQueueRequest {
   char name[256];  // as opened; empty for kReplyOwner
   uint32_t queue_id;
   uint32_t role;
+  uint32_t count;  // how many handles of this role on this queue the participant holds: set, not added, so
+                   // that a re-claim sent again (its answer was late) does not count them twice
 };
 
 struct StatsRequest {

@@ -396,7 +396,7 @@ bool ControlServer::serve(int fd) {
       std::memcpy(&r, buffer, sizeof r);
       const auto name = read_string(r.name, sizeof r.name);
       if (!name) return answer({Errc::kProtocolError, "queue name field is not terminated"});
-      return answer(queues_.reclaim(r.queue_id, *name, r.role, participant.peer));
+      return answer(queues_.reclaim(r.queue_id, *name, r.role, r.count, participant.peer));
     }
     case RecordType::kStats:
       // A client that does not read its statistics is disconnected: each send may block this loop for the

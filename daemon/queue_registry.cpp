@@ -44,6 +44,8 @@ constexpr uint64_t kAdoptedGraceNs = 60'000'000'000ull;
 // Queue ids stay below this: an id read from shared memory or a durable file (which users can write) must
 // not run the counter up to wrap around onto live queues.
 constexpr uint32_t kMaxQueueId = 1u << 30;
+// Handles of one role on one queue one participant may re-claim (each Bus handle is one).
+constexpr uint32_t kMaxReclaimedHandles = 1024;
 // reply_owner of an adopted response queue its client has not re-claimed yet.
 constexpr uint64_t kUnclaimedReplyOwner = ~0ull;
 
@@ -628,7 +630,11 @@ void QueueRegistry::announce() {
   }
 }
 
-Status QueueRegistry::reclaim(uint32_t queue_id, const std::string& name, uint32_t role, const Peer& peer) {
+Status QueueRegistry::reclaim(uint32_t queue_id, const std::string& name, uint32_t role, uint32_t count,
+                              const Peer& peer) {
+  if (count == 0 || count > kMaxReclaimedHandles || (role == kReplyOwner && count != 1)) {
+    return Status{Errc::kInvalidArgument, "cannot re-claim " + std::to_string(count) + " handles of a role"};
+  }
   auto it = queues_.find(queue_id);
   // Only queues this daemon adopted, and by the name the client opened (ids are reused after a clean stop):
   // a role must land on the queue it was held on, never on another.
@@ -655,7 +661,9 @@ Status QueueRegistry::reclaim(uint32_t queue_id, const std::string& name, uint32
   } else {
     return Status{Errc::kInvalidArgument, "role " + std::to_string(role) + " is not re-claimed"};
   }
-  q.endpoints[peer.id].push_back(role);
+  std::vector<uint32_t>& roles = q.endpoints[peer.id];
+  std::erase(roles, role);  // set, not added: a re-claim sent again does not count twice
+  roles.insert(roles.end(), count, role);
   q.pids[peer.id] = peer.pid;
   // relaxed: a statistic (as in open()).
   q.queue->header()->consumers.store(q.consumer_count(), std::memory_order_relaxed);

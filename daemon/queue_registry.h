@@ -38,10 +38,11 @@ class QueueRegistry {
   Result<QueueAttached> open(const std::string& name, const QueueSettings& requested, uint32_t role,
                              uint32_t queue_id, const Peer& peer);
   void close(uint32_t queue_id, uint32_t role, const Peer& peer);
-  // After a crash of the previous daemon: `peer` held `role` on the adopted queue `queue_id` named `name`
-  // and says so again (its connection reconnected). Checked as an open would be; a response queue (whose
-  // name the client does not know) goes back only to the process that created it.
-  Status reclaim(uint32_t queue_id, const std::string& name, uint32_t role, const Peer& peer);
+  // After a crash of the previous daemon: `peer` held `role` `count` times on the adopted queue `queue_id`
+  // named `name` and says so again (its connection reconnected); the count is set, so a repeat is harmless.
+  // Checked as an open would be; a response queue (whose name the client does not know) goes back only to the
+  // process that created it.
+  Status reclaim(uint32_t queue_id, const std::string& name, uint32_t role, uint32_t count, const Peer& peer);
   // A participant disconnected: its endpoints go, its deliveries are taken back (or, on services, its
   // calls failed), its response queues removed.
   void peer_gone(const Peer& peer);

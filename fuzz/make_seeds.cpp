@@ -56,6 +56,7 @@ void write_queue_records(const fs::path& dir) {
   copy_string("svc/resize", reclaim.name, sizeof reclaim.name);
   reclaim.queue_id = 3;
   reclaim.role = kServiceServer;
+  reclaim.count = 2;
   write_record(dir, "reclaim_queue", reclaim, RecordType::kReclaimQueue);
 }
 

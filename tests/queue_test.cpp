@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -20,6 +22,7 @@
 #include <set>
 #include <thread>
 
+#include "bus/control_protocol.h"
 #include "shm/segment.h"
 #include "shm/work_queue_layout.h"
 #include "shmbus/rpc.h"
@@ -687,6 +690,60 @@ TEST(RpcTest, AServerStartedAfterADaemonCrashAnswersAClientFromBefore) {
   ASSERT_TRUE(response.ok()) << response.status().to_string();
   EXPECT_EQ(value_of(response->bytes()), 7u);
   EXPECT_EQ(wait_exit(server), 0) << "the server could not answer (3), got nothing (4) or did not start (2)";
+}
+
+// Re-claiming sets a participant's count of a role, it does not add to it: a re-claim sent again (its answer
+// came after the client's timeout) must not count the same handles twice. Two consumers of one Bus re-claim
+// as one request with count 2; a raw participant then sends the same re-claim twice.
+TEST(QueueTest, AReclaimSentTwiceCountsItsHandlesOnce) {
+  TestDaemon daemon;
+  Bus bus = daemon.connect();
+  auto producer = bus.queue_producer("jobs/twice");
+  auto first = bus.queue_consumer("jobs/twice");
+  auto second = bus.queue_consumer("jobs/twice");
+  ASSERT_TRUE(producer.ok() && first.ok() && second.ok());
+  const int64_t id = daemon.queue_statistics("jobs/twice")["id"].value_or(int64_t{0});
+  ASSERT_GT(id, 0);
+  ASSERT_EQ(daemon.stop(SIGKILL), 128 + SIGKILL);
+  ASSERT_TRUE(daemon.start());
+  ASSERT_TRUE(producer->send(bytes_of(uint64_t{1})).ok());  // re-claims the producer and both consumers
+  EXPECT_EQ(daemon.queue_statistics("jobs/twice")["endpoints"].value_or(int64_t{0}), 3);
+  EXPECT_EQ(daemon.queue_statistics("jobs/twice")["consumers"].value_or(int64_t{0}), 2);
+
+  const int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  const timeval five_seconds{.tv_sec = 5, .tv_usec = 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &five_seconds, sizeof five_seconds);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, daemon.socket_path().c_str(), sizeof addr.sun_path - 1);
+  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  auto exchange = [&](auto request) {
+    detail::Reply reply{};
+    if (send(fd, &request, sizeof request, MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof request)) return -1;
+    return recv(fd, &reply, sizeof reply, 0) == static_cast<ssize_t>(sizeof reply) ? reply.code : -1;
+  };
+  detail::HelloRequest hello{};
+  hello.header = detail::make_header(detail::RecordType::kHello, sizeof hello, 1);
+  ASSERT_EQ(exchange(hello), 0);
+  detail::ReclaimQueueRequest reclaim{};
+  reclaim.header = detail::make_header(detail::RecordType::kReclaimQueue, sizeof reclaim, 2);
+  detail::copy_string("jobs/twice", reclaim.name, sizeof reclaim.name);
+  reclaim.queue_id = static_cast<uint32_t>(id);
+  reclaim.role = detail::kQueueConsumer;
+  reclaim.count = 1;
+  EXPECT_EQ(exchange(reclaim), 0);
+  reclaim.header.request_id = 3;
+  EXPECT_EQ(exchange(reclaim), 0);  // sent again
+  EXPECT_EQ(daemon.queue_statistics("jobs/twice")["endpoints"].value_or(int64_t{0}), 4);
+  EXPECT_EQ(daemon.queue_statistics("jobs/twice")["consumers"].value_or(int64_t{0}), 3);
+  reclaim.header.request_id = 4;
+  reclaim.count = 0;
+  EXPECT_EQ(exchange(reclaim), static_cast<int>(Errc::kInvalidArgument));
+  close(fd);
+  auto d = first->receive(5s);
+  ASSERT_TRUE(d.ok()) << d.status().to_string();
+  EXPECT_EQ(value_of(d->bytes()), 1u);
 }
 
 // A call made before a daemon crash, still queued, is answered by a server started after the restart: the
