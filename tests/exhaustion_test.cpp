@@ -9,7 +9,6 @@
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -25,6 +24,7 @@
 #include "bus/control_protocol.h"
 #include "shmbus/work_queue.h"
 #include "support/process_stat.h"
+#include "support/raw_control_socket.h"
 #include "support/scratch_dir.h"
 #include "support/test_daemon.h"
 #include "support/word_bytes.h"
@@ -96,26 +96,13 @@ class ScratchMount {
   std::string error_;
 };
 
-// A raw control connection that never says hello: it waits in the daemon's listen backlog.
-int connect_silently(const std::string& socket_path) {
-  const int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, socket_path.c_str(), sizeof addr.sun_path - 1);
-  if (fd >= 0 && connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    close(fd);
-    return -1;
-  }
-  return fd;
-}
-
 // A client that says hello, then asks for statistics again and again and never reads them: once its socket
 // is full, the daemon's send times out (1 s) and it disconnects that client. Before, each further request
 // blocked the daemon's one thread for a second: another client's twenty calls, served in turn with them,
 // took twenty seconds and more.
 TEST(ExhaustionTest, AClientThatNeverReadsItsStatisticsIsDisconnectedNotWaitedFor) {
   TestDaemon daemon;
-  const int fd = connect_silently(daemon.socket_path());
+  const int fd = connect_raw_control(daemon.socket_path());
   ASSERT_GE(fd, 0);
   detail::HelloRequest hello{};
   hello.header = detail::make_header(detail::RecordType::kHello, sizeof hello, 1);
@@ -154,7 +141,7 @@ TEST(ExhaustionTest, AClientThatNeverReadsItsStatisticsIsDisconnectedNotWaitedFo
 // places (max_participants) for ever and lock everyone else out.
 TEST(ExhaustionTest, AConnectionThatNeverSaysHelloIsClosed) {
   TestDaemon daemon("max_participants = 2\n");
-  const int silent = connect_silently(daemon.socket_path());
+  const int silent = connect_raw_control(daemon.socket_path());
   ASSERT_GE(silent, 0);
   // The daemon may still count the connection TestDaemon checked it with: retry until that one is gone.
   BusOptions f;
@@ -188,14 +175,8 @@ TEST(ExhaustionTest, ConnectingToAHungDaemonWithAFullBacklogTimesOut) {
   ASSERT_EQ(kill(daemon.pid(), SIGSTOP), 0);
   std::vector<int> waiting;
   for (int i = 0; i < 1000; ++i) {
-    const int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::strncpy(addr.sun_path, daemon.socket_path().c_str(), sizeof addr.sun_path - 1);
-    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-      close(fd);
-      break;  // the backlog is full
-    }
+    const int fd = connect_raw_control(daemon.socket_path(), SOCK_NONBLOCK);
+    if (fd < 0) break;  // the backlog is full
     waiting.push_back(fd);
   }
   EXPECT_LT(waiting.size(), 1000u) << "the backlog never filled";
@@ -378,7 +359,7 @@ TEST(ExhaustionTest, DescriptorLimitRefusesClearlyWithoutSpinningAndRecovers) {
   // Connections waiting in the backlog while no descriptor is left must not make the daemon spin.
   std::vector<int> waiting;
   for (int i = 0; i < 8; ++i) {
-    const int fd = connect_silently(daemon.socket_path());
+    const int fd = connect_raw_control(daemon.socket_path());
     if (fd >= 0) waiting.push_back(fd);
   }
   EXPECT_EQ(waiting.size(), 8u);

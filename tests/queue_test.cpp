@@ -7,7 +7,6 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -29,6 +28,7 @@
 #include "shmbus/work_queue.h"
 #include "support/durable_queue_file.h"
 #include "support/fork_child.h"
+#include "support/raw_control_socket.h"
 #include "support/scratch_dir.h"
 #include "support/test_daemon.h"
 #include "support/word_bytes.h"
@@ -710,14 +710,10 @@ TEST(QueueTest, AReclaimSentTwiceCountsItsHandlesOnce) {
   EXPECT_EQ(daemon.queue_statistics("jobs/twice")["endpoints"].value_or(int64_t{0}), 3);
   EXPECT_EQ(daemon.queue_statistics("jobs/twice")["consumers"].value_or(int64_t{0}), 2);
 
-  const int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  const int fd = connect_raw_control(daemon.socket_path());
   ASSERT_GE(fd, 0);
   const timeval five_seconds{.tv_sec = 5, .tv_usec = 0};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &five_seconds, sizeof five_seconds);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, daemon.socket_path().c_str(), sizeof addr.sun_path - 1);
-  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
   auto exchange = [&](auto request) {
     detail::Reply reply{};
     if (send(fd, &request, sizeof request, MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof request)) return -1;
