@@ -1,6 +1,5 @@
 #include "bridge/inbound.h"
 
-#include <arpa/inet.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -29,13 +28,10 @@ void add(std::atomic<uint64_t>& counter, uint64_t n = 1) {
   counter.fetch_add(n, std::memory_order_relaxed);
 }
 
-// True if a tcp:// endpoint names its host by a numeric IPv4 or IPv6 address, not a host name.
-bool names_an_address(const std::string& endpoint) {
-  std::string host = endpoint.substr(0, endpoint.rfind(':'));
-  if (host.rfind("tcp://", 0) == 0) host.erase(0, 6);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-  unsigned char address[sizeof(in6_addr)];
-  return inet_pton(AF_INET, host.c_str(), address) == 1 || inet_pton(AF_INET6, host.c_str(), address) == 1;
+std::vector<std::string> peer_endpoints_of(const BridgeConfig& config) {
+  std::vector<std::string> endpoints;
+  for (const Peer& peer : config.peers) endpoints.push_back(peer.endpoint);
+  return endpoints;
 }
 
 }  // namespace
@@ -47,6 +43,7 @@ Inbound::Inbound(const BridgeConfig& config, const TopicMapper& mapper, InboundS
       sockets_(sockets),
       epoch_(epoch),
       links_(std::move(links)),
+      peer_endpoints_(peer_endpoints_of(config)),
       shared_(shared),
       counters_(shared.counters),
       started_(Clock::now()),
@@ -442,18 +439,18 @@ void Inbound::publish_stats() {
 
 void Inbound::drain_monitor(void* monitor, bool listening) {
   while (auto e = read_monitor_event(monitor)) {
+    if (!listening) e->address = peer_endpoints_.configured_endpoint(e->address);
     const bool failed = e->event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ||
                         e->event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ||
                         e->event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL;
     if (!listening) {
       if (failed) {
         redial_.emplace(e->address, Clock::now() + 1s);  // after every failure, not the first
-      } else if (e->event == ZMQ_EVENT_DISCONNECTED && names_an_address(e->address)) {
+      } else if (e->event == ZMQ_EVENT_DISCONNECTED) {
         // libzmq retries a lost connection by itself (CONNECT_RETRIED follows at once), but not one it closed
         // for a protocol error: a frame over max_frame_bytes, garbage from the peer. Dialled again unless a
-        // retry or a new connection shows up first (CONNECT_RETRIED comes within milliseconds). Only for
-        // peers given by address: libzmq names the later events of a peer given by host name by its resolved
-        // address, so its retries would not cancel the redial of a link it restored itself.
+        // retry or a new connection shows up first (CONNECT_RETRIED comes within milliseconds; for a peer
+        // given by host name it names the resolved address, which peer_endpoints_ maps back).
         redial_.emplace(e->address, Clock::now() + 500ms);
       } else if (e->event == ZMQ_EVENT_CONNECT_RETRIED || e->event == ZMQ_EVENT_CONNECT_DELAYED ||
                  e->event == ZMQ_EVENT_CONNECTED) {

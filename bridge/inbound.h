@@ -20,6 +20,7 @@
 #include "bridge/bridge_shared.h"
 #include "bridge/idle_spin.h"
 #include "bridge/link_monitor.h"
+#include "bridge/peer_endpoints.h"
 #include "bridge/sequence_tracker.h"
 #include "bridge/topic_mapper.h"
 #include "bridge/wire_format.h"
@@ -96,6 +97,7 @@ class Inbound {
   InboundSockets sockets_;
   uint64_t epoch_;
   LinkMonitor links_;
+  PeerEndpoints peer_endpoints_;  // names the configured peer each XSUB monitor event is about
   Shared& shared_;
   Counters& counters_;
   std::chrono::steady_clock::time_point started_;

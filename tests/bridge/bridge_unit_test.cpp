@@ -11,6 +11,7 @@
 #include "bridge/bridge_shared.h"
 #include "bridge/curve_keys.h"
 #include "bridge/log_throttle.h"
+#include "bridge/peer_endpoints.h"
 #include "bridge/sequence_tracker.h"
 #include "bridge/stats_document.h"
 #include "bridge/topic_mapper.h"
@@ -136,6 +137,21 @@ TEST(TopicMapperTest, RulesSelectByDirectionAndRemapPrefixes) {
 }
 
 // A recurring error is logged once per interval; the next line reports how many were held back.
+// Monitor events name a peer given by host name by its resolved address once libzmq retried it: they are
+// mapped back to the configured endpoint, on its port only; other addresses stay as they are.
+TEST(PeerEndpointsTest, ResolvedAddressesMapBackToTheEndpointGivenByHostName) {
+  bridge::PeerEndpoints peers(
+      {"tcp://localhost:7001", "tcp://10.0.0.9:7002", "tcp://[::1]:7003", "tcp://no-such-host.invalid:7004"});
+  EXPECT_EQ(peers.configured_endpoint("tcp://localhost:7001"), "tcp://localhost:7001");
+  EXPECT_EQ(peers.configured_endpoint("tcp://127.0.0.1:7001"), "tcp://localhost:7001");
+  EXPECT_EQ(peers.configured_endpoint("tcp://127.0.0.1:7009"), "tcp://127.0.0.1:7009");  // another port
+  EXPECT_EQ(peers.configured_endpoint("tcp://10.0.0.9:7002"), "tcp://10.0.0.9:7002");
+  EXPECT_EQ(peers.configured_endpoint("tcp://10.0.0.8:7001"), "tcp://10.0.0.8:7001");  // not localhost
+  EXPECT_EQ(peers.configured_endpoint("tcp://[::1]:7003"), "tcp://[::1]:7003");
+  EXPECT_EQ(peers.configured_endpoint("ipc:///tmp/x"), "ipc:///tmp/x");
+  EXPECT_EQ(peers.configured_endpoint("garbage"), "garbage");
+}
+
 TEST(LogThrottleTest, OneLineAnIntervalAndTheNextSaysHowManyWereHeldBack) {
   using std::chrono::milliseconds;
   LogThrottle throttle(milliseconds(1000));
