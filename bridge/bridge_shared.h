@@ -36,6 +36,7 @@ struct Counters {
   std::atomic<uint64_t> unknown_version{0};  // ZeroMQ messages of another wire version
   std::atomic<uint64_t> hop_limit{0};        // crossed more than max_hops bridges
   std::atomic<uint64_t> unselected{0};       // a topic no in rule selects
+  std::atomic<uint64_t> unsubscribed{0};     // a topic no local subscriber wants (and not relayed)
   std::atomic<uint64_t> gaps{0};             // sequences skipped: a later one arrived first
   std::atomic<uint64_t> late{0};             // delivered after a later sequence (along a slower path)
   std::atomic<uint64_t> gaps_filled{0};      // ...of which were counted in gaps: gaps - gaps_filled are lost

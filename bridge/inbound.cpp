@@ -71,6 +71,7 @@ Inbound::Route& Inbound::route_of(std::string_view wire) {
       }
     }
   }
+  r.subscribed = subscribed_.find(wire) != subscribed_.end();
   return routes_.emplace(std::string(wire), std::move(r)).first->second;
 }
 
@@ -133,17 +134,28 @@ int Inbound::receive_one() {
     add(counters_.unselected, n);
     return 0;
   }
+  // XPUB filters by our subscriptions, so this is a peer that ignores them, or what was in flight when the
+  // last local subscriber left: published, it would open a local publisher (and a topic in the daemon) that
+  // the next discovery closes again.
+  if (!route.subscribed && !relayed(route)) {
+    add(counters_.unsubscribed, n);
+    return 0;
+  }
   deliver(route, h, records_, std::move(batch));
   return static_cast<int>(records_.size());
 }
 
-void Inbound::deliver(Route& route, const BatchHeader& header, const std::vector<WireRecord>& records,
-                      ZmqMessage&& frame) {
+bool Inbound::relayed(Route& route) {
   if (route.relay_frame && route.interest_version != shared_.remote_interest.version()) {
     route.interest_version = shared_.remote_interest.version();
     route.relay_wanted = shared_.remote_interest.wanted(route.relay_topic);
   }
-  const bool relay = route.relay_frame && route.relay_wanted;
+  return route.relay_frame && route.relay_wanted;
+}
+
+void Inbound::deliver(Route& route, const BatchHeader& header, const std::vector<WireRecord>& records,
+                      ZmqMessage&& frame) {
+  const bool relay = relayed(route);
   Publisher* p = publisher_for(route);
   const std::byte* base = frame.bytes().data();
   // One stream lookup a batch: its records share origin, epoch and topic.
@@ -371,6 +383,8 @@ void Inbound::discover() {
     wanted_local.insert(local);
   }
   for (const auto& wire : wanted) {
+    Route& route = route_of(wire);
+    route.subscribed = true;
     if (subscribed_.insert(wire).second) {
       const std::string frame = subscription_frame(wire, true);
       zmq_send(sockets_.xsub, frame.data(), frame.size(), 0);
@@ -378,7 +392,7 @@ void Inbound::discover() {
     }
     // Open the local publisher now, not on the first message: that one would otherwise wait for a control
     // round trip to the daemon and the topic's reshaping.
-    if (Route& r = route_of(wire); r.selected) publisher_for(r);
+    if (route.selected) publisher_for(route);
   }
   for (auto it = subscribed_.begin(); it != subscribed_.end();) {
     if (wanted.count(*it)) {
@@ -388,6 +402,7 @@ void Inbound::discover() {
     const std::string frame = subscription_frame(*it, false);
     zmq_send(sockets_.xsub, frame.data(), frame.size(), 0);
     spdlog::info("inbound: unsubscribing from {}: no local subscriber left", *it);
+    if (auto r = routes_.find(*it); r != routes_.end()) r->second.subscribed = false;
     it = subscribed_.erase(it);
   }
   // Retired ids expire (update_own_publishers drops them kRetiredFor after they were let go).

@@ -51,6 +51,7 @@ class Inbound {
     std::string relay_topic;                 // the same without the NUL
     uint64_t interest_version = ~0ull;       // RemoteInterest version relay_wanted was computed at
     bool relay_wanted = false;               // a peer subscribes to relay_topic
+    bool subscribed = false;                 // in subscribed_: a local subscriber wants it
   };
   static constexpr std::size_t kMaxRoutes = 8192;  // cached wire topics (see route_of)
   struct Hash {
@@ -77,6 +78,8 @@ class Inbound {
   int poll(std::span<zmq_pollitem_t> items, std::chrono::milliseconds timeout);
   // Receives and handles one ZeroMQ message: -1 when none was waiting, else the records it delivered.
   int receive_one();
+  // True if the route's messages go on to our peers: relay is on and a peer subscribes to its out topic.
+  bool relayed(Route& route);
   void deliver(Route& route, const BatchHeader& header, const std::vector<WireRecord>& records,
                ZmqMessage&& frame);
   // Publishes one message at once; false if a full lossless topic timed out (counted).
@@ -120,7 +123,7 @@ class Inbound {
   std::vector<std::pair<uint64_t, std::chrono::steady_clock::time_point>> retired_ids_;  // oldest first
   std::vector<uint64_t> announced_ids_;  // current + retired, as last given to shared_.own_publishers
   std::unordered_map<std::string, std::chrono::steady_clock::time_point> publisher_retry_;
-  std::set<std::string> subscribed_;  // wire topics subscribed upstream
+  std::set<std::string, std::less<>> subscribed_;  // wire topics subscribed upstream
   SequenceTracker tracker_;
   PendingBatch pending_;
   std::vector<WireRecord> records_;  // scratch: the records of the batch being received

@@ -70,6 +70,7 @@ std::string render_stats_document(const StatsInput& in) {
                                {"unknown_version", n(c.unknown_version)},
                                {"hop_limit", n(c.hop_limit)},
                                {"unselected", n(c.unselected)},
+                               {"unsubscribed", n(c.unsubscribed)},
                                {"too_large", n(c.too_large)},
                                {"publish_failed", n(c.publish_failed)},
                                {"relay_dropped", n(c.relay_dropped)},

@@ -182,6 +182,51 @@ TEST(BridgeRobustnessTest, MalformedAndUnknownVersionFramesAreCountedAndDropped)
       << stat(b.bridge_stats(), "in", "unknown_version");
 }
 
+// A peer that ignores our subscriptions (here an XPUB in manual mode, told to pass everything on) sends a
+// topic an in rule selects but no local subscriber wants: counted as unsubscribed and dropped, with no local
+// publisher (nor topic in the daemon) opened for it; the subscribed topic beside it still arrives.
+TEST(BridgeRobustnessTest, MessagesOnATopicNobodyHereSubscribedAreCountedNotPublished) {
+  auto topology = Topology::loopback(1);
+  BridgeHost b(*topology, 0, "b");
+  FakePeer peer;
+  ASSERT_FALSE(peer.endpoint().empty()) << "cannot bind a fake peer on loopback";
+  void* fake = peer.socket();
+  const int manual = 1;
+  ASSERT_EQ(zmq_setsockopt(fake, ZMQ_XPUB_MANUAL, &manual, sizeof manual), 0);
+  ASSERT_TRUE(b.start_bridge("name = \"b\"\n" + b.bus_section() +
+                             "[network]\nstats_interval_ms = 100\ndiscovery_interval_ms = 20\n[[peer]]\n"
+                             "endpoint = \"" +
+                             peer.endpoint() + "\"\n[[rule]]\npattern = \"spam/**\"\n"));
+  Bus bus = b.connect("receiver");
+  auto sub = bus.subscriber("spam/wanted");
+  ASSERT_TRUE(sub.ok());
+  char buf[300];
+  const int n = zmq_recv(fake, buf, sizeof buf, 0);
+  ASSERT_EQ(std::string(buf, static_cast<std::size_t>(std::max(n, 0))), std::string("\1spam/wanted\0", 13));
+  ASSERT_EQ(zmq_setsockopt(fake, ZMQ_SUBSCRIBE, "", 0), 0);  // the bridge's connection gets every topic
+  auto send = [&](const std::string& topic, uint64_t sequence) {
+    const Numbered m = numbered(sequence);
+    const bridge::WireRecord record{.sequence = sequence, .payload = std::as_bytes(std::span(&m, 1))};
+    const std::vector<std::byte> batch =
+        bridge::encode_batch({.origin_id = 77, .origin_epoch = 1}, std::span(&record, 1));
+    const std::string frame = topic + std::string(1, '\0');
+    zmq_send(fake, frame.data(), frame.size(), ZMQ_SNDMORE);
+    zmq_send(fake, batch.data(), batch.size(), 0);
+  };
+  for (uint64_t i = 1; i <= 5; ++i) send("spam/unwanted", i);
+  send("spam/wanted", 1);
+  Sample m = sub->take(10s);
+  ASSERT_TRUE(m) << "the subscribed topic did not arrive";
+  EXPECT_TRUE(b.wait_stats([](const toml::table& s) { return stat(s, "in", "unsubscribed") == 5; }))
+      << "unsubscribed " << stat(b.bridge_stats(), "in", "unsubscribed");
+  const toml::table stats = b.bridge_stats();
+  EXPECT_EQ(stat(stats, "in", "local_publishers"), 1);
+  EXPECT_EQ(stat(stats, "in", "messages"), 1);
+  auto daemon_stats = bus.daemon_statistics();
+  ASSERT_TRUE(daemon_stats.ok());
+  EXPECT_EQ(daemon_stats->find("spam/unwanted"), std::string::npos) << "a topic was opened for it";
+}
+
 // max_frame_bytes: a well-formed frame over the bound (its message would fit the local topic) closes that
 // peer's connection instead of being read; the bridge dials again, subscribes again, and what the peer sends
 // next arrives. `by_host_name`: the bridge is given the peer as tcp://localhost:port, whose later events
