@@ -79,8 +79,16 @@ std::string PeerEndpoints::configured_endpoint(const std::string& address) {
   if (std::find(by_address_.begin(), by_address_.end(), address) != by_address_.end()) return address;
   const auto hp = split_tcp(address);
   const auto ip = hp ? numeric(hp->host) : std::nullopt;
-  for (ByHostName& named : by_host_name_) {
+  // Events come only from peers we dial: the one peer given by host name on this port, if there is one,
+  // is the one, without a lookup (which may block on DNS).
+  const ByHostName* only = nullptr;
+  int on_port = 0;
+  for (const ByHostName& named : by_host_name_) {
     if (named.endpoint == address) return address;
+    if (ip && named.port == hp->port) ++on_port, only = &named;
+  }
+  if (on_port == 1) return only->endpoint;
+  for (ByHostName& named : by_host_name_) {
     if (!ip || named.port != hp->port) continue;
     const auto now = std::chrono::steady_clock::now();
     if (!named.ever_looked_up || now - named.looked_up >= kLookupEvery) {

@@ -16,10 +16,10 @@ class PeerEndpoints {
  public:
   explicit PeerEndpoints(const std::vector<std::string>& configured);
 
-  // The configured endpoint `address` belongs to: `address` itself if it is one; else the first endpoint
-  // given by host name, on the same port, whose host resolves to `address`'s; else `address`. A host name is
-  // looked up (getaddrinfo, so /etc/hosts or DNS: blocking) at most once per kLookupEvery, and only for an
-  // event that names no configured endpoint.
+  // The configured endpoint `address` belongs to: `address` itself if it is one; else the endpoint given by
+  // host name on the same port, if only one is; else the first of those whose host resolves to `address`'s;
+  // else `address`. Only several host-name peers on one port need a lookup (getaddrinfo, so /etc/hosts or
+  // DNS: blocking), at most once per kLookupEvery each.
   std::string configured_endpoint(const std::string& address);
 
   static constexpr std::chrono::seconds kLookupEvery{10};

@@ -138,16 +138,21 @@ TEST(TopicMapperTest, RulesSelectByDirectionAndRemapPrefixes) {
 
 // A recurring error is logged once per interval; the next line reports how many were held back.
 // Monitor events name a peer given by host name by its resolved address once libzmq retried it: they are
-// mapped back to the configured endpoint, on its port only; other addresses stay as they are.
+// mapped back to the configured endpoint: by port where one host-name peer has it, by looking the names up
+// where several share a port; other addresses stay as they are.
 TEST(PeerEndpointsTest, ResolvedAddressesMapBackToTheEndpointGivenByHostName) {
-  bridge::PeerEndpoints peers(
-      {"tcp://localhost:7001", "tcp://10.0.0.9:7002", "tcp://[::1]:7003", "tcp://no-such-host.invalid:7004"});
+  bridge::PeerEndpoints peers({"tcp://localhost:7001", "tcp://10.0.0.9:7002", "tcp://[::1]:7003",
+                               "tcp://localhost:7005", "tcp://LOCALHOST:7005"});
   EXPECT_EQ(peers.configured_endpoint("tcp://localhost:7001"), "tcp://localhost:7001");
   EXPECT_EQ(peers.configured_endpoint("tcp://127.0.0.1:7001"), "tcp://localhost:7001");
+  EXPECT_EQ(peers.configured_endpoint("tcp://10.0.0.8:7001"), "tcp://localhost:7001");   // the only one there
   EXPECT_EQ(peers.configured_endpoint("tcp://127.0.0.1:7009"), "tcp://127.0.0.1:7009");  // another port
   EXPECT_EQ(peers.configured_endpoint("tcp://10.0.0.9:7002"), "tcp://10.0.0.9:7002");
-  EXPECT_EQ(peers.configured_endpoint("tcp://10.0.0.8:7001"), "tcp://10.0.0.8:7001");  // not localhost
   EXPECT_EQ(peers.configured_endpoint("tcp://[::1]:7003"), "tcp://[::1]:7003");
+  // Two host-name peers on one port (both resolve from /etc/hosts): the lookup decides, the first that
+  // resolves to the address wins.
+  EXPECT_EQ(peers.configured_endpoint("tcp://127.0.0.1:7005"), "tcp://localhost:7005");
+  EXPECT_EQ(peers.configured_endpoint("tcp://10.0.0.8:7005"), "tcp://10.0.0.8:7005");
   EXPECT_EQ(peers.configured_endpoint("ipc:///tmp/x"), "ipc:///tmp/x");
   EXPECT_EQ(peers.configured_endpoint("garbage"), "garbage");
 }
