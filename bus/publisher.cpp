@@ -92,19 +92,14 @@ Publisher::Publisher(Publisher&&) noexcept = default;
 Publisher& Publisher::operator=(Publisher&&) noexcept = default;
 Publisher::~Publisher() = default;
 
-Result<Loan> Publisher::loan() {
-  if (core_->loan_outstanding) {
-    return Status{Errc::kInvalidArgument,
-                  "publisher on " + core_->topic.topic + " already has a loan outstanding"};
-  }
-  if (core_->must_reopen()) [[unlikely]] {
-    if (Status s = core_->reopen(); !s.ok()) return s;
-  }
-  std::byte* data = core_->writer.claim(core_->options.full_timeout);
-  if (data == nullptr) {
-    return Status{Errc::kTimeout,
-                  "topic " + core_->topic.topic + " is full: its slowest subscriber did not keep up"};
-  }
+namespace {
+[[gnu::cold, gnu::noinline]] Status topic_full(const detail::PublisherCore& c) {
+  return {Errc::kTimeout, "topic " + c.topic.topic + " is full: its slowest subscriber did not keep up"};
+}
+}  // namespace
+
+// Inline in both loan paths.
+[[gnu::always_inline]] inline Loan Publisher::lend(std::byte* data) {
   Loan loan;
   loan.owner_ = core_.get();
   loan.data_ = data;
@@ -113,6 +108,30 @@ Result<Loan> Publisher::loan() {
   core_->loan_outstanding = true;
   return loan;
 }
+
+Result<Loan> Publisher::loan() {
+  detail::PublisherCore& c = *core_;
+  if (c.loan_outstanding || c.must_reopen()) [[unlikely]] {
+    return loan_slow();
+  }
+  std::byte* data = c.writer.claim(c.full_timeout);
+  if (data == nullptr) [[unlikely]] {
+    return topic_full(c);
+  }
+  return lend(data);
+}
+
+Result<Loan> Publisher::loan_slow() {
+  if (core_->loan_outstanding) {
+    return Status{Errc::kInvalidArgument,
+                  "publisher on " + core_->topic.topic + " already has a loan outstanding"};
+  }
+  if (Status s = core_->reopen(); !s.ok()) return s;
+  std::byte* data = core_->writer.claim(core_->full_timeout);
+  if (data == nullptr) return topic_full(*core_);
+  return lend(data);
+}
+
 
 void Publisher::publish(Loan&& loan) {
   if (loan.owner_ != core_.get() || loan.data_ == nullptr) return;  // not ours, or empty: nothing to publish
@@ -160,11 +179,8 @@ Result<std::size_t> Publisher::publish_batch(std::span<const std::span<const std
     }
   }
   if (messages.empty()) return std::size_t{0};
-  const std::size_t done = core_->writer.write_batch(messages, core_->stamp(), core_->options.full_timeout);
-  if (done == 0) {
-    return Status{Errc::kTimeout,
-                  "topic " + core_->topic.topic + " is full: its slowest subscriber did not keep up"};
-  }
+  const std::size_t done = core_->writer.write_batch(messages, core_->stamp(), core_->full_timeout);
+  if (done == 0) return topic_full(*core_);
   return done;
 }
 

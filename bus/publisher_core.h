@@ -19,6 +19,7 @@ struct PublisherCore {
   TopicAttachment topic;
   shm::RingWriter writer;
   PublisherOptions options;
+  std::chrono::nanoseconds full_timeout{};  // options.full_timeout, converted once
   uint32_t slot = 0;
   uint32_t generation = 0;
   uint64_t id = 0;

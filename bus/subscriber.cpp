@@ -57,6 +57,7 @@ void SubscriberCore::detach() {
   if (!attached) return;
   attached = false;
   active.clear();
+  next = 0;
   // A mapping replaced after a cut reads closed whatever the daemon did (it may even have missed a cut
   // and regrowth between two ticks): give the endpoint back then; a topic it retired ignores the close.
   if (lost.load(std::memory_order_relaxed) ||
@@ -204,25 +205,17 @@ Sample Subscriber::try_take() {
     }
     c.count_dropped(f->reader.skip_corrupt(slot));  // a packed slot whose table does not hold together
   }
-  SampleView v;
-  v.owner_ = &c;
-  v.data_ = m.data;
-  v.size_ = m.size;
-  v.publish_ns_ = m.publish_ns;
-  v.publisher_id_ = f->publisher_id;
-  v.ring_ = f->reader.ring();
-  v.generation_ = f->reader.generation();
-  v.sequence_ = m.sequence;
-  v.position_ = f->reader.hold(m);
+  const uint64_t position = f->reader.hold(m);
   ++c.held;
   // relaxed: statistics for `stats`, single writer (this subscriber).
   c.stats->held.store(c.held, std::memory_order_relaxed);
-  c.sample_latency(c.taken, v.publish_ns_);
-  c.count_taken(1, v.size_);
+  c.sample_latency(c.taken, m.publish_ns);
+  c.count_taken(1, m.size);
   // No cursor publication here: the sample just taken is held, so the cursor could not pass it; release()
   // and a reader that caught up (find_ready) publish it. Returned as a prvalue: built in the caller's Sample,
-  // with no move (a named Sample beside `return {}` is moved).
-  return Sample(v);
+  // with no copy or move (a named Sample beside `return {}` is moved).
+  return Sample(&c, m.data, m.size, m.sequence, position, m.publish_ns, f->publisher_id, f->reader.ring(),
+                f->reader.generation());
 }
 
 const SampleView* Subscriber::begin_run(std::size_t max, std::size_t* count, bool* lossy) {

@@ -17,7 +17,8 @@
 
 namespace shmbus::detail {
 
-struct RingFollower {
+// Each on its own cache lines (and a power-of-two size: indexing is a shift).
+struct alignas(64) RingFollower {
   bool present = false;
   bool publisher_gone = false;  // the ring's publisher is dead or closed: drain, then stop following
   uint64_t publisher_id = 0;
@@ -37,6 +38,7 @@ struct SubscriberCore {
   std::size_t next = 0;               // round-robin start
   uint32_t seen_publishers_epoch = ~0u;
   uint64_t taken = 0;
+  uint64_t bytes_taken = 0;  // stats->bytes, kept here: this subscriber is its only writer
   uint64_t dropped = 0;
   uint64_t late_wakeups = 0;  // see SubscriberSlot::late_wakeups
   uint32_t held = 0;
@@ -106,9 +108,11 @@ struct SubscriberCore {
 
   // Re-reads the publisher table after the daemon changed it (publishers_epoch moved).
   void refresh(uint32_t epoch);
-  // The follower with a ready slot, or nullptr. Inline (below), as are count_taken and release: they run per
-  // message.
+  // The follower with a ready slot, or nullptr; re-opens a lost endpoint when nothing is ready. Inline
+  // (below), as are count_taken and release: they run per message.
   RingFollower* find_ready(shm::SlotHeader** slot);
+  // One round-robin pass over the active rings for a ready slot.
+  RingFollower* poll_rings(shm::SlotHeader** slot);
   static void log_reattach_failure(const Status& s);
   void release(uint32_t ring, uint32_t generation, uint64_t position);
   // True if the message at `position` of that ring (and generation) has not been overwritten since.
@@ -170,21 +174,34 @@ struct SubscriberCore {
   if (draining) [[unlikely]] {
     return nullptr;  // called from a drain callback: see Subscriber::drain's REQUIRES
   }
-  if (must_reopen()) [[unlikely]] {
-    maybe_reopen();
-  }
   check_epoch();
+  if (RingFollower* f = poll_rings(slot)) [[likely]] {
+    return f;
+  }
+  // Nothing ready here: only now see whether the endpoint went away with its daemon, so that what the old
+  // mapping still holds is read first, and a message costs no check of it.
+  if (!must_reopen()) [[likely]] {
+    return nullptr;
+  }
+  maybe_reopen();
+  check_epoch();
+  return poll_rings(slot);
+}
+
+[[gnu::always_inline]] inline RingFollower* SubscriberCore::poll_rings(shm::SlotHeader** slot) {
   const std::size_t n = active.size();
-  // Round robin from `next` without a division per call (a division costs as much as the whole take).
-  std::size_t at = next < n ? next : 0;
-  for (std::size_t i = 0; i < n; ++i, at = at + 1 == n ? 0 : at + 1) {
+  // Round robin from `next` (< n whenever n > 0: refresh resets it), without a division per call (a division
+  // costs as much as the whole take).
+  std::size_t at = next;
+  for (std::size_t i = 0; i < n; ++i) {
     RingFollower* f = active[at];
+    at = at + 1 == n ? 0 : at + 1;
     for (;;) {
       uint64_t lost = 0;
       const auto peek = f->reader.peek(slot, &lost);
       if (lost) count_dropped(lost);
-      if (peek == shm::RingReader::Peek::kReady) {
-        next = at + 1 == n ? 0 : at + 1;
+      if (peek == shm::RingReader::Peek::kReady) [[likely]] {
+        next = at;
         return f;
       }
       if (peek == shm::RingReader::Peek::kCorrupt) {
@@ -201,9 +218,10 @@ struct SubscriberCore {
 
 inline void SubscriberCore::count_taken(uint64_t count, uint64_t bytes) {
   taken += count;
+  bytes_taken += bytes;
   // relaxed: statistics for `stats`, single writer (this subscriber).
   stats->taken.store(taken, std::memory_order_relaxed);
-  stats->bytes.store(stats->bytes.load(std::memory_order_relaxed) + bytes, std::memory_order_relaxed);
+  stats->bytes.store(bytes_taken, std::memory_order_relaxed);
 }
 
 inline void SubscriberCore::release(uint32_t ring, uint32_t generation, uint64_t position) {

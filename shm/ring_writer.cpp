@@ -26,9 +26,10 @@ RingWriter::RingWriter(std::byte* base, const TopicGeometry& g, uint32_t index, 
       cheap_commit_(register_cheap_commits()) {
   // acquire: pairs with the daemon's release when it (re)initialised this ring for us.
   head_ = slot_->head.load(std::memory_order_acquire);
-  // relaxed: written with head by the ring's previous writer or reset by the daemon, ordered by head's
-  // acquire.
+  // relaxed (messages, bytes): written with head by the ring's previous writer or reset by the daemon before
+  // it handed the ring over, ordered by head's acquire. From now on this writer is their only writer.
   messages_ = std::max(slot_->messages.load(std::memory_order_relaxed), head_);
+  bytes_ = slot_->bytes.load(std::memory_order_relaxed);
   seen_subscribers_epoch_ = header_->subscribers_epoch.load(std::memory_order_acquire);
   cached_slowest_ = slowest_cursor();
 }
@@ -160,7 +161,8 @@ std::size_t RingWriter::write_batch(std::span<const std::span<const std::byte>> 
       end_slot(slot, static_cast<uint32_t>(m.size()), publish_ns, /*seq_cst=*/false);
       ++written;
     }
-    slot_->bytes.store(slot_->bytes.load(std::memory_order_relaxed) + bytes, std::memory_order_relaxed);
+    bytes_ += bytes;
+    slot_->bytes.store(bytes_, std::memory_order_relaxed);
     slot_->loaned.store(0, std::memory_order_relaxed);
     // One check for sleepers (and one wake-up) a chunk. Without cheap commits, a seq_cst fence orders the
     // sequences before it (Dekker with a reader going to sleep), once for the whole chunk.

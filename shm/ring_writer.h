@@ -55,6 +55,7 @@ class RingWriter {
       return nullptr;
     }
     SlotHeader* slot = begin_slot();
+    claimed_ = slot;
     // relaxed: a statistic for `stats` (loans outstanding at a crash).
     slot_->loaned.store(1, std::memory_order_relaxed);
     return slot_payload(slot);
@@ -66,10 +67,12 @@ class RingWriter {
     // store-load fence before the load of `sleepers`: a reader going to sleep pays for that order with
     // fence_before_sleep(), or skips it in a short first sleep (shm/sleep_fence.h). Without cheap commits,
     // seq_cst: also ordered before our load of `sleepers` (Dekker with a reader going to sleep).
-    end_slot(ring_slot(ring_, geometry_, head_), size, publish_ns, /*seq_cst=*/!cheap_commit_);
+    end_slot(claimed_, size, publish_ns, /*seq_cst=*/!cheap_commit_);
+    PublisherSlot* const ps = slot_;
+    bytes_ += size;
     // relaxed: statistics for `stats` (bytes committed, loans outstanding at a crash), single writer.
-    slot_->bytes.store(slot_->bytes.load(std::memory_order_relaxed) + size, std::memory_order_relaxed);
-    slot_->loaned.store(0, std::memory_order_relaxed);
+    ps->bytes.store(bytes_, std::memory_order_relaxed);
+    ps->loaned.store(0, std::memory_order_relaxed);
     if (sleepers_present()) [[unlikely]] {
       wake_readers();
     } else {
@@ -109,21 +112,25 @@ class RingWriter {
   // as seq_cst (a locked instruction on x86).
   void end_slot(SlotHeader* slot, uint32_t size, uint64_t publish_ns, bool seq_cst, uint32_t flags = 0,
                 uint32_t count = 1) {
+    // Members in locals: the compiler cannot tell that the stores to shared memory below leave them alone.
+    PublisherSlot* const ps = slot_;
+    const uint64_t first = messages_ + 1;
+    const uint64_t head = head_ + 1;
+    messages_ += count;
+    head_ = head;
     slot->publish_ns = publish_ns;
     slot->size = size;
     slot->flags = flags;
-    slot->first_message = messages_ + 1;
-    messages_ += count;
+    slot->first_message = first;
     // relaxed: a statistic (stats, published()); the line is ours, as head's store below.
-    slot_->messages.store(messages_, std::memory_order_relaxed);
-    ++head_;
+    ps->messages.store(first + count - 1, std::memory_order_relaxed);
     if (seq_cst) {
-      slot->sequence.store(head_, std::memory_order_seq_cst);
+      slot->sequence.store(head, std::memory_order_seq_cst);
     } else {
-      slot->sequence.store(head_, std::memory_order_release);
+      slot->sequence.store(head, std::memory_order_release);
     }
     // release: joiners and lapped readers read head with acquire to find the newest committed position.
-    slot_->head.store(head_, std::memory_order_release);
+    ps->head.store(head, std::memory_order_release);
   }
   // How many of `messages`, from the first, share the next slot: 2 or more that fit packed in a payload,
   // or 1.
@@ -159,6 +166,8 @@ class RingWriter {
   bool woke_last_ = false;     // the last commit found the wake word armed (a hint for claim())
   uint64_t head_ = 0;
   uint64_t messages_ = 0;
+  uint64_t bytes_ = 0;             // slot_->bytes: kept here, as the writer is its only writer
+  SlotHeader* claimed_ = nullptr;  // the slot claim() began (at head_)
   uint64_t cached_slowest_ = 0;  // a lower bound of every active reader cursor
   uint32_t seen_subscribers_epoch_ = 0;
 };

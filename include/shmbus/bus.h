@@ -119,6 +119,10 @@ class Publisher {
  private:
   friend class Bus;
   explicit Publisher(std::unique_ptr<detail::PublisherCore> core);
+  // loan() when a loan is outstanding or the endpoint must re-open first: out of line, so that the common
+  // case builds no error message and needs no stack frame for one.
+  Result<Loan> loan_slow();
+  Loan lend(std::byte* data);  // a loan of the slot claimed at `data`
   std::unique_ptr<detail::PublisherCore> core_;
 };
 
@@ -189,7 +193,19 @@ class Sample : private SampleView {  // private: a SampleView& to a Sample could
 
  private:
   friend class Subscriber;
-  explicit Sample(const SampleView& taken) : SampleView(taken) {}  // owns what `taken` points at: held
+  // Holds the message `data`/`size` of `ring` (and `generation`) at `position`: built in place by try_take.
+  Sample(detail::SubscriberCore* owner, const std::byte* data, std::size_t size, uint64_t sequence,
+         uint64_t position, uint64_t publish_ns, uint64_t publisher_id, uint32_t ring, uint32_t generation) {
+    owner_ = owner;
+    data_ = data;
+    size_ = size;
+    sequence_ = sequence;
+    position_ = position;
+    publish_ns_ = publish_ns;
+    publisher_id_ = publisher_id;
+    ring_ = ring;
+    generation_ = generation;
+  }
   void release() {
     if (owner_ != nullptr) release_held();
   }
