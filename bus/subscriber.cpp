@@ -187,23 +187,28 @@ Subscriber::Subscriber(Subscriber&&) noexcept = default;
 Subscriber& Subscriber::operator=(Subscriber&&) noexcept = default;
 Subscriber::~Subscriber() = default;
 
-Sample Subscriber::try_take() {
-  detail::SubscriberCore& c = *core_;
+detail::RingFollower* detail::SubscriberCore::find_message(shm::RingReader::Message* m) {
   // At the limit, follow a publisher change first: samples held from a ring freed since stop counting. Not
   // from a drain callback: drain holds a reader that following would replace.
-  if (c.held >= c.options.max_held_samples &&
-      (c.draining || (c.check_epoch(), c.held >= c.options.max_held_samples)))
-    return {};
+  if (held >= options.max_held_samples && (draining || (check_epoch(), held >= options.max_held_samples)))
+    return nullptr;
   shm::SlotHeader* slot = nullptr;
-  detail::RingFollower* f = nullptr;
-  shm::RingReader::Message m;
   for (;;) {
-    f = c.find_ready(&slot);
-    if (f == nullptr) return {};
-    if (f->reader.message(slot, &m)) [[likely]] {
-      break;
+    RingFollower* f = find_ready(&slot);
+    if (f == nullptr || f->reader.message(slot, m)) [[likely]] {
+      return f;
     }
-    c.count_dropped(f->reader.skip_corrupt(slot));  // a packed slot whose table does not hold together
+    count_dropped(f->reader.skip_corrupt(slot));  // a packed slot whose table does not hold together
+  }
+}
+
+Sample Subscriber::try_take() {
+  detail::SubscriberCore& c = *core_;
+  shm::RingReader::Message m;
+  detail::RingFollower* f = c.ready_in_turn(&m);
+  if (f == nullptr) [[unlikely]] {
+    f = c.find_message(&m);
+    if (f == nullptr) return {};
   }
   const uint64_t position = f->reader.hold(m);
   ++c.held;

@@ -113,6 +113,23 @@ struct SubscriberCore {
   RingFollower* find_ready(shm::SlotHeader** slot);
   // One round-robin pass over the active rings for a ready slot.
   RingFollower* poll_rings(shm::SlotHeader** slot);
+  // try_take's common case: below the held limit, not in a drain, the publisher table unchanged, and a
+  // single message ready at the ring whose turn it is. Fills `m` and moves the turn on. Inline: no call on
+  // the path of a message.
+  RingFollower* ready_in_turn(shm::RingReader::Message* m) {
+    // acquire: as in check_epoch().
+    if (held >= options.max_held_samples || draining || active.empty() ||
+        topic.header()->publishers_epoch.load(std::memory_order_acquire) != seen_publishers_epoch) {
+      return nullptr;
+    }
+    RingFollower* f = active[next];  // next < active.size(): refresh resets it
+    if (!f->reader.ready_single(m)) return nullptr;
+    next = next + 1 == active.size() ? 0 : next + 1;
+    return f;
+  }
+  // try_take's general case, out of line: the held limit, a change of publishers, the other rings in turn,
+  // laps, packed and corrupt slots, re-opening. The follower with a message (in `m`), or nullptr.
+  RingFollower* find_message(shm::RingReader::Message* m);
   static void log_reattach_failure(const Status& s);
   void release(uint32_t ring, uint32_t generation, uint64_t position);
   // True if the message at `position` of that ring (and generation) has not been overwritten since.
@@ -219,9 +236,10 @@ struct SubscriberCore {
 inline void SubscriberCore::count_taken(uint64_t count, uint64_t bytes) {
   taken += count;
   bytes_taken += bytes;
+  shm::SubscriberSlot* const s = stats;  // in a local: the compiler would reload it after each store
   // relaxed: statistics for `stats`, single writer (this subscriber).
-  stats->taken.store(taken, std::memory_order_relaxed);
-  stats->bytes.store(bytes_taken, std::memory_order_relaxed);
+  s->taken.store(taken, std::memory_order_relaxed);
+  s->bytes.store(bytes_taken, std::memory_order_relaxed);
 }
 
 inline void SubscriberCore::release(uint32_t ring, uint32_t generation, uint64_t position) {

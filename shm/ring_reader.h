@@ -57,6 +57,26 @@ class RingReader {
     return message_at(slot, read_position_, sub_, sub_offset_, out);
   }
 
+  // The common case of peek() + message() in one: true, with `out` filled in, when the slot at the read
+  // position is committed for it, within bounds and holds one message (not packed). False for anything else
+  // (empty, lapped, corrupt, packed), which peek() sorts out. Inline: it runs per message.
+  bool ready_single(Message* out) const {
+    const SlotHeader* s = ring_slot(ring_, geometry_, read_position_);
+    // acquire: as in look().
+    if (s->sequence.load(std::memory_order_acquire) != read_position_ + 1) return false;
+    const uint32_t size = s->size;
+    if (size > geometry_.max_message_size || (s->flags & kSlotPacked) != 0) return false;
+    out->data = reinterpret_cast<const std::byte*>(s + 1);
+    // A lossy writer may be rewriting the slot: bounded again, as message_at() does.
+    out->size = std::min(size, geometry_.max_message_size);
+    out->sequence = lossless_ ? s->first_message : read_position_ + 1;  // as in message_at()
+    out->publish_ns = s->publish_ns;
+    out->position = read_position_;
+    out->next_sub = 0;
+    out->next_offset = 0;
+    return true;
+  }
+
   // Takes the message `m` (from message()) and marks its slot held: a slot holding several messages is held
   // once for each. Returns the slot's position. REQUIRES: can_hold().
   uint64_t hold(const Message& m) {
