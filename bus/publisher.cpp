@@ -132,7 +132,6 @@ Result<Loan> Publisher::loan_slow() {
   return lend(data);
 }
 
-
 void Publisher::publish(Loan&& loan) {
   if (loan.owner_ != core_.get() || loan.data_ == nullptr) return;  // not ours, or empty: nothing to publish
   const auto size = static_cast<uint32_t>(std::min(loan.size_, loan.capacity_));

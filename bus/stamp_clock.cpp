@@ -108,9 +108,12 @@ struct ThreadStampClock {
       // stamp is a clock read, for kMinRateSpanNs.
       anchor_tsc = tsc, anchor_ns = ns, anchor_cpu = cpu;
     }
+    // A TSC slower than 1 MHz (real ones run at GHz: 0.2-1 ns a tick) is broken: every stamp is then a clock
+    // read. The bound also keeps the 32.32 conversion below 2^64.
+    const bool rate_usable = ns_per_tick > 0 && ns_per_tick < 1000.0;
     anchor_span_ticks =
-        ns_per_tick > 0 ? static_cast<uint64_t>(static_cast<double>(kAnchorEveryNs) / ns_per_tick) : 0;
-    ns_per_tick_q32 = static_cast<uint64_t>(ns_per_tick * 4294967296.0);
+        rate_usable ? static_cast<uint64_t>(static_cast<double>(kAnchorEveryNs) / ns_per_tick) : 0;
+    ns_per_tick_q32 = rate_usable ? static_cast<uint64_t>(ns_per_tick * 4294967296.0) : 0;
     return ns;
   }
 

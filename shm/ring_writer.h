@@ -168,7 +168,7 @@ class RingWriter {
   uint64_t messages_ = 0;
   uint64_t bytes_ = 0;             // slot_->bytes: kept here, as the writer is its only writer
   SlotHeader* claimed_ = nullptr;  // the slot claim() began (at head_)
-  uint64_t cached_slowest_ = 0;  // a lower bound of every active reader cursor
+  uint64_t cached_slowest_ = 0;    // a lower bound of every active reader cursor
   uint32_t seen_subscribers_epoch_ = 0;
 };
 

@@ -24,7 +24,28 @@ const char* kRules = R"(
 pattern = "sec/**"
 )";
 
-class BridgeSecurityTest : public BridgeTest {};
+// Host 0 (A) publishes sec/data to host 1 (B); A's allow-list holds only its own key until
+// allow_b_then_deliver().
+class BridgeSecurityTest : public BridgeTest {
+ protected:
+  ::testing::AssertionResult a_refused_b() {
+    if (host(0).wait_stats([](const toml::table& s) { return stat(s, "auth", "refused") > 0; }))
+      return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure() << "A never refused B's key";
+  }
+  // Restarts A's bridge with B's key allowed, then publishes until B receives (20 s at most).
+  ::testing::AssertionResult allow_b_then_deliver(Publisher& pub, Subscriber& sub) {
+    host(0).stop_bridge();
+    if (!host(0).start_bridge(config(0, {}, {1}, kRules)))
+      return ::testing::AssertionFailure() << "A's bridge did not start again";
+    for (int i = 0; i < 2000; ++i) {
+      if (Status s = pub.publish(std::as_bytes(std::span("allowed", 7))); !s.ok())
+        return ::testing::AssertionFailure() << "publish: " << s.to_string();
+      if (sub.take(10ms)) return ::testing::AssertionSuccess();
+    }
+    return ::testing::AssertionFailure() << "B never received from A once its key was allowed";
+  }
+};
 
 TEST_P(BridgeSecurityTest, PeerWithAKeyNotOnTheAllowListIsRefused) {
   make_hosts(2, {{0, 1}});
@@ -38,8 +59,7 @@ TEST_P(BridgeSecurityTest, PeerWithAKeyNotOnTheAllowListIsRefused) {
   Bus bus_a = host(0).connect("sender");
   auto pub = bus_a.publisher("sec/data");
   ASSERT_TRUE(sub.ok() && pub.ok());
-  EXPECT_TRUE(host(0).wait_stats([](const toml::table& s) { return stat(s, "auth", "refused") > 0; }))
-      << "A never refused B's key";
+  EXPECT_TRUE(a_refused_b());
   EXPECT_TRUE(host(1).wait_stats([](const toml::table& s) {
     return s["peer"][0]["state"].value_or(std::string()) == "auth-failed";
   })) << "B never saw its handshake refused";
@@ -59,14 +79,7 @@ TEST_P(BridgeSecurityTest, PeerWithAKeyNotOnTheAllowListIsRefused) {
   EXPECT_NE(log.find(refusal), std::string::npos) << "no \"" << refusal << "\" in A's log:\n" << log;
 
   // The same peer once its key is allowed: the refusal was about the key, nothing else.
-  host(0).stop_bridge();
-  ASSERT_TRUE(host(0).start_bridge(config(0, {}, {1}, kRules)));
-  bool arrived = false;
-  for (int i = 0; i < 2000 && !arrived; ++i) {
-    ASSERT_TRUE(pub->publish(std::as_bytes(std::span("allowed", 7))).ok());
-    arrived = static_cast<bool>(sub->take(10ms));
-  }
-  EXPECT_TRUE(arrived);
+  EXPECT_TRUE(allow_b_then_deliver(*pub, *sub));
   // Polled: the statistics document in hand may predate the handshake (published once a second; under a
   // sanitizer the first one after the restart often does).
   EXPECT_TRUE(host(0).wait_stats([](const toml::table& s) { return stat(s, "auth", "accepted") > 0; }))
@@ -92,16 +105,8 @@ TEST_P(BridgeSecurityTest, PeerGivenByHostNameIsDialledAgainOnceItsKeyIsAllowed)
   Bus bus_a = host(0).connect("sender");
   auto pub = bus_a.publisher("sec/data");
   ASSERT_TRUE(sub.ok() && pub.ok());
-  EXPECT_TRUE(host(0).wait_stats([](const toml::table& s) { return stat(s, "auth", "refused") > 0; }))
-      << "A never refused B's key";
-  host(0).stop_bridge();
-  ASSERT_TRUE(host(0).start_bridge(config(0, {}, {1}, kRules)));
-  bool arrived = false;
-  for (int i = 0; i < 2000 && !arrived; ++i) {
-    ASSERT_TRUE(pub->publish(std::as_bytes(std::span("allowed", 7))).ok());
-    arrived = static_cast<bool>(sub->take(10ms));
-  }
-  EXPECT_TRUE(arrived) << "B never dialled A again";
+  EXPECT_TRUE(a_refused_b());
+  EXPECT_TRUE(allow_b_then_deliver(*pub, *sub)) << "B never dialled A again";
   // One link in B's statistics, named as configured, though libzmq named its later events by address.
   const std::string configured = "tcp://localhost:" + address.substr(std::string("tcp://127.0.0.1:").size());
   EXPECT_TRUE(host(1).wait_stats([&](const toml::table& s) {
