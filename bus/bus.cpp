@@ -42,7 +42,6 @@ Result<Publisher> Bus::publisher(std::string_view topic, PublisherOptions option
   auto core = std::make_unique<detail::PublisherCore>();
   core->connection = connection_;
   core->options = options;
-  core->full_timeout = options.full_timeout;
   if (Status s = core->attach(std::string(topic)); !s.ok()) return s;
   return Publisher(std::move(core));
 }

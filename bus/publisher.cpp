@@ -12,6 +12,7 @@ PublisherCore::~PublisherCore() {
 }
 
 Status PublisherCore::attach(const std::string& topic_name) {
+  full_timeout = options.full_timeout;
   OpenRequest request{};
   request.header = make_header(RecordType::kOpenPublisher, sizeof request, 0);
   copy_string(topic_name, request.topic, sizeof request.topic);
@@ -38,7 +39,12 @@ Status PublisherCore::attach(const std::string& topic_name) {
 
 Status PublisherCore::reopen() {
   const auto now = std::chrono::steady_clock::now();
-  if (now < next_reopen) return reopen_status;
+  if (now < next_reopen) {
+    // An endpoint re-opened since that went away again is no success: its loan would be lost.
+    if (reopen_status.ok())
+      return {Errc::kDaemonUnavailable, "publisher on " + topic.topic + " lost its daemon again"};
+    return reopen_status;
+  }
   next_reopen = now + kReopenRetry;
   // The old endpoint went with its daemon: forget it without a close (which would reach the successor).
   if (attached) {

@@ -66,7 +66,7 @@ constexpr uint64_t kMaxPairTicks = 1'000;  // a clock read takes ~60 ticks; more
 struct ThreadStampClock {
   uint64_t anchor_tsc = 0;
   uint64_t anchor_ns = 0;
-  uint64_t anchor_span_ticks = 0;  // ticks until the next anchor; 0 until the rate is known
+  uint64_t anchor_span_ticks = 0;  // ticks until the next anchor; 0 until the rate is known (or if unusable)
   double ns_per_tick = 0;
   // ns_per_tick in 32.32 fixed point, for the stamps between anchors: an integer multiply and shift where
   // double conversions took several instructions a stamp. ticks < anchor_span_ticks keeps the product below
@@ -108,9 +108,10 @@ struct ThreadStampClock {
       // stamp is a clock read, for kMinRateSpanNs.
       anchor_tsc = tsc, anchor_ns = ns, anchor_cpu = cpu;
     }
-    // A TSC slower than 1 MHz (real ones run at GHz: 0.2-1 ns a tick) is broken: every stamp is then a clock
-    // read. The bound also keeps the 32.32 conversion below 2^64.
-    const bool rate_usable = ns_per_tick > 0 && ns_per_tick < 1000.0;
+    // A TSC slower than 1 MHz or faster than 1 THz (real ones run at GHz: 0.2-1 ns a tick) is broken, or a
+    // jump fooled the first rate: every stamp is then a clock read. The bounds also keep both conversions
+    // below 2^64.
+    const bool rate_usable = ns_per_tick > 1e-3 && ns_per_tick < 1000.0;
     anchor_span_ticks =
         rate_usable ? static_cast<uint64_t>(static_cast<double>(kAnchorEveryNs) / ns_per_tick) : 0;
     ns_per_tick_q32 = rate_usable ? static_cast<uint64_t>(ns_per_tick * 4294967296.0) : 0;

@@ -78,18 +78,26 @@ void SubscriberCore::detach() {
   connection->remove_endpoint(topic.topic_id, kRoleSubscriber, slot);
 }
 
-void SubscriberCore::maybe_reopen() {
-  if (sleeping || held > 0 || orphan_held > 0) return;
+bool SubscriberCore::maybe_reopen() {
+  if (sleeping || held > 0 || orphan_held > 0) return false;
   const auto now = std::chrono::steady_clock::now();
-  if (now < next_reopen) return;
+  if (now < next_reopen) return false;
   next_reopen = now + kReopenRetry;
   const std::string name = topic.topic;
   detach();
-  if (Status s = attach(name); s.ok()) {
-    log().info("subscriber on {} re-opened on a restarted shmbusd (slot {})", name, slot);
-  } else {
+  Status s = attach(name);
+  if (!s.ok()) {
     log().debug("subscriber on {} lost its daemon and cannot re-open yet: {}", name, s.to_string());
+    return false;
   }
+  log().info("subscriber on {} re-opened on a restarted shmbusd (slot {})", name, slot);
+  return true;
+}
+
+RingFollower* SubscriberCore::reopen_then_poll(shm::SlotHeader** slot) {
+  if (!maybe_reopen()) return nullptr;
+  check_epoch();
+  return poll_rings(slot);
 }
 
 void SubscriberCore::refresh(uint32_t epoch) {

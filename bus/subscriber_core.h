@@ -18,12 +18,15 @@
 namespace shmbus::detail {
 
 // Each on its own cache lines (and a power-of-two size: indexing is a shift).
-struct alignas(64) RingFollower {
+struct alignas(shm::kCacheLine) RingFollower {
   bool present = false;
   bool publisher_gone = false;  // the ring's publisher is dead or closed: drain, then stop following
   uint64_t publisher_id = 0;
   shm::RingReader reader;
 };
+
+static_assert(sizeof(RingFollower) == 256,
+              "a RingFollower outgrew its four lines: indexing is no longer a shift");
 
 struct SubscriberCore {
   std::shared_ptr<Connection> connection;
@@ -98,13 +101,22 @@ struct SubscriberCore {
   void detach();
   // True when the endpoint went away with its daemon: the topic was closed by a daemon shutdown, or a
   // restarted daemon no longer knew it. relaxed: flags; the header word shares the epoch's cache line.
-  bool must_reopen() const {
-    return !attached || lost.load(std::memory_order_relaxed) ||
-           topic.header()->closed.load(std::memory_order_relaxed) == shm::kTopicClosed;
+  bool must_reopen() const { return endpoint_lost() || topic_closed(); }
+  // Not attached, or a restarted daemon refused this endpoint: its slot in the segment may be someone
+  // else's now, so nothing more is read through it (its cursor would mislead a lossless writer).
+  bool endpoint_lost() const { return !attached || lost.load(std::memory_order_relaxed); }
+  // The daemon shut the topic down: publishers move on at their next loan, and what the mapping still holds
+  // is ours to read first.
+  bool topic_closed() const {
+    return topic.header()->closed.load(std::memory_order_relaxed) == shm::kTopicClosed;
   }
   // Opens the topic again (at most every kReopenRetry while that fails), once no sample is held and not
-  // while sleeping on the current mapping. Messages then flow from the daemon's new segment.
-  void maybe_reopen();
+  // while sleeping on the current mapping. Messages then flow from the daemon's new segment. True if it
+  // re-attached.
+  bool maybe_reopen();
+  // find_ready's way out when nothing was ready (or the endpoint is lost): re-opens if due, then polls the
+  // new mapping once. Out of line and cold: the common poll stays short.
+  [[gnu::cold, gnu::noinline]] RingFollower* reopen_then_poll(shm::SlotHeader** slot);
 
   // Re-reads the publisher table after the daemon changed it (publishers_epoch moved).
   void refresh(uint32_t epoch);
@@ -118,7 +130,7 @@ struct SubscriberCore {
   // the path of a message.
   RingFollower* ready_in_turn(shm::RingReader::Message* m) {
     // acquire: as in check_epoch().
-    if (held >= options.max_held_samples || draining || active.empty() ||
+    if (held >= options.max_held_samples || draining || active.empty() || endpoint_lost() ||
         topic.header()->publishers_epoch.load(std::memory_order_acquire) != seen_publishers_epoch) {
       return nullptr;
     }
@@ -191,18 +203,19 @@ struct SubscriberCore {
   if (draining) [[unlikely]] {
     return nullptr;  // called from a drain callback: see Subscriber::drain's REQUIRES
   }
+  if (endpoint_lost()) [[unlikely]] {
+    return reopen_then_poll(slot);
+  }
   check_epoch();
   if (RingFollower* f = poll_rings(slot)) [[likely]] {
     return f;
   }
-  // Nothing ready here: only now see whether the endpoint went away with its daemon, so that what the old
-  // mapping still holds is read first, and a message costs no check of it.
-  if (!must_reopen()) [[likely]] {
+  // Nothing ready: only now look at the shared closed word, so that what the old mapping still holds is read
+  // first and a message costs no check of it.
+  if (!topic_closed()) [[likely]] {
     return nullptr;
   }
-  maybe_reopen();
-  check_epoch();
-  return poll_rings(slot);
+  return reopen_then_poll(slot);
 }
 
 [[gnu::always_inline]] inline RingFollower* SubscriberCore::poll_rings(shm::SlotHeader** slot) {

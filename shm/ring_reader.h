@@ -64,11 +64,10 @@ class RingReader {
     const SlotHeader* s = ring_slot(ring_, geometry_, read_position_);
     // acquire: as in look().
     if (s->sequence.load(std::memory_order_acquire) != read_position_ + 1) return false;
-    const uint32_t size = s->size;
+    const uint32_t size = s->size;  // read once: a lossy writer may be rewriting the slot
     if (size > geometry_.max_message_size || (s->flags & kSlotPacked) != 0) return false;
     out->data = reinterpret_cast<const std::byte*>(s + 1);
-    // A lossy writer may be rewriting the slot: bounded again, as message_at() does.
-    out->size = std::min(size, geometry_.max_message_size);
+    out->size = size;
     out->sequence = lossless_ ? s->first_message : read_position_ + 1;  // as in message_at()
     out->publish_ns = s->publish_ns;
     out->position = read_position_;

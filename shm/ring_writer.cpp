@@ -26,8 +26,9 @@ RingWriter::RingWriter(std::byte* base, const TopicGeometry& g, uint32_t index, 
       cheap_commit_(register_cheap_commits()) {
   // acquire: pairs with the daemon's release when it (re)initialised this ring for us.
   head_ = slot_->head.load(std::memory_order_acquire);
-  // relaxed (messages, bytes): written with head by the ring's previous writer or reset by the daemon before
-  // it handed the ring over, ordered by head's acquire. From now on this writer is their only writer.
+  // relaxed: messages is written with head by the ring's previous writer or reset by the daemon before it
+  // handed the ring over (bytes always reset), ordered by head's acquire. From now on this writer is their
+  // only writer.
   messages_ = std::max(slot_->messages.load(std::memory_order_relaxed), head_);
   bytes_ = slot_->bytes.load(std::memory_order_relaxed);
   seen_subscribers_epoch_ = header_->subscribers_epoch.load(std::memory_order_acquire);

@@ -168,7 +168,8 @@ struct alignas(kCacheLine) SubscriberSlot {
   uint64_t participant_id;
   uint8_t pad0_[40];
 
-  // Reader-owned statistics (relaxed: counters read by the daemon for `stats`, no ordering needed).
+  // Reader-owned statistics (relaxed: counters read by the daemon for `stats`, no ordering needed). taken,
+  // dropped and bytes count over the subscriber's life: a re-opened subscriber carries them on.
   alignas(kCacheLine) std::atomic<uint64_t> taken;
   std::atomic<uint64_t> dropped;  // messages overwritten before this reader took them (lossy topics)
   std::atomic<uint64_t> bytes;

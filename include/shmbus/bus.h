@@ -122,7 +122,7 @@ class Publisher {
   // loan() when a loan is outstanding or the endpoint must re-open first: out of line, so that the common
   // case builds no error message and needs no stack frame for one.
   Result<Loan> loan_slow();
-  Loan lend(std::byte* data);  // a loan of the slot claimed at `data`
+  inline Loan lend(std::byte* data);  // a loan of the slot claimed at `data` (defined in publisher.cpp)
   std::unique_ptr<detail::PublisherCore> core_;
 };
 
