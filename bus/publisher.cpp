@@ -147,17 +147,39 @@ void Publisher::publish(Loan&& loan) {
   core_->loan_outstanding = false;
 }
 
+namespace {
+[[gnu::cold, gnu::noinline]] Status too_large(const detail::PublisherCore& c, std::size_t size) {
+  return {Errc::kMessageTooLarge, "message of " + std::to_string(size) + " bytes exceeds topic " +
+                                      c.topic.topic + "'s max_message_size of " +
+                                      std::to_string(c.topic.geometry.max_message_size)};
+}
+}  // namespace
+
 Status Publisher::publish(std::span<const std::byte> bytes) {
+  detail::PublisherCore& c = *core_;
+  if (c.loan_outstanding || c.must_reopen()) [[unlikely]] {
+    return publish_slow(bytes);
+  }
+  if (bytes.size() > c.topic.geometry.max_message_size) [[unlikely]] {
+    return too_large(c, bytes.size());
+  }
+  // The loan's path without a Loan: claim, copy, commit.
+  std::byte* data = c.writer.claim(c.full_timeout);
+  if (data == nullptr) [[unlikely]] {
+    return topic_full(c);
+  }
+  if (!bytes.empty()) std::memcpy(data, bytes.data(), bytes.size());
+  c.writer.commit(static_cast<uint32_t>(bytes.size()), c.stamp());
+  return Status::Ok();
+}
+
+Status Publisher::publish_slow(std::span<const std::byte> bytes) {
   // Re-open first: a restarted daemon may have shaped the topic with a smaller max_message_size.
-  if (core_->must_reopen() && !core_->loan_outstanding) [[unlikely]] {
+  if (core_->must_reopen() && !core_->loan_outstanding) {
     if (Status s = core_->reopen(); !s.ok()) return s;
   }
-  if (bytes.size() > core_->topic.geometry.max_message_size) {
-    return {Errc::kMessageTooLarge, "message of " + std::to_string(bytes.size()) + " bytes exceeds topic " +
-                                        core_->topic.topic + "'s max_message_size of " +
-                                        std::to_string(core_->topic.geometry.max_message_size)};
-  }
-  auto loan = this->loan();
+  if (bytes.size() > core_->topic.geometry.max_message_size) return too_large(*core_, bytes.size());
+  auto loan = this->loan();  // refuses while a loan is outstanding
   if (!loan) return loan.status();
   if (!bytes.empty()) std::memcpy(loan->data(), bytes.data(), bytes.size());
   loan->set_size(bytes.size());

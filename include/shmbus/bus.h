@@ -123,6 +123,8 @@ class Publisher {
   // case builds no error message and needs no stack frame for one.
   Result<Loan> loan_slow();
   inline Loan lend(std::byte* data);  // a loan of the slot claimed at `data` (defined in publisher.cpp)
+  // publish(bytes) when a loan is outstanding or the endpoint must re-open first.
+  Status publish_slow(std::span<const std::byte> bytes);
   std::unique_ptr<detail::PublisherCore> core_;
 };
 
