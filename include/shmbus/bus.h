@@ -232,14 +232,16 @@ class Subscriber {
   bool has_data();
   // Hands up to `max` messages that are ready now to `on_message(const SampleView&)`, in order per publisher,
   // and returns how many it handed over; never waits (pair it with WaitSet or has_data). Cheaper per message
-  // than try_take: no Sample, nothing held; views come in runs of up to 64 (and a quarter ring), consumed
-  // when the run's last callback returns; the read position goes out after every quarter ring and when drain
-  // leaves a publisher's ring (what it consumed is free). taken() counts them by the time drain returns. A
-  // callback that throws stops drain: the messages before it are consumed and counted, the one it threw on is
-  // handed over again by the next take or drain. REQUIRES: the callback calls nothing on this subscriber but
-  // its const accessors (a take, has_data or drain from inside finds nothing). Inline: the callback runs in a
-  // loop over runs of up to 64 ready slots, each found by one out-of-line pass, so a message costs the
-  // callback and a few instructions, not a call with the loop's state spilled around it.
+  // than try_take when several are ready (64 B, callgrind: a take ~185 instructions; a message of a drain of
+  // 8 ~100, of 64 ~75; a drain of one ~300): no Sample, nothing held; views come in runs of up to 64 (and a
+  // quarter ring), consumed when the run's last callback returns; the read position goes out after every
+  // quarter ring and when drain leaves a publisher's ring (what it consumed is free). taken() counts them by
+  // the time drain returns. A callback that throws stops drain: the messages before it are consumed and
+  // counted, the one it threw on is handed over again by the next take or drain. REQUIRES: the callback calls
+  // nothing on this subscriber but its const accessors (a take, has_data or drain from inside finds nothing).
+  // Inline: the callback runs in a loop over runs of up to 64 ready slots, each found by one out-of-line
+  // pass, so a message costs the callback and a few instructions, not a call with the loop's state spilled
+  // around it.
   template <typename F>
   std::size_t drain(std::size_t max, F&& on_message) {
     std::size_t n = 0;
