@@ -210,23 +210,27 @@ detail::RingFollower* detail::SubscriberCore::find_message(shm::RingReader::Mess
   }
 }
 
+// No cursor publication in either: the sample just taken is held, so the cursor could not pass it; release()
+// and a reader that caught up (find_ready) publish it. Samples are returned as prvalues: built in the
+// caller's Sample, with no copy or move.
 Sample Subscriber::try_take() {
   detail::SubscriberCore& c = *core_;
   shm::RingReader::Message m;
   detail::RingFollower* f = c.ready_in_turn(&m);
   if (f == nullptr) [[unlikely]] {
-    f = c.find_message(&m);
-    if (f == nullptr) return {};
+    return try_take_slow();
   }
-  const uint64_t position = f->reader.hold(m);
-  ++c.held;
-  // relaxed: statistics for `stats`, single writer (this subscriber).
-  c.stats->held.store(c.held, std::memory_order_relaxed);
-  c.sample_latency(c.taken, m.publish_ns);
-  c.count_taken(1, m.size);
-  // No cursor publication here: the sample just taken is held, so the cursor could not pass it; release()
-  // and a reader that caught up (find_ready) publish it. Returned as a prvalue: built in the caller's Sample,
-  // with no copy or move (a named Sample beside `return {}` is moved).
+  const uint64_t position = c.hold(f, m);
+  return Sample(&c, m.data, m.size, m.sequence, position, m.publish_ns, f->publisher_id, f->reader.ring(),
+                f->reader.generation());
+}
+
+Sample Subscriber::try_take_slow() {
+  detail::SubscriberCore& c = *core_;
+  shm::RingReader::Message m;
+  detail::RingFollower* f = c.find_message(&m);
+  if (f == nullptr) return {};
+  const uint64_t position = c.hold(f, m);
   return Sample(&c, m.data, m.size, m.sequence, position, m.publish_ns, f->publisher_id, f->reader.ring(),
                 f->reader.generation());
 }

@@ -139,6 +139,17 @@ struct SubscriberCore {
     next = next + 1 == active.size() ? 0 : next + 1;
     return f;
   }
+  // Takes `m` (from ready_in_turn or find_message) of `f` as a held sample and counts it: its slot's
+  // position.
+  [[gnu::always_inline]] uint64_t hold(RingFollower* f, const shm::RingReader::Message& m) {
+    const uint64_t position = f->reader.hold(m);
+    ++held;
+    // relaxed: statistics for `stats`, single writer (this subscriber).
+    stats->held.store(held, std::memory_order_relaxed);
+    sample_latency(taken, m.publish_ns);
+    count_taken(1, m.size);
+    return position;
+  }
   // try_take's general case, out of line: the held limit, a change of publishers, the other rings in turn,
   // laps, packed and corrupt slots, re-opening. The follower with a message (in `m`), or nullptr.
   RingFollower* find_message(shm::RingReader::Message* m);

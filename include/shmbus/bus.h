@@ -281,6 +281,9 @@ class Subscriber {
   friend class WaitSet;
   friend class EventSource;
   explicit Subscriber(std::unique_ptr<detail::SubscriberCore> core);
+  // try_take when the ring whose turn it is has no single message ready (or the held limit, a drain or a
+  // change of publishers stands in the way): out of line, so that the common case saves no registers for it.
+  Sample try_take_slow();
   // drain's two halves. begin_run finds a ring with a message ready and views its consecutive ready messages,
   // at most `max` and 64, from at most a quarter ring of slots (the cursor goes out between runs): returns
   // the views (valid until end_run) and their count in *count, 0 if nothing is ready; *lossy if the ring may
