@@ -47,6 +47,14 @@ struct Endpoints {
   }
 };
 
+// Takes one message and checks that it carries `seq` (dropping the Sample: its slot goes back).
+bool take_expected(Subscriber& sub, uint64_t seq) {
+  Sample m = sub.try_take();
+  uint64_t got = ~uint64_t{0};
+  if (m) std::memcpy(&got, m.data(), sizeof got);
+  return got == seq;
+}
+
 bench::PrivateDaemon& daemon() {
   static bench::PrivateDaemon d;
   return d;
@@ -65,10 +73,7 @@ void BM_LoanPublishTake(benchmark::State& state) {
     std::memcpy(loan->data(), &seq, sizeof seq);
     loan->set_size(kSize);
     e.pub.publish(std::move(loan).value());
-    Sample m = e.sub.try_take();
-    uint64_t got = ~uint64_t{0};
-    if (m) std::memcpy(&got, m.data(), sizeof got);
-    if (got != seq++) {
+    if (!take_expected(e.sub, seq++)) {
       state.SkipWithError("the message taken is not the one published");
       break;
     }
@@ -87,10 +92,7 @@ void BM_CopyPublishTake(benchmark::State& state) {
       state.SkipWithError(s.to_string().c_str());
       break;
     }
-    Sample m = e.sub.try_take();
-    uint64_t got = ~uint64_t{0};
-    if (m) std::memcpy(&got, m.data(), sizeof got);
-    if (got != seq++) {
+    if (!take_expected(e.sub, seq++)) {
       state.SkipWithError("the message taken is not the one published");
       break;
     }
