@@ -16,6 +16,7 @@
 
 #include <array>
 #include <cstring>
+#include <optional>
 #include <span>
 #include <string>
 
@@ -33,17 +34,27 @@ struct Endpoints {
   Bus bus;
   Publisher pub;
   Subscriber sub;
-  static Endpoints open(const std::string& topic, bool stamp) {
+  // Empty, with the state skipped with the reason, if any of the three cannot be had: no exception leaves a
+  // benchmark (an abort would skip the daemon's clean-up).
+  static std::optional<Endpoints> open(benchmark::State& state, const std::string& topic, bool stamp) {
     TopicSettings s;
     s.max_message_size = kSize;
     s.depth = 1024;
     s.policy = Policy::kLossless;
     s.max_publishers = 1;
     s.max_subscribers = 1;
-    auto bus = Bus::connect().value();
-    auto sub = bus.subscriber(topic, {.topic = s}).value();
-    auto pub = bus.publisher(topic, {.topic = s, .stamp_publish_time = stamp}).value();
-    return {std::move(bus), std::move(pub), std::move(sub)};
+    auto bus = Bus::connect();
+    if (!bus) {
+      state.SkipWithError(bus.status().to_string().c_str());
+      return std::nullopt;
+    }
+    auto sub = bus->subscriber(topic, {.topic = s});
+    auto pub = bus->publisher(topic, {.topic = s, .stamp_publish_time = stamp});
+    if (!sub || !pub) {
+      state.SkipWithError((!sub ? sub.status() : pub.status()).to_string().c_str());
+      return std::nullopt;
+    }
+    return Endpoints{std::move(bus).value(), std::move(pub).value(), std::move(sub).value()};
   }
 };
 
@@ -55,14 +66,17 @@ bool take_expected(Subscriber& sub, uint64_t seq) {
   return got == seq;
 }
 
-bench::PrivateDaemon& daemon() {
+// Started by the first benchmark, stopped at exit (SIGTERM: it removes its segments and socket).
+bench::PrivateDaemon& private_daemon() {
   static bench::PrivateDaemon d;
   return d;
 }
 
 void BM_LoanPublishTake(benchmark::State& state) {
-  daemon();
-  auto e = Endpoints::open("micro/loan-" + std::to_string(state.range(0)), state.range(0) != 0);
+  private_daemon();
+  auto opened = Endpoints::open(state, "micro/loan-" + std::to_string(state.range(0)), state.range(0) != 0);
+  if (!opened) return;
+  Endpoints& e = *opened;
   uint64_t seq = 0;
   for (auto _ : state) {
     auto loan = e.pub.loan();
@@ -82,8 +96,10 @@ void BM_LoanPublishTake(benchmark::State& state) {
 }
 
 void BM_CopyPublishTake(benchmark::State& state) {
-  daemon();
-  auto e = Endpoints::open("micro/copy", false);
+  private_daemon();
+  auto opened = Endpoints::open(state, "micro/copy", false);
+  if (!opened) return;
+  Endpoints& e = *opened;
   std::array<std::byte, kSize> buffer{};
   uint64_t seq = 0;
   for (auto _ : state) {
@@ -101,9 +117,11 @@ void BM_CopyPublishTake(benchmark::State& state) {
 }
 
 void BM_PublishDrain(benchmark::State& state) {
-  daemon();
+  private_daemon();
   const auto k = static_cast<std::size_t>(state.range(0));
-  auto e = Endpoints::open("micro/drain-" + std::to_string(k), false);
+  auto opened = Endpoints::open(state, "micro/drain-" + std::to_string(k), false);
+  if (!opened) return;
+  Endpoints& e = *opened;
   uint64_t seq = 0;
   uint64_t expected = 0;
   for (auto _ : state) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -27,6 +28,10 @@ class PrivateDaemon {
     setenv("SHMBUS_RUNTIME_DIR", runtime_dir_.c_str(), 1);
     pid_ = fork();
     if (pid_ == 0) {
+      // Stopped with the bench even if it dies without its destructor (an abort, a signal): the daemon then
+      // removes its socket and segments itself. getppid(): the bench may have died before prctl.
+      prctl(PR_SET_PDEATHSIG, SIGTERM);
+      if (getppid() != owner_) _exit(1);
       execl(SHMBUSD_PATH, SHMBUSD_PATH, "--log-level", "warn", static_cast<char*>(nullptr));
       _exit(127);
     }

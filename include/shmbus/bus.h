@@ -232,7 +232,7 @@ class Subscriber {
   bool has_data();
   // Hands up to `max` messages that are ready now to `on_message(const SampleView&)`, in order per publisher,
   // and returns how many it handed over; never waits (pair it with WaitSet or has_data). Cheaper per message
-  // than try_take when several are ready (64 B, callgrind: a take ~185 instructions; a message of a drain of
+  // than try_take when several are ready (64 B, callgrind: a take ~171 instructions; a message of a drain of
   // 8 ~100, of 64 ~75; a drain of one ~300): no Sample, nothing held; views come in runs of up to 64 (and a
   // quarter ring), consumed when the run's last callback returns; the read position goes out after every
   // quarter ring and when drain leaves a publisher's ring (what it consumed is free). taken() counts them by
@@ -281,8 +281,9 @@ class Subscriber {
   friend class WaitSet;
   friend class EventSource;
   explicit Subscriber(std::unique_ptr<detail::SubscriberCore> core);
-  // try_take when the ring whose turn it is has no single message ready (or the held limit, a drain or a
-  // change of publishers stands in the way): out of line, so that the common case saves no registers for it.
+  // try_take when the ring whose turn it is has no single message ready, or the held limit, a drain, a change
+  // of publishers, a lost endpoint or no publisher at all stands in the way: out of line, so that the common
+  // case saves no registers for it.
   Sample try_take_slow();
   // drain's two halves. begin_run finds a ring with a message ready and views its consecutive ready messages,
   // at most `max` and 64, from at most a quarter ring of slots (the cursor goes out between runs): returns
