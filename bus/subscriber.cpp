@@ -140,7 +140,6 @@ void SubscriberCore::refresh(uint32_t epoch) {
       f.present = true;
       f.publisher_id = ps->participant_id;
     }
-    f.publisher_gone = state == shm::kSlotDead;
     active.push_back(&f);
   }
   next = 0;

@@ -20,7 +20,6 @@ namespace shmbus::detail {
 // Each on its own cache lines (and a power-of-two size: indexing is a shift).
 struct alignas(shm::kCacheLine) RingFollower {
   bool present = false;
-  bool publisher_gone = false;  // the ring's publisher is dead or closed: drain, then stop following
   uint64_t publisher_id = 0;
   shm::RingReader reader;
 };
@@ -99,11 +98,10 @@ struct SubscriberCore {
   Status attach(const std::string& topic_name);
   // Gives the endpoint back to the daemon, unless it already went away with its daemon.
   void detach();
-  // True when the endpoint went away with its daemon: the topic was closed by a daemon shutdown, or a
-  // restarted daemon no longer knew it. relaxed: flags; the header word shares the epoch's cache line.
-  bool must_reopen() const { return endpoint_lost() || topic_closed(); }
-  // Not attached, or a restarted daemon refused this endpoint: its slot in the segment may be someone
-  // else's now, so nothing more is read through it (its cursor would mislead a lossless writer).
+  // The endpoint went away with its daemon in one of two ways (relaxed loads: flags; the header word shares
+  // the epoch's cache line). Not attached, or a restarted daemon refused this endpoint: its slot in the
+  // segment may be someone else's now, so nothing more is read through it (its cursor would mislead a
+  // lossless writer).
   bool endpoint_lost() const { return !attached || lost.load(std::memory_order_relaxed); }
   // The daemon shut the topic down: publishers move on at their next loan, and what the mapping still holds
   // is ours to read first.
