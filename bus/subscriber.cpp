@@ -209,6 +209,19 @@ detail::RingFollower* detail::SubscriberCore::find_message(shm::RingReader::Mess
   }
 }
 
+inline Sample::Sample(detail::SubscriberCore* owner, const detail::RingFollower& from,
+                      const shm::RingMessage& m, uint64_t position) {
+  owner_ = owner;
+  data_ = m.data;
+  size_ = m.size;
+  sequence_ = m.sequence;
+  position_ = position;
+  publish_ns_ = m.publish_ns;
+  publisher_id_ = from.publisher_id;
+  ring_ = from.reader.ring();
+  generation_ = from.reader.generation();
+}
+
 // No cursor publication in either: the sample just taken is held, so the cursor could not pass it; release()
 // and a reader that caught up (find_ready) publish it. Samples are returned as prvalues: built in the
 // caller's Sample, with no copy or move.
@@ -219,9 +232,7 @@ Sample Subscriber::try_take() {
   if (f == nullptr) [[unlikely]] {
     return try_take_slow();
   }
-  const uint64_t position = c.hold(f, m);
-  return Sample(&c, m.data, m.size, m.sequence, position, m.publish_ns, f->publisher_id, f->reader.ring(),
-                f->reader.generation());
+  return Sample(&c, *f, m, c.hold(f, m));
 }
 
 Sample Subscriber::try_take_slow() {
@@ -229,9 +240,7 @@ Sample Subscriber::try_take_slow() {
   shm::RingReader::Message m;
   detail::RingFollower* f = c.find_message(&m);
   if (f == nullptr) return {};
-  const uint64_t position = c.hold(f, m);
-  return Sample(&c, m.data, m.size, m.sequence, position, m.publish_ns, f->publisher_id, f->reader.ring(),
-                f->reader.generation());
+  return Sample(&c, *f, m, c.hold(f, m));
 }
 
 const SampleView* Subscriber::begin_run(std::size_t max, std::size_t* count, bool* lossy) {
@@ -248,7 +257,7 @@ const SampleView* Subscriber::begin_run(std::size_t max, std::size_t* count, boo
       const auto peek = f->reader.peek(&slot, &lost);
       if (lost) c.count_dropped(lost);
       if (peek != shm::RingReader::Peek::kReady) {  // empty, or corrupt: find_ready skips and counts it
-        f->reader.publish_cursor(/*force=*/true);   // the visit is over: what it consumed is free now
+        f->reader.publish_cursor_idle();            // the visit is over: what it consumed is free now
         c.visiting = nullptr;
         f = nullptr;
       }
@@ -324,10 +333,10 @@ void Subscriber::end_run(std::size_t consumed, bool last) noexcept {
   if (last || c.run_short || consumed < c.run_size) {
     // The visit is over (the ring had no more, drain is done, a callback threw or a lossy view was
     // overwritten): what it consumed is free now, also short of a quarter ring (one store a visit).
-    reader.publish_cursor(/*force=*/true);
+    reader.publish_cursor_idle();
     c.visiting = nullptr;
   } else {
-    reader.publish_cursor(/*force=*/false);  // every quarter ring, as release() does for a Sample
+    reader.publish_cursor();  // every quarter ring, as release() does for a Sample
   }
 }
 

@@ -248,7 +248,7 @@ struct SubscriberCore {
         count_dropped(1);
         continue;
       }
-      f->reader.publish_cursor(/*force=*/true);  // caught up: let a waiting lossless writer move on
+      f->reader.publish_cursor_idle();  // caught up: what it consumed is free now
       break;
     }
   }
@@ -275,7 +275,7 @@ inline void SubscriberCore::release(uint32_t ring, uint32_t generation, uint64_t
   --held;
   // relaxed: a statistic for `stats`, single writer.
   stats->held.store(held, std::memory_order_relaxed);
-  f.reader.publish_cursor(/*force=*/false);
+  f.reader.publish_cursor();
 }
 
 }  // namespace shmbus::detail

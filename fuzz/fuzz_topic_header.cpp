@@ -38,7 +38,7 @@ void read_ring(std::byte* base, const TopicGeometry& g, uint32_t p, uint32_t s) 
     SlotHeader* slot = nullptr;
     const auto peek = reader.peek(&slot, &dropped);
     if (peek == RingReader::Peek::kEmpty) {
-      reader.publish_cursor(/*force=*/true);
+      reader.publish_cursor_idle();
       break;
     }
     if (peek == RingReader::Peek::kCorrupt) {
@@ -67,7 +67,7 @@ void read_ring(std::byte* base, const TopicGeometry& g, uint32_t p, uint32_t s) 
       }
     }
     previous = position;
-    reader.publish_cursor(/*force=*/false);
+    reader.publish_cursor();
   }
   asm volatile("" : : "r"(checksum));  // keep the payload reads
 }

@@ -53,10 +53,13 @@ uint64_t RingReader::oldest_in_use() const {
   return oldest;
 }
 
-void RingReader::publish_cursor_slow(bool force) {
+void RingReader::publish_cursor_slow() {
   const uint64_t oldest = oldest_in_use();
-  if (oldest == published_) return;
-  if (!force && oldest - published_ < quarter_) return;
+  if (oldest - published_ < quarter_) return;  // a held sample pins the cursor
+  publish_and_wake(oldest);
+}
+
+void RingReader::publish_and_wake(uint64_t oldest) {
   published_ = oldest;
   // seq_cst store then seq_cst load of writer_waiting: Dekker with the writer, which sets writer_waiting
   // before rescanning cursors; one of us sees the other. Also a release: our reads of the slots happen before
@@ -66,6 +69,22 @@ void RingReader::publish_cursor_slow(bool force) {
     slot_->writer_waiting.store(0, std::memory_order_relaxed);
     futex_wake(&slot_->writer_waiting);
   }
+}
+
+void RingReader::publish_cursor_idle_slow() {
+  const uint64_t oldest = oldest_in_use();
+  if (oldest == published_) return;
+  // relaxed: a hint. A writer seen waiting gets the Dekker publication and its wake-up (it may wait behind a
+  // sample held for long, which the quarter rule would not move). One that starts waiting just after this
+  // load is a ring ahead of a cursor that publish_cursor() moves on a quarter ring later (see the header).
+  if (slot_->writer_waiting.load(std::memory_order_relaxed) != 0) {
+    publish_and_wake(oldest);
+    return;
+  }
+  published_ = oldest;
+  // release: our reads of the slots before `oldest` happen before the writer (its load of the cursor is
+  // acquire or seq_cst) reuses them.
+  cursor_->value.store(make_cursor(generation_, oldest), std::memory_order_release);
 }
 
 bool RingReader::still_valid(uint64_t position) const {

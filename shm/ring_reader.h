@@ -16,6 +16,17 @@
 
 namespace shmbus::shm {
 
+// One message of a committed slot: a slot holds one, or several if packed (shm/packed_slot.h).
+struct RingMessage {
+  const std::byte* data;
+  uint32_t size;
+  uint64_t sequence;     // the message's sequence: 1, 2, 3... per ring
+  uint64_t publish_ns;   // its slot's stamp
+  uint64_t position;     // the slot's
+  uint32_t next_sub;     // the index of the next message in this slot; 0: the next slot
+  uint32_t next_offset;  // where that message starts in the payload
+};
+
 class RingReader {
  public:
   RingReader() = default;
@@ -40,16 +51,8 @@ class RingReader {
     return lapped ? peek_lapped(slot, dropped) : p;
   }
 
-  // One message of a slot peek() reported kReady: a slot holds one, or several if packed (shm/packed_slot.h).
-  struct Message {
-    const std::byte* data;
-    uint32_t size;
-    uint64_t sequence;     // the message's sequence: 1, 2, 3... per ring
-    uint64_t publish_ns;   // its slot's stamp
-    uint64_t position;     // the slot's
-    uint32_t next_sub;     // the index of the next message in this slot; 0: the next slot
-    uint32_t next_offset;  // where that message starts in the payload
-  };
+  // One message of a slot peek() reported kReady (see RingMessage).
+  using Message = RingMessage;
   // The message at the read position of `slot`, the slot peek() just reported kReady. False if the slot is
   // packed and its table is corrupt, or packed on a lossy ring (which never packs): the caller skips the slot
   // with skip(). Inline: it runs per message.
@@ -66,13 +69,7 @@ class RingReader {
     if (s->sequence.load(std::memory_order_acquire) != read_position_ + 1) return false;
     const uint32_t size = s->size;  // read once: a lossy writer may be rewriting the slot
     if (size > geometry_.max_message_size || (s->flags & kSlotPacked) != 0) return false;
-    out->data = reinterpret_cast<const std::byte*>(s + 1);
-    out->size = size;
-    out->sequence = lossless_ ? s->first_message : read_position_ + 1;  // as in message_at()
-    out->publish_ns = s->publish_ns;
-    out->position = read_position_;
-    out->next_sub = 0;
-    out->next_offset = 0;
+    single_message(s, read_position_, size, out);
     return true;
   }
 
@@ -150,13 +147,23 @@ class RingReader {
   }
   bool can_hold() const { return held_.size() < max_held_; }
 
-  // Publishes the cursor if it moved a quarter ring, or `force` and it moved at all. Inline, the test that
-  // nothing is due: it runs after every release and every empty poll. The oldest position in use never passes
-  // read_position_, so a read position less than a quarter ring on means no publication yet.
-  void publish_cursor(bool force) {
-    if (force ? (held_.empty() && read_position_ == published_) : read_position_ - published_ < quarter_)
-      return;
-    publish_cursor_slow(force);
+  // Publishes the cursor once it moved a quarter ring, and wakes a lossless writer waiting for room. This
+  // alone keeps a writer going: it waits only a ring ahead of the published cursor, which lags the read
+  // position by less than a quarter ring, so the reader has most of a ring to read and passes the next
+  // quarter mark (unless a sample it holds pins the cursor). Inline, the test that nothing is due:
+  // it runs after every release. The oldest position in use never passes read_position_, so a read position
+  // less than a quarter ring on means no publication yet.
+  void publish_cursor() {
+    if (read_position_ - published_ < quarter_) return;
+    publish_cursor_slow();
+  }
+  // Publishes the cursor if it moved at all, when the reader caught up or leaves the ring (a drain's visit
+  // ends): the writer's room and the daemon's slots_in_use are exact while the reader is idle. A plain
+  // release store unless a writer is seen waiting: no writer needs it to go on (see publish_cursor), so a
+  // reader keeping up with a stream pays no fence per message for it.
+  void publish_cursor_idle() {
+    if (held_.empty() && read_position_ == published_) return;
+    publish_cursor_idle_slow();
   }
 
   // True if a sample taken at `position` still holds that message (a lossy writer may have overwritten it).
@@ -189,19 +196,13 @@ class RingReader {
   // Message `sub` (starting at `offset`, see PackedMessage) of the slot at `position`.
   bool message_at(const SlotHeader* s, uint64_t position, uint32_t sub, uint32_t offset, Message* out) const {
     const uint32_t size = std::min(s->size, geometry_.max_message_size);  // a writer may rewrite it (lossy)
+    if ((s->flags & kSlotPacked) == 0) [[likely]] {
+      single_message(s, position, size, out);
+      return true;
+    }
     const std::byte* payload = reinterpret_cast<const std::byte*>(s + 1);
     out->position = position;
     out->publish_ns = s->publish_ns;
-    if ((s->flags & kSlotPacked) == 0) [[likely]] {
-      out->data = payload;
-      out->size = size;
-      // Lossy: position + 1, as the ring never packs; read from a slot a lap may be rewriting, it could be
-      // torn.
-      out->sequence = lossless_ ? s->first_message : position + 1;
-      out->next_sub = 0;
-      out->next_offset = 0;
-      return true;
-    }
     PackedMessage p;
     if (!lossless_ || !packed_message(payload, size, sub, offset, &p)) return false;
     out->data = p.data;
@@ -211,8 +212,22 @@ class RingReader {
     out->next_offset = p.next_offset;
     return true;
   }
+  // The message of the slot `s` at `position` when it holds one (not packed), `size` bytes (within bounds).
+  void single_message(const SlotHeader* s, uint64_t position, uint32_t size, Message* out) const {
+    out->data = reinterpret_cast<const std::byte*>(s + 1);
+    out->size = size;
+    // Lossy: position + 1, as the ring never packs; read from a slot a lap may be rewriting, it could be
+    // torn.
+    out->sequence = lossless_ ? s->first_message : position + 1;
+    out->publish_ns = s->publish_ns;
+    out->position = position;
+    out->next_sub = 0;
+    out->next_offset = 0;
+  }
   uint64_t oldest_in_use() const;
-  void publish_cursor_slow(bool force);
+  void publish_cursor_slow();
+  void publish_cursor_idle_slow();
+  void publish_and_wake(uint64_t oldest);  // the Dekker publication: see publish_cursor_slow
 
   std::byte* base_ = nullptr;
   TopicGeometry geometry_{};

@@ -74,12 +74,12 @@ void read_in_order(RingFixture& f, uint32_t s, uint64_t count, std::atomic<int>&
   for (uint64_t i = 0; i < count;) {
     RingReader::Message m;
     if (r.peek(&slot, &dropped) != RingReader::Peek::kReady || !r.message(slot, &m)) {
-      r.publish_cursor(true);
+      r.publish_cursor_idle();
       continue;
     }
     if (!expected(m, i) || m.sequence != i + 1) ++failures;
     r.consume(m.position, m.next_sub, m.next_offset);
-    r.publish_cursor(false);
+    r.publish_cursor();
     ++i;
   }
   if (dropped != 0) ++failures;
@@ -115,7 +115,7 @@ TEST(RingTest, WrapsAroundManyTimesInOrder) {
   for (uint64_t i = 0; i < 1000; ++i) {
     write_u64(w, i * 7);
     EXPECT_EQ(take_u64(r), i * 7);
-    r.publish_cursor(true);
+    r.publish_cursor_idle();
   }
   SlotHeader* slot = nullptr;
   uint64_t dropped = 0;
@@ -129,12 +129,87 @@ TEST(RingTest, LosslessWriterStopsAtTheSlowestReader) {
   auto slow = f.reader(1);
   for (uint64_t i = 0; i < 8; ++i) write_u64(w, i);
   for (uint64_t i = 0; i < 8; ++i) take_u64(fast);
-  fast.publish_cursor(true);
+  fast.publish_cursor_idle();
   EXPECT_EQ(w.claim(0ns), nullptr) << "ring of 8 is full for the slow reader";
   EXPECT_EQ(take_u64(slow), 0u);
   EXPECT_EQ(take_u64(slow), 1u);
-  slow.publish_cursor(true);
+  slow.publish_cursor_idle();
   EXPECT_NE(w.claim(0ns), nullptr) << "the slow reader freed slots";
+}
+
+// A reader that publishes its cursor only every quarter ring (publish_cursor, never the idle publication)
+// still wakes a writer that sleeps on a full ring: the writer gets every message through, in order.
+TEST(RingTest, TheQuarterRingPublicationAloneKeepsABlockedWriterGoing) {
+  RingFixture f(64, 8, true, 1);
+  constexpr uint64_t kCount = 2000;
+  std::atomic<bool> writer_done{false};
+  std::thread writer([&] {
+    auto w = f.writer(true);
+    for (uint64_t i = 0; i < kCount; ++i) write_u64(w, i);  // each claim waits up to 10 s for room
+    writer_done.store(true);
+  });
+  auto r = f.reader(0);
+  uint64_t failures = 0;
+  for (uint64_t i = 0; i < kCount; ++i) {
+    SlotHeader* slot = nullptr;
+    uint64_t dropped = 0;
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (r.peek(&slot, &dropped) != RingReader::Peek::kReady &&
+           std::chrono::steady_clock::now() < deadline) {
+      if (i % 64 == 0)
+        std::this_thread::sleep_for(1ms);  // now and then, let the writer fill the ring and sleep
+    }
+    RingReader::Message m;
+    if (!r.message(slot, &m)) {
+      ADD_FAILURE() << "no message " << i << " within 10 s";
+      break;
+    }
+    uint64_t v = 0;
+    std::memcpy(&v, m.data, sizeof v);
+    failures += v != i;
+    r.consume(m.position, m.next_sub, m.next_offset);
+    r.publish_cursor();
+  }
+  writer.join();
+  EXPECT_EQ(failures, 0u);
+  EXPECT_TRUE(writer_done.load());
+}
+
+// A reader that caught up while a sample pins its cursor, and whose quarter-ring rule does not move it, still
+// lets a waiting writer on as soon as the release makes room: the idle publication sees it waiting and wakes
+// it.
+TEST(RingTest, ACaughtUpReaderWakesAWriterWaitingBehindAReleasedSample) {
+  RingFixture f(64, 8, true, 1);
+  auto w = f.writer(true);
+  auto r = f.reader(0, 4);
+  for (uint64_t i = 0; i < 8; ++i) write_u64(w, i);
+  SlotHeader* slot = nullptr;
+  uint64_t dropped = 0;
+  RingReader::Message m;
+  ASSERT_EQ(r.peek(&slot, &dropped), RingReader::Peek::kReady);
+  ASSERT_TRUE(r.message(slot, &m));
+  const uint64_t p0 = r.hold(m);  // position 0 held
+  ASSERT_EQ(r.peek(&slot, &dropped), RingReader::Peek::kReady);
+  ASSERT_TRUE(r.message(slot, &m));
+  const uint64_t p1 = r.hold(m);            // and position 1
+  for (int i = 0; i < 6; ++i) take_u64(r);  // caught up at 8
+  r.publish_cursor_idle();                  // pinned at 0: nothing to publish
+  std::atomic<bool> claimed{false};
+  std::thread writer([&] {
+    if (w.claim(10s) != nullptr) claimed.store(true);  // sleeps: the ring is full up to position 0
+  });
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (publisher_slot(f.segment.data(), f.g, 0)->writer_waiting.load() == 0 &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::yield();  // until the writer says it waits
+  }
+  r.release(p0);  // the cursor may move to 1: less than a quarter ring (2), so publish_cursor() keeps it
+  r.publish_cursor();
+  EXPECT_FALSE(claimed.load());
+  r.publish_cursor_idle();  // caught up: publishes 1 and wakes the writer it sees waiting
+  writer.join();
+  EXPECT_TRUE(claimed.load()) << "the writer got the freed slot";
+  r.release(p1);
 }
 
 TEST(RingTest, LossyReaderCountsExactlyWhatItMissed) {
@@ -169,13 +244,13 @@ TEST(RingTest, HeldSamplesPinTheCursorOutOfOrderRelease) {
   ASSERT_TRUE(r.message(slot, &m));
   const uint64_t p1 = r.hold(m);
   take_u64(r), take_u64(r);
-  r.publish_cursor(true);
+  r.publish_cursor_idle();
   EXPECT_EQ(w.claim(0ns), nullptr) << "position 0 is still held";
   r.release(p1);
-  r.publish_cursor(true);
+  r.publish_cursor_idle();
   EXPECT_EQ(w.claim(0ns), nullptr) << "position 0 is still held";
   r.release(p0);
-  r.publish_cursor(true);
+  r.publish_cursor_idle();
   EXPECT_NE(w.claim(0ns), nullptr);
 }
 
@@ -220,7 +295,7 @@ TEST(RingTest, AReadyRunCrossesTheRingsWrapWhole) {
   auto r = f.reader(0);
   for (uint64_t v = 1; v <= 5; ++v) write_u64(w, v);
   for (uint64_t v = 1; v <= 5; ++v) EXPECT_EQ(take_u64(r), v);
-  r.publish_cursor(true);                              // the writer may reuse positions 0..4
+  r.publish_cursor_idle();                             // the writer may reuse positions 0..4
   for (uint64_t v = 6; v <= 13; ++v) write_u64(w, v);  // positions 5..12: slots 5, 6, 7, 0, ... 4
   std::vector<uint64_t> seen;
   std::size_t n = 0;
@@ -290,7 +365,7 @@ TEST(RingTest, LosslessRingKeepsFlowingAcrossPosition2Pow48) {
     std::memcpy(p, &i, sizeof i);
     w.commit(sizeof i, 0);
     EXPECT_EQ(take_u64(r), i);
-    r.publish_cursor(true);
+    r.publish_cursor_idle();
   }
   EXPECT_EQ(cursor_position(make_cursor(1, start + 40), w.head()), start + 40);
   EXPECT_TRUE(cursor_ahead_of(make_cursor(1, w.head() + 2), w.head()));
@@ -467,11 +542,11 @@ TEST(RingTest, APackedSlotStaysHeldUntilEachOfItsMessagesIsReleased) {
   EXPECT_EQ(held, (std::vector<uint64_t>{0, 0, 0, 0}));
   EXPECT_EQ(r.read_position(), 1u) << "the whole first slot was taken";
   for (std::size_t i = 0; i < held.size(); ++i) {
-    r.publish_cursor(true);
+    r.publish_cursor_idle();
     EXPECT_EQ(w.claim(0ns), nullptr) << "the first slot is still held " << held.size() - i << " times";
     r.release(held[i]);
   }
-  r.publish_cursor(true);
+  r.publish_cursor_idle();
   EXPECT_NE(w.claim(0ns), nullptr);
 }
 
@@ -535,7 +610,7 @@ TEST(RingTest, LosslessBatchStopsAtTheSlowestReaderAndSaysHowFarItGot) {
   EXPECT_EQ(w.write_batch(batch.spans, 0, 0ns), 8u) << "a ring of 8, nobody reading: 8 fit";
   EXPECT_EQ(w.write_batch(std::span(batch.spans).subspan(8), 0, 1ms), 0u) << "full: nothing more";
   for (uint64_t i = 0; i < 3; ++i) take_u64(r);
-  r.publish_cursor(true);
+  r.publish_cursor_idle();
   EXPECT_EQ(w.write_batch(std::span(batch.spans).subspan(8), 0, 0ns), 3u)
       << "three slots freed, three written";
 }
@@ -609,13 +684,13 @@ TEST(RingTest, BatchKeepsHeadWithinOneOfEveryCommittedMessage) {
     for (uint64_t taken = 0; taken < kMessages;) {
       RingReader::Message m;
       if (r.peek(&slot, &dropped) != RingReader::Peek::kReady || !r.message(slot, &m)) {
-        r.publish_cursor(true);
+        r.publish_cursor_idle();
         continue;
       }
       // Its slot's sequence is position + 1, committed. acquire: as a joining subscriber reads head.
       if (slot_state->head.load(std::memory_order_acquire) < m.position) behind.fetch_add(1);
       r.consume(m.position, m.next_sub, m.next_offset);
-      r.publish_cursor(false);
+      r.publish_cursor();
       ++taken;
     }
   });

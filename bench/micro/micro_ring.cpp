@@ -132,9 +132,9 @@ void BM_PeekSkip(benchmark::State& state) {
         return;
       }
       reader.skip();
-      reader.publish_cursor(false);
+      reader.publish_cursor();
     }
-    reader.publish_cursor(true);
+    reader.publish_cursor_idle();
     const auto t1 = Clock::now();
     const double batch_s = std::chrono::duration<double>(t1 - t0).count();
     timed_s += batch_s;
@@ -168,7 +168,7 @@ void BM_Round(benchmark::State& state) {
       break;
     }
     reader.skip();
-    reader.publish_cursor(false);
+    reader.publish_cursor();
     ++seq;
   }
   state.SetItemsProcessed(state.iterations());
@@ -206,7 +206,7 @@ void BM_BatchRound(benchmark::State& state) {
       reader.consume(m.position, m.next_sub, m.next_offset);
     }
     benchmark::DoNotOptimize(sum);
-    reader.publish_cursor(true);
+    reader.publish_cursor_idle();
   }
   state.SetItemsProcessed(state.iterations() * kBatch);
   state.counters["messages_per_iteration"] = kBatch;

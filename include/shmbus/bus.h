@@ -32,8 +32,12 @@ namespace shmbus {
 namespace detail {
 class Connection;
 struct PublisherCore;
+struct RingFollower;
 struct SubscriberCore;
 }  // namespace detail
+namespace shm {
+struct RingMessage;
+}  // namespace shm
 
 class Publisher;
 class Subscriber;
@@ -195,19 +199,10 @@ class Sample : private SampleView {  // private: a SampleView& to a Sample could
 
  private:
   friend class Subscriber;
-  // Holds the message `data`/`size` of `ring` (and `generation`) at `position`: built in place by try_take.
-  Sample(detail::SubscriberCore* owner, const std::byte* data, std::size_t size, uint64_t sequence,
-         uint64_t position, uint64_t publish_ns, uint64_t publisher_id, uint32_t ring, uint32_t generation) {
-    owner_ = owner;
-    data_ = data;
-    size_ = size;
-    sequence_ = sequence;
-    position_ = position;
-    publish_ns_ = publish_ns;
-    publisher_id_ = publisher_id;
-    ring_ = ring;
-    generation_ = generation;
-  }
+  // Holds the message `m` of the ring `from` follows, at `position`: built in place by try_take (defined
+  // inline in subscriber.cpp, its only user).
+  inline Sample(detail::SubscriberCore* owner, const detail::RingFollower& from, const shm::RingMessage& m,
+                uint64_t position);
   void release() {
     if (owner_ != nullptr) release_held();
   }
