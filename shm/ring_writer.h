@@ -97,13 +97,18 @@ class RingWriter {
 
  private:
   // The two halves of writing one message, shared by claim()/commit() and write_batch().
-  // Marks the slot at head_ busy before its payload is touched, so that a lapped reader (seqlock check) sees
-  // the overwrite. relaxed + release fence: the mark is ordered before the payload stores that follow (free
-  // on x86).
+  // Lossy: marks the slot at head_ busy before its payload is touched, so that a lapped reader (seqlock
+  // check) sees the overwrite. relaxed + release fence: the mark is ordered before the payload stores that
+  // follow (free on x86). Lossless: no mark. No reader is at a slot the writer rewrites (the cursors gate it,
+  // and a joiner starts two slots clear of the writer: TopicRegistry::add_subscriber), and the mark would
+  // cost a second cross-core transfer of the slot's line when a reader is polling it: the mark takes the
+  // line, the reader's poll takes it back, the commit takes it again.
   SlotHeader* begin_slot() {
     SlotHeader* slot = ring_slot(ring_, geometry_, head_);
-    slot->sequence.store((head_ + 1) | kSlotBusyBit, std::memory_order_relaxed);
-    std::atomic_thread_fence(std::memory_order_release);
+    if (!lossless_) {
+      slot->sequence.store((head_ + 1) | kSlotBusyBit, std::memory_order_relaxed);
+      std::atomic_thread_fence(std::memory_order_release);
+    }
     return slot;
   }
   // Fills in the header of the slot begun at head_ (holding `count` messages: more than one if `flags` says
