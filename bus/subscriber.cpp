@@ -194,7 +194,9 @@ Subscriber::Subscriber(Subscriber&&) noexcept = default;
 Subscriber& Subscriber::operator=(Subscriber&&) noexcept = default;
 Subscriber::~Subscriber() = default;
 
-detail::RingFollower* detail::SubscriberCore::find_message(shm::RingReader::Message* m) {
+// Inline in its only caller, try_take_slow: one call less on every empty poll of a busy-polling subscriber.
+[[gnu::always_inline]] inline detail::RingFollower* detail::SubscriberCore::find_message(
+    shm::RingReader::Message* m) {
   // At the limit, follow a publisher change first: samples held from a ring freed since stop counting. Not
   // from a drain callback: drain holds a reader that following would replace.
   if (held >= options.max_held_samples && (draining || (check_epoch(), held >= options.max_held_samples)))
