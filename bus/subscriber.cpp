@@ -245,10 +245,9 @@ Sample Subscriber::try_take_slow() {
   return Sample(&c, *f, m, c.hold(f, m));
 }
 
-const SampleView* Subscriber::begin_run(std::size_t max, std::size_t* count, bool* lossy) {
+const SampleView* Subscriber::begin_run(std::size_t max, Run* run) {
   detail::SubscriberCore& c = *core_;
-  *count = 0;
-  *lossy = !c.topic.lossless;
+  run->lossy = !c.topic.lossless;
   if (c.draining) return nullptr;  // from a drain callback: see drain's REQUIRES
   shm::SlotHeader* slot = nullptr;
   shm::RingReader::Message first;
@@ -294,8 +293,10 @@ const SampleView* Subscriber::begin_run(std::size_t max, std::size_t* count, boo
   SampleView* v = c.run_views.data();
   uint64_t bytes = 0;
   const uint64_t taken = c.taken;
+  bool caught_up = false;
   const std::size_t n = reader.for_each_ready(
-      slot, first, limit, reader.publish_interval(), [&](const shm::RingReader::Message& m) {
+      slot, first, limit, reader.publish_interval(),
+      [&](const shm::RingReader::Message& m) {
         v->data_ = m.data;
         v->size_ = m.size;
         v->sequence_ = m.sequence;
@@ -307,14 +308,16 @@ const SampleView* Subscriber::begin_run(std::size_t max, std::size_t* count, boo
         c.sample_latency(taken + (v - c.run_views.data()), v->publish_ns_);
         c.run_next[v - c.run_views.data()] = {m.next_sub, m.next_offset};
         ++v;
-      });
+      },
+      &caught_up);
   // The views point into this mapping: no re-open and no look for messages until end_run.
   c.draining = true;
   c.visiting = f;
   c.run_size = n;
   c.run_bytes = bytes;
   c.run_short = n < limit;
-  *count = n;
+  run->count = n;
+  run->last = caught_up && c.active.size() == 1;
   return c.run_views.data();
 }
 

@@ -99,9 +99,10 @@ class RingReader {
   // each message after it that message() would return in turn: at most `max` (>= 1) messages in all, from at
   // most `max_slots` (>= 1) slots. Returns how many. Consumes nothing (consume() does). One tight pass: a
   // drain's run of ready messages. Stops before a corrupt packed slot (peek() and message() find it).
+  // *caught_up (if given): it stopped at a slot not yet committed, the writer's head as far as it knows.
   template <typename F>
   std::size_t for_each_ready(const SlotHeader* first_slot, const Message& first, std::size_t max,
-                             uint64_t max_slots, F&& visit) const {
+                             uint64_t max_slots, F&& visit, bool* caught_up = nullptr) const {
     std::byte* const end = ring_ + geometry_.ring_bytes;  // depth x slot_stride: the pointer steps land on it
     const SlotHeader* s = first_slot;
     Message m = first;
@@ -120,9 +121,13 @@ class RingReader {
         const std::byte* next = reinterpret_cast<const std::byte*>(s) + geometry_.slot_stride;
         s = reinterpret_cast<const SlotHeader*>(next == end ? ring_ : next);
         // acquire: as in look(); the payload and header fields of this slot are visible after it.
-        if (s->sequence.load(std::memory_order_acquire) != m.position + 2 ||
-            s->size > geometry_.max_message_size)
+        const uint64_t seq = s->sequence.load(std::memory_order_acquire);
+        if (seq != m.position + 2) {
+          // Below, or being written: not yet committed. Above: lapped (lossy), more to read.
+          if (caught_up != nullptr) *caught_up = (seq & ~kSlotBusyBit) <= m.position + 2;
           break;
+        }
+        if (s->size > geometry_.max_message_size) break;
       }
       if (!message_at(s, m.position + (sub == 0 ? 1 : 0), sub, offset, &m)) break;
     }

@@ -245,6 +245,33 @@ TEST(DrainTest, LappedLossyReaderCountsEveryLossExactly) {
 }
 
 // Two publisher threads and a draining thread: each publisher's messages once, in order (run under TSan).
+// One drain call hands over what every publisher has ready: a run that catches up with one ring ends the
+// call only when that ring is the only one (then nothing else can be ready).
+TEST(DrainTest, OneCallTakesWhatEveryPublisherHasReady) {
+  TestDaemon daemon;
+  Bus bus = daemon.connect();
+  PublisherOptions o;
+  o.topic.max_publishers = 3;
+  auto sub = bus.subscriber("drain/every", {.topic = o.topic});
+  ASSERT_TRUE(sub.ok());
+  std::vector<Publisher> pubs;
+  for (int p = 0; p < 3; ++p) {
+    auto pub = bus.publisher("drain/every", o);
+    ASSERT_TRUE(pub.ok());
+    pubs.push_back(std::move(pub).value());
+  }
+  for (uint64_t i = 0; i < 5; ++i) {
+    for (auto& pub : pubs) ASSERT_TRUE(pub.publish(bytes_of(i)).ok());
+  }
+  std::map<uint64_t, uint64_t> counts;
+  const std::size_t n = sub->drain(100, [&](const SampleView& v) { ++counts[v.publisher_id()]; });
+  EXPECT_EQ(n, 15u) << "all three rings in one call";
+  for (auto& pub : pubs) EXPECT_EQ(counts[pub.id()], 5u);
+  ASSERT_TRUE(pubs[1].publish(bytes_of(5)).ok());
+  EXPECT_EQ(drain_values(*sub, 100), std::vector<uint64_t>{5});
+  EXPECT_EQ(drain_values(*sub, 100).size(), 0u);
+}
+
 TEST(DrainTest, ThreadedPublishersLosslessInOrder) {
   TestDaemon daemon;
   Bus bus = daemon.connect();

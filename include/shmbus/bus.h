@@ -228,31 +228,31 @@ class Subscriber {
   // Hands up to `max` messages that are ready now to `on_message(const SampleView&)`, in order per publisher,
   // and returns how many it handed over; never waits (pair it with WaitSet or has_data). Cheaper per message
   // than try_take when several are ready (64 B, callgrind: a take ~171 instructions; a message of a drain of
-  // 8 ~100, of 64 ~75; a drain of one ~300): no Sample, nothing held; views come in runs of up to 64 (and a
-  // quarter ring), consumed when the run's last callback returns; the read position goes out after every
-  // quarter ring and when drain leaves a publisher's ring (what it consumed is free). taken() counts them by
-  // the time drain returns. A callback that throws stops drain: the messages before it are consumed and
-  // counted, the one it threw on is handed over again by the next take or drain. REQUIRES: the callback calls
-  // nothing on this subscriber but its const accessors (a take, has_data or drain from inside finds nothing).
-  // Inline: the callback runs in a loop over runs of up to 64 ready slots, each found by one out-of-line
-  // pass, so a message costs the callback and a few instructions, not a call with the loop's state spilled
-  // around it.
+  // 8 ~95, of 64 ~70; a drain that finds one ~310, two ~190 a message): no Sample, nothing held; views come
+  // in runs of up to 64 (and a quarter ring), consumed when the run's last callback returns; the read
+  // position goes out after every quarter ring and when drain leaves a publisher's ring (what it consumed is
+  // free). taken() counts them by the time drain returns. A callback that throws stops drain: the messages
+  // before it are consumed and counted, the one it threw on is handed over again by the next take or drain.
+  // REQUIRES: the callback calls nothing on this subscriber but its const accessors (a take, has_data or
+  // drain from inside finds nothing). Inline: the callback runs in a loop over runs of up to 64 ready slots,
+  // each found by one out-of-line pass, so a message costs the callback and a few instructions, not a call
+  // with the loop's state spilled around it.
   template <typename F>
   std::size_t drain(std::size_t max, F&& on_message) {
     std::size_t n = 0;
     while (n < max) {
-      std::size_t got = 0;
-      bool lossy = false;
-      const SampleView* run = begin_run(max - n, &got, &lossy);
-      if (got == 0) break;
-      RunEnd end{*this, n + got == max};  // consumes what was handed over, also when the callback throws
-      for (; end.consumed < got; ++end.consumed) {
+      Run r;
+      const SampleView* run = begin_run(max - n, &r);
+      if (r.count == 0) break;
+      RunEnd end{*this, n + r.count == max};  // consumes what was handed over, also when the callback throws
+      for (; end.consumed < r.count; ++end.consumed) {
         // Lossy: a view found ready before the callbacks may have been overwritten since; the run ends there
         // and the next one counts what the publisher's lap cost.
-        if (lossy && end.consumed > 0 && !run[end.consumed].still_valid()) break;
+        if (r.lossy && end.consumed > 0 && !run[end.consumed].still_valid()) break;
         on_message(run[end.consumed]);
       }
       n += end.consumed;
+      if (r.last && end.consumed == r.count) break;
     }
     return n;
   }
@@ -282,9 +282,17 @@ class Subscriber {
   Sample try_take_slow();
   // drain's two halves. begin_run finds a ring with a message ready and views its consecutive ready messages,
   // at most `max` and 64, from at most a quarter ring of slots (the cursor goes out between runs): returns
-  // the views (valid until end_run) and their count in *count, 0 if nothing is ready; *lossy if the ring may
-  // overwrite them. end_run consumes the first `consumed` of them; `last`: drain stops after this run.
-  const SampleView* begin_run(std::size_t max, std::size_t* count, bool* lossy);
+  // the views (valid until end_run) and fills in `run`. end_run consumes the first `consumed` of them;
+  // `last`: drain stops after this run.
+  struct Run {
+    std::size_t count = 0;  // views; 0 if nothing is ready
+    bool lossy = false;     // the ring may overwrite them
+    // Nothing else was ready when the run was found: it ended at a slot not yet committed, on the only ring.
+    // Another begin_run now would poll that ring again for a message that was not there a moment ago; drain
+    // returns instead.
+    bool last = false;
+  };
+  const SampleView* begin_run(std::size_t max, Run* run);
   void end_run(std::size_t consumed, bool last) noexcept;
   struct RunEnd {
     Subscriber& subscriber;
