@@ -88,7 +88,8 @@ void PublisherCore::detach() {
 }  // namespace detail
 
 void Loan::abandon(detail::PublisherCore* owner) {
-  // The slot stays marked busy for the position it was lent for; the next loan reuses it.
+  // The slot stays uncommitted (marked busy on a lossy ring) for the position it was lent for; the next loan
+  // reuses it.
   owner->loan_outstanding = false;
 }
 

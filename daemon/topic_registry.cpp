@@ -91,11 +91,7 @@ struct TopicRegistry::Topic {
     return total;
   }
   // Messages ring p committed: its head counts slots, and a packed slot holds several.
-  uint64_t messages_of(uint32_t p) const {
-    // relaxed: statistics, written by the ring's writer.
-    return std::max(ring(p)->messages.load(std::memory_order_relaxed),
-                    ring(p)->head.load(std::memory_order_relaxed));
-  }
+  uint64_t messages_of(uint32_t p) const { return shm::messages_committed(*ring(p)); }
   // Messages of ring p from the slot at `position` (< head) on: its first message's sequence says how many
   // came before, if the slot still holds that position; else the slots, each at least one message.
   uint64_t messages_from(uint32_t p, uint64_t position, uint64_t head, uint64_t messages) const {
@@ -106,8 +102,10 @@ struct TopicRegistry::Topic {
       const uint64_t before = slot->first_message - 1;
       // acquire fence, then the sequence again: a lossy writer did not rewrite the slot meanwhile (seqlock).
       std::atomic_thread_fence(std::memory_order_acquire);
+      // At least a message a slot: a lossless writer rewriting the slot (no busy mark) may have written a
+      // later first_message before its commit.
       if (slot->sequence.load(std::memory_order_relaxed) == position + 1 && before <= messages)
-        return messages - before;
+        return std::max(messages - before, head - position);
     }
     return head - position;
   }
@@ -782,8 +780,9 @@ void TopicRegistry::sample_metrics(Topic& t, uint64_t now) {
     }
     const shm::SubscriberSlot* slot = t.subscriber(s);
     // Read in this order: cursors, then the reader's counters, then heads. A cursor never passes the position
-    // the counters stored before it account for (acquire: pairs with the reader's seq_cst cursor store, which
-    // follows its relaxed counter stores), and heads only grow; so `upper` bounds the backlog from above.
+    // the counters stored before it account for (acquire: pairs with the reader's release or seq_cst cursor
+    // store, which follows its relaxed counter stores), and heads only grow; so `upper` bounds the backlog
+    // from above.
     for (uint32_t p = 0; p < g.max_publishers; ++p) {
       const uint64_t v = t.cursor(p, s)->value.load(std::memory_order_acquire);
       const uint32_t generation = t.ring(p)->generation.load(std::memory_order_relaxed) & 0xffff;
@@ -853,7 +852,7 @@ void TopicRegistry::report(toml::table* doc) const {
       bytes += r->bytes.load(std::memory_order_relaxed);
       const uint64_t used = head - std::min(head, t.slowest(p));
       in_use += state == shm::kSlotActive ? std::min<uint64_t>(used, g.depth) : 0;
-      const bool loan = state == shm::kSlotActive && r->loaned.load(std::memory_order_relaxed) != 0;
+      const bool loan = state == shm::kSlotActive && shm::loan_outstanding(*r);
       loaned += loan;
       publishers += state == shm::kSlotActive;
       pubs.push_back(toml::table{

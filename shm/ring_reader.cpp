@@ -74,10 +74,12 @@ void RingReader::publish_and_wake(uint64_t oldest) {
 void RingReader::publish_cursor_idle_slow() {
   const uint64_t oldest = oldest_in_use();
   if (oldest == published_) return;
-  // relaxed: a hint. A writer seen waiting gets the Dekker publication and its wake-up (it may wait behind a
-  // sample held for long, which the quarter rule would not move). One that starts waiting just after this
-  // load is a ring ahead of a cursor that publish_cursor() moves on a quarter ring later (see the header).
-  if (slot_->writer_waiting.load(std::memory_order_relaxed) != 0) {
+  // While a sample is held, the Dekker publication: the quarter rule counts from the oldest held position,
+  // so it may never move the cursor again, and a writer that waits behind it (its wait racing this store)
+  // must be seen and woken. With nothing held, a waiting writer is a ring ahead of a cursor that lags the
+  // read position by less than a quarter ring, and publish_cursor() wakes it a quarter ring on (see the
+  // header); then only a writer seen waiting (relaxed: a hint) is woken now.
+  if (!held_.empty() || slot_->writer_waiting.load(std::memory_order_relaxed) != 0) {
     publish_and_wake(oldest);
     return;
   }

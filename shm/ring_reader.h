@@ -164,8 +164,8 @@ class RingReader {
   }
   // Publishes the cursor if it moved at all, when the reader caught up or leaves the ring (a drain's visit
   // ends): the writer's room and the daemon's slots_in_use are exact while the reader is idle. A plain
-  // release store unless a writer is seen waiting: no writer needs it to go on (see publish_cursor), so a
-  // reader keeping up with a stream pays no fence per message for it.
+  // release store when nothing is held and no writer is seen waiting: no writer needs it to go on then (see
+  // publish_cursor), so a reader keeping up with a stream pays no fence per message for it.
   void publish_cursor_idle() {
     if (held_.empty() && read_position_ == published_) return;
     publish_cursor_idle_slow();

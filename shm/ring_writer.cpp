@@ -134,8 +134,8 @@ std::size_t RingWriter::write_batch(std::span<const std::span<const std::byte>> 
     // Lossless: as many slots as the slowest reader left free (at least one: the gate is open). Lossy: at
     // most a ring, so that no slot is written twice in one batch.
     const uint64_t room = lossless_ ? geometry_.depth - (head_ - cached_slowest_) : geometry_.depth;
-    // relaxed: a statistic for `stats` (loans outstanding at a crash).
-    slot_->loaned.store(1, std::memory_order_relaxed);
+    // relaxed: a statistic for `stats` (loans outstanding, also at a crash), as in claim().
+    slot_->loaned.store(head_ + 1, std::memory_order_relaxed);
     uint64_t bytes = 0;
     std::size_t written = 0;
     // Slot by slot, as claim() + commit() do, so that the daemon's invariants hold at every moment: head
@@ -164,7 +164,7 @@ std::size_t RingWriter::write_batch(std::span<const std::span<const std::byte>> 
     }
     bytes_ += bytes;
     slot_->bytes.store(bytes_, std::memory_order_relaxed);
-    slot_->loaned.store(0, std::memory_order_relaxed);
+    if (written == 0) slot_->loaned.store(0, std::memory_order_relaxed);  // head did not move past it
     // One check for sleepers (and one wake-up) a chunk. Without cheap commits, a seq_cst fence orders the
     // sequences before it (Dekker with a reader going to sleep), once for the whole chunk.
     if (!cheap_commit_) std::atomic_thread_fence(std::memory_order_seq_cst);

@@ -56,8 +56,8 @@ class RingWriter {
     }
     SlotHeader* slot = begin_slot();
     claimed_ = slot;
-    // relaxed: a statistic for `stats` (loans outstanding at a crash).
-    slot_->loaned.store(1, std::memory_order_relaxed);
+    // relaxed: a statistic for `stats` (loans outstanding, also at a crash); the commit's head store ends it.
+    slot_->loaned.store(head_ + 1, std::memory_order_relaxed);
     return slot_payload(slot);
   }
 
@@ -70,9 +70,8 @@ class RingWriter {
     end_slot(claimed_, size, publish_ns, /*seq_cst=*/!cheap_commit_);
     PublisherSlot* const ps = slot_;
     bytes_ += size;
-    // relaxed: statistics for `stats` (bytes committed, loans outstanding at a crash), single writer.
+    // relaxed: a statistic for `stats`, single writer.
     ps->bytes.store(bytes_, std::memory_order_relaxed);
-    ps->loaned.store(0, std::memory_order_relaxed);
     if (sleepers_present()) [[unlikely]] {
       wake_readers();
     } else {
@@ -99,8 +98,9 @@ class RingWriter {
   // The two halves of writing one message, shared by claim()/commit() and write_batch().
   // Lossy: marks the slot at head_ busy before its payload is touched, so that a lapped reader (seqlock
   // check) sees the overwrite. relaxed + release fence: the mark is ordered before the payload stores that
-  // follow (free on x86). Lossless: no mark. No reader is at a slot the writer rewrites (the cursors gate it,
-  // and a joiner starts two slots clear of the writer: TopicRegistry::add_subscriber), and the mark would
+  // follow (free on x86). Lossless: no mark. No reader is at a slot the writer rewrites: the cursors gate it,
+  // and a joiner starts two slots behind the head the daemon read after pinning every ring at 0
+  // (TopicRegistry::add_subscriber), far behind in practice by the time it reads. The mark would
   // cost a second cross-core transfer of the slot's line when a reader is polling it: the mark takes the
   // line, the reader's poll takes it back, the commit takes it again.
   SlotHeader* begin_slot() {
@@ -127,8 +127,10 @@ class RingWriter {
     slot->size = size;
     slot->flags = flags;
     slot->first_message = first;
-    // relaxed: a statistic (stats, published()); the line is ours, as head's store below.
-    ps->messages.store(first + count - 1, std::memory_order_relaxed);
+    // relaxed: a statistic (stats); the line is ours, as head's store below. Only once packing made messages
+    // and head differ (messages_committed): a store fewer a publish, as each is a store buffer entry that
+    // waits behind the slot's line while a reader holds it.
+    if (messages_ != head) ps->messages.store(messages_, std::memory_order_relaxed);
     if (seq_cst) {
       slot->sequence.store(head, std::memory_order_seq_cst);
     } else {

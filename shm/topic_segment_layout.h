@@ -12,6 +12,7 @@
 // with the header before use, so a corrupted header is refused instead of followed.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -25,8 +26,9 @@ inline constexpr std::size_t kCacheLine = 64;
 inline constexpr uint64_t kTopicMagic = 0x3150'4f54'5355'4253;  // "SBUSTOP1" little-endian
 // 2: readers arm the wake word (bit 0) before sleeping; 3: packed slots, SlotHeader::first_message,
 // PublisherSlot::messages; 4: SubscriberSlot::sleeping is a count, and a reader stays counted in sleepers
-// between blocking takes.
-inline constexpr uint32_t kLayoutVersion = 4;
+// between blocking takes; 5: PublisherSlot::loaned holds the lent position + 1, and messages is written only
+// once it differs from head (two stores fewer a publish).
+inline constexpr uint32_t kLayoutVersion = 5;
 inline constexpr std::size_t kMaxTopicNameBytes = 255;
 
 // Limits that keep every size computation far from overflow.
@@ -133,9 +135,11 @@ struct alignas(kCacheLine) PublisherSlot {
   alignas(kCacheLine) std::atomic<uint64_t> head;  // positions committed so far (= next position)
   std::atomic<uint64_t> bytes;                     // payload bytes committed
   std::atomic<uint64_t> gate_timeouts;             // lossless loans that timed out on a full ring
-  std::atomic<uint32_t> loaned;                    // 1 while a loan is outstanding
-  uint8_t pad1_[4];
-  // Messages committed so far: head counts slots, and a packed slot holds several messages.
+  // head + 1 when the slot at head was lent (claimed) and not yet committed: a loan is outstanding while
+  // loaned == head + 1. Written once a claim, never at the commit (which moves head past it).
+  std::atomic<uint64_t> loaned;
+  // Messages committed so far: head counts slots, and a packed slot holds several. Written only once packing
+  // made the two differ; until then it may lag and readers take head (messages_committed below).
   std::atomic<uint64_t> messages;
   uint8_t pad1b_[24];
 
@@ -147,6 +151,14 @@ static_assert(offsetof(PublisherSlot, head) == 64);
 static_assert(offsetof(PublisherSlot, messages) == 96);
 static_assert(offsetof(PublisherSlot, writer_waiting) == 128);
 static_assert(sizeof(PublisherSlot) == 192);
+
+// What the writer's statistics say (relaxed reads: a gauge and a counter, racing the writer).
+inline bool loan_outstanding(const PublisherSlot& p) {
+  return p.loaned.load(std::memory_order_relaxed) == p.head.load(std::memory_order_relaxed) + 1;
+}
+inline uint64_t messages_committed(const PublisherSlot& p) {
+  return std::max(p.messages.load(std::memory_order_relaxed), p.head.load(std::memory_order_relaxed));
+}
 
 // One reader's position in one ring, alone on its line: only that reader writes it (lazily), the writer reads
 // it only when the ring looks full.
@@ -199,7 +211,7 @@ inline constexpr uint32_t kSlotPacked = 1;
 
 // Header of every ring slot; the payload follows it directly so a small message and its sequence share lines.
 struct SlotHeader {
-  std::atomic<uint64_t> sequence;  // position + 1 once committed; kSlotBusyBit while being written
+  std::atomic<uint64_t> sequence;  // position + 1 once committed; lossy: kSlotBusyBit while being written
   uint64_t publish_ns;             // CLOCK_MONOTONIC
   uint32_t size;                   // payload bytes; readers check it against max_message_size
   uint32_t flags;                  // kSlotPacked or 0

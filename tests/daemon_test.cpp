@@ -419,6 +419,39 @@ TEST(ReclaimTest, KilledSubscriberHoldingMessagesIsReclaimed) {
   EXPECT_EQ(after["topic"][0]["slots_in_use"].value<int64_t>(), 0) << "held slots returned";
 }
 
+// The writer's statistics as `stats` shows them: a live loan counts while it is out, and messages count
+// every message, also those packed several to a slot by publish_batch (then head, in slots, falls behind).
+TEST(StatsTest, LoansAndPackedMessagesAreCountedExactly) {
+  TestDaemon daemon;
+  Bus bus = daemon.connect();
+  PublisherOptions o;
+  o.topic.max_message_size = 256;
+  auto sub = bus.subscriber("stats/writer", {.topic = o.topic});
+  auto pub = bus.publisher("stats/writer", o);
+  ASSERT_TRUE(sub.ok() && pub.ok());
+  for (int round = 0; round < 2; ++round) {
+    auto loan = pub->loan();
+    ASSERT_TRUE(loan.ok());
+    EXPECT_EQ(stats_of(daemon)["topic"][0]["loaned"].value<int64_t>(), 1) << "round " << round;
+    loan->set_size(8);
+    pub->publish(std::move(loan).value());
+    EXPECT_EQ(stats_of(daemon)["topic"][0]["loaned"].value<int64_t>(), 0) << "round " << round;
+  }
+  EXPECT_EQ(stats_of(daemon)["topic"][0]["messages"].value<int64_t>(), 2);
+  const std::array<std::byte, 16> m{};
+  const std::vector<std::span<const std::byte>> batch(10, std::span<const std::byte>(m));
+  auto n = pub->publish_batch(batch);
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(*n, 10u);
+  ASSERT_TRUE(pub->publish(std::span<const std::byte>(m)).ok());  // one more, after packing
+  EXPECT_EQ(stats_of(daemon)["topic"][0]["messages"].value<int64_t>(), 13);
+  EXPECT_EQ(stats_of(daemon)["topic"][0]["loaned"].value<int64_t>(), 0);
+  EXPECT_EQ(pub->published(), 13u);
+  int taken = 0;
+  while (sub->try_take()) ++taken;
+  EXPECT_EQ(taken, 13);
+}
+
 TEST(ReclaimTest, PublisherKilledMidLoanIsReclaimedAndOthersFlow) {
   TestDaemon daemon;
   Bus bus = daemon.connect();

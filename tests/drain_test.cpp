@@ -244,9 +244,9 @@ TEST(DrainTest, LappedLossyReaderCountsEveryLossExactly) {
   EXPECT_EQ(sub->taken(), received);
 }
 
-// Two publisher threads and a draining thread: each publisher's messages once, in order (run under TSan).
 // One drain call hands over what every publisher has ready: a run that catches up with one ring ends the
-// call only when that ring is the only one (then nothing else can be ready).
+// call only when that ring is the only one (another begin_run would find nothing more, or a publisher that
+// joined during the call, which the next call then finds).
 TEST(DrainTest, OneCallTakesWhatEveryPublisherHasReady) {
   TestDaemon daemon;
   Bus bus = daemon.connect();
@@ -272,6 +272,7 @@ TEST(DrainTest, OneCallTakesWhatEveryPublisherHasReady) {
   EXPECT_EQ(drain_values(*sub, 100).size(), 0u);
 }
 
+// Two publisher threads and a draining thread: each publisher's messages once, in order (run under TSan).
 TEST(DrainTest, ThreadedPublishersLosslessInOrder) {
   TestDaemon daemon;
   Bus bus = daemon.connect();

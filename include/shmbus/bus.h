@@ -289,7 +289,7 @@ class Subscriber {
     bool lossy = false;     // the ring may overwrite them
     // Nothing else was ready when the run was found: it ended at a slot not yet committed, on the only ring.
     // Another begin_run now would poll that ring again for a message that was not there a moment ago; drain
-    // returns instead.
+    // returns instead (a publisher that joined meanwhile is found by the next call).
     bool last = false;
   };
   const SampleView* begin_run(std::size_t max, Run* run);
