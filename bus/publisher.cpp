@@ -91,6 +91,8 @@ void Loan::abandon(detail::PublisherCore* owner) {
   // The slot stays uncommitted (marked busy on a lossy ring) for the position it was lent for; the next loan
   // reuses it.
   owner->loan_outstanding = false;
+  // relaxed: a flag; a lost endpoint's ring may be another publisher's now.
+  if (owner->attached && !owner->lost.load(std::memory_order_relaxed)) owner->writer.abandon();
 }
 
 Publisher::Publisher() = default;

@@ -26,9 +26,8 @@ RingWriter::RingWriter(std::byte* base, const TopicGeometry& g, uint32_t index, 
       cheap_commit_(register_cheap_commits()) {
   // acquire: pairs with the daemon's release when it (re)initialised this ring for us.
   head_ = slot_->head.load(std::memory_order_acquire);
-  // relaxed: messages is written with head by the ring's previous writer or reset by the daemon before it
-  // handed the ring over (bytes always reset), ordered by head's acquire. From now on this writer is their
-  // only writer.
+  // relaxed: messages (which may lag head: see PublisherSlot) and bytes were reset by the daemon before it
+  // handed the ring over, ordered by head's acquire. From now on this writer is their only writer.
   messages_ = std::max(slot_->messages.load(std::memory_order_relaxed), head_);
   bytes_ = slot_->bytes.load(std::memory_order_relaxed);
   seen_subscribers_epoch_ = header_->subscribers_epoch.load(std::memory_order_acquire);
@@ -134,7 +133,7 @@ std::size_t RingWriter::write_batch(std::span<const std::span<const std::byte>> 
     // Lossless: as many slots as the slowest reader left free (at least one: the gate is open). Lossy: at
     // most a ring, so that no slot is written twice in one batch.
     const uint64_t room = lossless_ ? geometry_.depth - (head_ - cached_slowest_) : geometry_.depth;
-    // relaxed: a statistic for `stats` (loans outstanding, also at a crash), as in claim().
+    // relaxed: a statistic for `stats` (loans outstanding), as in claim().
     slot_->loaned.store(head_ + 1, std::memory_order_relaxed);
     uint64_t bytes = 0;
     std::size_t written = 0;

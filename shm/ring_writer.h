@@ -56,7 +56,7 @@ class RingWriter {
     }
     SlotHeader* slot = begin_slot();
     claimed_ = slot;
-    // relaxed: a statistic for `stats` (loans outstanding, also at a crash); the commit's head store ends it.
+    // relaxed: a statistic for `stats` (loans outstanding); the commit's head store ends it, abandon() too.
     slot_->loaned.store(head_ + 1, std::memory_order_relaxed);
     return slot_payload(slot);
   }
@@ -88,6 +88,12 @@ class RingWriter {
   std::size_t write_batch(std::span<const std::span<const std::byte>> messages, uint64_t publish_ns,
                           std::chrono::nanoseconds timeout);
 
+  // The loan claim() made ends without a commit (the next claim reuses its slot): `stats` stops counting it.
+  void abandon() {
+    // relaxed: a statistic, as in claim().
+    slot_->loaned.store(0, std::memory_order_relaxed);
+  }
+
   // Slots committed so far (the next slot's sequence number minus one).
   uint64_t head() const { return head_; }
   // Messages committed so far (head() plus the extra messages of packed slots).
@@ -98,11 +104,11 @@ class RingWriter {
   // The two halves of writing one message, shared by claim()/commit() and write_batch().
   // Lossy: marks the slot at head_ busy before its payload is touched, so that a lapped reader (seqlock
   // check) sees the overwrite. relaxed + release fence: the mark is ordered before the payload stores that
-  // follow (free on x86). Lossless: no mark. No reader is at a slot the writer rewrites: the cursors gate it,
-  // and a joiner starts two slots behind the head the daemon read after pinning every ring at 0
-  // (TopicRegistry::add_subscriber), far behind in practice by the time it reads. The mark would
-  // cost a second cross-core transfer of the slot's line when a reader is polling it: the mark takes the
-  // line, the reader's poll takes it back, the commit takes it again.
+  // follow (free on x86). Lossless: no mark. No subscriber reads a slot the writer rewrites: the cursors
+  // gate it, and a joiner's history start stays two slots clear of the ring's far end
+  // (TopicRegistry::add_subscriber). (The daemon's metrics may read a slot being rewritten; they bound
+  // what they find.) The mark would cost a second cross-core transfer of the slot's line when a reader is
+  // polling it: the mark takes the line, the reader's poll takes it back, the commit takes it again.
   SlotHeader* begin_slot() {
     SlotHeader* slot = ring_slot(ring_, geometry_, head_);
     if (!lossless_) {

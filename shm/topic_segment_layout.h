@@ -136,7 +136,8 @@ struct alignas(kCacheLine) PublisherSlot {
   std::atomic<uint64_t> bytes;                     // payload bytes committed
   std::atomic<uint64_t> gate_timeouts;             // lossless loans that timed out on a full ring
   // head + 1 when the slot at head was lent (claimed) and not yet committed: a loan is outstanding while
-  // loaned == head + 1. Written once a claim, never at the commit (which moves head past it).
+  // loaned == head + 1. Written once a claim (and a write_batch chunk), not at the commit, which moves head
+  // past it; cleared when a loan is abandoned.
   std::atomic<uint64_t> loaned;
   // Messages committed so far: head counts slots, and a packed slot holds several. Written only once packing
   // made the two differ; until then it may lag and readers take head (messages_committed below).
@@ -148,6 +149,7 @@ struct alignas(kCacheLine) PublisherSlot {
   uint8_t pad2_[60];
 };
 static_assert(offsetof(PublisherSlot, head) == 64);
+static_assert(offsetof(PublisherSlot, loaned) == 88);
 static_assert(offsetof(PublisherSlot, messages) == 96);
 static_assert(offsetof(PublisherSlot, writer_waiting) == 128);
 static_assert(sizeof(PublisherSlot) == 192);

@@ -438,6 +438,12 @@ TEST(StatsTest, LoansAndPackedMessagesAreCountedExactly) {
     EXPECT_EQ(stats_of(daemon)["topic"][0]["loaned"].value<int64_t>(), 0) << "round " << round;
   }
   EXPECT_EQ(stats_of(daemon)["topic"][0]["messages"].value<int64_t>(), 2);
+  {
+    auto abandoned = pub->loan();
+    ASSERT_TRUE(abandoned.ok());
+    EXPECT_EQ(stats_of(daemon)["topic"][0]["loaned"].value<int64_t>(), 1);
+  }
+  EXPECT_EQ(stats_of(daemon)["topic"][0]["loaned"].value<int64_t>(), 0) << "an abandoned loan is not counted";
   const std::array<std::byte, 16> m{};
   const std::vector<std::span<const std::byte>> batch(10, std::span<const std::byte>(m));
   auto n = pub->publish_batch(batch);
